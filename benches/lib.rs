@@ -1,0 +1,1 @@
+//! Benchmarks live beside this file; run them with `cargo bench -p bmcert-benches`.

@@ -1,0 +1,3 @@
+//! Unpublished test helpers: fixtures and real peer processes.
+#![deny(missing_docs)]
+#![warn(unreachable_pub)]
