@@ -1,3 +1,62 @@
-//! Certificate store: trait, directory backend, crash-safe installs, history, watch and locks.
+//! The certificate store: what a certificate installation keeps, how it is changed safely,
+//! and how every process learns about changes.
+//!
+//! - [`Store`] is the trait: per [`Target`](bmcert_topology::Target) the current
+//!   [`Bundle`] (chain + [`SecretKey`] + [`BundleMeta`]), the last 3 previous versions,
+//!   rollback and disable; a small key-value area ([`RecordKey`], [`Record`]) for the ACME
+//!   account, terms acceptance, HTTP-01 tokens and renewal/warning state; store-wide
+//!   [`Revision`]s with compare-and-swap ([`Condition`]); a change feed ([`Watch`]); and
+//!   locks with expiry and fencing tokens ([`Lease`], [`Fence`]). It is designed for a
+//!   distributed backend (etcd) as much as for the directory one.
+//! - [`DirStore`] is the embedded default: one directory, crash-safe installs, advisory
+//!   file locking between processes, inotify-based watch.
+//!
+//! This crate does not parse or check certificates (`bmcert-bundle` does, before an
+//! install), does not serve them (`bmcert-resolve` does, from a [`Store`]) and has no
+//! install policy such as "the system certificate cannot be disabled" (the `bmcert`
+//! facade's `CertManager` has).
+//!
+//! # Example
+//!
+//! ```ignore
+//! use bmcert_store::{block_on, Condition, DirStore, RecordKey, Store};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = DirStore::open(dir.path().join("store")).unwrap();
+//! let key = RecordKey::new("acme/terms").unwrap();
+//! let rev = block_on(store.put(&key, b"accepted", &Condition::absent())).unwrap();
+//! let record = block_on(store.get(&key)).unwrap().unwrap();
+//! assert_eq!((record.revision, record.secret_value()), (rev, &b"accepted"[..]));
+//! // A second create loses the compare-and-swap.
+//! assert!(block_on(store.put(&key, b"again", &Condition::absent())).is_err());
+//! ```
+//!
+//! # Conformance
+//!
+//! With the `conformance` feature, [`conformance::run_all`] checks any [`Store`] against
+//! the trait's contract; every backend's tests call it.
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
+
+mod block_on;
+// mod dir;
+mod error;
+// pub mod fs_ops;
+pub mod keys;
+mod store;
+mod types;
+mod watch;
+
+pub use block_on::block_on;
+// pub use dir::{DirStore, DirStoreOptions};
+pub use error::StoreError;
+pub use store::{Store, StoreFuture};
+pub use types::{
+    Bundle, BundleMeta, Change, ChangeKey, ChangeKind, Condition, Expect, Fence, Fingerprint,
+    Installed, KeyFormat, Lease, Listed, Record, RecordKey, RecordKeyError, Revision, SecretKey,
+    Source,
+};
+pub use watch::{Watch, WatchSender};
+
+/// How many versions older than the current one a store keeps per target.
+pub const HISTORY_DEPTH: usize = 3;

@@ -1,0 +1,102 @@
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::types::{Expect, Revision};
+
+/// Why a store operation failed.
+///
+/// Messages say which key or file was involved and what to do; they never contain key
+/// material or record values.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// A conditional write found something other than it expected (compare-and-swap lost).
+    #[error("{key} changed concurrently: expected {expected:?}, found {}; re-read and retry", match .actual { Some(r) => r.to_string(), None => "nothing".to_owned() })]
+    Conflict {
+        /// The key written.
+        key: String,
+        /// What the write expected.
+        expected: Expect,
+        /// The revision found (`None`: absent).
+        actual: Option<Revision>,
+    },
+    /// A fenced write whose lock has expired or was taken by someone else.
+    #[error("the lock `{lock}` is no longer held with token {token}: the write was refused (another server may have taken over the work)")]
+    Fenced {
+        /// The lock name.
+        lock: String,
+        /// The stale token.
+        token: u64,
+    },
+    /// A lock is held by someone else.
+    #[error("the lock `{lock}` is held by {holder} until {expires_at}")]
+    LockHeld {
+        /// The lock name.
+        lock: String,
+        /// Its holder.
+        holder: String,
+        /// Its expiry (RFC 3339).
+        expires_at: String,
+    },
+    /// There is nothing to act on (no current bundle, no such lock...).
+    #[error("{0}")]
+    NotFound(String),
+    /// A rollback without an older version to return to.
+    #[error("{target} has no previous version to roll back to (the store keeps the last 3)")]
+    NoPreviousVersion {
+        /// The target.
+        target: String,
+    },
+    /// A bundle refused before writing (empty chain, empty key, wrong fingerprint).
+    #[error("invalid bundle: {0}")]
+    InvalidBundle(String),
+    /// A watch asked to resume from a revision whose changes are no longer kept.
+    #[error("changes before {oldest} are no longer kept (asked from {requested}); reload everything and watch from the current revision")]
+    Compacted {
+        /// The revision asked for.
+        requested: Revision,
+        /// The oldest revision still available.
+        oldest: Revision,
+    },
+    /// A file system operation failed.
+    #[error("could not {action} {}: {message}", .path.display())]
+    Io {
+        /// What was being done (`write`, `fsync`, `rename`...).
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error kind.
+        kind: io::ErrorKind,
+        /// The OS error text.
+        message: String,
+    },
+    /// A stored file is unreadable or inconsistent.
+    #[error("the store file {} is damaged: {reason}; restore it from a backup or re-install the certificate", .path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The backend cannot be reached (distributed backends).
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl StoreError {
+    pub(crate) fn io(action: &'static str, path: &Path, err: &io::Error) -> Self {
+        Self::Io {
+            action,
+            path: path.to_owned(),
+            kind: err.kind(),
+            message: err.to_string(),
+        }
+    }
+
+    pub(crate) fn corrupt(path: &Path, reason: impl Into<String>) -> Self {
+        Self::Corrupt {
+            path: path.to_owned(),
+            reason: reason.into(),
+        }
+    }
+}
