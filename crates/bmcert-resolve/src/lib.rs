@@ -1,3 +1,66 @@
 //! Certificate resolution by service and SNI for rustls, following the store live.
+//!
+//! One installation serves many domains, each possibly with its own login URL and
+//! certificate. This crate decides, on every TLS handshake, which certificate to present:
+//!
+//! | service | name asked for (SNI) | certificate | [`Reason`] |
+//! |---|---|---|---|
+//! | HTTPS | a domain site's URL host or extra name, domain has a certificate | the domain's | `Dedicated` |
+//! | HTTPS | a domain site's URL host or extra name, no certificate | system | `FallbackToSystem` |
+//! | HTTPS | the system URL host or an extra system name | system | `SystemName` |
+//! | HTTPS | any other name | system | `UnknownName` |
+//! | HTTPS | none | system | `NoSni` |
+//! | IMAP, SMTP, POP3, ManageSieve | anything | system | `MailAlwaysSystem` |
+//!
+//! Names compare as lower-case A-labels with the trailing dot ignored. When two sites claim
+//! the same name, the system keeps it, then the first domain in topology order
+//! ([`CertIndex::conflicts`] lists the losers).
+//!
+//! The pieces, from the inside out:
+//! - [`CertIndex`]: sans-I/O and immutable name map built from a
+//!   [`Topology`](bmcert_topology::Topology), with one atomically swappable certificate slot
+//!   per target. Lookups lower-case into a stack buffer: no heap allocation, no lock.
+//! - [`LiveIndex`]: the current `CertIndex` behind an `arc-swap` pointer, with serialized
+//!   writers; one certificate change is one pointer store, a topology change swaps a new
+//!   index in. A certificate that fails to load keeps the previous one in service and is
+//!   listed by [`LiveIndex::failures`].
+//! - [`ResolvesServerCertUsingSniWithFallback`] (HTTPS) and [`ResolvesSystemCert`] (mail):
+//!   the [`rustls::server::ResolvesServerCert`] implementations, logging at `trace` only.
+//! - [`certified_key`]: chain + key to a rustls `CertifiedKey` with the aws-lc-rs provider.
+//!
+//! This crate does not parse uploads (`bmcert-bundle`), check chains (`bmcert-verify`) or
+//! store anything (`bmcert-store`): certificates reach it already checked.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use bmcert_resolve::{LiveIndex, Reason, Service};
+//! use bmcert_topology::{Target, Topology};
+//!
+//! let topology = Topology::from_toml_str(r#"
+//!     [system]
+//!     url = "https://mail.example.test"
+//!     [[domain]]
+//!     name = "acme.test"
+//!     url = "https://webmail.acme.test"
+//! "#).unwrap();
+//! let index = Arc::new(LiveIndex::new(&topology));
+//! // No certificate for acme.test yet: its URL falls back to the system certificate.
+//! let why = index.explain(Service::Https, Some("WebMail.Acme.Test."));
+//! assert_eq!((why.target, why.reason), (Target::System, Reason::FallbackToSystem));
+//! assert_eq!(index.explain(Service::Imap, Some("webmail.acme.test")).reason,
+//!            Reason::MailAlwaysSystem);
+//! ```
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
+
+mod index;
+mod key;
+mod live;
+mod resolver;
+mod service;
+
+pub use index::{CertIndex, Explanation, NameConflict, Reason};
+pub use key::{certified_key, LoadError};
+pub use live::{LiveIndex, LoadFailure};
+pub use resolver::{ResolvesServerCertUsingSniWithFallback, ResolvesSystemCert};
+pub use service::{Service, UnknownService};

@@ -1,0 +1,57 @@
+//! Turning a stored chain and key into a rustls [`CertifiedKey`].
+
+use std::sync::Arc;
+
+use rustls::crypto::aws_lc_rs::sign::any_supported_type;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
+
+/// Why a target's certificate could not be made ready for handshakes.
+///
+/// None of the messages contains key material.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LoadError {
+    /// The store could not read the target's current bundle.
+    #[error("the store could not read the certificate: {0}")]
+    Store(String),
+    /// The bundle has no certificate.
+    #[error(
+        "the bundle has no certificate; install a bundle with at least the server certificate"
+    )]
+    EmptyChain,
+    /// The private key is of a type or encoding rustls (aws-lc-rs) cannot sign with.
+    #[error("the private key cannot be used for TLS: {0}; use an RSA (2048 bits or more), ECDSA P-256/P-384 or Ed25519 key")]
+    UnsupportedKey(String),
+    /// The private key does not belong to the server certificate.
+    #[error("the private key does not match the server certificate; install the key that was generated with this certificate's request")]
+    KeyMismatch,
+}
+
+/// Builds the [`CertifiedKey`] rustls serves from a chain (server certificate first) and its
+/// private key, with the aws-lc-rs provider.
+///
+/// Refuses an empty chain, a key aws-lc-rs cannot sign with, and a key whose public half is
+/// not the server certificate's. When the provider cannot tell whether they match (it cannot
+/// derive the public key), the pair is accepted and a warning is logged: the store already
+/// checked the pair when the bundle was installed.
+pub fn certified_key(
+    chain: Vec<CertificateDer<'static>>,
+    key: &PrivateKeyDer<'_>,
+) -> Result<Arc<CertifiedKey>, LoadError> {
+    if chain.is_empty() {
+        return Err(LoadError::EmptyChain);
+    }
+    let signer = any_supported_type(key).map_err(|e| LoadError::UnsupportedKey(e.to_string()))?;
+    let certified = CertifiedKey::new(chain, signer);
+    match certified.keys_match() {
+        Ok(()) => {}
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
+            return Err(LoadError::KeyMismatch)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot check that the private key matches the certificate; accepting it");
+        }
+    }
+    Ok(Arc::new(certified))
+}

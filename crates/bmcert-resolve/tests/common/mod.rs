@@ -1,0 +1,60 @@
+//! Fixtures generated at test time with rcgen: one root, leaves per target.
+#![allow(dead_code, unreachable_pub)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+use std::sync::Arc;
+
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::sign::CertifiedKey;
+
+pub struct Pki {
+    pub root: CertifiedIssuer<'static, KeyPair>,
+}
+
+pub struct Leaf {
+    pub cert: CertificateDer<'static>,
+    pub cert_pem: String,
+    pub key_der: Vec<u8>,
+    pub key_pem: String,
+}
+
+impl Pki {
+    pub fn new() -> Self {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "bmcert test root");
+        let root = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        Self { root }
+    }
+
+    pub fn root_pem(&self) -> String {
+        self.root.pem()
+    }
+
+    pub fn leaf(&self, names: &[&str]) -> Leaf {
+        let params =
+            CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.root).unwrap();
+        Leaf {
+            cert: cert.der().clone(),
+            cert_pem: cert.pem(),
+            key_der: key.serialize_der(),
+            key_pem: key.serialize_pem(),
+        }
+    }
+}
+
+impl Leaf {
+    pub fn key(&self) -> PrivateKeyDer<'static> {
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone()))
+    }
+
+    pub fn certified(&self) -> Arc<CertifiedKey> {
+        bmcert_resolve::certified_key(vec![self.cert.clone()], &self.key()).unwrap()
+    }
+}
