@@ -27,6 +27,9 @@
 //! - [`ResolvesServerCertUsingSniWithFallback`] (HTTPS) and [`ResolvesSystemCert`] (mail):
 //!   the [`rustls::server::ResolvesServerCert`] implementations, logging at `trace` only.
 //! - [`certified_key`]: chain + key to a rustls `CertifiedKey` with the aws-lc-rs provider.
+//! - [`load_all`], [`follow`] and [`FollowerThread`]: keep a `LiveIndex` in step with a
+//!   [`Store`](bmcert_store::Store): every current bundle at start, then each change of the
+//!   store's watch feed (install, renewal, rollback, disable) on the next handshake.
 //!
 //! This crate does not parse uploads (`bmcert-bundle`), check chains (`bmcert-verify`) or
 //! store anything (`bmcert-store`): certificates reach it already checked.
@@ -53,12 +56,14 @@
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
 
+mod follow;
 mod index;
 mod key;
 mod live;
 mod resolver;
 mod service;
 
+pub use follow::{apply_target, follow, load_all, FollowerThread};
 pub use index::{CertIndex, Explanation, NameConflict, Reason};
 pub use key::{certified_key, LoadError};
 pub use live::{LiveIndex, LoadFailure};

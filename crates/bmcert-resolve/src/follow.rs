@@ -1,0 +1,200 @@
+//! Following a [`Store`]: load every current bundle, then apply the change feed.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bmcert_store::{block_on, ChangeKey, Revision, Store, StoreError};
+use bmcert_topology::Target;
+
+use crate::key::{certified_key, LoadError};
+use crate::live::LiveIndex;
+
+/// Reads the current bundle of `target` from `store` and applies it to `index`: installs or
+/// replaces the certificate, or removes it when the target has no current bundle (disabled).
+///
+/// A bundle that cannot be read or used keeps the previous certificate in service; the
+/// failure is logged and listed by [`LiveIndex::failures`]. Returns whether the target now
+/// matches the store.
+pub async fn apply_target(store: &dyn Store, index: &LiveIndex, target: &Target) -> bool {
+    match store.current(target).await {
+        Ok(Some(installed)) => {
+            let bundle = &installed.bundle;
+            let key = bundle.secret_key().secret_private_key_der();
+            match certified_key(bundle.chain().to_vec(), &key) {
+                Ok(cert) => {
+                    index.set_certificate(target, Some(cert));
+                    tracing::info!(
+                        %target,
+                        version = installed.version,
+                        revision = %installed.revision,
+                        fingerprint = %bundle.meta().fingerprint,
+                        not_after = %bundle.meta().not_after,
+                        "certificate loaded"
+                    );
+                    true
+                }
+                Err(error) => {
+                    index.record_failure(target, error);
+                    false
+                }
+            }
+        }
+        Ok(None) => {
+            index.set_certificate(target, None);
+            tracing::info!(%target, "no current certificate (disabled or never installed)");
+            true
+        }
+        Err(error) => {
+            index.record_failure(target, LoadError::Store(error.to_string()));
+            false
+        }
+    }
+}
+
+/// Loads every target the store has a current bundle for, plus every target the index has
+/// a slot for (so targets disabled meanwhile are cleared), and returns the store revision
+/// the state corresponds to: pass it to [`follow`] to miss no change.
+pub async fn load_all(store: &dyn Store, index: &LiveIndex) -> Result<Revision, StoreError> {
+    let revision = store.revision().await?;
+    let listed = store.list().await?;
+    let mut targets: Vec<Target> = listed.into_iter().map(|l| l.target).collect();
+    targets.extend(index.snapshot().targets().iter().cloned());
+    targets.sort();
+    targets.dedup();
+    for target in &targets {
+        apply_target(store, index, target).await;
+    }
+    tracing::info!(%revision, targets = targets.len(), "certificates loaded from the store");
+    Ok(revision)
+}
+
+/// Applies the store's changes after `from` to `index` until the feed ends.
+///
+/// Each bundle change (install, renewal, rollback, disable) re-reads that target only. When
+/// the store has discarded changes after `from` ([`StoreError::Compacted`]), everything is
+/// reloaded and following resumes. Returns the error that ended the feed, or `Ok` when the
+/// backend closed it. Cancel by dropping the future.
+pub async fn follow(
+    store: &dyn Store,
+    index: &LiveIndex,
+    mut from: Revision,
+) -> Result<(), StoreError> {
+    loop {
+        let mut watch = store.watch(from).await?;
+        loop {
+            match watch.next().await {
+                Some(Ok(change)) => {
+                    if let ChangeKey::Bundle(target) = &change.key {
+                        apply_target(store, index, target).await;
+                    }
+                }
+                Some(Err(StoreError::Compacted { .. })) => {
+                    tracing::warn!("store changes were compacted; reloading everything");
+                    from = load_all(store, index).await?;
+                    break;
+                }
+                Some(Err(error)) => return Err(error),
+                None => return Ok(()),
+            }
+        }
+    }
+}
+
+/// A thread that keeps a [`LiveIndex`] in step with a [`Store`] whose futures need no async
+/// runtime (such as the directory store): it loads everything on start, then follows the
+/// change feed until [`FollowerThread::stop`] or drop.
+///
+/// For a backend that needs a runtime (etcd on tokio), run [`load_all`] and [`follow`] as a
+/// task of that runtime instead.
+#[derive(Debug)]
+pub struct FollowerThread {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// How long the thread waits for a change before checking whether it should stop.
+const POLL: Duration = Duration::from_millis(200);
+/// How long the thread waits before retrying after the store failed.
+const RETRY: Duration = Duration::from_secs(1);
+
+impl FollowerThread {
+    /// Loads every current bundle into `index` (returning the store's error if that fails),
+    /// then starts the thread that follows the store's changes.
+    pub fn start(store: Arc<dyn Store>, index: Arc<LiveIndex>) -> Result<Self, StoreError> {
+        let from = block_on(load_all(&*store, &index))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("bmcert-follow".into())
+            .spawn(move || run(&*store, &index, from, &flag))
+            .map_err(|e| {
+                StoreError::Unavailable(format!("cannot start the follower thread: {e}"))
+            })?;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops following and waits for the thread to end.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                tracing::error!("the store follower thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for FollowerThread {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn run(store: &dyn Store, index: &LiveIndex, mut from: Revision, stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        let mut watch = match block_on(store.watch(from)) {
+            Ok(watch) => watch,
+            Err(error) => {
+                tracing::error!(%error, "cannot watch the store; retrying");
+                std::thread::sleep(RETRY);
+                continue;
+            }
+        };
+        while !stop.load(Ordering::Relaxed) {
+            match watch.next_timeout(POLL) {
+                Some(Ok(change)) => {
+                    if let ChangeKey::Bundle(target) = &change.key {
+                        block_on(apply_target(store, index, target));
+                    }
+                    from = change.revision;
+                }
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "store change feed ended; reloading everything");
+                    match block_on(load_all(store, index)) {
+                        Ok(revision) => from = revision,
+                        Err(error) => {
+                            tracing::error!(%error, "cannot reload the store; retrying");
+                            std::thread::sleep(RETRY);
+                        }
+                    }
+                    break;
+                }
+                None if watch.is_closed() => {
+                    tracing::warn!("store change feed closed; watching again");
+                    std::thread::sleep(POLL);
+                    break;
+                }
+                None => {}
+            }
+        }
+    }
+}
