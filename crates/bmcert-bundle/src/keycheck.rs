@@ -1,0 +1,80 @@
+//! The key check: sign a message with the private key, verify it with the certificate.
+//!
+//! Comparing public halves alone would miss a corrupted private part; a real signature
+//! through the rustls crypto provider (aws-lc-rs) and a real verification through
+//! rustls-webpki prove the pair works as a TLS server will use it.
+
+use rustls::crypto::aws_lc_rs::sign::any_supported_type;
+use rustls::sign::SigningKey;
+use rustls::SignatureScheme;
+use rustls_pki_types::{CertificateDer, SignatureVerificationAlgorithm};
+use std::sync::Arc;
+
+use crate::key::PrivateKey;
+
+/// The message signed by the key check.
+pub const TEST_MESSAGE: &[u8] = b"bmcert key check: this key belongs to this certificate";
+
+/// The schemes offered to the signing key, most preferred first.
+const SCHEMES: &[SignatureScheme] = &[
+    SignatureScheme::ED25519,
+    SignatureScheme::ECDSA_NISTP256_SHA256,
+    SignatureScheme::ECDSA_NISTP384_SHA384,
+    SignatureScheme::ECDSA_NISTP521_SHA512,
+    SignatureScheme::RSA_PSS_SHA256,
+    SignatureScheme::RSA_PKCS1_SHA256,
+];
+
+/// The webpki verification algorithm for a TLS signature scheme.
+pub(crate) fn verification_algorithm(
+    scheme: SignatureScheme,
+) -> Option<&'static dyn SignatureVerificationAlgorithm> {
+    Some(match scheme {
+        SignatureScheme::ED25519 => webpki::aws_lc_rs::ED25519,
+        SignatureScheme::ECDSA_NISTP256_SHA256 => webpki::aws_lc_rs::ECDSA_P256_SHA256,
+        SignatureScheme::ECDSA_NISTP384_SHA384 => webpki::aws_lc_rs::ECDSA_P384_SHA384,
+        SignatureScheme::ECDSA_NISTP521_SHA512 => webpki::aws_lc_rs::ECDSA_P521_SHA512,
+        SignatureScheme::RSA_PSS_SHA256 => webpki::aws_lc_rs::RSA_PSS_2048_8192_SHA256_LEGACY_KEY,
+        SignatureScheme::RSA_PKCS1_SHA256 => webpki::aws_lc_rs::RSA_PKCS1_2048_8192_SHA256,
+        _ => return None,
+    })
+}
+
+/// Why the key check could not run or failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum KeyCheck {
+    /// The signature verified: the key belongs to the certificate.
+    Match,
+    /// The signature did not verify with the certificate's public key.
+    Mismatch,
+    /// The crypto provider refused to load the key (unsupported or weak).
+    Unloadable(String),
+    /// The certificate could not be prepared for verification.
+    BadCertificate(String),
+}
+
+/// Loads the key into the provider once.
+pub(crate) fn load(key: &PrivateKey) -> Result<Arc<dyn SigningKey>, String> {
+    any_supported_type(&key.secret_der()).map_err(|e| e.to_string())
+}
+
+/// Signs [`TEST_MESSAGE`] with `signing_key` and verifies it against `cert`.
+pub(crate) fn check(signing_key: &dyn SigningKey, cert: &CertificateDer<'_>) -> KeyCheck {
+    let ee = match webpki::EndEntityCert::try_from(cert) {
+        Ok(ee) => ee,
+        Err(e) => return KeyCheck::BadCertificate(format!("{e:?}")),
+    };
+    let Some(signer) = signing_key.choose_scheme(SCHEMES) else {
+        return KeyCheck::Unloadable("the key supports none of the TLS signature schemes".into());
+    };
+    let Some(alg) = verification_algorithm(signer.scheme()) else {
+        return KeyCheck::Unloadable(format!("unexpected scheme {:?}", signer.scheme()));
+    };
+    let Ok(signature) = signer.sign(TEST_MESSAGE) else {
+        return KeyCheck::Unloadable("the crypto provider failed to sign".into());
+    };
+    match ee.verify_signature(alg, TEST_MESSAGE, &signature) {
+        Ok(()) => KeyCheck::Match,
+        Err(_) => KeyCheck::Mismatch,
+    }
+}
