@@ -1,0 +1,406 @@
+//! Answering challenges: HTTP-01 (`/.well-known/acme-challenge/TOKEN`) and TLS-ALPN-01
+//! (`acme-tls/1`), on any server of the installation.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::AcmeError;
+
+/// The path prefix of HTTP-01 requests (RFC 8555 section 8.3).
+pub const HTTP01_PATH_PREFIX: &str = "/.well-known/acme-challenge/";
+
+/// The ALPN protocol of TLS-ALPN-01 (RFC 8737).
+pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
+/// Where a server looks up an HTTP-01 key authorization by token.
+pub trait TokenLookup: Send + Sync {
+    /// The key authorization for `token`, if a challenge with that token is pending.
+    fn key_authorization(&self, token: &str) -> Option<String>;
+}
+
+/// The HTTP-01 handler any HTTP server can call: request path in, response body out.
+///
+/// Returns `Some(key authorization)` for `/.well-known/acme-challenge/TOKEN` when the token is
+/// pending; `None` for every other path or an unknown token (answer 404). Tokens are
+/// base64url (RFC 8555 section 8.1); anything else is refused without a lookup.
+pub fn http01_response(path: &str, tokens: &dyn TokenLookup) -> Option<String> {
+    let token = path.strip_prefix(HTTP01_PATH_PREFIX)?;
+    let token = token.split(['?', '#']).next().unwrap_or(token);
+    if token.is_empty()
+        || token.len() > 256
+        || !token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return None;
+    }
+    tokens.key_authorization(token)
+}
+
+/// The pending challenges of this process: HTTP-01 key authorizations by token and
+/// TLS-ALPN-01 certificates by DNS name. Cheap to clone (shared).
+///
+/// The flow adds entries before telling the CA a challenge is ready and removes them when the
+/// order ends, success or failure. HTTP-01 tokens are also written to the store so other
+/// servers of the installation can answer (see [`crate::AcmeClient`]).
+#[derive(Clone, Default)]
+pub struct ChallengeBoard {
+    inner: Arc<RwLock<Board>>,
+}
+
+#[derive(Default)]
+struct Board {
+    http01: HashMap<String, String>,
+    tls_alpn: HashMap<String, Arc<CertifiedKey>>,
+}
+
+impl fmt::Debug for ChallengeBoard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (h, t) = self
+            .inner
+            .read()
+            .map(|b| (b.http01.len(), b.tls_alpn.len()))
+            .unwrap_or_default();
+        f.debug_struct("ChallengeBoard")
+            .field("http01_tokens", &h)
+            .field("tls_alpn_names", &t)
+            .finish()
+    }
+}
+
+impl ChallengeBoard {
+    /// An empty board.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Publishes an HTTP-01 key authorization.
+    pub fn add_http01(&self, token: &str, key_authorization: &str) {
+        if let Ok(mut b) = self.inner.write() {
+            b.http01
+                .insert(token.to_owned(), key_authorization.to_owned());
+        }
+    }
+
+    /// Removes an HTTP-01 token.
+    pub fn remove_http01(&self, token: &str) {
+        if let Ok(mut b) = self.inner.write() {
+            b.http01.remove(token);
+        }
+    }
+
+    /// Publishes a TLS-ALPN-01 certificate for `name`.
+    pub fn add_tls_alpn(&self, name: &str, cert: Arc<CertifiedKey>) {
+        if let Ok(mut b) = self.inner.write() {
+            b.tls_alpn.insert(name.to_ascii_lowercase(), cert);
+        }
+    }
+
+    /// Removes the TLS-ALPN-01 certificate of `name`.
+    pub fn remove_tls_alpn(&self, name: &str) {
+        if let Ok(mut b) = self.inner.write() {
+            b.tls_alpn.remove(&name.to_ascii_lowercase());
+        }
+    }
+
+    /// The number of pending HTTP-01 tokens and TLS-ALPN-01 names.
+    pub fn pending(&self) -> (usize, usize) {
+        self.inner
+            .read()
+            .map(|b| (b.http01.len(), b.tls_alpn.len()))
+            .unwrap_or_default()
+    }
+
+    fn tls_alpn_cert(&self, name: &str) -> Option<Arc<CertifiedKey>> {
+        self.inner
+            .read()
+            .ok()?
+            .tls_alpn
+            .get(&name.to_ascii_lowercase())
+            .cloned()
+    }
+}
+
+impl TokenLookup for ChallengeBoard {
+    fn key_authorization(&self, token: &str) -> Option<String> {
+        self.inner.read().ok()?.http01.get(token).cloned()
+    }
+}
+
+/// A rustls resolver that answers TLS-ALPN-01 validation handshakes (ClientHello offering only
+/// `acme-tls/1`, RFC 8737) with the pending challenge certificate for the SNI name, and hands
+/// every other handshake to `inner` (the installation's normal resolver).
+///
+/// The server's `ServerConfig::alpn_protocols` must include [`ACME_TLS_ALPN`] for rustls to
+/// accept the protocol; the server closes such connections after the handshake.
+#[derive(Debug)]
+pub struct ResolvesServerCertWithAcme {
+    inner: Arc<dyn ResolvesServerCert>,
+    board: ChallengeBoard,
+}
+
+impl ResolvesServerCertWithAcme {
+    /// Wraps `inner`, answering TLS-ALPN-01 from `board`.
+    pub fn new(inner: Arc<dyn ResolvesServerCert>, board: ChallengeBoard) -> Self {
+        Self { inner, board }
+    }
+}
+
+impl ResolvesServerCert for ResolvesServerCertWithAcme {
+    fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let wants_acme = client_hello
+            .alpn()
+            .map(|mut protocols| protocols.any(|p| p == ACME_TLS_ALPN))
+            .unwrap_or(false);
+        if wants_acme {
+            tracing::trace!(sni = ?client_hello.server_name(), "TLS-ALPN-01 validation handshake");
+            // A validation handshake is never answered with the normal certificate.
+            return self.board.tls_alpn_cert(client_hello.server_name()?);
+        }
+        self.inner.resolve(client_hello)
+    }
+}
+
+/// A resolver with no certificate: the inner resolver for servers that only answer
+/// TLS-ALPN-01 (tests, standalone issuance).
+#[derive(Debug)]
+pub struct NoCertificate;
+
+impl ResolvesServerCert for NoCertificate {
+    fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        None
+    }
+}
+
+/// Reads the request target from the first line of an HTTP/1.x request (`GET /path HTTP/1.1`).
+/// Sans-I/O; `None` for anything that is not a well-formed GET or HEAD request line.
+pub fn parse_request_line(head: &[u8]) -> Option<(&str, &str)> {
+    let line_end = head.iter().position(|&b| b == b'\n')?;
+    let line = core::str::from_utf8(&head[..line_end]).ok()?;
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    let mut parts = line.split(' ');
+    let method = parts.next()?;
+    let target = parts.next()?;
+    let version = parts.next()?;
+    if parts.next().is_some()
+        || !(method == "GET" || method == "HEAD")
+        || !version.starts_with("HTTP/1.")
+        || !target.starts_with('/')
+    {
+        return None;
+    }
+    Some((method, target))
+}
+
+/// A minimal HTTP/1.1 listener answering only `/.well-known/acme-challenge/` from a
+/// [`TokenLookup`] (like certbot's standalone mode). Stops when dropped or [`stop`]ped.
+///
+/// [`stop`]: Http01Listener::stop
+#[derive(Debug)]
+pub struct Http01Listener {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Http01Listener {
+    /// Binds `addr` and serves tokens from `tokens` until stopped.
+    pub async fn bind(
+        addr: SocketAddr,
+        tokens: Arc<dyn TokenLookup>,
+    ) -> Result<Self, AcmeError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| AcmeError::Listen {
+                addr: addr.to_string(),
+                reason: e.to_string(),
+            })?;
+        let addr = listener.local_addr().unwrap_or(addr);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let tokens = tokens.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    let mut len = 0;
+                    let read = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+                        while len < buf.len() {
+                            match stream.read(&mut buf[len..]).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => len += n,
+                            }
+                            if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+                                break;
+                            }
+                        }
+                    })
+                    .await;
+                    if read.is_err() {
+                        return;
+                    }
+                    let response = match parse_request_line(&buf[..len]) {
+                        Some((method, path)) => match http01_response(path, tokens.as_ref()) {
+                            Some(body) => format!(
+                                "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+                                body.len(),
+                                if method == "HEAD" { "" } else { body.as_str() }
+                            ),
+                            None => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned(),
+                        },
+                        None => "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned(),
+                    };
+                    let _ = stream.write_all(response.as_bytes()).await;
+                    let _ = stream.shutdown().await;
+                });
+            }
+        });
+        Ok(Self { addr, task })
+    }
+
+    /// The address listened on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting connections and releases the port.
+    pub fn stop(self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for Http01Listener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A TLS listener that answers only TLS-ALPN-01 validation handshakes from a
+/// [`ChallengeBoard`] and closes every connection after the handshake (standalone issuance
+/// when port 443 is not served by anything else). Stops when dropped or [`stop`]ped.
+///
+/// [`stop`]: TlsAlpn01Listener::stop
+#[derive(Debug)]
+pub struct TlsAlpn01Listener {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TlsAlpn01Listener {
+    /// Binds `addr` and answers from `board` until stopped.
+    pub async fn bind(addr: SocketAddr, board: ChallengeBoard) -> Result<Self, AcmeError> {
+        let listen_err = |reason: String| AcmeError::Listen {
+            addr: addr.to_string(),
+            reason,
+        };
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| listen_err(e.to_string()))?
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(ResolvesServerCertWithAcme::new(
+                Arc::new(NoCertificate),
+                board,
+            )));
+        config.alpn_protocols = vec![ACME_TLS_ALPN.to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| listen_err(e.to_string()))?;
+        let addr = listener.local_addr().unwrap_or(addr);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let handshake = tokio::time::timeout(
+                        std::time::Duration::from_secs(10),
+                        acceptor.accept(stream),
+                    )
+                    .await;
+                    if let Ok(Ok(mut tls)) = handshake {
+                        let _ = tls.shutdown().await;
+                    }
+                });
+            }
+        });
+        Ok(Self { addr, task })
+    }
+
+    /// The address listened on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting connections and releases the port.
+    pub fn stop(self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for TlsAlpn01Listener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn http01_answers_pending_tokens_only() {
+        let board = ChallengeBoard::new();
+        board.add_http01("tok_en-1", "tok_en-1.thumb");
+        assert_eq!(
+            http01_response("/.well-known/acme-challenge/tok_en-1", &board).as_deref(),
+            Some("tok_en-1.thumb")
+        );
+        assert_eq!(http01_response("/.well-known/acme-challenge/other", &board), None);
+        assert_eq!(http01_response("/.well-known/acme-challenge/", &board), None);
+        assert_eq!(http01_response("/.well-known/acme-challenge/../x", &board), None);
+        assert_eq!(http01_response("/tok_en-1", &board), None);
+        board.remove_http01("tok_en-1");
+        assert_eq!(http01_response("/.well-known/acme-challenge/tok_en-1", &board), None);
+    }
+
+    #[test]
+    fn request_line_parsing() {
+        assert_eq!(
+            parse_request_line(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Some(("GET", "/a"))
+        );
+        assert_eq!(parse_request_line(b"POST /a HTTP/1.1\r\n"), None);
+        assert_eq!(parse_request_line(b"GET /a HTTP/1.1"), None, "no line end");
+        assert_eq!(parse_request_line(b"GET a HTTP/1.1\r\n"), None);
+        assert_eq!(parse_request_line(b"GET /a b HTTP/1.1\r\n"), None);
+    }
+
+    proptest! {
+        #[test]
+        fn request_line_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            if let Some((m, p)) = parse_request_line(&bytes) {
+                prop_assert!(m == "GET" || m == "HEAD");
+                prop_assert!(p.starts_with('/'));
+            }
+        }
+
+        #[test]
+        fn http01_never_answers_unknown_tokens(path in "\\PC{0,80}") {
+            let board = ChallengeBoard::new();
+            board.add_http01("known", "known.thumb");
+            let answer = http01_response(&path, &board);
+            prop_assert!(answer.is_none() || path.starts_with("/.well-known/acme-challenge/known"));
+        }
+    }
+}

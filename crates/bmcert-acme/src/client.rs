@@ -1,0 +1,1016 @@
+//! The ACME client: directory and terms, the installation's account, and the order flow.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bmcert_topology::{DomainName, Target, Topology};
+use bytes::Bytes;
+use http::Request;
+use instant_acme::{
+    Account, AccountCredentials, BodyWrapper, BytesResponse, ChallengeType, HttpClient,
+    Identifier, NewAccount, NewOrder, Order, OrderStatus, RetryPolicy,
+};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixTime};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::challenge::ChallengeBoard;
+use crate::error::{Problem, Subproblem};
+use crate::http::{RequestCounts, RetryBudget, RetryingClient};
+use crate::state::{keys, AcmeState, Issued};
+use crate::{check_issued, order_names, AcmeError};
+
+/// Which ACME directory to use.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Directory {
+    /// Let's Encrypt production (browser-trusted certificates).
+    #[default]
+    LetsEncrypt,
+    /// Let's Encrypt staging (untrusted test certificates, generous rate limits).
+    LetsEncryptStaging,
+    /// Any other ACME directory URL.
+    Url(String),
+}
+
+impl Directory {
+    /// The directory URL.
+    pub fn url(&self) -> &str {
+        match self {
+            Self::LetsEncrypt => "https://acme-v02.api.letsencrypt.org/directory",
+            Self::LetsEncryptStaging => "https://acme-staging-v02.api.letsencrypt.org/directory",
+            Self::Url(url) => url,
+        }
+    }
+}
+
+/// The certificate key generated for an order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyKind {
+    /// ECDSA on P-256 with SHA-256 (the default: small and fast).
+    #[default]
+    EcdsaP256,
+    /// RSA 2048 bits.
+    Rsa2048,
+    /// RSA 3072 bits.
+    Rsa3072,
+    /// RSA 4096 bits.
+    Rsa4096,
+}
+
+/// The challenge type answered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ChallengeKind {
+    /// HTTP-01 on port 80: `/.well-known/acme-challenge/TOKEN`.
+    #[default]
+    Http01,
+    /// TLS-ALPN-01 on port 443 (`acme-tls/1`), for installations whose port 80 is closed.
+    TlsAlpn01,
+}
+
+/// How order status is polled: fast at first, then exponentially slower, honouring the CA's
+/// `Retry-After`, within a bounded total time.
+#[derive(Clone, Copy, Debug)]
+pub struct PollSchedule {
+    /// The first delay.
+    pub first_delay: Duration,
+    /// The factor each next delay is multiplied by.
+    pub backoff: f32,
+    /// The longest an order may take from creation to download.
+    pub total: Duration,
+}
+
+impl Default for PollSchedule {
+    fn default() -> Self {
+        // 100 ms, 150 ms, 225 ms, ... : a valid order is noticed within a few hundred
+        // milliseconds, and a slow CA is polled about every 10 s after a minute.
+        Self {
+            first_delay: Duration::from_millis(100),
+            backoff: 1.5,
+            total: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Configuration of an [`AcmeClient`].
+#[derive(Clone, Debug, Default)]
+pub struct AcmeConfig {
+    /// The directory (Let's Encrypt production by default).
+    pub directory: Directory,
+    /// Extra roots trusted for the directory's HTTPS (a test CA such as pebble's). When
+    /// empty, the system's trusted roots are used.
+    pub directory_roots: Vec<CertificateDer<'static>>,
+    /// Roots the issued chain must lead to. When empty, the system's trusted roots.
+    pub chain_roots: Vec<CertificateDer<'static>>,
+    /// The certificate key generated for orders.
+    pub key: KeyKind,
+    /// The challenge answered.
+    pub challenge: ChallengeKind,
+    /// Order polling.
+    pub poll: PollSchedule,
+    /// HTTP retries (connection errors, `5xx`, `429`).
+    pub retry: RetryBudget,
+}
+
+impl AcmeConfig {
+    /// A configuration for `directory` with defaults for the rest.
+    pub fn new(directory: Directory) -> Self {
+        Self {
+            directory,
+            ..Self::default()
+        }
+    }
+
+    /// Reads PEM certificates (e.g. the `--directory-ca` file); `what` names the source in errors.
+    pub fn certificates_from_pem(
+        pem_bytes: &[u8],
+        what: &str,
+    ) -> Result<Vec<CertificateDer<'static>>, AcmeError> {
+        let blocks = pem::parse_many(pem_bytes)
+            .map_err(|e| AcmeError::BadRoot(format!("{what} is not PEM: {e}")))?;
+        let certs: Vec<_> = blocks
+            .into_iter()
+            .filter(|b| b.tag() == "CERTIFICATE")
+            .map(|b| CertificateDer::from(b.into_contents()))
+            .collect();
+        if certs.is_empty() {
+            return Err(AcmeError::BadRoot(format!(
+                "{what} holds no CERTIFICATE block"
+            )));
+        }
+        Ok(certs)
+    }
+}
+
+/// What to order.
+#[derive(Clone, Debug)]
+pub struct IssueRequest {
+    /// The target the certificate is for.
+    pub target: Target,
+    /// The account's contact address; `no-reply@<default domain>` when absent.
+    pub email: Option<String>,
+    /// DNS names beyond the topology's URL host and additional names.
+    pub extra_names: Vec<String>,
+}
+
+impl IssueRequest {
+    /// An order for `target` with no extra names and the default contact.
+    pub fn new(target: Target) -> Self {
+        Self {
+            target,
+            email: None,
+            extra_names: Vec::new(),
+        }
+    }
+}
+
+/// A step of an order, for progress lines.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Progress {
+    /// The account was registered with the CA.
+    AccountRegistered {
+        /// The contact address.
+        contact: String,
+    },
+    /// The order was placed.
+    Ordered {
+        /// The names ordered.
+        names: Vec<String>,
+    },
+    /// A challenge is published and the CA was told to validate it.
+    ChallengeReady {
+        /// The name validated.
+        name: String,
+    },
+    /// Waiting for the CA to validate.
+    Validating,
+    /// The CSR was sent.
+    Finalizing,
+    /// The certificate was downloaded and passed the checks.
+    Checked,
+    /// The certificate was installed.
+    Installed,
+}
+
+impl fmt::Display for Progress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::AccountRegistered { contact } => write!(f, "account registered ({contact})"),
+            Self::Ordered { names } => write!(f, "order placed for {}", names.join(", ")),
+            Self::ChallengeReady { name } => write!(f, "challenge ready for {name}"),
+            Self::Validating => f.write_str("waiting for the CA to validate"),
+            Self::Finalizing => f.write_str("sending the certificate request"),
+            Self::Checked => f.write_str("certificate downloaded and checked"),
+            Self::Installed => f.write_str("certificate installed"),
+        }
+    }
+}
+
+type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
+
+#[derive(Serialize, Deserialize)]
+struct TermsRecord {
+    url: String,
+    accepted_at: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct AccountRecord {
+    directory: String,
+    contact: String,
+    credentials: AccountCredentials,
+}
+
+/// What the order published and must remove when it ends.
+enum Published {
+    Http01(String),
+    TlsAlpn(String),
+}
+
+/// The ACME client of an installation: one per directory, shared by every order.
+///
+/// `issue` may run concurrently for different targets; the account is registered once.
+pub struct AcmeClient {
+    config: AcmeConfig,
+    http: Arc<RetryingClient>,
+    counts: Arc<RequestCounts>,
+    state: Arc<dyn AcmeState>,
+    board: ChallengeBoard,
+    chain_roots: Vec<CertificateDer<'static>>,
+    account: tokio::sync::Mutex<Option<Account>>,
+    terms_url: tokio::sync::Mutex<Option<Option<String>>>,
+    progress: Option<ProgressFn>,
+}
+
+impl fmt::Debug for AcmeClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AcmeClient")
+            .field("directory", &self.config.directory)
+            .field("board", &self.board)
+            .finish_non_exhaustive()
+    }
+}
+
+struct SharedHttp(Arc<RetryingClient>);
+
+impl HttpClient for SharedHttp {
+    fn request(
+        &self,
+        req: Request<BodyWrapper<Bytes>>,
+    ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, instant_acme::Error>> + Send>> {
+        self.0.request(req)
+    }
+}
+
+const NONCE_RETRIES: u32 = 16;
+
+/// Runs an instant-acme call again while the CA rejects its nonce (each call already retries
+/// three times; `PEBBLE_WFE_NONCEREJECT=50` or a busy CA can exhaust that).
+macro_rules! nonce_retry {
+    ($call:expr) => {{
+        let mut tries = 0u32;
+        loop {
+            match $call {
+                Err(instant_acme::Error::Api(p))
+                    if p.r#type.as_deref() == Some("urn:ietf:params:acme:error:badNonce")
+                        && tries < NONCE_RETRIES =>
+                {
+                    tries += 1;
+                    tracing::debug!(tries, "ACME: badNonce, sending again");
+                }
+                other => break other,
+            }
+        }
+    }};
+}
+
+fn is_bad_nonce(e: &instant_acme::Error) -> bool {
+    matches!(e, instant_acme::Error::Api(p) if p.r#type.as_deref() == Some("urn:ietf:params:acme:error:badNonce"))
+}
+
+impl AcmeClient {
+    /// A client for `config`, keeping its records in `state` and publishing challenges on
+    /// `board` (share the board with the servers' HTTP-01 handler and TLS resolver).
+    pub fn new(
+        config: AcmeConfig,
+        state: Arc<dyn AcmeState>,
+        board: ChallengeBoard,
+    ) -> Result<Self, AcmeError> {
+        let counts = Arc::new(RequestCounts::default());
+        let http = Arc::new(RetryingClient::new(
+            &config.directory_roots,
+            config.retry,
+            counts.clone(),
+        )?);
+        let chain_roots = if config.chain_roots.is_empty() {
+            rustls_native_certs::load_native_certs().certs
+        } else {
+            config.chain_roots.clone()
+        };
+        Ok(Self {
+            config,
+            http,
+            counts,
+            state,
+            board,
+            chain_roots,
+            account: tokio::sync::Mutex::new(None),
+            terms_url: tokio::sync::Mutex::new(None),
+            progress: None,
+        })
+    }
+
+    /// Reports each step of an order to `f` (progress lines in the CLI).
+    pub fn with_progress(mut self, f: impl Fn(&Progress) + Send + Sync + 'static) -> Self {
+        self.progress = Some(Arc::new(f));
+        self
+    }
+
+    /// The challenge board this client publishes on.
+    pub fn board(&self) -> &ChallengeBoard {
+        &self.board
+    }
+
+    /// What this client sent so far.
+    pub fn counts(&self) -> &RequestCounts {
+        &self.counts
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &AcmeConfig {
+        &self.config
+    }
+
+    fn report(&self, p: Progress) {
+        tracing::info!(progress = %p, "ACME");
+        if let Some(f) = &self.progress {
+            f(&p);
+        }
+    }
+
+    /// The terms-of-service URL from the CA's directory (`None` when it names none), so an
+    /// admin console can link to it. Reads the directory once (a `GET`).
+    pub async fn terms_url(&self) -> Result<Option<String>, AcmeError> {
+        let mut cached = self.terms_url.lock().await;
+        if let Some(url) = cached.as_ref() {
+            return Ok(url.clone());
+        }
+        let dir = self.config.directory.url();
+        let unreachable = |reason: String| AcmeError::Unreachable {
+            url: dir.to_owned(),
+            during: "reading the directory",
+            reason,
+        };
+        let (status, body) = self.http.get_bytes(dir).await.map_err(unreachable)?;
+        if !status.is_success() {
+            return Err(unreachable(format!("HTTP status {status}")));
+        }
+        #[derive(Deserialize)]
+        struct Doc {
+            #[serde(default)]
+            meta: Meta,
+        }
+        #[derive(Deserialize, Default)]
+        struct Meta {
+            #[serde(rename = "termsOfService")]
+            terms_of_service: Option<String>,
+        }
+        let doc: Doc = serde_json::from_slice(&body).map_err(|e| AcmeError::Protocol {
+            during: "reading the directory",
+            reason: format!("the directory is not ACME JSON: {e}"),
+        })?;
+        *cached = Some(doc.meta.terms_of_service.clone());
+        Ok(doc.meta.terms_of_service)
+    }
+
+    /// Records that the administrator accepted the CA's current terms; returns their URL.
+    pub async fn accept_terms(&self) -> Result<Option<String>, AcmeError> {
+        let url = self.terms_url().await?;
+        let record = TermsRecord {
+            url: url.clone().unwrap_or_default(),
+            accepted_at: time::OffsetDateTime::now_utc().unix_timestamp(),
+        };
+        let bytes = serde_json::to_vec(&record).map_err(|e| store_err("recording the terms", e))?;
+        self.state
+            .put(keys::TERMS, bytes, false)
+            .await
+            .map_err(|e| store_err("recording the terms", e))?;
+        Ok(url)
+    }
+
+    /// The URL of the accepted terms, if they were accepted. Store only, no network.
+    pub async fn accepted_terms(&self) -> Result<Option<String>, AcmeError> {
+        let Some(bytes) = self
+            .state
+            .get(keys::TERMS)
+            .await
+            .map_err(|e| store_err("reading the terms record", e))?
+        else {
+            return Ok(None);
+        };
+        let record: TermsRecord = serde_json::from_slice(&bytes)
+            .map_err(|e| store_err("reading the terms record", e))?;
+        Ok(Some(record.url))
+    }
+
+    async fn require_terms(&self) -> Result<(), AcmeError> {
+        if self.accepted_terms().await?.is_some() {
+            return Ok(());
+        }
+        let terms_url = self
+            .terms_url()
+            .await?
+            .unwrap_or_else(|| format!("the terms of {}", self.config.directory.url()));
+        Err(AcmeError::TermsNotAccepted { terms_url })
+    }
+
+    fn builder(&self) -> instant_acme::AccountBuilder {
+        Account::builder_with_http(Box::new(SharedHttp(self.http.clone())))
+    }
+
+    fn acme_err(&self, during: &'static str, e: instant_acme::Error) -> AcmeError {
+        map_acme_error(self.config.directory.url(), during, e)
+    }
+
+    /// The installation's account: from memory, else from the store (when it was registered
+    /// with this directory), else registered now with `email` or `no-reply@<default domain>`.
+    /// Requires the terms to have been accepted.
+    pub async fn account(
+        &self,
+        topology: &Topology,
+        email: Option<&str>,
+    ) -> Result<Account, AcmeError> {
+        self.require_terms().await?;
+        let mut cached = self.account.lock().await;
+        if let Some(account) = cached.as_ref() {
+            return Ok(account.clone());
+        }
+        let stored = self
+            .state
+            .get(keys::ACCOUNT)
+            .await
+            .map_err(|e| store_err("reading the ACME account", e))?
+            .map(Zeroizing::new);
+        if let Some(bytes) = stored {
+            match serde_json::from_slice::<AccountRecord>(&bytes) {
+                Ok(record) if record.directory == self.config.directory.url() => {
+                    let account = self
+                        .builder()
+                        .from_credentials(record.credentials)
+                        .await
+                        .map_err(|e| self.acme_err("loading the account", e))?;
+                    tracing::debug!(id = account.id(), "ACME account loaded from the store");
+                    *cached = Some(account.clone());
+                    return Ok(account);
+                }
+                Ok(_) => tracing::info!("stored ACME account is for another directory; registering"),
+                Err(e) => tracing::warn!(error = %e, "stored ACME account unreadable; registering"),
+            }
+        }
+        let account = self.register(topology, email).await?;
+        *cached = Some(account.clone());
+        Ok(account)
+    }
+
+    async fn register(
+        &self,
+        topology: &Topology,
+        email: Option<&str>,
+    ) -> Result<Account, AcmeError> {
+        let contact = contact_address(topology, email)?;
+        let mailto = format!("mailto:{contact}");
+        let contacts = [mailto.as_str()];
+        let new_account = NewAccount {
+            contact: &contacts,
+            terms_of_service_agreed: true,
+            only_return_existing: false,
+        };
+        let (account, credentials) = nonce_retry!(
+            self.builder()
+                .create(&new_account, self.config.directory.url().to_owned(), None)
+                .await
+        )
+        .map_err(|e| self.acme_err("creating the account", e))?;
+        let record = AccountRecord {
+            directory: self.config.directory.url().to_owned(),
+            contact: contact.clone(),
+            credentials,
+        };
+        let bytes = Zeroizing::new(
+            serde_json::to_vec(&record).map_err(|e| store_err("saving the ACME account", e))?,
+        );
+        self.state
+            .put(keys::ACCOUNT, bytes.to_vec(), true)
+            .await
+            .map_err(|e| store_err("saving the ACME account", e))?;
+        self.report(Progress::AccountRegistered { contact });
+        Ok(account)
+    }
+
+    /// Orders, validates, downloads, checks and installs a certificate for `request.target`.
+    ///
+    /// On any failure the installed certificate is left as it was. Challenges published for
+    /// the order are removed when it ends, success or failure.
+    pub async fn issue(
+        &self,
+        topology: &Topology,
+        request: &IssueRequest,
+    ) -> Result<Issued, AcmeError> {
+        let names = order_names(topology, &request.target, &request.extra_names)?;
+        let account = self.account(topology, request.email.as_deref()).await?;
+        let mut published = Vec::new();
+        let result = self
+            .issue_with(&account, topology, request, &names, &mut published)
+            .await;
+        self.unpublish(published).await;
+        let issued = result?;
+        self.state
+            .install(&request.target, &issued)
+            .await
+            .map_err(|e| store_err("installing the certificate", e))?;
+        self.report(Progress::Installed);
+        tracing::info!(target = %request.target, names = ?issued.names, not_after = issued.not_after, "ACME certificate installed");
+        Ok(issued)
+    }
+
+    async fn issue_with(
+        &self,
+        account: &Account,
+        topology: &Topology,
+        request: &IssueRequest,
+        names: &[DomainName],
+        published: &mut Vec<Published>,
+    ) -> Result<Issued, AcmeError> {
+        let deadline = Instant::now() + self.config.poll.total;
+        let identifiers: Vec<Identifier> = names
+            .iter()
+            .map(|n| Identifier::Dns(n.as_str().to_owned()))
+            .collect();
+        let mut order = match nonce_retry!(account.new_order(&NewOrder::new(&identifiers)).await)
+        {
+            Err(instant_acme::Error::Api(p))
+                if p.r#type.as_deref()
+                    == Some("urn:ietf:params:acme:error:accountDoesNotExist") =>
+            {
+                tracing::info!("the CA no longer knows the stored account; registering again");
+                let account = {
+                    let mut cached = self.account.lock().await;
+                    let account = self.register(topology, request.email.as_deref()).await?;
+                    *cached = Some(account.clone());
+                    account
+                };
+                nonce_retry!(account.new_order(&NewOrder::new(&identifiers)).await)
+            }
+            other => other,
+        }
+        .map_err(|e| self.acme_err("placing the order", e))?;
+        self.report(Progress::Ordered {
+            names: names.iter().map(|n| n.as_str().to_owned()).collect(),
+        });
+
+        self.answer_challenges(&mut order, published).await?;
+        self.report(Progress::Validating);
+        let status = self.poll(&mut order, deadline, true).await?;
+        if status != OrderStatus::Ready {
+            return Err(self.order_failure(&mut order).await);
+        }
+
+        let (key_der, key_pem, csr_der) = generate_key_and_csr(self.config.key, names)?;
+        self.report(Progress::Finalizing);
+        nonce_retry!(order.finalize_csr(&csr_der).await)
+            .map_err(|e| self.acme_err("sending the certificate request", e))?;
+        let chain = self.download(&mut order, deadline).await?;
+        let not_after = check_issued(
+            &chain,
+            &key_der,
+            names,
+            &self.chain_roots,
+            UnixTime::now(),
+        )
+        .map_err(|reason| AcmeError::Check {
+            target: request.target.clone(),
+            reason,
+        })?;
+        self.report(Progress::Checked);
+        Ok(Issued::new(
+            names.to_vec(),
+            chain,
+            not_after,
+            key_der,
+            key_pem,
+        ))
+    }
+
+    async fn answer_challenges(
+        &self,
+        order: &mut Order,
+        published: &mut Vec<Published>,
+    ) -> Result<(), AcmeError> {
+        let kind = match self.config.challenge {
+            ChallengeKind::Http01 => ChallengeType::Http01,
+            ChallengeKind::TlsAlpn01 => ChallengeType::TlsAlpn01,
+        };
+        let mut done: HashSet<String> = HashSet::new();
+        let mut restarts = 0;
+        'pass: loop {
+            let mut authorizations = order.authorizations();
+            while let Some(next) = authorizations.next().await {
+                let mut authz = match next {
+                    Ok(a) => a,
+                    Err(e) if is_bad_nonce(&e) && restarts < NONCE_RETRIES => {
+                        restarts += 1;
+                        continue 'pass;
+                    }
+                    Err(e) => return Err(self.acme_err("reading the authorizations", e)),
+                };
+                let url = authz.url().to_owned();
+                if done.contains(&url) {
+                    continue;
+                }
+                let name = authz.identifier().to_string();
+                match authz.status {
+                    instant_acme::AuthorizationStatus::Pending => {}
+                    instant_acme::AuthorizationStatus::Valid => {
+                        done.insert(url);
+                        continue;
+                    }
+                    other => {
+                        return Err(AcmeError::Refused {
+                            during: "reading the authorizations",
+                            problem: Problem {
+                                kind: None,
+                                detail: Some(format!("the authorization for {name} is {other:?}")),
+                                status: None,
+                                subproblems: Vec::new(),
+                            },
+                        })
+                    }
+                }
+                let Some(mut challenge) = authz.challenge(kind.clone()) else {
+                    return Err(AcmeError::Protocol {
+                        during: "reading the authorizations",
+                        reason: format!("the CA offers no {kind:?} challenge for {name}"),
+                    });
+                };
+                let key_auth = challenge.key_authorization();
+                match self.config.challenge {
+                    ChallengeKind::Http01 => {
+                        let token = challenge.token.clone();
+                        self.board.add_http01(&token, key_auth.as_str());
+                        published.push(Published::Http01(token.clone()));
+                        self.state
+                            .put(
+                                &format!("{}{token}", keys::HTTP01_PREFIX),
+                                key_auth.as_str().as_bytes().to_vec(),
+                                false,
+                            )
+                            .await
+                            .map_err(|e| store_err("publishing the HTTP-01 token", e))?;
+                    }
+                    ChallengeKind::TlsAlpn01 => {
+                        let cert = tls_alpn_certificate(&name, key_auth.digest().as_ref())?;
+                        self.board.add_tls_alpn(&name, cert);
+                        published.push(Published::TlsAlpn(name.clone()));
+                    }
+                }
+                nonce_retry!(challenge.set_ready().await)
+                    .map_err(|e| self.acme_err("telling the CA the challenge is ready", e))?;
+                self.report(Progress::ChallengeReady { name });
+                done.insert(url);
+            }
+            return Ok(());
+        }
+    }
+
+    fn retry_policy(&self, deadline: Instant) -> Result<RetryPolicy, AcmeError> {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(AcmeError::Timeout {
+                during: "waiting for the order",
+                seconds: self.config.poll.total.as_secs(),
+            });
+        }
+        Ok(RetryPolicy::new()
+            .initial_delay(self.config.poll.first_delay)
+            .backoff(self.config.poll.backoff)
+            .timeout(remaining))
+    }
+
+    async fn poll(
+        &self,
+        order: &mut Order,
+        deadline: Instant,
+        _ready: bool,
+    ) -> Result<OrderStatus, AcmeError> {
+        let mut tries = 0;
+        loop {
+            let policy = self.retry_policy(deadline)?;
+            match order.poll_ready(&policy).await {
+                Err(e) if is_bad_nonce(&e) && tries < NONCE_RETRIES => tries += 1,
+                Err(instant_acme::Error::Timeout(_)) => {
+                    return Err(AcmeError::Timeout {
+                        during: "waiting for the CA to validate",
+                        seconds: self.config.poll.total.as_secs(),
+                    })
+                }
+                Err(instant_acme::Error::Api(_)) => return Ok(OrderStatus::Invalid),
+                Err(e) => return Err(self.acme_err("waiting for the CA to validate", e)),
+                Ok(status) => return Ok(status),
+            }
+        }
+    }
+
+    async fn download(&self, order: &mut Order, deadline: Instant) -> Result<String, AcmeError> {
+        let mut tries = 0;
+        loop {
+            let policy = self.retry_policy(deadline)?;
+            match order.poll_certificate(&policy).await {
+                Err(e) if is_bad_nonce(&e) && tries < NONCE_RETRIES => tries += 1,
+                Err(instant_acme::Error::Timeout(_)) => {
+                    return Err(AcmeError::Timeout {
+                        during: "waiting for the certificate",
+                        seconds: self.config.poll.total.as_secs(),
+                    })
+                }
+                Err(e) => return Err(self.acme_err("downloading the certificate", e)),
+                Ok(chain) => return Ok(chain),
+            }
+        }
+    }
+
+    /// Builds the problem of a failed order: the order's own error, plus each failed
+    /// challenge's error as a subproblem for its identifier.
+    async fn order_failure(&self, order: &mut Order) -> AcmeError {
+        let mut problem = order
+            .state()
+            .error
+            .as_ref()
+            .map(Problem::from)
+            .unwrap_or_default();
+        let mut restarts = 0;
+        let mut seen: HashSet<String> = HashSet::new();
+        'pass: loop {
+            let mut authorizations = order.authorizations();
+            while let Some(next) = authorizations.next().await {
+                let Ok(mut authz) = next else {
+                    restarts += 1;
+                    if restarts < NONCE_RETRIES {
+                        continue 'pass;
+                    }
+                    break 'pass;
+                };
+                if !seen.insert(authz.url().to_owned()) {
+                    continue;
+                }
+                let _ = nonce_retry!(authz.refresh().await);
+                let name = authz.identifier().to_string();
+                for ch in &authz.challenges {
+                    if let Some(err) = &ch.error {
+                        let p = Problem::from(err);
+                        problem.subproblems.push(Subproblem {
+                            identifier: Some(name.clone()),
+                            kind: p.kind,
+                            detail: p.detail,
+                        });
+                    }
+                }
+            }
+            break;
+        }
+        if problem.kind.is_none() {
+            problem.kind = problem.subproblems.first().and_then(|s| s.kind.clone());
+        }
+        if problem.detail.is_none() {
+            problem.detail = Some(format!(
+                "the CA could not validate {} name(s)",
+                problem.subproblems.len().max(1)
+            ));
+        }
+        AcmeError::Refused {
+            during: "validating the challenges",
+            problem,
+        }
+    }
+
+    async fn unpublish(&self, published: Vec<Published>) {
+        for p in published {
+            match p {
+                Published::Http01(token) => {
+                    self.board.remove_http01(&token);
+                    let key = format!("{}{token}", keys::HTTP01_PREFIX);
+                    if let Err(e) = self.state.delete(&key).await {
+                        tracing::warn!(error = %e, "could not remove an HTTP-01 token from the store");
+                    }
+                }
+                Published::TlsAlpn(name) => self.board.remove_tls_alpn(&name),
+            }
+        }
+    }
+
+    /// Reads a URL through this client's HTTPS (e.g. pebble's `/roots/0`).
+    pub async fn fetch(&self, url: &str) -> Result<Vec<u8>, AcmeError> {
+        let (status, body) = self
+            .http
+            .get_bytes(url)
+            .await
+            .map_err(|reason| AcmeError::Unreachable {
+                url: url.to_owned(),
+                during: "fetching",
+                reason,
+            })?;
+        if !status.is_success() {
+            return Err(AcmeError::Unreachable {
+                url: url.to_owned(),
+                during: "fetching",
+                reason: format!("HTTP status {status}"),
+            });
+        }
+        Ok(body.to_vec())
+    }
+
+    /// The number of requests sent that change state on the CA (`POST`s).
+    pub fn posts_sent(&self) -> u64 {
+        self.counts.post.load(Ordering::Relaxed)
+    }
+}
+
+fn store_err(during: &'static str, e: impl fmt::Display) -> AcmeError {
+    AcmeError::Store {
+        during,
+        reason: e.to_string(),
+    }
+}
+
+fn map_acme_error(url: &str, during: &'static str, e: instant_acme::Error) -> AcmeError {
+    match e {
+        instant_acme::Error::Api(p) => AcmeError::Refused {
+            during,
+            problem: Problem::from(&p),
+        },
+        instant_acme::Error::Timeout(_) => AcmeError::Timeout {
+            during,
+            seconds: 0,
+        },
+        instant_acme::Error::Hyper(e) => AcmeError::Unreachable {
+            url: url.to_owned(),
+            during,
+            reason: e.to_string(),
+        },
+        instant_acme::Error::Other(e) => AcmeError::Unreachable {
+            url: url.to_owned(),
+            during,
+            reason: error_chain(e.as_ref()),
+        },
+        other => AcmeError::Protocol {
+            during,
+            reason: other.to_string(),
+        },
+    }
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}
+
+/// The account contact: the address given, else `no-reply@<default domain>`.
+fn contact_address(topology: &Topology, email: Option<&str>) -> Result<String, AcmeError> {
+    match email.map(str::trim).filter(|e| !e.is_empty()) {
+        Some(addr) => {
+            let (local, domain) = addr
+                .rsplit_once('@')
+                .ok_or_else(|| AcmeError::BadContact(addr.to_owned()))?;
+            if local.is_empty()
+                || local.chars().any(|c| c.is_whitespace() || c.is_control() || c == ',')
+                || DomainName::new(domain).is_err()
+            {
+                return Err(AcmeError::BadContact(addr.to_owned()));
+            }
+            Ok(addr.to_owned())
+        }
+        None => topology
+            .default_domain
+            .as_ref()
+            .map(|d| format!("no-reply@{d}"))
+            .ok_or(AcmeError::NoContact),
+    }
+}
+
+type KeyAndCsr = (Zeroizing<Vec<u8>>, Zeroizing<String>, Vec<u8>);
+
+fn generate_key_and_csr(kind: KeyKind, names: &[DomainName]) -> Result<KeyAndCsr, AcmeError> {
+    let key_err = |e: rcgen::Error| AcmeError::Key(e.to_string());
+    let key = match kind {
+        KeyKind::EcdsaP256 => rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
+        KeyKind::Rsa2048 => {
+            rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
+        }
+        KeyKind::Rsa3072 => {
+            rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_3072)
+        }
+        KeyKind::Rsa4096 => {
+            rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_4096)
+        }
+    }
+    .map_err(key_err)?;
+    let mut params = rcgen::CertificateParams::new(
+        names
+            .iter()
+            .map(|n| n.as_str().to_owned())
+            .collect::<Vec<_>>(),
+    )
+    .map_err(key_err)?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    let csr = params.serialize_request(&key).map_err(key_err)?;
+    Ok((
+        Zeroizing::new(key.serialize_der()),
+        Zeroizing::new(key.serialize_pem()),
+        csr.der().to_vec(),
+    ))
+}
+
+/// The TLS-ALPN-01 certificate for `name` (RFC 8737): self-signed, the name as its only SAN,
+/// the critical acmeIdentifier extension holding SHA-256 of the key authorization.
+fn tls_alpn_certificate(
+    name: &str,
+    key_auth_digest: &[u8],
+) -> Result<Arc<rustls::sign::CertifiedKey>, AcmeError> {
+    let key_err = |e: rcgen::Error| AcmeError::Key(e.to_string());
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(key_err)?;
+    let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).map_err(key_err)?;
+    params.custom_extensions = vec![rcgen::CustomExtension::new_acme_identifier(
+        key_auth_digest,
+    )];
+    let cert = params.self_signed(&key).map_err(key_err)?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    rustls::sign::CertifiedKey::from_der(vec![cert.der().clone()], key_der, &provider)
+        .map(Arc::new)
+        .map_err(|e| AcmeError::Key(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bmcert_topology::Site;
+
+    #[test]
+    fn contact_defaults_to_no_reply_at_default_domain() {
+        let mut t = Topology::new(Site::new("https://mail.example.test", &[]).unwrap());
+        assert!(matches!(contact_address(&t, None), Err(AcmeError::NoContact)));
+        assert!(matches!(contact_address(&t, Some("  ")), Err(AcmeError::NoContact)));
+        t.default_domain = Some(DomainName::new("example.test").unwrap());
+        assert_eq!(contact_address(&t, None).unwrap(), "no-reply@example.test");
+        assert_eq!(
+            contact_address(&t, Some("admin@example.org")).unwrap(),
+            "admin@example.org"
+        );
+        for bad in ["nobody", "@example.org", "a b@example.org", "a@bad_domain"] {
+            assert!(
+                matches!(contact_address(&t, Some(bad)), Err(AcmeError::BadContact(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn keys_of_every_kind_make_a_csr() {
+        let names = [DomainName::new("a.example.test").unwrap()];
+        for kind in [KeyKind::EcdsaP256, KeyKind::Rsa2048] {
+            let (der, pem, csr) = generate_key_and_csr(kind, &names).unwrap();
+            assert!(!der.is_empty() && pem.contains("PRIVATE KEY") && !csr.is_empty());
+        }
+    }
+
+    #[test]
+    fn tls_alpn_certificate_carries_the_acme_identifier() {
+        let digest = [7u8; 32];
+        let ck = tls_alpn_certificate("a.example.test", &digest).unwrap();
+        let der = ck.cert[0].as_ref();
+        // id-pe-acmeIdentifier 1.3.6.1.5.5.7.1.31, then OCTET STRING(OCTET STRING(digest)).
+        let oid = [0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x01, 0x1f];
+        assert!(der.windows(oid.len()).any(|w| w == oid));
+        assert!(der.windows(32).any(|w| w == digest));
+    }
+
+    #[test]
+    fn directory_urls() {
+        assert!(Directory::default().url().starts_with("https://acme-v02.api.letsencrypt.org"));
+        assert!(Directory::LetsEncryptStaging.url().contains("staging"));
+        assert_eq!(Directory::Url("https://x/dir".into()).url(), "https://x/dir");
+    }
+}

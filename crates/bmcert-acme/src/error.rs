@@ -1,0 +1,282 @@
+//! Errors of the ACME flow, each with what to check.
+
+use core::fmt;
+
+use bmcert_topology::{Target, TopologyError};
+
+/// An ACME problem document (RFC 8555 section 6.7, RFC 7807), kept as the CA sent it.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Problem {
+    /// The problem type URN, e.g. `urn:ietf:params:acme:error:connection`.
+    pub kind: Option<String>,
+    /// The CA's human-readable explanation.
+    pub detail: Option<String>,
+    /// The HTTP status code the CA answered with.
+    pub status: Option<u16>,
+    /// One problem per identifier, for orders covering several names.
+    pub subproblems: Vec<Subproblem>,
+}
+
+/// The part of a [`Problem`] about one identifier.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Subproblem {
+    /// The identifier (DNS name) the problem is about.
+    pub identifier: Option<String>,
+    /// The problem type URN.
+    pub kind: Option<String>,
+    /// The CA's explanation.
+    pub detail: Option<String>,
+}
+
+impl Problem {
+    /// The short type (`badNonce`, `connection`, ...) without the `urn:ietf:params:acme:error:`
+    /// prefix.
+    pub fn short_kind(&self) -> Option<&str> {
+        self.kind
+            .as_deref()
+            .map(|k| k.strip_prefix(ACME_URN).unwrap_or(k))
+    }
+
+    /// Whether the CA rejected the request's nonce (the request can be sent again).
+    pub fn is_bad_nonce(&self) -> bool {
+        self.short_kind() == Some("badNonce")
+    }
+
+    /// Whether the CA does not know the account (it must be registered again).
+    pub fn is_unknown_account(&self) -> bool {
+        self.short_kind() == Some("accountDoesNotExist")
+    }
+
+    /// What the administrator should check, derived from the problem type.
+    pub fn hint(&self) -> &'static str {
+        let kinds = core::iter::once(self.short_kind())
+            .chain(self.subproblems.iter().map(|s| {
+                s.kind
+                    .as_deref()
+                    .map(|k| k.strip_prefix(ACME_URN).unwrap_or(k))
+            }))
+            .flatten();
+        for kind in kinds {
+            let hint = match kind {
+                "connection" => "check that each name's DNS A/AAAA record points to this installation and that port 80 (HTTP-01) or 443 (TLS-ALPN-01) is reachable from the internet through any firewall",
+                "dns" => "check that each name has a public DNS record (A or AAAA) pointing to this installation",
+                "unauthorized" | "incorrectResponse" => "the CA reached a server that did not give the expected answer: check that the name's DNS record points to this installation and that no other proxy answers /.well-known/acme-challenge/",
+                "tls" => "check that port 443 answers TLS for this name and supports the acme-tls/1 protocol (TLS-ALPN-01)",
+                "caa" => "a DNS CAA record forbids this CA: add the CA (letsencrypt.org) to the CAA record",
+                "rateLimited" => "the CA's rate limit was hit: wait until the time it gives before trying again",
+                "rejectedIdentifier" | "malformed" => "the CA refuses one of the names: check that it is a public DNS name spelled correctly",
+                "badNonce" => "the CA kept rejecting nonces: try again later",
+                "serverInternal" => "the CA had an internal error: try again later",
+                _ => continue,
+            };
+            return hint;
+        }
+        "check the CA's detail above"
+    }
+}
+
+const ACME_URN: &str = "urn:ietf:params:acme:error:";
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.detail, self.short_kind()) {
+            (Some(d), Some(k)) => write!(f, "{d} ({k})")?,
+            (Some(d), None) => f.write_str(d)?,
+            (None, Some(k)) => f.write_str(k)?,
+            (None, None) => f.write_str("no detail given")?,
+        }
+        for sub in &self.subproblems {
+            write!(
+                f,
+                "; {}: {}",
+                sub.identifier.as_deref().unwrap_or("?"),
+                sub.detail.as_deref().unwrap_or("no detail")
+            )?;
+            if let Some(k) = &sub.kind {
+                write!(f, " ({})", k.strip_prefix(ACME_URN).unwrap_or(k))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl From<&instant_acme::Problem> for Problem {
+    fn from(p: &instant_acme::Problem) -> Self {
+        Self {
+            kind: p.r#type.clone(),
+            detail: p.detail.clone(),
+            status: p.status,
+            subproblems: p
+                .subproblems
+                .iter()
+                .map(|s| Subproblem {
+                    identifier: s.identifier.as_ref().map(identifier_string),
+                    kind: s.r#type.clone(),
+                    detail: s.detail.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+pub(crate) fn identifier_string(id: &instant_acme::Identifier) -> String {
+    match id {
+        instant_acme::Identifier::Dns(d) => d.clone(),
+        instant_acme::Identifier::Ip(ip) => ip.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Why obtaining or installing a certificate through ACME failed.
+///
+/// No variant carries key material.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum AcmeError {
+    /// The CA's terms of service were not accepted yet; nothing was sent to the CA.
+    #[error("the terms of service of the ACME CA ({terms_url}) have not been accepted: read them and accept them (`bmcert acme accept`) before an account is created")]
+    TermsNotAccepted {
+        /// The terms URL from the CA's directory (`None` when the directory gives none).
+        terms_url: String,
+    },
+    /// No contact address was given and the topology has no default domain.
+    #[error("no contact e-mail address for the ACME account: give an address (--email) or set `default_domain` in the topology so no-reply@<default domain> is used")]
+    NoContact,
+    /// The contact address given is not usable.
+    #[error("the contact e-mail address `{0}` is not usable: expected local@domain.name")]
+    BadContact(String),
+    /// The target is not in the topology.
+    #[error(transparent)]
+    Topology(#[from] TopologyError),
+    /// A name of the order cannot be validated by HTTP-01 or TLS-ALPN-01.
+    #[error("cannot order a certificate for `{name}` ({target}): {reason}")]
+    BadName {
+        /// The target ordered.
+        target: Target,
+        /// The name as given.
+        name: String,
+        /// What is wrong and what to do.
+        reason: &'static str,
+    },
+    /// The CA refused a request or failed a challenge; the problem document is kept.
+    #[error("the ACME CA refused {during}: {problem}; {hint}", hint = problem.hint())]
+    Refused {
+        /// What was being done (`creating the account`, `validating the challenges`, ...).
+        during: &'static str,
+        /// The CA's problem document.
+        problem: Problem,
+    },
+    /// The CA could not be reached, or kept failing, within the time allowed.
+    #[error("the ACME CA at {url} could not be reached while {during}: {reason}; check the network, proxy and firewall towards the CA, and the directory URL")]
+    Unreachable {
+        /// The directory URL.
+        url: String,
+        /// What was being done.
+        during: &'static str,
+        /// The last transport error or status.
+        reason: String,
+    },
+    /// The order did not complete in the time allowed.
+    #[error("the ACME order did not complete within {seconds} s while {during}; the CA may be overloaded: try again later")]
+    Timeout {
+        /// What was being waited for.
+        during: &'static str,
+        /// The limit.
+        seconds: u64,
+    },
+    /// The CA answered something this client does not understand.
+    #[error("the ACME CA gave an unexpected answer while {during}: {reason}")]
+    Protocol {
+        /// What was being done.
+        during: &'static str,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The certificate the CA issued did not pass the checks; nothing was installed.
+    #[error("the certificate issued for {target} was not installed: {reason}")]
+    Check {
+        /// The target ordered.
+        target: Target,
+        /// The failed check.
+        reason: String,
+    },
+    /// The extra trusted root given for the directory is not usable.
+    #[error("the trusted root for the ACME directory is not usable: {0}; give a PEM file with a CA certificate")]
+    BadRoot(String),
+    /// Generating the certificate key or the CSR failed.
+    #[error("generating the certificate key or request failed: {0}")]
+    Key(String),
+    /// Reading or writing the store failed.
+    #[error("the certificate store failed while {during}: {reason}")]
+    Store {
+        /// What was being done.
+        during: &'static str,
+        /// The store's error.
+        reason: String,
+    },
+    /// Binding a challenge listener failed.
+    #[error("cannot listen on {addr} for ACME challenges: {reason}; check that the port is free and that this process may bind it")]
+    Listen {
+        /// The address.
+        addr: String,
+        /// The OS error.
+        reason: String,
+    },
+}
+
+impl AcmeError {
+    /// The CA's problem document, when the CA refused something.
+    pub fn problem(&self) -> Option<&Problem> {
+        match self {
+            Self::Refused { problem, .. } => Some(problem),
+            _ => None,
+        }
+    }
+
+    /// Whether the CA (or the certificate checks) refused the request, as opposed to a usage,
+    /// network or store error. The CLI exits with 1 for these and 2 for the others.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            Self::Refused { .. } | Self::Check { .. } | Self::BadName { .. }
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problem_display_lists_subproblems_and_hint() {
+        let p = Problem {
+            kind: Some("urn:ietf:params:acme:error:rejectedIdentifier".into()),
+            detail: Some("some names refused".into()),
+            status: Some(400),
+            subproblems: vec![Subproblem {
+                identifier: Some("a.example".into()),
+                kind: Some("urn:ietf:params:acme:error:connection".into()),
+                detail: Some("refused".into()),
+            }],
+        };
+        let e = AcmeError::Refused {
+            during: "validating the challenges",
+            problem: p,
+        };
+        let text = e.to_string();
+        assert!(text.contains("a.example: refused (connection)"), "{text}");
+        assert!(text.contains("rejectedIdentifier"), "{text}");
+        assert!(text.contains("public DNS name"), "{text}");
+        assert!(e.is_refusal());
+    }
+
+    #[test]
+    fn bad_nonce_is_recognised() {
+        let p = Problem {
+            kind: Some("urn:ietf:params:acme:error:badNonce".into()),
+            ..Problem::default()
+        };
+        assert!(p.is_bad_nonce());
+        assert!(!p.is_unknown_account());
+    }
+}
