@@ -1,3 +1,1087 @@
 //! Chain building with rustls-webpki plus diagnosis, and RFC 9525 host-name matching.
+//!
+//! Sans-I/O: certificates, a time and a reference host go in; a [`Verdict`] comes out. The
+//! caller (the report of `bmcert-bundle`, a service) reads files and the platform store.
+//!
+//! * [`verify`] takes an upload as administrators give it: the leaf, the other certificates of
+//!   the certificate file, the CA file (which must lead to its self-signed root: that root is
+//!   the trust anchor) and optionally the platform roots, used only to complete a chain whose
+//!   root is missing from the CA file.
+//! * [`verify_path`] takes trust anchors and an untrusted pool separately, as TLS clients and
+//!   the x509-limbo suite do.
+//!
+//! Path building, signatures, validity, basic constraints, path length, name constraints and
+//! key usages are rustls-webpki's (`EndEntityCert::verify_for_usage` with the aws-lc-rs
+//! algorithms and `KeyUsage::server_auth()`), so a verdict agrees with rustls clients. On top
+//! of that this crate:
+//!
+//! * checks the RFC 5280 certificate profile webpki leaves out (trust anchor validity and
+//!   extensions, criticality rules, key identifiers, ...), on every candidate path through
+//!   webpki's `verify_path` hook, so an alternative good path is still found;
+//! * explains a refusal link by link ([`Code`]), with the most useful finding first;
+//! * matches the host name per RFC 9525 ([`names`]), with the CN fallback the issue asks for.
+//!
+//! x509-cert (RustCrypto) parses the certificate fields webpki does not expose; it is the
+//! parser p12-keystore already pulls in.
+//!
+//! ```
+//! use bmcert_verify::{verify, ChainInput};
+//! use rustls_pki_types::{CertificateDer, UnixTime};
+//!
+//! let leaf = CertificateDer::from(vec![0x30, 0x00]);
+//! let verdict = verify(&ChainInput {
+//!     leaf: &leaf,
+//!     cert_file_extras: &[],
+//!     ca_file: &[],
+//!     platform_roots: &[],
+//!     reference: None,
+//!     time: UnixTime::since_unix_epoch(core::time::Duration::from_secs(1_700_000_000)),
+//! });
+//! assert!(!verdict.is_valid());
+//! assert_eq!(verdict.findings[0].code.as_str(), "malformed");
+//! ```
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
+
+pub mod names;
+mod profile;
+
+use core::cell::RefCell;
+use core::fmt;
+
+use bmcert_topology::Host;
+use der::{Decode, Encode};
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, TrustAnchor, UnixTime};
+use webpki::{EndEntityCert, KeyUsage, VerifiedPath};
+use x509_cert::Certificate;
+
+use crate::names::{MatchedBy, NameVerdict};
+use crate::profile::{Level, Violation};
+
+/// An upload to check, as administrators give it.
+#[derive(Clone, Copy, Debug)]
+pub struct ChainInput<'a> {
+    /// The server certificate.
+    pub leaf: &'a CertificateDer<'a>,
+    /// The other certificates found in the certificate file, in file order.
+    pub cert_file_extras: &'a [CertificateDer<'a>],
+    /// The CA file, in file order. Its self-signed certificates are the trust anchors.
+    pub ca_file: &'a [CertificateDer<'a>],
+    /// Roots of the platform store (the caller loads them, e.g. with rustls-native-certs).
+    /// Used only to complete a chain whose root is missing from the CA file. May be empty.
+    pub platform_roots: &'a [CertificateDer<'a>],
+    /// The host of the external URL, when it is known.
+    pub reference: Option<&'a Host>,
+    /// The time at which the bundle must be valid.
+    pub time: UnixTime,
+}
+
+/// Trust anchors and an untrusted pool given separately (TLS clients, x509-limbo).
+#[derive(Clone, Copy, Debug)]
+pub struct PathInput<'a> {
+    /// The end-entity certificate.
+    pub leaf: &'a CertificateDer<'a>,
+    /// The trusted roots.
+    pub anchors: &'a [CertificateDer<'a>],
+    /// Untrusted certificates usable as intermediates, in any order.
+    pub intermediates: &'a [CertificateDer<'a>],
+    /// Certificate revocation lists to honour (checked over the whole chain; a certificate
+    /// whose issuer published no CRL here is not refused).
+    pub crls: &'a [CertificateRevocationListDer<'a>],
+    /// The reference host, when the name must be checked.
+    pub reference: Option<&'a Host>,
+    /// The validation time.
+    pub time: UnixTime,
+}
+
+/// How strictly the certificate profile is enforced.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Strictness {
+    /// RFC 5280 MUSTs that clients enforce are problems; CA/Browser Forum profile rules that
+    /// most clients ignore (EKU present, key identifiers, key sizes, CN in SAN) are warnings.
+    #[default]
+    Standard,
+    /// Every profile rule is a problem, as in the x509-limbo suite.
+    Pedantic,
+}
+
+/// Tunables of [`verify_path`] and [`verify_with`].
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// How strictly the certificate profile is enforced.
+    pub strictness: Strictness,
+    /// The most intermediates (not counting self-issued ones) a path may hold.
+    pub max_chain_depth: Option<usize>,
+}
+
+impl Options {
+    /// Default options with the given strictness.
+    pub fn with_strictness(strictness: Strictness) -> Self {
+        Self {
+            strictness,
+            ..Self::default()
+        }
+    }
+}
+
+/// How bad a finding is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    /// The bundle must not be installed.
+    Problem,
+    /// Accepted, but worth fixing.
+    Warning,
+}
+
+impl Severity {
+    /// `problem` or `warning`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Problem => "problem",
+            Self::Warning => "warning",
+        }
+    }
+}
+
+/// The file a finding is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// The certificate file (leaf and the certificates after it).
+    Cert,
+    /// The CA file (or, for [`verify_path`], the anchors and the pool).
+    Ca,
+}
+
+impl Role {
+    /// `cert` or `ca`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cert => "cert",
+            Self::Ca => "ca",
+        }
+    }
+}
+
+/// What a finding is about; [`Code::as_str`] is the stable code of the report.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Code {
+    /// A certificate cannot be parsed.
+    Malformed,
+    /// The leaf is outside its validity period.
+    LeafExpired,
+    /// The certificate does not cover the reference host.
+    NameMismatch,
+    /// No path to the authority: an issuer is missing (named by subject).
+    ChainIncomplete,
+    /// The chain reaches an intermediate whose root is not in the CA file.
+    RootMissing,
+    /// A signature of the chain does not verify.
+    ChainSignatureInvalid,
+    /// An intermediate or the root is outside its validity period.
+    CaExpired,
+    /// A certificate below the root is signed with SHA-1 or MD5.
+    WeakSignature,
+    /// The leaf is a certificate authority.
+    LeafIsCa,
+    /// The leaf's extended key usage does not allow TLS server authentication.
+    NotServerAuth,
+    /// A certificate breaks the RFC 5280 / CA/Browser Forum profile.
+    NonConformant,
+    /// The leaf is revoked by a supplied CRL.
+    Revoked,
+    /// The chain is refused for another reason (webpki's error is quoted).
+    ChainInvalid,
+    /// Warning: the chain was accepted after reordering the CA file.
+    ChainReordered,
+    /// Warning: certificates unrelated to the chain were dropped.
+    ExtraCertificates,
+    /// Warning: chain certificates were found in the certificate file.
+    ChainInCertFile,
+    /// Warning: the certificate has no DNS or IP SAN; its common name was used.
+    CnOnly,
+    /// Warning: the root is missing from the CA file but was found in the platform store.
+    RootFromPlatform,
+}
+
+impl Code {
+    /// The stable snake_case code used in text and JSON reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::LeafExpired => "leaf_expired",
+            Self::NameMismatch => "name_mismatch",
+            Self::ChainIncomplete => "chain_incomplete",
+            Self::RootMissing => "root_missing",
+            Self::ChainSignatureInvalid => "chain_signature_invalid",
+            Self::CaExpired => "ca_expired",
+            Self::WeakSignature => "weak_signature",
+            Self::LeafIsCa => "leaf_is_ca",
+            Self::NotServerAuth => "not_server_auth",
+            Self::NonConformant => "non_conformant",
+            Self::Revoked => "revoked",
+            Self::ChainInvalid => "chain_invalid",
+            Self::ChainReordered => "chain_reordered",
+            Self::ExtraCertificates => "extra_certificates",
+            Self::ChainInCertFile => "chain_in_cert_file",
+            Self::CnOnly => "cn_only",
+            Self::RootFromPlatform => "root_from_platform",
+        }
+    }
+
+    /// Lower ranks lead: the finding an administrator should fix first.
+    fn rank(self) -> u8 {
+        match self {
+            Self::Malformed => 0,
+            Self::LeafExpired => 1,
+            Self::Revoked => 2,
+            Self::LeafIsCa => 3,
+            Self::NameMismatch => 4,
+            Self::ChainIncomplete => 5,
+            Self::RootMissing => 6,
+            Self::ChainSignatureInvalid => 7,
+            Self::CaExpired => 8,
+            Self::WeakSignature => 9,
+            Self::NotServerAuth => 10,
+            Self::NonConformant => 11,
+            Self::ChainInvalid => 12,
+            Self::RootFromPlatform => 13,
+            Self::CnOnly => 14,
+            Self::ChainReordered => 15,
+            Self::ChainInCertFile => 16,
+            Self::ExtraCertificates => 17,
+        }
+    }
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One thing the report says about the chain or the name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    /// What it is about.
+    pub code: Code,
+    /// Problem or warning.
+    pub severity: Severity,
+    /// The file to fix.
+    pub file: Role,
+    /// Plain words: what is wrong and how to fix it.
+    pub message: String,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} [{}] ({} file): {}",
+            self.severity.as_str(),
+            self.code,
+            self.file.as_str(),
+            self.message
+        )
+    }
+}
+
+/// The outcome of a validation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    /// The issuer chain, ordered: intermediates first, the root last. Empty when no path
+    /// was found.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// Problems first, the most useful one leading; then warnings.
+    pub findings: Vec<Finding>,
+    /// The name check, when a reference host was given and the leaf could be read.
+    pub names: Option<NameVerdict>,
+}
+
+impl Verdict {
+    /// True when no finding is a problem.
+    pub fn is_valid(&self) -> bool {
+        !self
+            .findings
+            .iter()
+            .any(|f| f.severity == Severity::Problem)
+    }
+
+    /// The leading problem, if any.
+    pub fn first_problem(&self) -> Option<&Finding> {
+        self.findings
+            .iter()
+            .find(|f| f.severity == Severity::Problem)
+    }
+
+    /// Whether a finding with this code is present.
+    pub fn has(&self, code: Code) -> bool {
+        self.findings.iter().any(|f| f.code == code)
+    }
+
+    fn sort(&mut self) {
+        self.findings.sort_by_key(|f| (f.severity, f.code.rank()));
+    }
+}
+
+/// Checks an upload with the default [`Options`].
+pub fn verify(input: &ChainInput<'_>) -> Verdict {
+    verify_with(input, &Options::default())
+}
+
+/// Checks an upload: see [`ChainInput`].
+pub fn verify_with(input: &ChainInput<'_>, options: &Options) -> Verdict {
+    let leaf = match Certificate::from_der(input.leaf.as_ref()) {
+        Ok(c) => c,
+        Err(e) => return malformed_leaf(&e),
+    };
+    // The CA file's self-issued certificates are the anchors; the rest is the pool.
+    let mut anchors = Vec::new();
+    let mut pool = Vec::new();
+    let mut pool_origin = Vec::new();
+    for (i, der) in input.ca_file.iter().enumerate() {
+        match Certificate::from_der(der.as_ref()) {
+            Ok(c) if is_self_issued(&c) => anchors.push(der.clone()),
+            _ => {
+                pool.push(der.clone());
+                pool_origin.push(Origin::Ca(i));
+            }
+        }
+    }
+    for (i, der) in input.cert_file_extras.iter().enumerate() {
+        pool.push(der.clone());
+        pool_origin.push(Origin::CertFile(i));
+    }
+    let engine = Engine::new(input.leaf, leaf, input.time, options, &[]);
+    let mut result = engine.attempt(&anchors, &pool);
+    let mut from_platform = false;
+    if result.is_err() && !input.platform_roots.is_empty() {
+        // The root may be missing from the CA file: try the platform store, keeping the
+        // CA file's own self-signed certificates usable as cross-signed intermediates.
+        let mut pool2 = pool.clone();
+        pool2.extend(anchors.iter().cloned());
+        if let Ok(ok) = engine.attempt(input.platform_roots, &pool2) {
+            from_platform = true;
+            result = Ok(ok);
+        }
+    }
+    let mut verdict = Verdict {
+        chain: Vec::new(),
+        findings: Vec::new(),
+        names: None,
+    };
+    match result {
+        Ok(success) => {
+            success_findings(&mut verdict, &success, input, options, from_platform);
+            verdict.chain = success.chain;
+        }
+        Err(failure) => {
+            let mut known: Vec<Known<'_>> = Vec::new();
+            for (i, der) in input.ca_file.iter().enumerate() {
+                known.push(Known::new(
+                    der,
+                    Origin::Ca(i),
+                    anchors.iter().any(|a| a == der),
+                ));
+            }
+            for (i, der) in input.cert_file_extras.iter().enumerate() {
+                known.push(Known::new(der, Origin::CertFile(i), false));
+            }
+            for (i, der) in input.platform_roots.iter().enumerate() {
+                known.push(Known::new(der, Origin::Platform(i), true));
+            }
+            engine.diagnose(&failure, &known, &mut verdict.findings);
+        }
+    }
+    name_findings(&mut verdict, &engine.leaf, input.reference);
+    verdict.sort();
+    verdict
+}
+
+/// Validates `leaf` against separately given anchors and pool; see [`PathInput`].
+pub fn verify_path(input: &PathInput<'_>, options: &Options) -> Verdict {
+    let leaf = match Certificate::from_der(input.leaf.as_ref()) {
+        Ok(c) => c,
+        Err(e) => return malformed_leaf(&e),
+    };
+    let engine = Engine::new(input.leaf, leaf, input.time, options, input.crls);
+    let mut verdict = Verdict {
+        chain: Vec::new(),
+        findings: Vec::new(),
+        names: None,
+    };
+    match engine.attempt(input.anchors, input.intermediates) {
+        Ok(success) => {
+            for v in &success.warnings {
+                verdict.findings.push(violation_finding(
+                    v,
+                    Severity::Warning,
+                    &success.path_subjects,
+                ));
+            }
+            verdict.chain = success.chain;
+        }
+        Err(failure) => {
+            let mut known: Vec<Known<'_>> = Vec::new();
+            for (i, der) in input.anchors.iter().enumerate() {
+                known.push(Known::new(der, Origin::Ca(i), true));
+            }
+            for (i, der) in input.intermediates.iter().enumerate() {
+                known.push(Known::new(der, Origin::Ca(i), false));
+            }
+            engine.diagnose(&failure, &known, &mut verdict.findings);
+        }
+    }
+    name_findings(&mut verdict, &engine.leaf, input.reference);
+    verdict.sort();
+    verdict
+}
+
+fn malformed_leaf(e: &der::Error) -> Verdict {
+    Verdict {
+        chain: Vec::new(),
+        findings: vec![Finding {
+            code: Code::Malformed,
+            severity: Severity::Problem,
+            file: Role::Cert,
+            message: format!(
+                "the server certificate is not a valid X.509 certificate ({e}); export it again from your authority's download as PEM"
+            ),
+        }],
+        names: None,
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    Ca(usize),
+    CertFile(usize),
+    Platform(usize),
+}
+
+impl Origin {
+    fn role(self) -> Role {
+        match self {
+            Self::CertFile(_) => Role::Cert,
+            Self::Ca(_) | Self::Platform(_) => Role::Ca,
+        }
+    }
+}
+
+/// A certificate known to the diagnosis, with where it came from.
+struct Known<'a> {
+    der: &'a CertificateDer<'a>,
+    cert: Option<Certificate>,
+    origin: Origin,
+    anchor: bool,
+}
+
+impl<'a> Known<'a> {
+    fn new(der: &'a CertificateDer<'a>, origin: Origin, anchor: bool) -> Self {
+        Self {
+            der,
+            cert: Certificate::from_der(der.as_ref()).ok(),
+            origin,
+            anchor,
+        }
+    }
+}
+
+struct Success {
+    chain: Vec<CertificateDer<'static>>,
+    /// Profile warnings of the accepted path (pedantic rules in standard mode).
+    warnings: Vec<Violation>,
+    /// Subjects of the accepted path, leaf first.
+    path_subjects: Vec<String>,
+}
+
+struct Failure {
+    error: webpki::Error,
+    /// Profile problems of the rejected candidate paths, with the path's subjects.
+    violations: Vec<(Vec<String>, Vec<Violation>)>,
+}
+
+struct Engine<'a> {
+    leaf_der: &'a CertificateDer<'a>,
+    leaf: Certificate,
+    time: UnixTime,
+    options: Options,
+    crls: Vec<webpki::CertRevocationList<'a>>,
+    crl_problems: Vec<String>,
+}
+
+impl<'a> Engine<'a> {
+    fn new(
+        leaf_der: &'a CertificateDer<'a>,
+        leaf: Certificate,
+        time: UnixTime,
+        options: &Options,
+        crls: &'a [CertificateRevocationListDer<'a>],
+    ) -> Self {
+        let mut parsed = Vec::new();
+        let mut crl_problems = Vec::new();
+        for crl in crls {
+            match webpki::BorrowedCertRevocationList::from_der(crl.as_ref()) {
+                Ok(c) => parsed.push(webpki::CertRevocationList::from(c)),
+                Err(e) => crl_problems.push(format!("a CRL cannot be read ({e:?})")),
+            }
+        }
+        for crl in crls {
+            crl_problems.extend(crl_profile(crl.as_ref()));
+        }
+        Self {
+            leaf_der,
+            leaf,
+            time,
+            options: *options,
+            crls: parsed,
+            crl_problems,
+        }
+    }
+
+    fn attempt(
+        &self,
+        anchors: &[CertificateDer<'_>],
+        pool: &[CertificateDer<'_>],
+    ) -> Result<Success, Failure> {
+        let ee = EndEntityCert::try_from(self.leaf_der).map_err(|error| Failure {
+            error,
+            violations: Vec::new(),
+        })?;
+        let mut tas: Vec<TrustAnchor<'_>> = Vec::new();
+        let mut ta_certs: Vec<(usize, Certificate)> = Vec::new();
+        for (i, der) in anchors.iter().enumerate() {
+            if let (Ok(ta), Ok(cert)) = (
+                webpki::anchor_from_trusted_cert(der),
+                Certificate::from_der(der.as_ref()),
+            ) {
+                tas.push(ta);
+                ta_certs.push((i, cert));
+            }
+        }
+        let pool_certs: Vec<Option<Certificate>> = pool
+            .iter()
+            .map(|d| Certificate::from_der(d.as_ref()).ok())
+            .collect();
+        let rejected: RefCell<Vec<(Vec<String>, Vec<Violation>)>> = RefCell::new(Vec::new());
+        let accepted: RefCell<Option<(Vec<CertificateDer<'static>>, Vec<Violation>, Vec<String>)>> =
+            RefCell::new(None);
+        let now = self.time.as_secs();
+        let check = |path: &VerifiedPath<'_>| -> Result<(), webpki::Error> {
+            let mut certs: Vec<&Certificate> = vec![&self.leaf];
+            let mut ders: Vec<CertificateDer<'static>> = Vec::new();
+            for c in path.intermediate_certificates() {
+                let der = c.der();
+                let parsed = pool
+                    .iter()
+                    .position(|p| p.as_ref() == der.as_ref())
+                    .and_then(|i| pool_certs[i].as_ref());
+                match parsed {
+                    Some(p) => certs.push(p),
+                    None => return Err(webpki::Error::BadDer),
+                }
+                ders.push(der.into_owned());
+            }
+            let anchor = path.anchor();
+            let Some(ta_index) = tas.iter().position(|t| {
+                t.subject.as_ref() == anchor.subject.as_ref()
+                    && t.subject_public_key_info.as_ref() == anchor.subject_public_key_info.as_ref()
+            }) else {
+                return Err(webpki::Error::UnknownIssuer);
+            };
+            let (anchor_index, anchor_cert) = &ta_certs[ta_index];
+            certs.push(anchor_cert);
+            ders.push(anchors[*anchor_index].clone().into_owned());
+            let mut violations = profile::check_path(&certs, now);
+            if let Some(max) = self.options.max_chain_depth {
+                let depth = certs[1..certs.len() - 1]
+                    .iter()
+                    .filter(|c| !is_self_issued(c))
+                    .count();
+                if depth > max {
+                    violations.push(Violation {
+                        position: 1,
+                        level: Level::Rfc5280,
+                        message: format!(
+                            "the path has {depth} intermediates; at most {max} are allowed"
+                        ),
+                    });
+                }
+            }
+            if !self.crl_problems.is_empty() {
+                for p in &self.crl_problems {
+                    violations.push(Violation {
+                        position: certs.len() - 1,
+                        level: Level::Rfc5280,
+                        message: p.clone(),
+                    });
+                }
+            }
+            violations.extend(crl_issuer_problems(&certs, &self.crls));
+            let subjects: Vec<String> = certs
+                .iter()
+                .map(|c| c.tbs_certificate().subject().to_string())
+                .collect();
+            let pedantic = self.options.strictness == Strictness::Pedantic;
+            let (problems, warnings): (Vec<_>, Vec<_>) = violations.into_iter().partition(|v| {
+                v.level == Level::Rfc5280 || (pedantic && v.level == Level::Pedantic)
+            });
+            if problems.is_empty() {
+                *accepted.borrow_mut() = Some((ders, warnings, subjects));
+                Ok(())
+            } else {
+                rejected.borrow_mut().push((subjects, problems));
+                Err(webpki::Error::ExtensionValueInvalid)
+            }
+        };
+        let crl_refs = self.crl_refs();
+        let revocation = webpki::RevocationOptionsBuilder::new(&crl_refs)
+            .ok()
+            .map(|b| {
+                b.with_depth(webpki::RevocationCheckDepth::Chain)
+                    .with_status_policy(webpki::UnknownStatusPolicy::Allow)
+                    .with_expiration_policy(webpki::ExpirationPolicy::Ignore)
+                    .build()
+            });
+        let result = ee.verify_for_usage(
+            webpki::ALL_VERIFICATION_ALGS,
+            &tas,
+            pool,
+            self.time,
+            KeyUsage::server_auth(),
+            revocation,
+            Some(&check),
+        );
+        match result {
+            Ok(_) => match accepted.into_inner() {
+                Some((chain, warnings, path_subjects)) => Ok(Success {
+                    chain,
+                    warnings,
+                    path_subjects,
+                }),
+                None => Err(Failure {
+                    error: webpki::Error::UnknownIssuer,
+                    violations: rejected.into_inner(),
+                }),
+            },
+            Err(error) => Err(Failure {
+                error,
+                violations: rejected.into_inner(),
+            }),
+        }
+    }
+
+    fn crl_refs(&self) -> Vec<&webpki::CertRevocationList<'a>> {
+        self.crls.iter().collect()
+    }
+
+    /// Explains a refusal: the first broken link, or webpki's reason.
+    fn diagnose(&self, failure: &Failure, known: &[Known<'_>], out: &mut Vec<Finding>) {
+        use webpki::Error as E;
+        let problem = |code, file, message: String| Finding {
+            code,
+            severity: Severity::Problem,
+            file,
+            message,
+        };
+        let leaf_subject = self.leaf.tbs_certificate().subject().to_string();
+        let now = self.time.as_secs();
+        if !within_validity(&self.leaf, now) {
+            out.push(problem(
+                Code::LeafExpired,
+                Role::Cert,
+                format!("the server certificate ({leaf_subject}) is outside its validity period ({}); renew it", validity_text(&self.leaf)),
+            ));
+        }
+        match &failure.error {
+            E::CaUsedAsEndEntity => out.push(problem(
+                Code::LeafIsCa,
+                Role::Cert,
+                format!("the server certificate ({leaf_subject}) is a certificate authority (basicConstraints cA=TRUE); the certificate file must start with the server's own certificate"),
+            )),
+            E::RequiredEkuNotFoundContext(_) => out.push(problem(
+                Code::NotServerAuth,
+                Role::Cert,
+                format!("the server certificate ({leaf_subject}) has an extended key usage without TLS server authentication; ask your authority for a certificate with serverAuth"),
+            )),
+            E::CertRevoked => out.push(problem(
+                Code::Revoked,
+                Role::Cert,
+                "a certificate of the chain is revoked by its authority's CRL; get a new certificate".to_owned(),
+            )),
+            _ => {}
+        }
+        let profile_failure = !failure.violations.is_empty()
+            && matches!(failure.error, E::ExtensionValueInvalid | E::UnknownIssuer);
+        if profile_failure {
+            // A path was built, but it breaks the profile: report that path's problems.
+            if let Some((subjects, violations)) = failure.violations.last() {
+                for v in violations {
+                    out.push(violation_finding(v, Severity::Problem, subjects));
+                }
+            }
+        }
+        // Walk the issuer links ourselves to name the broken one.
+        let before = out.len();
+        self.walk(known, out);
+        let walk_found = out.len() > before;
+        if out.is_empty() && !walk_found {
+            out.push(problem(
+                Code::ChainInvalid,
+                Role::Ca,
+                format!("the chain is refused by rustls-webpki ({:?}); check that the CA file holds the intermediates and root of your authority", failure.error),
+            ));
+        }
+    }
+
+    fn walk(&self, known: &[Known<'_>], out: &mut Vec<Finding>) {
+        let now = self.time.as_secs();
+        let mut current: (&Certificate, &[u8], Role) =
+            (&self.leaf, self.leaf_der.as_ref(), Role::Cert);
+        let mut visited: Vec<usize> = Vec::new();
+        for depth in 0..8 {
+            let (cert, der, role) = current;
+            let tbs = cert.tbs_certificate();
+            let subject = tbs.subject().to_string();
+            let issuer = tbs.issuer();
+            let sig_oid = cert.signature_algorithm().oid.to_string();
+            if let Some((_, alg)) = profile::WEAK_SIGNATURES.iter().find(|(o, _)| *o == sig_oid) {
+                if depth == 0 || !is_self_issued(cert) {
+                    out.push(Finding {
+                        code: Code::WeakSignature,
+                        severity: Severity::Problem,
+                        file: role,
+                        message: format!("{subject} is signed with {alg}, which clients refuse; ask the authority to reissue it with SHA-256"),
+                    });
+                    return;
+                }
+            }
+            let candidates: Vec<usize> = known
+                .iter()
+                .enumerate()
+                .filter(|(i, k)| {
+                    !visited.contains(i)
+                        && k.cert
+                            .as_ref()
+                            .is_some_and(|c| c.tbs_certificate().subject() == issuer)
+                })
+                .map(|(i, _)| i)
+                .collect();
+            if candidates.is_empty() {
+                if depth > 0 && is_self_issued(cert) {
+                    return;
+                }
+                let (code, message) = if depth == 0 {
+                    (
+                        Code::ChainIncomplete,
+                        format!("no certificate of the issuer \"{issuer}\" of the server certificate was supplied; add that intermediate certificate (and its own issuers up to the root) to the CA file"),
+                    )
+                } else {
+                    (
+                        Code::RootMissing,
+                        format!("the CA file stops at \"{subject}\"; append the root certificate \"{issuer}\" of your authority to the CA file"),
+                    )
+                };
+                out.push(Finding {
+                    code,
+                    severity: Severity::Problem,
+                    file: Role::Ca,
+                    message,
+                });
+                return;
+            }
+            let Some(&next) = candidates
+                .iter()
+                .find(|&&i| signed_by(der, known[i].der.as_ref()))
+            else {
+                out.push(Finding {
+                    code: Code::ChainSignatureInvalid,
+                    severity: Severity::Problem,
+                    file: Role::Ca,
+                    message: format!("the signature on \"{subject}\" does not verify with the key of the supplied \"{issuer}\"; the CA file holds a different certificate of that name: download the matching one from your authority"),
+                });
+                return;
+            };
+            visited.push(next);
+            let k = &known[next];
+            let Some(kc) = k.cert.as_ref() else { return };
+            if !within_validity(kc, now) {
+                out.push(Finding {
+                    code: Code::CaExpired,
+                    severity: Severity::Problem,
+                    file: k.origin.role(),
+                    message: format!("the authority certificate \"{issuer}\" is outside its validity period ({}); replace it with the current one from your authority", validity_text(kc)),
+                });
+                return;
+            }
+            if k.anchor {
+                return;
+            }
+            current = (kc, k.der.as_ref(), k.origin.role());
+        }
+    }
+}
+
+fn violation_finding(v: &Violation, severity: Severity, subjects: &[String]) -> Finding {
+    let who = subjects
+        .get(v.position)
+        .map(String::as_str)
+        .unwrap_or("a certificate of the chain");
+    let what = if v.position == 0 {
+        "the server certificate"
+    } else if v.position + 1 == subjects.len() {
+        "the root certificate"
+    } else {
+        "the intermediate certificate"
+    };
+    Finding {
+        code: Code::NonConformant,
+        severity,
+        file: if v.position == 0 {
+            Role::Cert
+        } else {
+            Role::Ca
+        },
+        message: format!(
+            "{what} \"{who}\": {}; the authority must reissue it",
+            v.message
+        ),
+    }
+}
+
+fn success_findings(
+    verdict: &mut Verdict,
+    success: &Success,
+    input: &ChainInput<'_>,
+    _options: &Options,
+    from_platform: bool,
+) {
+    let warn = |code, file, message: String| Finding {
+        code,
+        severity: Severity::Warning,
+        file,
+        message,
+    };
+    for v in &success.warnings {
+        verdict.findings.push(violation_finding(
+            v,
+            Severity::Warning,
+            &success.path_subjects,
+        ));
+    }
+    if from_platform {
+        let root = success.path_subjects.last().cloned().unwrap_or_default();
+        verdict.findings.push(warn(
+            Code::RootFromPlatform,
+            Role::Ca,
+            format!("the root \"{root}\" is not in the CA file; it was taken from the system trust store. Append it to the CA file so every client can build the chain"),
+        ));
+    }
+    // Where each chain certificate came from.
+    let ca_pos: Vec<Option<usize>> = success
+        .chain
+        .iter()
+        .map(|c| input.ca_file.iter().position(|d| d.as_ref() == c.as_ref()))
+        .collect();
+    let in_ca: Vec<usize> = ca_pos.iter().flatten().copied().collect();
+    if in_ca.windows(2).any(|w| w[0] > w[1]) {
+        verdict.findings.push(warn(
+            Code::ChainReordered,
+            Role::Ca,
+            "the CA file is not in chain order; it was accepted and reordered. Write the intermediates first (the one that signed the server certificate at the top) and the root last".to_owned(),
+        ));
+    }
+    let in_cert: Vec<String> = success
+        .chain
+        .iter()
+        .zip(success.path_subjects.iter().skip(1))
+        .filter(|(c, _)| {
+            input
+                .cert_file_extras
+                .iter()
+                .any(|d| d.as_ref() == c.as_ref())
+        })
+        .map(|(_, s)| format!("\"{s}\""))
+        .collect();
+    if !in_cert.is_empty() {
+        verdict.findings.push(warn(
+            Code::ChainInCertFile,
+            Role::Cert,
+            format!("the certificate file also holds the chain certificate(s) {}; they were used, but belong in the CA file", in_cert.join(", ")),
+        ));
+    }
+    let unused: Vec<String> = input
+        .ca_file
+        .iter()
+        .chain(input.cert_file_extras.iter())
+        .filter(|d| {
+            !success.chain.iter().any(|c| c.as_ref() == d.as_ref())
+                && d.as_ref() != input.leaf.as_ref()
+        })
+        .map(|d| match Certificate::from_der(d.as_ref()) {
+            Ok(c) => format!("\"{}\"", c.tbs_certificate().subject()),
+            Err(_) => "an unreadable certificate".to_owned(),
+        })
+        .collect();
+    if !unused.is_empty() {
+        verdict.findings.push(warn(
+            Code::ExtraCertificates,
+            Role::Ca,
+            format!(
+                "{} unrelated to this chain and dropped: {}",
+                if unused.len() == 1 {
+                    "one certificate is"
+                } else {
+                    "some certificates are"
+                },
+                unused.join(", ")
+            ),
+        ));
+    }
+}
+
+fn name_findings(verdict: &mut Verdict, leaf: &Certificate, reference: Option<&Host>) {
+    let Some(reference) = reference else { return };
+    match names::covers_parsed(leaf, reference) {
+        Ok(mut nv) => {
+            // webpki applies name constraints to SANs only; a CN standing in for a SAN would
+            // slip past a constrained CA, so the fallback is off below one.
+            if matches!(nv.matched, Some(MatchedBy::CommonName(_)))
+                && chain_has_name_constraints(&verdict.chain)
+            {
+                nv.matched = None;
+            }
+            if nv.matched.is_none() {
+                verdict.findings.push(Finding {
+                    code: Code::NameMismatch,
+                    severity: Severity::Problem,
+                    file: Role::Cert,
+                    message: format!("{nv}; get a certificate that includes {reference} or correct the external URL"),
+                });
+            } else if matches!(nv.matched, Some(MatchedBy::CommonName(_))) {
+                verdict.findings.push(Finding {
+                    code: Code::CnOnly,
+                    severity: Severity::Warning,
+                    file: Role::Cert,
+                    message: format!("the certificate has no subjectAltName; its common name was used for {reference}. Browsers and rustls ignore the common name: get a certificate with a DNS subjectAltName"),
+                });
+            }
+            verdict.names = Some(nv);
+        }
+        Err(e) => verdict.findings.push(Finding {
+            code: Code::Malformed,
+            severity: Severity::Problem,
+            file: Role::Cert,
+            message: e.to_string(),
+        }),
+    }
+}
+
+fn chain_has_name_constraints(chain: &[CertificateDer<'_>]) -> bool {
+    chain.iter().any(|der| {
+        Certificate::from_der(der.as_ref()).is_ok_and(|c| {
+            c.tbs_certificate()
+                .get_extension::<x509_cert::ext::pkix::NameConstraints>()
+                .is_ok_and(|nc| nc.is_some())
+        })
+    })
+}
+
+fn is_self_issued(c: &Certificate) -> bool {
+    c.tbs_certificate().subject() == c.tbs_certificate().issuer()
+}
+
+fn within_validity(c: &Certificate, now: u64) -> bool {
+    let v = c.tbs_certificate().validity();
+    let nb = v.not_before.to_unix_duration().as_secs();
+    let na = v.not_after.to_unix_duration().as_secs();
+    nb <= now && now <= na
+}
+
+fn validity_text(c: &Certificate) -> String {
+    let v = c.tbs_certificate().validity();
+    format!("{} to {}", v.not_before, v.not_after)
+}
+
+/// Whether `child`'s signature verifies with `issuer`'s public key.
+fn signed_by(child: &[u8], issuer: &[u8]) -> bool {
+    let Some((tbs, alg, sig)) = split_signed(child) else {
+        return false;
+    };
+    let issuer = CertificateDer::from(issuer);
+    let Ok(ee) = EndEntityCert::try_from(&issuer) else {
+        return false;
+    };
+    webpki::ALL_VERIFICATION_ALGS
+        .iter()
+        .filter(|a| a.signature_alg_id().as_ref() == alg.as_slice())
+        .any(|a| ee.verify_signature(*a, &tbs, &sig).is_ok())
+}
+
+/// The signed bytes, the signature algorithm's contents and the signature of a certificate.
+fn split_signed(der: &[u8]) -> Option<(Vec<u8>, Vec<u8>, Vec<u8>)> {
+    let outer = der::asn1::AnyRef::from_der(der).ok()?;
+    let mut r = der::SliceReader::new(outer.value()).ok()?;
+    let tbs = der::asn1::AnyRef::decode(&mut r).ok()?;
+    let alg = der::asn1::AnyRef::decode(&mut r).ok()?;
+    let sig = der::asn1::BitStringRef::decode(&mut r).ok()?;
+    Some((
+        tbs.to_der().ok()?,
+        alg.value().to_vec(),
+        sig.raw_bytes().to_vec(),
+    ))
+}
+
+/// Profile rules for CRLs (RFC 5280 5.2.3): a CRL number, not critical.
+fn crl_profile(der: &[u8]) -> Vec<String> {
+    const CRL_NUMBER: der::oid::ObjectIdentifier =
+        der::oid::ObjectIdentifier::new_unwrap("2.5.29.20");
+    let Ok(crl) = x509_cert::crl::CertificateList::<x509_cert::certificate::Rfc5280>::from_der(der)
+    else {
+        return vec!["a CRL is not valid DER".to_owned()];
+    };
+    let exts = crl.tbs_cert_list.crl_extensions.as_deref().unwrap_or(&[]);
+    match exts.iter().find(|e| e.extn_id == CRL_NUMBER) {
+        None => vec!["a CRL has no CRLNumber extension (RFC 5280 5.2.3)".to_owned()],
+        Some(e) if e.critical => {
+            vec!["a CRL's CRLNumber extension is critical (RFC 5280 5.2.3)".to_owned()]
+        }
+        Some(_) => Vec::new(),
+    }
+}
+
+/// A CRL issued by a path certificate whose keyUsage lacks cRLSign (RFC 5280 4.2.1.3).
+fn crl_issuer_problems(
+    certs: &[&Certificate],
+    crls: &[webpki::CertRevocationList<'_>],
+) -> Vec<Violation> {
+    let mut out = Vec::new();
+    for (i, c) in certs.iter().enumerate().skip(1) {
+        let Ok(subject) = c.tbs_certificate().subject().to_der() else {
+            continue;
+        };
+        // webpki's issuer() is the Name's contents without the SEQUENCE header.
+        let issues_a_crl = crls
+            .iter()
+            .any(|crl| subject.ends_with(crl.issuer()) && !crl.issuer().is_empty());
+        if !issues_a_crl {
+            continue;
+        }
+        if let Ok(Some((_, ku))) = c
+            .tbs_certificate()
+            .get_extension::<x509_cert::ext::pkix::KeyUsage>()
+        {
+            if !ku.crl_sign() {
+                out.push(Violation {
+                    position: i,
+                    level: Level::Rfc5280,
+                    message: "it publishes a CRL but its keyUsage lacks cRLSign (RFC 5280 4.2.1.3)"
+                        .to_owned(),
+                });
+            }
+        }
+    }
+    out
+}
