@@ -18,7 +18,7 @@
 //!
 //! # Example
 //!
-//! ```ignore
+//! ```
 //! use bmcert_store::{block_on, Condition, DirStore, RecordKey, Store};
 //!
 //! let dir = tempfile::tempdir().unwrap();
@@ -39,16 +39,18 @@
 #![warn(unreachable_pub)]
 
 mod block_on;
-// mod dir;
+#[cfg(feature = "conformance")]
+pub mod conformance;
+mod dir;
 mod error;
-// pub mod fs_ops;
+pub mod fs_ops;
 pub mod keys;
 mod store;
 mod types;
 mod watch;
 
 pub use block_on::block_on;
-// pub use dir::{DirStore, DirStoreOptions};
+pub use dir::{Clock, DirStore, DirStoreOptions};
 pub use error::StoreError;
 pub use store::{Store, StoreFuture};
 pub use types::{

@@ -11,7 +11,7 @@ use crate::types::Change;
 
 /// A live feed of store changes, returned by [`Store::watch`](crate::Store::watch).
 ///
-/// Await [`Watch::next`] from any executor, or block on [`Watch::next_timeout`] from a
+/// Await [`Watch::recv`] from any executor, or block on [`Watch::recv_timeout`] from a
 /// plain thread: the feed needs no particular async runtime. Dropping it stops the
 /// backend's watcher. An `Err` item (such as [`StoreError::Compacted`]) is followed by the
 /// end of the feed: reload and watch again from the current revision.
@@ -68,18 +68,18 @@ impl Watch {
     }
 
     /// The next change; `None` when the backend closed the feed.
-    pub fn next(&mut self) -> impl Future<Output = Option<Result<Change, StoreError>>> + '_ {
+    pub fn recv(&mut self) -> impl Future<Output = Option<Result<Change, StoreError>>> + '_ {
         Next { watch: self }
     }
 
     /// The next change already received, without waiting.
-    pub fn try_next(&mut self) -> Option<Result<Change, StoreError>> {
+    pub fn try_recv(&mut self) -> Option<Result<Change, StoreError>> {
         self.shared.lock().queue.pop_front()
     }
 
     /// Blocks the calling thread until a change arrives, the feed ends, or `timeout` passes
     /// (then `None`; [`Watch::is_closed`] tells the two apart).
-    pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<Change, StoreError>> {
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Option<Result<Change, StoreError>> {
         let deadline = Instant::now() + timeout;
         let mut state = self.shared.lock();
         loop {

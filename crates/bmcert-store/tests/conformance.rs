@@ -1,0 +1,21 @@
+//! The `Store` conformance suite against the directory backend.
+
+use std::sync::{Arc, Mutex};
+
+use bmcert_store::{block_on, conformance, DirStore, Store};
+
+#[test]
+fn dir_store_passes_the_conformance_suite() {
+    let root = tempfile::tempdir().unwrap();
+    let counter = Mutex::new(0u32);
+    let new_store = || -> Arc<dyn Store> {
+        let mut n = counter.lock().unwrap();
+        *n += 1;
+        Arc::new(DirStore::open(root.path().join(format!("store-{n}"))).unwrap())
+    };
+    block_on(conformance::run_all(&new_store));
+    assert!(
+        *counter.lock().unwrap() >= 9,
+        "every check ran on its own store"
+    );
+}
