@@ -33,7 +33,7 @@
 //!
 //! # Conformance
 //!
-//! With the `conformance` feature, [`conformance::run_all`] checks any [`Store`] against
+//! With the `conformance` feature, `conformance::run_all` checks any [`Store`] against
 //! the trait's contract; every backend's tests call it.
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
