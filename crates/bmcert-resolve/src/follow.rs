@@ -84,7 +84,7 @@ pub async fn follow(
     loop {
         let mut watch = store.watch(from).await?;
         loop {
-            match watch.next().await {
+            match watch.recv().await {
                 Some(Ok(change)) => {
                     if let ChangeKey::Bundle(target) = &change.key {
                         apply_target(store, index, target).await;
@@ -170,7 +170,7 @@ fn run(store: &dyn Store, index: &LiveIndex, mut from: Revision, stop: &AtomicBo
             }
         };
         while !stop.load(Ordering::Relaxed) {
-            match watch.next_timeout(POLL) {
+            match watch.recv_timeout(POLL) {
                 Some(Ok(change)) => {
                     if let ChangeKey::Bundle(target) = &change.key {
                         block_on(apply_target(store, index, target));

@@ -58,3 +58,63 @@ impl Leaf {
         bmcert_resolve::certified_key(vec![self.cert.clone()], &self.key()).unwrap()
     }
 }
+
+/// Installs `leaf` as the current bundle of `target` in `store`.
+pub fn install(
+    store: &dyn bmcert_store::Store,
+    target: &bmcert_topology::Target,
+    leaf: &Leaf,
+    names: &[&str],
+) {
+    use bmcert_store::{
+        block_on, Bundle, BundleMeta, Condition, Fingerprint, KeyFormat, SecretKey, Source,
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let meta = BundleMeta {
+        source: Source::Files,
+        names: names.iter().map(|s| s.to_string()).collect(),
+        not_after: now + time::Duration::days(90),
+        installed_at: now,
+        fingerprint: Fingerprint::of(&leaf.cert),
+    };
+    let bundle = Bundle::new(
+        vec![leaf.cert.clone()],
+        SecretKey::new(KeyFormat::Pkcs8, leaf.key_der.clone()),
+        meta,
+    )
+    .unwrap();
+    block_on(store.install(target, &bundle, &Condition::none())).unwrap();
+}
+
+/// Installs a bundle whose key is not the certificate's (the store does not check pairs).
+pub fn install_mismatched(
+    store: &dyn bmcert_store::Store,
+    target: &bmcert_topology::Target,
+    cert_of: &Leaf,
+    key_of: &Leaf,
+) {
+    use bmcert_store::{
+        block_on, Bundle, BundleMeta, Condition, Fingerprint, KeyFormat, SecretKey, Source,
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let meta = BundleMeta {
+        source: Source::Files,
+        names: vec![],
+        not_after: now + time::Duration::days(90),
+        installed_at: now,
+        fingerprint: Fingerprint::of(&cert_of.cert),
+    };
+    let bundle = Bundle::new(
+        vec![cert_of.cert.clone()],
+        SecretKey::new(KeyFormat::Pkcs8, key_of.key_der.clone()),
+        meta,
+    )
+    .unwrap();
+    block_on(store.install(target, &bundle, &Condition::none())).unwrap();
+}
+
+/// The SHA-256 of a DER certificate, lower-case hex.
+pub fn sha256_hex(der: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(der))
+}

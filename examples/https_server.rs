@@ -1,0 +1,211 @@
+//! An HTTPS and IMAPS-style server whose certificates come from a bmcert store, chosen per
+//! SNI by `bmcert-resolve` and followed live.
+//!
+//! ```text
+//! cargo run -p bmcert-examples --example https_server -- \
+//!     --store DIR --topology FILE --https 127.0.0.1:8443 --mail 127.0.0.1:9993
+//! ```
+//!
+//! Every HTTPS request is answered with one line saying which target's certificate served
+//! it and why (`target=domain:acme.test reason=dedicated ... sha256=...`). The mail port
+//! speaks implicit TLS, as IMAPS on 993 does, with the mail resolver (always the system
+//! certificate), and writes an IMAP-style greeting `* OK [bmcert] target=system ...`.
+//! Installs, renewals, rollbacks and disables made in the store by any process take effect
+//! on the next handshake. Runs until killed. When both listeners are up it prints one line
+//! `ready https=ADDR mail=ADDR` on standard output.
+//!
+//! Plain threads and rustls's blocking `StreamOwned` are enough for an example; a service
+//! would use its own runtime (tokio-rustls) with the same resolvers.
+#![allow(clippy::print_stdout)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bmcert_resolve::{
+    FollowerThread, LiveIndex, ResolvesServerCertUsingSniWithFallback, ResolvesSystemCert,
+    Service,
+};
+use bmcert_store::{DirStore, Store};
+use bmcert_topology::Topology;
+use clap::Parser;
+use rustls::server::ResolvesServerCert;
+use rustls::{ServerConfig, ServerConnection, StreamOwned};
+use sha2::{Digest, Sha256};
+
+/// Serve HTTPS and implicit-TLS mail with certificates from a bmcert store.
+#[derive(Parser, Debug)]
+struct Args {
+    /// The store directory.
+    #[arg(long)]
+    store: PathBuf,
+    /// The topology file (TOML).
+    #[arg(long)]
+    topology: PathBuf,
+    /// Where to serve HTTPS.
+    #[arg(long)]
+    https: SocketAddr,
+    /// Where to serve implicit-TLS mail (IMAPS style).
+    #[arg(long)]
+    mail: SocketAddr,
+}
+
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(message) = run(Args::parse()) {
+        eprintln!("https_server: {message}");
+        std::process::exit(2);
+    }
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let text = std::fs::read_to_string(&args.topology)
+        .map_err(|e| format!("cannot read the topology file {}: {e}", args.topology.display()))?;
+    let topology = Topology::from_toml_str(&text)
+        .map_err(|e| format!("{}: {e}", args.topology.display()))?;
+    let store: Arc<dyn Store> = Arc::new(
+        DirStore::open(&args.store)
+            .map_err(|e| format!("cannot open the store {}: {e}", args.store.display()))?,
+    );
+    let index = Arc::new(LiveIndex::new(&topology));
+    let _follower = FollowerThread::start(store, index.clone())
+        .map_err(|e| format!("cannot load the store: {e}"))?;
+    for failure in index.failures() {
+        eprintln!("https_server: warning: {failure}");
+    }
+
+    let https_config = server_config(Arc::new(ResolvesServerCertUsingSniWithFallback::new(
+        index.clone(),
+    )))?;
+    let mail_config = server_config(Arc::new(ResolvesSystemCert::new(
+        index.clone(),
+        Service::Imap,
+    )))?;
+    let https = TcpListener::bind(args.https)
+        .map_err(|e| format!("cannot listen on {}: {e}", args.https))?;
+    let mail =
+        TcpListener::bind(args.mail).map_err(|e| format!("cannot listen on {}: {e}", args.mail))?;
+    println!(
+        "ready https={} mail={}",
+        https.local_addr().map_err(|e| e.to_string())?,
+        mail.local_addr().map_err(|e| e.to_string())?
+    );
+    std::io::stdout().flush().map_err(|e| e.to_string())?;
+
+    let mail_index = index.clone();
+    std::thread::spawn(move || {
+        accept_loop(mail, mail_config, move |tls| serve_mail(tls, &mail_index))
+    });
+    accept_loop(https, https_config, move |tls| serve_https(tls, &index));
+    Ok(())
+}
+
+fn server_config(resolver: Arc<dyn ResolvesServerCert>) -> Result<Arc<ServerConfig>, String> {
+    let mut config = ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_no_client_auth()
+    .with_cert_resolver(resolver);
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+type Tls = StreamOwned<ServerConnection, TcpStream>;
+
+fn accept_loop(
+    listener: TcpListener,
+    config: Arc<ServerConfig>,
+    serve: impl Fn(&mut Tls) -> std::io::Result<()> + Send + Sync + Clone + 'static,
+) {
+    for stream in listener.incoming() {
+        let stream = match stream {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                continue;
+            }
+        };
+        let (config, serve) = (config.clone(), serve.clone());
+        std::thread::spawn(move || {
+            let peer = stream.peer_addr().ok();
+            let result = (|| {
+                stream.set_read_timeout(Some(IO_TIMEOUT))?;
+                stream.set_write_timeout(Some(IO_TIMEOUT))?;
+                let conn = ServerConnection::new(config).map_err(std::io::Error::other)?;
+                let mut tls = StreamOwned::new(conn, stream);
+                while tls.conn.is_handshaking() {
+                    tls.conn.complete_io(&mut tls.sock)?;
+                }
+                serve(&mut tls)?;
+                tls.conn.send_close_notify();
+                tls.flush()
+            })();
+            if let Err(e) = result {
+                tracing::debug!(?peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+}
+
+/// Which target served this connection and why, with the served leaf's SHA-256.
+fn describe(index: &LiveIndex, service: Service, tls: &Tls) -> String {
+    let sni = tls.conn.server_name();
+    let why = index.explain(service, sni);
+    let fingerprint = index
+        .resolve(service, sni)
+        .and_then(|cert| cert.cert.first().map(|leaf| hex::encode(Sha256::digest(leaf))))
+        .unwrap_or_else(|| "none".into());
+    format!("{why} sni={} sha256={fingerprint}", sni.unwrap_or("-"))
+}
+
+fn serve_https(tls: &mut Tls, index: &LiveIndex) -> std::io::Result<()> {
+    // Read the request head (bounded), then answer and close.
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
+        let n = tls.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let body = format!("{}\n", describe(index, Service::Https, tls));
+    write!(
+        tls,
+        "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    tls.flush()
+}
+
+fn serve_mail(tls: &mut Tls, index: &LiveIndex) -> std::io::Result<()> {
+    let greeting = format!(
+        "* OK [bmcert] {} IMAP4rev1 example ready\r\n",
+        describe(index, Service::Imap, tls)
+    );
+    tls.write_all(greeting.as_bytes())?;
+    tls.flush()?;
+    // Answer every command with BYE: this is a greeting demo, not an IMAP server.
+    let mut line = String::new();
+    let mut reader = BufReader::new(tls);
+    if reader.read_line(&mut line)? > 0 {
+        let tag = line.split_whitespace().next().unwrap_or("*");
+        let tls = reader.into_inner();
+        tls.write_all(b"* BYE [bmcert] example server\r\n")?;
+        tls.write_all(format!("{tag} OK LOGOUT completed\r\n").as_bytes())?;
+        tls.flush()?;
+    }
+    Ok(())
+}
