@@ -25,8 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bmcert_resolve::{
-    FollowerThread, LiveIndex, ResolvesServerCertUsingSniWithFallback, ResolvesSystemCert,
-    Service,
+    FollowerThread, LiveIndex, ResolvesServerCertUsingSniWithFallback, ResolvesSystemCert, Service,
 };
 use bmcert_store::{DirStore, Store};
 use bmcert_topology::Topology;
@@ -57,8 +56,7 @@ const IO_TIMEOUT: Duration = Duration::from_secs(10);
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -69,10 +67,14 @@ fn main() {
 }
 
 fn run(args: Args) -> Result<(), String> {
-    let text = std::fs::read_to_string(&args.topology)
-        .map_err(|e| format!("cannot read the topology file {}: {e}", args.topology.display()))?;
-    let topology = Topology::from_toml_str(&text)
-        .map_err(|e| format!("{}: {e}", args.topology.display()))?;
+    let text = std::fs::read_to_string(&args.topology).map_err(|e| {
+        format!(
+            "cannot read the topology file {}: {e}",
+            args.topology.display()
+        )
+    })?;
+    let topology =
+        Topology::from_toml_str(&text).map_err(|e| format!("{}: {e}", args.topology.display()))?;
     let store: Arc<dyn Store> = Arc::new(
         DirStore::open(&args.store)
             .map_err(|e| format!("cannot open the store {}: {e}", args.store.display()))?,
@@ -165,7 +167,11 @@ fn describe(index: &LiveIndex, service: Service, tls: &Tls) -> String {
     let why = index.explain(service, sni);
     let fingerprint = index
         .resolve(service, sni)
-        .and_then(|cert| cert.cert.first().map(|leaf| hex::encode(Sha256::digest(leaf))))
+        .and_then(|cert| {
+            cert.cert
+                .first()
+                .map(|leaf| hex::encode(Sha256::digest(leaf)))
+        })
         .unwrap_or_else(|| "none".into());
     format!("{why} sni={} sha256={fingerprint}", sni.unwrap_or("-"))
 }
