@@ -369,3 +369,79 @@ fn certified_key_refuses_bad_pairs() {
     assert!(matches!(err, LoadError::UnsupportedKey(_)), "{err:?}");
     assert!(err.to_string().contains("use an RSA"));
 }
+
+proptest::proptest! {
+    /// Any mix of case and an optional trailing dot reaches the same target.
+    #[test]
+    fn case_and_trailing_dot_never_change_the_target(
+        which in 0usize..5,
+        mask in proptest::collection::vec(proptest::bool::ANY, 32),
+        dot in proptest::bool::ANY,
+    ) {
+        let f = fixture();
+        let names = ["webmail.acme.test", "mail.acme.test", "mail.example.test",
+                     "webmail.beta.test", "nowhere.test"];
+        let name = names[which];
+        let mut varied: String = name
+            .chars()
+            .zip(mask.iter().cycle())
+            .map(|(c, up)| if *up { c.to_ascii_uppercase() } else { c })
+            .collect();
+        if dot {
+            varied.push('.');
+        }
+        let a = f.index.resolve(Service::Https, Some(name)).unwrap();
+        let b = f.index.resolve(Service::Https, Some(&varied)).unwrap();
+        proptest::prop_assert!(Arc::ptr_eq(&a, &b));
+        proptest::prop_assert_eq!(
+            f.index.explain(Service::Https, Some(name)),
+            f.index.explain(Service::Https, Some(&varied))
+        );
+    }
+
+    /// `explain` names the target whose certificate `resolve` returns, for any input.
+    #[test]
+    fn explain_agrees_with_resolve(name in proptest::option::of("\\PC{0,40}|[a-zA-Z.]{0,30}")) {
+        let f = fixture();
+        for service in Service::ALL {
+            let cert = f.index.resolve(service, name.as_deref()).unwrap();
+            let why = f.index.explain(service, name.as_deref());
+            let expected = match why.target {
+                Target::System => &f.system,
+                _ => &f.acme,
+            };
+            proptest::prop_assert!(Arc::ptr_eq(&cert, expected), "{}", why);
+        }
+    }
+}
+
+#[test]
+fn no_key_material_in_debug_or_errors() {
+    let f = fixture();
+    let pki = Pki::new();
+    let leaf = pki.leaf(&["a.test"]);
+    f.index
+        .record_failure(&domain("acme.test"), LoadError::UnsupportedKey("x".into()));
+    let shown = format!(
+        "{:?} {:?} {:?} {}",
+        f.index,
+        f.index.snapshot(),
+        f.index.failures(),
+        f.index.failures()[0]
+    );
+    let key_b64 = leaf.key_pem.lines().nth(1).unwrap();
+    assert!(!shown.contains(key_b64));
+    assert!(!shown.contains("PRIVATE KEY"));
+    // Errors from rustls about a bad key do not echo its bytes either.
+    let err = certified_key(
+        vec![leaf.cert.clone()],
+        &rustls::pki_types::PrivateKeyDer::Pkcs8(leaf.key_der[..40].to_vec().into()),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(!err.contains(&hex_of(&leaf.key_der[..40])), "{err}");
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
