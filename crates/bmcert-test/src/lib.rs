@@ -2,4 +2,5 @@
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
 
+pub mod chains;
 pub mod fixtures;
