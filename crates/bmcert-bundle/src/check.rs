@@ -83,7 +83,10 @@ impl<'a> BundleCheck<'a> {
             host: self.host,
             checked_at: OffsetDateTime::from_unix_timestamp(now_secs)
                 .ok()
-                .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+                .and_then(|t| {
+                    t.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
                 .unwrap_or_default(),
             ..Report::default()
         };
@@ -105,9 +108,9 @@ impl<'a> BundleCheck<'a> {
                     Ok(k) => Some(k),
                     Err(e) => {
                         let code = match e {
-                            KeyError::Encrypted | KeyError::LegacyEncrypted | KeyError::BadPassword => {
-                                Code::KeyEncrypted
-                            }
+                            KeyError::Encrypted
+                            | KeyError::LegacyEncrypted
+                            | KeyError::BadPassword => Code::KeyEncrypted,
                             _ => Code::KeyUnreadable,
                         };
                         let fix = if code == Code::KeyUnreadable {
@@ -137,7 +140,12 @@ impl<'a> BundleCheck<'a> {
                         }
                     },
                 };
-                (certs, key, ca, [FileKind::Cert, FileKind::Key, FileKind::Ca])
+                (
+                    certs,
+                    key,
+                    ca,
+                    [FileKind::Cert, FileKind::Key, FileKind::Ca],
+                )
             }
             Source::Pkcs12 { p12, password } => {
                 let files = [FileKind::P12; 3];

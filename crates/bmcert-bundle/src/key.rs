@@ -5,9 +5,7 @@ use core::fmt;
 use der::asn1::{AnyRef, ObjectIdentifier, OctetStringRef, UintRef};
 use der::{Decode, Reader as _, Tag, TagNumber, Tagged as _};
 use pkcs8::{EncryptedPrivateKeyInfoRef, PrivateKeyInfoRef};
-use rustls_pki_types::{
-    PrivateKeyDer, PrivatePkcs1KeyDer, PrivatePkcs8KeyDer, PrivateSec1KeyDer,
-};
+use rustls_pki_types::{PrivateKeyDer, PrivatePkcs1KeyDer, PrivatePkcs8KeyDer, PrivateSec1KeyDer};
 use zeroize::Zeroizing;
 
 use crate::cert::{bit_len, KeyAlgorithm, OID_EC, OID_RSA, OID_RSA_PSS};
@@ -82,7 +80,11 @@ impl PrivateKey {
         self.bits
     }
 
-    fn new(der: Zeroizing<Vec<u8>>, format: KeyFormat, curve_hint: Option<ObjectIdentifier>) -> Self {
+    fn new(
+        der: Zeroizing<Vec<u8>>,
+        format: KeyFormat,
+        curve_hint: Option<ObjectIdentifier>,
+    ) -> Self {
         let (algorithm, bits) = describe(&der, format, curve_hint);
         Self {
             der,
@@ -281,7 +283,11 @@ fn is_key_label(label: &str) -> bool {
     )
 }
 
-fn from_block(block: &Block, password: Option<&[u8]>, curve_hint: Option<ObjectIdentifier>) -> Result<PrivateKey, KeyError> {
+fn from_block(
+    block: &Block,
+    password: Option<&[u8]>,
+    curve_hint: Option<ObjectIdentifier>,
+) -> Result<PrivateKey, KeyError> {
     let legacy_encrypted = block
         .headers
         .iter()

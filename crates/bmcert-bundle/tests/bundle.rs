@@ -51,9 +51,18 @@ fn write_chain(dir: &Path, c: &Chain) {
 
 #[test]
 fn every_key_type_passes_in_pem_and_is_summarized() {
-    for kt in [KeyType::Rsa2048, KeyType::EcdsaP256, KeyType::EcdsaP384, KeyType::Ed25519] {
+    for kt in [
+        KeyType::Rsa2048,
+        KeyType::EcdsaP256,
+        KeyType::EcdsaP384,
+        KeyType::Ed25519,
+    ] {
         let c = chain(kt);
-        let r = check(c.leaf.cert_pem.as_bytes(), c.leaf.key_pem.as_bytes(), c.ca_pem().as_bytes());
+        let r = check(
+            c.leaf.cert_pem.as_bytes(),
+            c.leaf.key_pem.as_bytes(),
+            c.ca_pem().as_bytes(),
+        );
         assert_valid(&r);
         assert!(r.warnings.is_empty(), "{:?}", r.warnings);
         let leaf = r.leaf.as_ref().unwrap();
@@ -87,9 +96,23 @@ fn openssl_fingerprint_and_dates_agree() {
     let dir = tempfile::tempdir().unwrap();
     let c = chain(KeyType::EcdsaP256);
     write_chain(dir.path(), &c);
-    let out = openssl(dir.path(), &["x509", "-in", "cert.pem", "-noout", "-fingerprint", "-sha256"]);
+    let out = openssl(
+        dir.path(),
+        &[
+            "x509",
+            "-in",
+            "cert.pem",
+            "-noout",
+            "-fingerprint",
+            "-sha256",
+        ],
+    );
     let out = String::from_utf8(out).unwrap();
-    let r = check(c.leaf.cert_pem.as_bytes(), c.leaf.key_pem.as_bytes(), c.ca_pem().as_bytes());
+    let r = check(
+        c.leaf.cert_pem.as_bytes(),
+        c.leaf.key_pem.as_bytes(),
+        c.ca_pem().as_bytes(),
+    );
     let fp = out.trim().rsplit('=').next().unwrap();
     assert_eq!(r.leaf.unwrap().sha256_fingerprint, fp);
 }
@@ -101,11 +124,41 @@ fn openssl_traditional_sec1_and_der_encodings() {
     let rsa = chain(KeyType::Rsa2048);
     write_chain(d, &rsa);
     // PKCS#1 PEM ("RSA PRIVATE KEY") and DER.
-    openssl(d, &["pkey", "-in", "key.pem", "-traditional", "-out", "rsa1.pem"]);
-    openssl(d, &["rsa", "-in", "key.pem", "-traditional", "-outform", "DER", "-out", "rsa1.der"]);
-    openssl(d, &["pkcs8", "-topk8", "-nocrypt", "-in", "key.pem", "-outform", "DER", "-out", "pk8.der"]);
-    openssl(d, &["pkey", "-in", "key.pem", "-outform", "DER", "-out", "pkey.der"]);
-    openssl(d, &["x509", "-in", "cert.pem", "-outform", "DER", "-out", "cert.der"]);
+    openssl(
+        d,
+        &["pkey", "-in", "key.pem", "-traditional", "-out", "rsa1.pem"],
+    );
+    openssl(
+        d,
+        &[
+            "rsa",
+            "-in",
+            "key.pem",
+            "-traditional",
+            "-outform",
+            "DER",
+            "-out",
+            "rsa1.der",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "pkcs8", "-topk8", "-nocrypt", "-in", "key.pem", "-outform", "DER", "-out", "pk8.der",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "pkey", "-in", "key.pem", "-outform", "DER", "-out", "pkey.der",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "x509", "-in", "cert.pem", "-outform", "DER", "-out", "cert.der",
+        ],
+    );
     let ca = rsa.ca_pem();
     let pkcs1 = std::fs::read(d.join("rsa1.pem")).unwrap();
     assert!(pkcs1.starts_with(b"-----BEGIN RSA PRIVATE KEY-----"));
@@ -122,27 +175,69 @@ fn openssl_traditional_sec1_and_der_encodings() {
         );
         assert_valid(&r);
         let k = &r.bundle.as_ref().unwrap().key;
-        assert_eq!((k.format(), k.algorithm(), k.bits()), (format, KeyAlgorithm::Rsa, Some(2048)), "{key}");
+        assert_eq!(
+            (k.format(), k.algorithm(), k.bits()),
+            (format, KeyAlgorithm::Rsa, Some(2048)),
+            "{key}"
+        );
     }
 
     // SEC1 ("EC PRIVATE KEY") from a P-384 PKCS#8 key, PEM and DER.
     let ec = chain(KeyType::EcdsaP384);
     write_chain(d, &ec);
     openssl(d, &["ec", "-in", "key.pem", "-out", "sec1.pem"]);
-    openssl(d, &["ec", "-in", "key.pem", "-outform", "DER", "-out", "sec1.der"]);
+    openssl(
+        d,
+        &[
+            "ec", "-in", "key.pem", "-outform", "DER", "-out", "sec1.der",
+        ],
+    );
     for key in ["sec1.pem", "sec1.der"] {
-        let r = check(ec.leaf.cert_pem.as_bytes(), &std::fs::read(d.join(key)).unwrap(), ec.ca_pem().as_bytes());
+        let r = check(
+            ec.leaf.cert_pem.as_bytes(),
+            &std::fs::read(d.join(key)).unwrap(),
+            ec.ca_pem().as_bytes(),
+        );
         assert_valid(&r);
         let k = &r.bundle.as_ref().unwrap().key;
-        assert_eq!((k.format(), k.algorithm()), (KeyFormat::Sec1, KeyAlgorithm::EcdsaP384), "{key}");
+        assert_eq!(
+            (k.format(), k.algorithm()),
+            (KeyFormat::Sec1, KeyAlgorithm::EcdsaP384),
+            "{key}"
+        );
     }
 
     // `openssl ecparam -genkey` writes an EC PARAMETERS block before the key.
-    openssl(d, &["ecparam", "-name", "prime256v1", "-genkey", "-out", "ecp.pem"]);
+    openssl(
+        d,
+        &[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-out",
+            "ecp.pem",
+        ],
+    );
     let ecp = std::fs::read(d.join("ecp.pem")).unwrap();
     assert!(ecp.starts_with(b"-----BEGIN EC PARAMETERS-----"));
-    openssl(d, &["req", "-x509", "-key", "ecp.pem", "-subj", "/CN=mail.example.test", "-days", "90", "-out", "ecp-cert.pem"]);
-    let r = BundleCheck::files(&std::fs::read(d.join("ecp-cert.pem")).unwrap(), &ecp, None).check(now());
+    openssl(
+        d,
+        &[
+            "req",
+            "-x509",
+            "-key",
+            "ecp.pem",
+            "-subj",
+            "/CN=mail.example.test",
+            "-days",
+            "90",
+            "-out",
+            "ecp-cert.pem",
+        ],
+    );
+    let r = BundleCheck::files(&std::fs::read(d.join("ecp-cert.pem")).unwrap(), &ecp, None)
+        .check(now());
     assert_valid(&r);
     assert_eq!(r.bundle.unwrap().key.algorithm(), KeyAlgorithm::EcdsaP256);
 }
@@ -153,10 +248,41 @@ fn bom_crlf_and_bag_attributes_from_openssl_pkcs12() {
     let d = dir.path();
     let c = chain(KeyType::EcdsaP256);
     write_chain(d, &c);
-    openssl(d, &["pkcs12", "-export", "-in", "cert.pem", "-inkey", "key.pem", "-certfile", "ca.pem", "-out", "b.p12", "-passout", "pass:pw"]);
-    let certs = openssl(d, &["pkcs12", "-in", "b.p12", "-passin", "pass:pw", "-nokeys", "-clcerts"]);
-    let cas = openssl(d, &["pkcs12", "-in", "b.p12", "-passin", "pass:pw", "-nokeys", "-cacerts"]);
-    let key = openssl(d, &["pkcs12", "-in", "b.p12", "-passin", "pass:pw", "-nocerts", "-noenc"]);
+    openssl(
+        d,
+        &[
+            "pkcs12",
+            "-export",
+            "-in",
+            "cert.pem",
+            "-inkey",
+            "key.pem",
+            "-certfile",
+            "ca.pem",
+            "-out",
+            "b.p12",
+            "-passout",
+            "pass:pw",
+        ],
+    );
+    let certs = openssl(
+        d,
+        &[
+            "pkcs12", "-in", "b.p12", "-passin", "pass:pw", "-nokeys", "-clcerts",
+        ],
+    );
+    let cas = openssl(
+        d,
+        &[
+            "pkcs12", "-in", "b.p12", "-passin", "pass:pw", "-nokeys", "-cacerts",
+        ],
+    );
+    let key = openssl(
+        d,
+        &[
+            "pkcs12", "-in", "b.p12", "-passin", "pass:pw", "-nocerts", "-noenc",
+        ],
+    );
     assert!(String::from_utf8_lossy(&certs).starts_with("Bag Attributes"));
     assert!(String::from_utf8_lossy(&key).starts_with("Bag Attributes"));
     let r = check(&certs, &key, &cas);
@@ -166,7 +292,11 @@ fn bom_crlf_and_bag_attributes_from_openssl_pkcs12() {
     // The same files as a Windows editor saves them: BOM and CRLF.
     let windows = |b: &[u8]| {
         let mut v = b"\xEF\xBB\xBF".to_vec();
-        v.extend(String::from_utf8_lossy(b).replace('\n', "\r\n").into_bytes());
+        v.extend(
+            String::from_utf8_lossy(b)
+                .replace('\n', "\r\n")
+                .into_bytes(),
+        );
         v
     };
     let r = check(&windows(&certs), &windows(&key), &windows(&cas));
@@ -180,15 +310,58 @@ fn encrypted_keys() {
     let d = dir.path();
     let c = chain(KeyType::Rsa2048);
     write_chain(d, &c);
-    openssl(d, &["pkcs8", "-topk8", "-in", "key.pem", "-out", "enc.pem", "-passout", "pass:s3cret"]);
-    openssl(d, &["pkcs8", "-topk8", "-in", "key.pem", "-outform", "DER", "-out", "enc.der", "-passout", "pass:s3cret"]);
-    openssl(d, &["rsa", "-in", "key.pem", "-aes128", "-traditional", "-out", "legacy.pem", "-passout", "pass:s3cret"]);
+    openssl(
+        d,
+        &[
+            "pkcs8",
+            "-topk8",
+            "-in",
+            "key.pem",
+            "-out",
+            "enc.pem",
+            "-passout",
+            "pass:s3cret",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "pkcs8",
+            "-topk8",
+            "-in",
+            "key.pem",
+            "-outform",
+            "DER",
+            "-out",
+            "enc.der",
+            "-passout",
+            "pass:s3cret",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "rsa",
+            "-in",
+            "key.pem",
+            "-aes128",
+            "-traditional",
+            "-out",
+            "legacy.pem",
+            "-passout",
+            "pass:s3cret",
+        ],
+    );
     let ca = c.ca_pem();
     for file in ["enc.pem", "enc.der", "legacy.pem"] {
         let key = std::fs::read(d.join(file)).unwrap();
         let r = check(c.leaf.cert_pem.as_bytes(), &key, ca.as_bytes());
         assert_problem(&r, Code::KeyEncrypted, FileKind::Key);
-        assert!(r.problems[0].message.contains("openssl pkey -in"), "{}", r.problems[0].message);
+        assert!(
+            r.problems[0].message.contains("openssl pkey -in"),
+            "{}",
+            r.problems[0].message
+        );
     }
     for file in ["enc.pem", "enc.der"] {
         let key = std::fs::read(d.join(file)).unwrap();
@@ -200,7 +373,9 @@ fn encrypted_keys() {
             .key_password(b"wrong")
             .check(now());
         assert_problem(&r, Code::KeyEncrypted, FileKind::Key);
-        assert!(r.problems[0].message.contains("password given does not decrypt"));
+        assert!(r.problems[0]
+            .message
+            .contains("password given does not decrypt"));
     }
     // The legacy encryption is not decrypted even with the password: the message says how.
     let key = std::fs::read(d.join("legacy.pem")).unwrap();
@@ -218,10 +393,28 @@ fn pkcs12_modern_legacy_and_bad_password() {
     for kt in [KeyType::Rsa2048, KeyType::EcdsaP256] {
         let c = chain(kt);
         write_chain(d, &c);
-        let base = ["pkcs12", "-export", "-in", "cert.pem", "-inkey", "key.pem", "-certfile", "ca.pem", "-passout", "pass:pw"];
+        let base = [
+            "pkcs12",
+            "-export",
+            "-in",
+            "cert.pem",
+            "-inkey",
+            "key.pem",
+            "-certfile",
+            "ca.pem",
+            "-passout",
+            "pass:pw",
+        ];
         openssl(d, &[&base[..], &["-out", "modern.p12"]].concat());
         openssl(d, &[&base[..], &["-legacy", "-out", "legacy.p12"]].concat());
-        openssl(d, &[&base[..], &["-descert", "-certpbe", "PBE-SHA1-3DES", "-out", "des.p12"]].concat());
+        openssl(
+            d,
+            &[
+                &base[..],
+                &["-descert", "-certpbe", "PBE-SHA1-3DES", "-out", "des.p12"],
+            ]
+            .concat(),
+        );
         for file in ["modern.p12", "legacy.p12", "des.p12"] {
             let p12 = std::fs::read(d.join(file)).unwrap();
             let r = BundleCheck::pkcs12(&p12, "pw").check(now());
@@ -239,7 +432,21 @@ fn pkcs12_modern_legacy_and_bad_password() {
     // An empty password (openssl `-passout pass:`).
     let c = chain(KeyType::EcdsaP256);
     write_chain(d, &c);
-    openssl(d, &["pkcs12", "-export", "-in", "cert.pem", "-inkey", "key.pem", "-out", "nopass.p12", "-passout", "pass:"]);
+    openssl(
+        d,
+        &[
+            "pkcs12",
+            "-export",
+            "-in",
+            "cert.pem",
+            "-inkey",
+            "key.pem",
+            "-out",
+            "nopass.p12",
+            "-passout",
+            "pass:",
+        ],
+    );
     let p12 = std::fs::read(d.join("nopass.p12")).unwrap();
     assert_valid(&BundleCheck::pkcs12(&p12, "").check(now()));
     let contents = parse_pkcs12(&p12, "").unwrap();
@@ -249,7 +456,12 @@ fn pkcs12_modern_legacy_and_bad_password() {
 
 #[test]
 fn pkcs12_unreadable() {
-    for bytes in [&b""[..], b"garbage", b"\x30\x03\x02\x01\x03", b"-----BEGIN CERTIFICATE-----\n"] {
+    for bytes in [
+        &b""[..],
+        b"garbage",
+        b"\x30\x03\x02\x01\x03",
+        b"-----BEGIN CERTIFICATE-----\n",
+    ] {
         let r = BundleCheck::pkcs12(bytes, "pw").check(now());
         assert_problem(&r, Code::P12Unreadable, FileKind::P12);
     }
@@ -260,15 +472,28 @@ fn swapped_and_unreadable_files() {
     let c = chain(KeyType::EcdsaP256);
     let ca = c.ca_pem();
     // Certificate and key swapped.
-    let r = check(c.leaf.key_pem.as_bytes(), c.leaf.cert_pem.as_bytes(), ca.as_bytes());
+    let r = check(
+        c.leaf.key_pem.as_bytes(),
+        c.leaf.cert_pem.as_bytes(),
+        ca.as_bytes(),
+    );
     assert_problem(&r, Code::CertUnreadable, FileKind::Cert);
     assert_problem(&r, Code::KeyUnreadable, FileKind::Key);
-    let key_msg = &r.problems.iter().find(|p| p.code == Code::KeyUnreadable).unwrap().message;
+    let key_msg = &r
+        .problems
+        .iter()
+        .find(|p| p.code == Code::KeyUnreadable)
+        .unwrap()
+        .message;
     assert!(key_msg.contains("holds a certificate"), "{key_msg}");
     // DER certificate as key, DER key as certificate.
     let r = check(&c.leaf.key_der, &c.leaf.cert_der, ca.as_bytes());
     assert_problem(&r, Code::CertUnreadable, FileKind::Cert);
-    assert!(r.problems[0].message.contains("private key"), "{}", r.problems[0].message);
+    assert!(
+        r.problems[0].message.contains("private key"),
+        "{}",
+        r.problems[0].message
+    );
     assert_problem(&r, Code::KeyUnreadable, FileKind::Key);
     // Empty and garbage files.
     let r = check(b"", b"hello", ca.as_bytes());
@@ -277,9 +502,17 @@ fn swapped_and_unreadable_files() {
     assert_problem(&r, Code::KeyUnreadable, FileKind::Key);
     // A truncated certificate.
     let truncated = &c.leaf.cert_pem[..c.leaf.cert_pem.len() - 30];
-    let r = check(truncated.as_bytes(), c.leaf.key_pem.as_bytes(), ca.as_bytes());
+    let r = check(
+        truncated.as_bytes(),
+        c.leaf.key_pem.as_bytes(),
+        ca.as_bytes(),
+    );
     assert_problem(&r, Code::CertUnreadable, FileKind::Cert);
-    assert!(r.problems[0].message.contains("truncated"), "{}", r.problems[0].message);
+    assert!(
+        r.problems[0].message.contains("truncated"),
+        "{}",
+        r.problems[0].message
+    );
     // A damaged certificate (valid base64, not X.509).
     let damaged = bmcert_bundle::pem_encode("CERTIFICATE", b"\x30\x03\x02\x01\x01");
     let r = check(damaged.as_bytes(), c.leaf.key_pem.as_bytes(), ca.as_bytes());
@@ -301,11 +534,19 @@ fn swapped_and_unreadable_files() {
 fn key_mismatch_and_corrupted_private_part() {
     let a = chain(KeyType::EcdsaP256);
     let b = chain(KeyType::EcdsaP256);
-    let r = check(a.leaf.cert_pem.as_bytes(), b.leaf.key_pem.as_bytes(), a.ca_pem().as_bytes());
+    let r = check(
+        a.leaf.cert_pem.as_bytes(),
+        b.leaf.key_pem.as_bytes(),
+        a.ca_pem().as_bytes(),
+    );
     assert_problem(&r, Code::KeyMismatch, FileKind::Key);
     // Different algorithms.
     let rsa = chain(KeyType::Rsa2048);
-    let r = check(a.leaf.cert_pem.as_bytes(), rsa.leaf.key_pem.as_bytes(), a.ca_pem().as_bytes());
+    let r = check(
+        a.leaf.cert_pem.as_bytes(),
+        rsa.leaf.key_pem.as_bytes(),
+        a.ca_pem().as_bytes(),
+    );
     assert_problem(&r, Code::KeyMismatch, FileKind::Key);
     assert!(!bmcert_bundle::key_matches(
         &parse_private_key(rsa.leaf.key_pem.as_bytes(), None).unwrap(),
@@ -333,8 +574,14 @@ fn key_mismatch_and_corrupted_private_part() {
 fn validity_codes_at_chosen_times() {
     let nb = time::macros::datetime!(2030-01-01 0:00 UTC);
     let na = time::macros::datetime!(2031-01-01 0:00 UTC);
-    let c = ChainSpec::new(&["mail.example.test"]).validity(nb, na).build();
-    let (cert, key, ca) = (c.leaf.cert_pem.as_bytes(), c.leaf.key_pem.as_bytes(), c.ca_pem());
+    let c = ChainSpec::new(&["mail.example.test"])
+        .validity(nb, na)
+        .build();
+    let (cert, key, ca) = (
+        c.leaf.cert_pem.as_bytes(),
+        c.leaf.key_pem.as_bytes(),
+        c.ca_pem(),
+    );
     let run = |t: OffsetDateTime| BundleCheck::files(cert, key, Some(ca.as_bytes())).check(at(t));
 
     let r = run(nb - time::Duration::days(1));
@@ -357,8 +604,9 @@ fn validity_codes_at_chosen_times() {
     assert_eq!(r.checked_at, "2030-12-01T00:00:00Z");
 
     // An expired CA certificate is reported on the CA file.
-    let r = BundleCheck::files(cert, key, Some(ca.as_bytes()))
-        .check(at(OffsetDateTime::now_utc() + time::Duration::days(365 * 35)));
+    let r = BundleCheck::files(cert, key, Some(ca.as_bytes())).check(at(
+        OffsetDateTime::now_utc() + time::Duration::days(365 * 35)
+    ));
     assert_problem(&r, Code::Expired, FileKind::Ca);
 }
 
@@ -366,9 +614,30 @@ fn validity_codes_at_chosen_times() {
 fn weak_rsa_key_from_openssl() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    openssl(d, &["req", "-x509", "-newkey", "rsa:1024", "-noenc", "-keyout", "k.pem", "-out", "c.pem", "-subj", "/CN=mail.example.test", "-days", "90"]);
-    let r = BundleCheck::files(&std::fs::read(d.join("c.pem")).unwrap(), &std::fs::read(d.join("k.pem")).unwrap(), None)
-        .check(now());
+    openssl(
+        d,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:1024",
+            "-noenc",
+            "-keyout",
+            "k.pem",
+            "-out",
+            "c.pem",
+            "-subj",
+            "/CN=mail.example.test",
+            "-days",
+            "90",
+        ],
+    );
+    let r = BundleCheck::files(
+        &std::fs::read(d.join("c.pem")).unwrap(),
+        &std::fs::read(d.join("k.pem")).unwrap(),
+        None,
+    )
+    .check(now());
     assert_problem(&r, Code::WeakKey, FileKind::Key);
     assert_problem(&r, Code::WeakKey, FileKind::Cert);
     assert!(!r.has(Code::KeyMismatch), "{:?}", r.problems);
@@ -383,14 +652,21 @@ fn several_certificates_in_the_cert_file() {
     let inter = c.intermediate.as_ref().unwrap();
     // Intermediate first, leaf second: the leaf is found by the key.
     let cert_file = format!("{}{}", inter.cert_pem, c.leaf.cert_pem);
-    let r = check(cert_file.as_bytes(), c.leaf.key_pem.as_bytes(), c.root.cert_pem.as_bytes());
+    let r = check(
+        cert_file.as_bytes(),
+        c.leaf.key_pem.as_bytes(),
+        c.root.cert_pem.as_bytes(),
+    );
     assert_valid(&r);
     assert_eq!(r.codes(), vec![Code::ChainInCertFile]);
     let b = r.bundle.as_ref().unwrap();
     assert_eq!(b.leaf.as_ref(), &c.leaf.cert_der[..]);
     assert_eq!(b.chain[0].as_ref(), &inter.cert_der[..]);
     assert_eq!(b.chain[1].as_ref(), &c.root.cert_der[..]);
-    assert_eq!(r.chain[0].subject, "CN=bmcert Test Intermediate CA,O=bmcert tests");
+    assert_eq!(
+        r.chain[0].subject,
+        "CN=bmcert Test Intermediate CA,O=bmcert tests"
+    );
 }
 
 #[test]
@@ -399,9 +675,21 @@ fn private_key_never_leaks() {
     let c = chain(KeyType::Rsa2048);
     write_chain(dir.path(), &c);
     // Several encodings of the same key; none of their bytes may appear.
-    let pkcs1 = openssl(dir.path(), &["rsa", "-in", "key.pem", "-traditional", "-outform", "DER"]);
-    let body_lines: Vec<&str> = c.leaf.key_pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    let r = check(c.leaf.cert_pem.as_bytes(), c.leaf.key_pem.as_bytes(), c.ca_pem().as_bytes());
+    let pkcs1 = openssl(
+        dir.path(),
+        &["rsa", "-in", "key.pem", "-traditional", "-outform", "DER"],
+    );
+    let body_lines: Vec<&str> = c
+        .leaf
+        .key_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let r = check(
+        c.leaf.cert_pem.as_bytes(),
+        c.leaf.key_pem.as_bytes(),
+        c.ca_pem().as_bytes(),
+    );
     assert_valid(&r);
     let key = &r.bundle.as_ref().unwrap().key;
     assert_eq!(key.secret_der().secret_der(), &c.leaf.key_der[..]);
@@ -432,16 +720,23 @@ fn private_key_never_leaks() {
         assert!(!err.contains(line));
     }
     // The secret PEM round-trips.
-    assert_eq!(key.to_secret_pem().as_str(), c.leaf.key_pem.replace("\r\n", "\n"));
+    assert_eq!(
+        key.to_secret_pem().as_str(),
+        c.leaf.key_pem.replace("\r\n", "\n")
+    );
 }
 
 #[test]
 fn json_shape() {
     let c = chain(KeyType::EcdsaP256);
     let host = bmcert_topology::Host::parse("https://Mail.Example.test:443/webmail").unwrap();
-    let r = BundleCheck::files(c.leaf.cert_pem.as_bytes(), c.root.key_pem.as_bytes(), Some(c.ca_pem().as_bytes()))
-        .host(host)
-        .check(now());
+    let r = BundleCheck::files(
+        c.leaf.cert_pem.as_bytes(),
+        c.root.key_pem.as_bytes(),
+        Some(c.ca_pem().as_bytes()),
+    )
+    .host(host)
+    .check(now());
     let v: serde_json::Value = serde_json::to_value(&r).unwrap();
     assert_eq!(v["valid"], false);
     assert_eq!(v["problems"][0]["code"], "key_mismatch");
@@ -457,11 +752,22 @@ fn json_shape() {
 
 #[test]
 fn codes_are_stable_and_documented() {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/problem-codes.md")).unwrap();
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/problem-codes.md"
+    ))
+    .unwrap();
     for code in Code::ALL {
         let s = code.as_str();
-        assert!(s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'), "{s}");
-        assert!(doc.contains(&format!("## `{s}`")), "docs/problem-codes.md lacks {s}");
+        assert!(
+            s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+            "{s}"
+        );
+        assert!(
+            doc.contains(&format!("## `{s}`")),
+            "docs/problem-codes.md lacks {s}"
+        );
     }
 }
 

@@ -7,6 +7,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod check;
+mod input;
+mod p12;
+
 #[derive(Parser)]
 #[command(
     name = "bmcert",
@@ -19,7 +23,12 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Check a certificate bundle (certificate, key, CA file, or PKCS#12) before installing it.
+    Check(check::CheckArgs),
+    /// Split a PKCS#12 file into cert.pem, key.pem (mode 0600) and ca.pem.
+    P12(p12::P12Args),
+}
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -29,5 +38,15 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    match cli.command {}
+    let result = match cli.command {
+        Command::Check(args) => check::run(args),
+        Command::P12(args) => p12::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("bmcert: {e}");
+            ExitCode::from(2)
+        }
+    }
 }

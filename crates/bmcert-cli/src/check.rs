@@ -1,0 +1,109 @@
+//! `bmcert check`: read a bundle, print the report, exit 0 (accepted) or 1 (refused).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use bmcert_bundle::BundleCheck;
+use bmcert_topology::Host;
+use clap::{ArgGroup, Args};
+use rustls_pki_types::UnixTime;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::input::{self, UsageError};
+
+/// Check a certificate bundle before installing it.
+#[derive(Args, Debug)]
+#[command(group(ArgGroup::new("bundle").required(true).args(["cert", "p12"])))]
+pub(crate) struct CheckArgs {
+    /// The server certificate (PEM or DER).
+    #[arg(long, value_name = "FILE", requires = "key", conflicts_with = "p12")]
+    cert: Option<PathBuf>,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1; PEM or DER).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
+    /// The issuing authority's certificate, then its root (PEM or DER).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    ca: Option<PathBuf>,
+    /// A file holding the password of an encrypted PKCS#8 key.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    key_password_file: Option<PathBuf>,
+    /// A PKCS#12 file (.p12, .pfx) instead of --cert/--key/--ca.
+    #[arg(long, value_name = "FILE", requires = "password_file")]
+    p12: Option<PathBuf>,
+    /// The file holding the PKCS#12 password (empty file: no password).
+    #[arg(long, value_name = "FILE", requires = "p12")]
+    password_file: Option<PathBuf>,
+    /// The external URL or host name the certificate is for (scheme, port, path and case do not matter).
+    #[arg(long, value_name = "URL")]
+    url: String,
+    /// Check at this time instead of now (RFC 3339, for example 2027-01-31T12:00:00Z).
+    #[arg(long, value_name = "RFC3339")]
+    at: Option<String>,
+    /// Print one JSON object instead of the readable report.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn parse_at(at: Option<&str>) -> Result<UnixTime, UsageError> {
+    let Some(at) = at else {
+        return Ok(UnixTime::now());
+    };
+    let t = OffsetDateTime::parse(at, &Rfc3339).map_err(|e| {
+        UsageError(format!(
+            "--at `{at}` is not an RFC 3339 time such as 2027-01-31T12:00:00Z ({e})"
+        ))
+    })?;
+    let secs = u64::try_from(t.unix_timestamp())
+        .map_err(|_| UsageError(format!("--at `{at}` is before 1970")))?;
+    Ok(UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+        secs,
+    )))
+}
+
+pub(crate) fn run(args: CheckArgs) -> Result<ExitCode, UsageError> {
+    let host =
+        Host::parse(&args.url).map_err(|e| UsageError(format!("--url `{}`: {e}", args.url)))?;
+    let now = parse_at(args.at.as_deref())?;
+
+    let report = if let Some(p12_path) = &args.p12 {
+        let p12 = input::read(p12_path, "PKCS#12 file")?;
+        let password = match &args.password_file {
+            Some(p) => input::read_password(p, "password file")?,
+            None => zeroize::Zeroizing::new(String::new()),
+        };
+        BundleCheck::pkcs12(&p12, &password).host(host).check(now)
+    } else {
+        let (Some(cert_path), Some(key_path)) = (&args.cert, &args.key) else {
+            return Err(UsageError("give --cert and --key, or --p12".to_owned()));
+        };
+        let cert = input::read(cert_path, "certificate file")?;
+        let key = zeroize::Zeroizing::new(input::read(key_path, "key file")?);
+        let ca = match &args.ca {
+            Some(p) => Some(input::read(p, "CA file")?),
+            None => None,
+        };
+        let key_password = match &args.key_password_file {
+            Some(p) => Some(input::read_password(p, "key password file")?),
+            None => None,
+        };
+        let mut check = BundleCheck::files(&cert, &key, ca.as_deref()).host(host);
+        if let Some(pw) = &key_password {
+            check = check.key_password(pw.as_bytes());
+        }
+        check.check(now)
+    };
+
+    if args.json {
+        let text = serde_json::to_string_pretty(&report)
+            .map_err(|e| UsageError(format!("cannot write the JSON report: {e}")))?;
+        println!("{text}");
+    } else {
+        print!("{report}");
+    }
+    Ok(if report.is_valid() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
