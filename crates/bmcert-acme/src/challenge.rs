@@ -211,10 +211,7 @@ pub struct Http01Listener {
 
 impl Http01Listener {
     /// Binds `addr` and serves tokens from `tokens` until stopped.
-    pub async fn bind(
-        addr: SocketAddr,
-        tokens: Arc<dyn TokenLookup>,
-    ) -> Result<Self, AcmeError> {
+    pub async fn bind(addr: SocketAddr, tokens: Arc<dyn TokenLookup>) -> Result<Self, AcmeError> {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| AcmeError::Listen {
@@ -270,9 +267,11 @@ impl Http01Listener {
         self.addr
     }
 
-    /// Stops accepting connections and releases the port.
-    pub fn stop(self) {
+    /// Stops accepting connections; the port is released when this returns.
+    pub async fn stop(mut self) {
         self.task.abort();
+        let task = std::mem::replace(&mut self.task, tokio::spawn(async {}));
+        let _ = task.await;
     }
 }
 
@@ -341,9 +340,11 @@ impl TlsAlpn01Listener {
         self.addr
     }
 
-    /// Stops accepting connections and releases the port.
-    pub fn stop(self) {
+    /// Stops accepting connections; the port is released when this returns.
+    pub async fn stop(mut self) {
         self.task.abort();
+        let task = std::mem::replace(&mut self.task, tokio::spawn(async {}));
+        let _ = task.await;
     }
 }
 
@@ -366,12 +367,24 @@ mod tests {
             http01_response("/.well-known/acme-challenge/tok_en-1", &board).as_deref(),
             Some("tok_en-1.thumb")
         );
-        assert_eq!(http01_response("/.well-known/acme-challenge/other", &board), None);
-        assert_eq!(http01_response("/.well-known/acme-challenge/", &board), None);
-        assert_eq!(http01_response("/.well-known/acme-challenge/../x", &board), None);
+        assert_eq!(
+            http01_response("/.well-known/acme-challenge/other", &board),
+            None
+        );
+        assert_eq!(
+            http01_response("/.well-known/acme-challenge/", &board),
+            None
+        );
+        assert_eq!(
+            http01_response("/.well-known/acme-challenge/../x", &board),
+            None
+        );
         assert_eq!(http01_response("/tok_en-1", &board), None);
         board.remove_http01("tok_en-1");
-        assert_eq!(http01_response("/.well-known/acme-challenge/tok_en-1", &board), None);
+        assert_eq!(
+            http01_response("/.well-known/acme-challenge/tok_en-1", &board),
+            None
+        );
     }
 
     #[test]

@@ -12,8 +12,8 @@ use bmcert_topology::{DomainName, Target, Topology};
 use bytes::Bytes;
 use http::Request;
 use instant_acme::{
-    Account, AccountCredentials, BodyWrapper, BytesResponse, ChallengeType, HttpClient,
-    Identifier, NewAccount, NewOrder, Order, OrderStatus, RetryPolicy,
+    Account, AccountCredentials, BodyWrapper, BytesResponse, ChallengeType, HttpClient, Identifier,
+    NewAccount, NewOrder, Order, OrderStatus, RetryPolicy,
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixTime};
 use serde::{Deserialize, Serialize};
@@ -416,8 +416,8 @@ impl AcmeClient {
         else {
             return Ok(None);
         };
-        let record: TermsRecord = serde_json::from_slice(&bytes)
-            .map_err(|e| store_err("reading the terms record", e))?;
+        let record: TermsRecord =
+            serde_json::from_slice(&bytes).map_err(|e| store_err("reading the terms record", e))?;
         Ok(Some(record.url))
     }
 
@@ -471,7 +471,9 @@ impl AcmeClient {
                     *cached = Some(account.clone());
                     return Ok(account);
                 }
-                Ok(_) => tracing::info!("stored ACME account is for another directory; registering"),
+                Ok(_) => {
+                    tracing::info!("stored ACME account is for another directory; registering")
+                }
                 Err(e) => tracing::warn!(error = %e, "stored ACME account unreadable; registering"),
             }
         }
@@ -554,8 +556,7 @@ impl AcmeClient {
             .iter()
             .map(|n| Identifier::Dns(n.as_str().to_owned()))
             .collect();
-        let mut order = match nonce_retry!(account.new_order(&NewOrder::new(&identifiers)).await)
-        {
+        let mut order = match nonce_retry!(account.new_order(&NewOrder::new(&identifiers)).await) {
             Err(instant_acme::Error::Api(p))
                 if p.r#type.as_deref()
                     == Some("urn:ietf:params:acme:error:accountDoesNotExist") =>
@@ -588,14 +589,8 @@ impl AcmeClient {
         nonce_retry!(order.finalize_csr(&csr_der).await)
             .map_err(|e| self.acme_err("sending the certificate request", e))?;
         let chain = self.download(&mut order, deadline).await?;
-        let not_after = check_issued(
-            &chain,
-            &key_der,
-            names,
-            &self.chain_roots,
-            UnixTime::now(),
-        )
-        .map_err(|reason| AcmeError::Check {
+        let not_after = check_issued(&chain, &key_der, names, &self.chain_roots, UnixTime::now())
+            .map_err(|reason| AcmeError::Check {
             target: request.target.clone(),
             reason,
         })?;
@@ -817,15 +812,15 @@ impl AcmeClient {
 
     /// Reads a URL through this client's HTTPS (e.g. pebble's `/roots/0`).
     pub async fn fetch(&self, url: &str) -> Result<Vec<u8>, AcmeError> {
-        let (status, body) = self
-            .http
-            .get_bytes(url)
-            .await
-            .map_err(|reason| AcmeError::Unreachable {
-                url: url.to_owned(),
-                during: "fetching",
-                reason,
-            })?;
+        let (status, body) =
+            self.http
+                .get_bytes(url)
+                .await
+                .map_err(|reason| AcmeError::Unreachable {
+                    url: url.to_owned(),
+                    during: "fetching",
+                    reason,
+                })?;
         if !status.is_success() {
             return Err(AcmeError::Unreachable {
                 url: url.to_owned(),
@@ -855,10 +850,7 @@ fn map_acme_error(url: &str, during: &'static str, e: instant_acme::Error) -> Ac
             during,
             problem: Problem::from(&p),
         },
-        instant_acme::Error::Timeout(_) => AcmeError::Timeout {
-            during,
-            seconds: 0,
-        },
+        instant_acme::Error::Timeout(_) => AcmeError::Timeout { during, seconds: 0 },
         instant_acme::Error::Hyper(e) => AcmeError::Unreachable {
             url: url.to_owned(),
             during,
@@ -895,7 +887,9 @@ fn contact_address(topology: &Topology, email: Option<&str>) -> Result<String, A
                 .rsplit_once('@')
                 .ok_or_else(|| AcmeError::BadContact(addr.to_owned()))?;
             if local.is_empty()
-                || local.chars().any(|c| c.is_whitespace() || c.is_control() || c == ',')
+                || local
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || c == ',')
                 || DomainName::new(domain).is_err()
             {
                 return Err(AcmeError::BadContact(addr.to_owned()));
@@ -952,15 +946,20 @@ fn tls_alpn_certificate(
     let key_err = |e: rcgen::Error| AcmeError::Key(e.to_string());
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(key_err)?;
     let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).map_err(key_err)?;
-    params.custom_extensions = vec![rcgen::CustomExtension::new_acme_identifier(
-        key_auth_digest,
-    )];
+    params.custom_extensions = vec![rcgen::CustomExtension::new_acme_identifier(key_auth_digest)];
     let cert = params.self_signed(&key).map_err(key_err)?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    rustls::sign::CertifiedKey::from_der(vec![cert.der().clone()], key_der, &provider)
-        .map(Arc::new)
-        .map_err(|e| AcmeError::Key(e.to_string()))
+    // Not `CertifiedKey::from_der`: its key check parses the certificate with webpki, which
+    // (rightly, for a server certificate) refuses the critical acmeIdentifier extension.
+    let signer = provider
+        .key_provider
+        .load_private_key(key_der)
+        .map_err(|e| AcmeError::Key(e.to_string()))?;
+    Ok(Arc::new(rustls::sign::CertifiedKey::new(
+        vec![cert.der().clone()],
+        signer,
+    )))
 }
 
 #[cfg(test)]
@@ -971,8 +970,14 @@ mod tests {
     #[test]
     fn contact_defaults_to_no_reply_at_default_domain() {
         let mut t = Topology::new(Site::new("https://mail.example.test", &[]).unwrap());
-        assert!(matches!(contact_address(&t, None), Err(AcmeError::NoContact)));
-        assert!(matches!(contact_address(&t, Some("  ")), Err(AcmeError::NoContact)));
+        assert!(matches!(
+            contact_address(&t, None),
+            Err(AcmeError::NoContact)
+        ));
+        assert!(matches!(
+            contact_address(&t, Some("  ")),
+            Err(AcmeError::NoContact)
+        ));
         t.default_domain = Some(DomainName::new("example.test").unwrap());
         assert_eq!(contact_address(&t, None).unwrap(), "no-reply@example.test");
         assert_eq!(
@@ -981,7 +986,10 @@ mod tests {
         );
         for bad in ["nobody", "@example.org", "a b@example.org", "a@bad_domain"] {
             assert!(
-                matches!(contact_address(&t, Some(bad)), Err(AcmeError::BadContact(_))),
+                matches!(
+                    contact_address(&t, Some(bad)),
+                    Err(AcmeError::BadContact(_))
+                ),
                 "{bad}"
             );
         }
@@ -1009,8 +1017,13 @@ mod tests {
 
     #[test]
     fn directory_urls() {
-        assert!(Directory::default().url().starts_with("https://acme-v02.api.letsencrypt.org"));
+        assert!(Directory::default()
+            .url()
+            .starts_with("https://acme-v02.api.letsencrypt.org"));
         assert!(Directory::LetsEncryptStaging.url().contains("staging"));
-        assert_eq!(Directory::Url("https://x/dir".into()).url(), "https://x/dir");
+        assert_eq!(
+            Directory::Url("https://x/dir".into()).url(),
+            "https://x/dir"
+        );
     }
 }

@@ -153,12 +153,17 @@ impl HttpClient for RetryingClient {
                 let attempt = attempt.body(BodyWrapper::from(body.to_vec()))?;
                 let elapsed = start.elapsed();
                 let remaining = budget.total.saturating_sub(elapsed);
-                let outcome = tokio::time::timeout(remaining.max(Duration::from_millis(1)), inner.request(attempt)).await;
+                let outcome = tokio::time::timeout(
+                    remaining.max(Duration::from_millis(1)),
+                    inner.request(attempt),
+                )
+                .await;
                 let wait = match outcome {
                     Ok(Ok(rsp)) => {
                         let status = rsp.status();
                         if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-                            let wait = retry_after(rsp.headers(), SystemTime::now()).unwrap_or(delay);
+                            let wait =
+                                retry_after(rsp.headers(), SystemTime::now()).unwrap_or(delay);
                             if start.elapsed() + wait > budget.total {
                                 tracing::debug!(%status, "ACME request: retry budget spent");
                                 return Ok(BytesResponse::from(rsp));
@@ -192,7 +197,11 @@ impl HttpClient for RetryingClient {
 
 /// Parses `Retry-After` (delay-seconds or HTTP-date) relative to `now`. Sans-I/O.
 pub(crate) fn retry_after(headers: &http::HeaderMap, now: SystemTime) -> Option<Duration> {
-    let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let value = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
     parse_retry_after(value, now)
 }
 

@@ -33,8 +33,7 @@ pub use challenge::{
 };
 pub use check::check_issued;
 pub use client::{
-    AcmeClient, AcmeConfig, ChallengeKind, Directory, IssueRequest, KeyKind, PollSchedule,
-    Progress,
+    AcmeClient, AcmeConfig, ChallengeKind, Directory, IssueRequest, KeyKind, PollSchedule, Progress,
 };
 pub use error::{AcmeError, Problem, Subproblem};
 pub use http::{parse_retry_after, RequestCounts, RetryBudget};

@@ -65,7 +65,10 @@ mod tests {
 
     #[test]
     fn url_host_then_site_names_then_extra_deduplicated() {
-        let t = topo("https://Mail.Example.test:8443/x", &["autoconfig.example.test"]);
+        let t = topo(
+            "https://Mail.Example.test:8443/x",
+            &["autoconfig.example.test"],
+        );
         let names = order_names(
             &t,
             &Target::System,
@@ -91,7 +94,10 @@ mod tests {
     fn ip_url_is_refused() {
         let t = topo("https://192.0.2.1", &[]);
         let e = order_names(&t, &Target::System, &[]).unwrap_err();
-        assert!(matches!(e, AcmeError::BadName { ref name, .. } if name == "192.0.2.1"), "{e}");
+        assert!(
+            matches!(e, AcmeError::BadName { ref name, .. } if name == "192.0.2.1"),
+            "{e}"
+        );
     }
 
     #[test]
