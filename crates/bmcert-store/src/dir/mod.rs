@@ -389,8 +389,14 @@ impl DirStore {
             .map_err(|e| StoreError::io("fsync", tmp, &e))?;
         fs.rename(tmp, path)
             .map_err(|e| StoreError::io("rename into place", path, &e))?;
-        fs.sync_dir(dir)
-            .map_err(|e| StoreError::io("fsync the directory", dir, &e))
+        // The rename is the switch: readers already see the new file. Reporting a failure now
+        // would tell the caller "not written" about a value every reader sees, so a failed
+        // directory fsync is only logged (the change is whole either way; a power loss at
+        // this point can only bring back the previous value, also whole).
+        if let Err(e) = fs.sync_dir(dir) {
+            tracing::warn!(path = %dir.display(), error = %e, "could not fsync the store directory after a switch");
+        }
+        Ok(())
     }
 
     fn read_version(
@@ -586,7 +592,7 @@ impl DirStore {
         });
         let pruned = prune(&mut state);
         self.write_state(&dir, &state)?;
-        guard.commit(revision, &key, ChangeKind::Put)?;
+        guard.commit(revision, &key, ChangeKind::Put);
         for old in pruned {
             let path = dir.join(version_name(old));
             if let Err(e) = fs.remove_dir_all(&path) {
@@ -653,7 +659,7 @@ impl DirStore {
         state.current = Some(version);
         state.revision = revision.0;
         self.write_state(&dir, &state)?;
-        guard.commit(revision, &key, ChangeKind::Put)?;
+        guard.commit(revision, &key, ChangeKind::Put);
         installed.revision = revision;
         tracing::info!(target = %target, version, revision = revision.0, "rolled back");
         Ok(installed)
@@ -682,7 +688,7 @@ impl DirStore {
         state.current = None;
         state.revision = revision.0;
         self.write_state(&dir, &state)?;
-        guard.commit(revision, &key, ChangeKind::Delete)?;
+        guard.commit(revision, &key, ChangeKind::Delete);
         tracing::info!(target = %target, revision = revision.0, "disabled");
         Ok(Some(revision))
     }
@@ -711,7 +717,7 @@ impl DirStore {
         bytes.extend_from_slice(value);
         guard.write_intent(revision, &change, ChangeKind::Put)?;
         self.replace_file(&tmp_for(&path), &path, &dir, &bytes, SECRET_MODE)?;
-        guard.commit(revision, &change, ChangeKind::Put)?;
+        guard.commit(revision, &change, ChangeKind::Put);
         Ok(revision)
     }
 
@@ -732,7 +738,7 @@ impl DirStore {
         let revision = guard.next();
         guard.write_intent(revision, &change, ChangeKind::Delete)?;
         self.remove_and_sync(&path)?;
-        guard.commit(revision, &change, ChangeKind::Delete)?;
+        guard.commit(revision, &change, ChangeKind::Delete);
         Ok(Some(revision))
     }
 
@@ -822,7 +828,7 @@ impl DirStore {
         };
         guard.write_intent(revision, &change, ChangeKind::Put)?;
         self.write_lock(name, &lock)?;
-        guard.commit(revision, &change, ChangeKind::Put)?;
+        guard.commit(revision, &change, ChangeKind::Put);
         Ok(Lease {
             lock: name.clone(),
             holder: lock.holder,
@@ -843,7 +849,7 @@ impl DirStore {
         };
         guard.write_intent(revision, &change, ChangeKind::Put)?;
         self.write_lock(&lease.lock, &lock)?;
-        guard.commit(revision, &change, ChangeKind::Put)?;
+        guard.commit(revision, &change, ChangeKind::Put);
         Ok(Lease {
             expires_at: lock.expires_at,
             ..lease.clone()
@@ -860,7 +866,7 @@ impl DirStore {
         let revision = guard.next();
         guard.write_intent(revision, &change, ChangeKind::Delete)?;
         self.remove_and_sync(&self.key_path("locks", &lease.lock))?;
-        guard.commit(revision, &change, ChangeKind::Delete)?;
+        guard.commit(revision, &change, ChangeKind::Delete);
         Ok(())
     }
 
@@ -917,15 +923,15 @@ impl WriteGuard<'_> {
     }
 
     /// Publishes the change to the journal, after the switch.
-    fn commit(
-        &mut self,
-        revision: Revision,
-        key: &ChangeKey,
-        kind: ChangeKind,
-    ) -> Result<(), StoreError> {
-        self.append(&Entry::new(revision, key, kind))?;
+    ///
+    /// The switch is done: a failure to append (disk full) is logged, not returned, and the
+    /// next writer appends the line from the write-ahead revision, so watchers still learn
+    /// about the change (late) and the revision is never reused.
+    fn commit(&mut self, revision: Revision, key: &ChangeKey, kind: ChangeKind) {
+        if let Err(e) = self.append(&Entry::new(revision, key, kind)) {
+            tracing::warn!(error = %e, revision = revision.0, "could not append to the store journal; the next write repairs it");
+        }
         self.last = revision;
-        Ok(())
     }
 
     fn append(&mut self, entry: &Entry) -> Result<(), StoreError> {
