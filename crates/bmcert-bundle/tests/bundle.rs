@@ -1,5 +1,6 @@
 //! Library tests: every format administrators upload (fixtures from rcgen and the real
 //! `openssl` command), every code, secrecy of the key, and proptest properties.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 use std::path::Path;
 use std::time::Duration;
