@@ -566,8 +566,7 @@ impl<'a> Engine<'a> {
             .map(|d| Certificate::from_der(d.as_ref()).ok())
             .collect();
         let rejected: RefCell<Vec<(Vec<String>, Vec<Violation>)>> = RefCell::new(Vec::new());
-        let accepted: RefCell<Option<(Vec<CertificateDer<'static>>, Vec<Violation>, Vec<String>)>> =
-            RefCell::new(None);
+        let accepted: RefCell<Option<Success>> = RefCell::new(None);
         let now = self.time.as_secs();
         let check = |path: &VerifiedPath<'_>| -> Result<(), webpki::Error> {
             let mut certs: Vec<&Certificate> = vec![&self.leaf];
@@ -629,7 +628,11 @@ impl<'a> Engine<'a> {
                 v.level == Level::Rfc5280 || (pedantic && v.level == Level::Pedantic)
             });
             if problems.is_empty() {
-                *accepted.borrow_mut() = Some((ders, warnings, subjects));
+                *accepted.borrow_mut() = Some(Success {
+                    chain: ders,
+                    warnings,
+                    path_subjects: subjects,
+                });
                 Ok(())
             } else {
                 rejected.borrow_mut().push((subjects, problems));
@@ -656,11 +659,7 @@ impl<'a> Engine<'a> {
         );
         match result {
             Ok(_) => match accepted.into_inner() {
-                Some((chain, warnings, path_subjects)) => Ok(Success {
-                    chain,
-                    warnings,
-                    path_subjects,
-                }),
+                Some(success) => Ok(success),
                 None => Err(Failure {
                     error: webpki::Error::UnknownIssuer,
                     violations: rejected.into_inner(),

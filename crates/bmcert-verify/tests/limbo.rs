@@ -4,6 +4,9 @@
 //! `cargo test -p bmcert-verify --test limbo -- --nocapture` prints every disagreement; set
 //! `LIMBO_CASE=<id>` to print the findings of one case.
 
+// Test code: a failed fixture step should stop the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::io::Read;
 
 use bmcert_topology::{DomainName, Host};

@@ -1,5 +1,8 @@
 //! The upload verdict on generated chains: each problem and warning code, and its message.
 
+// Test code: a failed fixture step should stop the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use bmcert_test::chains::{ca_params, leaf_params, Alg, Chain3, Node, TEST_TIME};
 use bmcert_topology::Host;
 use bmcert_verify::{verify, ChainInput, Code, Role, Severity, Verdict};
@@ -314,8 +317,8 @@ fn garbage_is_a_typed_finding_not_a_panic() {
     let junk = CertificateDer::from(b"not a certificate".to_vec());
     let v = verify(&ChainInput {
         leaf: &leaf,
-        cert_file_extras: &[junk.clone()],
-        ca_file: &[junk],
+        cert_file_extras: std::slice::from_ref(&junk),
+        ca_file: std::slice::from_ref(&junk),
         platform_roots: &[],
         reference: None,
         time: at(TEST_TIME),
