@@ -3,7 +3,7 @@
 #   root CA -> intermediate CA -> leaf, ECDSA P-256, all valid from 2025-01-01 and until
 #   2125 (root), 2115 (intermediate), 2105 (leaf), so the README command keeps passing for
 #   decades and on machines whose clock is somewhat behind.
-# Output: cert.pem (leaf), key.pem (its PKCS#8 key), ca.pem (intermediate then root).
+# Output: cert.pem (leaf; also cert.der), key.pem (its PKCS#8 key), ca.pem (intermediate then root).
 # The keys are published on purpose: these files are for demonstrations and tests only.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -64,5 +64,6 @@ sign "$work/inter.csr" "$work/inter.pem" inter_ext 20250101000000Z 2115010100000
 sign "$work/leaf.csr" cert.pem leaf_ext 20250101000000Z 21050101000000Z "$work/inter.pem" "$work/inter.key"
 
 cat "$work/inter.pem" "$work/root.pem" > ca.pem
+openssl x509 -in cert.pem -outform DER -out cert.der
 chmod 0644 cert.pem ca.pem key.pem
 openssl verify -CAfile "$work/root.pem" -untrusted "$work/inter.pem" cert.pem

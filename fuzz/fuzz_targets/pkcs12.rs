@@ -1,0 +1,12 @@
+//! Any bytes as a PKCS#12 file: must not panic, with the right or a wrong password.
+#![no_main]
+
+use bmcert_bundle::{parse_pkcs12, BundleCheck};
+use libfuzzer_sys::fuzz_target;
+use rustls_pki_types::UnixTime;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = parse_pkcs12(data, "");
+    let at = UnixTime::since_unix_epoch(core::time::Duration::from_secs(1_900_000_000));
+    let _ = BundleCheck::pkcs12(data, "pw").check(at).to_string();
+});
