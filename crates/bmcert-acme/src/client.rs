@@ -594,6 +594,22 @@ impl AcmeClient {
             target: request.target.clone(),
             reason,
         })?;
+        // The full bundle report, as for an upload: a problem refuses the install.
+        let report = bmcert_bundle::BundleCheck::files(chain.as_bytes(), key_pem.as_bytes(), None)
+            .host(topology.host_for(&request.target)?.clone())
+            .check(UnixTime::now());
+        if !report.is_valid() {
+            let reason = report
+                .problems
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(AcmeError::Check {
+                target: request.target.clone(),
+                reason: format!("the bundle report refused it: {reason}"),
+            });
+        }
         self.report(Progress::Checked);
         Ok(Issued::new(
             names.to_vec(),

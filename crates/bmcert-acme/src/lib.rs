@@ -26,6 +26,7 @@ mod error;
 mod http;
 mod names;
 mod state;
+mod store_state;
 
 pub use challenge::{
     http01_response, parse_request_line, ChallengeBoard, Http01Listener, NoCertificate,
@@ -39,3 +40,4 @@ pub use error::{AcmeError, Problem, Subproblem};
 pub use http::{parse_retry_after, RequestCounts, RetryBudget};
 pub use names::order_names;
 pub use state::{keys, AcmeState, BoxFuture, Issued, MemoryState, StateError};
+pub use store_state::StoreState;

@@ -637,3 +637,84 @@ async fn pebble_stopped_mid_order_ends_in_bounded_time() {
     assert_no_tokens_left(&acme, &state);
     let _ = std::fs::remove_dir_all(work);
 }
+
+/// The real store: the bundle lands with source `acme`, the account record is 0600 and
+/// survives reopening the store (a restart).
+#[tokio::test]
+async fn installs_into_the_directory_store_and_reuses_the_account_after_reopening() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(p) = pebble(false) else { return };
+    tracing_init();
+    let _ports = ports().await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let config = config(&p).await;
+    let topo = topology(&unique("store"), Some("example.test"));
+    let registrations = Arc::new(AtomicU32::new(0));
+    for round in 0..2 {
+        let store: Arc<dyn bmcert_store::Store> =
+            Arc::new(bmcert_store::DirStore::open(&root).unwrap());
+        let counter = registrations.clone();
+        let acme = AcmeClient::new(
+            config.clone(),
+            Arc::new(StoreState::new(store.clone())),
+            ChallengeBoard::new(),
+        )
+        .unwrap()
+        .with_progress(move |p| {
+            if matches!(p, Progress::AccountRegistered { .. }) {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        let http = http01(p.http01, acme.board().clone()).await;
+        if round == 0 {
+            acme.accept_terms().await.unwrap();
+        }
+        let issued = acme
+            .issue(&topo, &IssueRequest::new(Target::System))
+            .await
+            .unwrap();
+        http.stop().await;
+        let current = store.current(&Target::System).await.unwrap().unwrap();
+        let meta = current.bundle.meta();
+        assert_eq!(meta.source, bmcert_store::Source::Acme);
+        assert_eq!(meta.names, [issued.names[0].as_str()]);
+        assert_eq!(
+            current.bundle.chain(),
+            pem_certs(&issued.chain_pem).as_slice()
+        );
+        assert_eq!(
+            current.bundle.secret_key().secret_der(),
+            issued.secret_key_pkcs8_der()
+        );
+        assert_eq!(
+            store
+                .keys(keys::HTTP01_PREFIX.trim_end_matches('/'))
+                .await
+                .unwrap(),
+            Vec::<bmcert_store::RecordKey>::new(),
+            "tokens removed"
+        );
+    }
+    assert_eq!(registrations.load(Ordering::Relaxed), 1, "registered once");
+    // Every file holding the account key is private.
+    let mut found = 0;
+    let mut stack = vec![root.clone()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if std::fs::read(&path)
+                .unwrap()
+                .windows(9)
+                .any(|w| w == b"key_pkcs8")
+            {
+                found += 1;
+                let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+                assert_eq!(mode & 0o077, 0, "{} is mode {mode:o}", path.display());
+            }
+        }
+    }
+    assert!(found >= 1, "the account record is in the store directory");
+}
