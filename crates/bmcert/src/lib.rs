@@ -3,3 +3,4 @@
 #![warn(unreachable_pub)]
 
 pub use bmcert_topology as topology;
+pub mod acme;
