@@ -340,21 +340,15 @@ pub fn verify_with(input: &ChainInput<'_>, options: &Options) -> Verdict {
     // The CA file's self-issued certificates are the anchors; the rest is the pool.
     let mut anchors = Vec::new();
     let mut pool = Vec::new();
-    let mut pool_origin = Vec::new();
-    for (i, der) in input.ca_file.iter().enumerate() {
-        match Certificate::from_der(der.as_ref()) {
-            Ok(c) if is_self_issued(&c) => anchors.push(der.clone()),
-            _ => {
-                pool.push(der.clone());
-                pool_origin.push(Origin::Ca(i));
-            }
+    let cache = Cache::new(&[input.ca_file, input.cert_file_extras, input.platform_roots]);
+    for der in input.ca_file {
+        match cache.get(der.as_ref()) {
+            Some(c) if is_self_issued(c) => anchors.push(der.clone()),
+            _ => pool.push(der.clone()),
         }
     }
-    for (i, der) in input.cert_file_extras.iter().enumerate() {
-        pool.push(der.clone());
-        pool_origin.push(Origin::CertFile(i));
-    }
-    let engine = Engine::new(input.leaf, leaf, input.time, options, &[]);
+    pool.extend(input.cert_file_extras.iter().cloned());
+    let engine = Engine::new(cache, input.leaf, leaf, input.time, options, &[]);
     let mut result = engine.attempt(&anchors, &pool);
     let mut from_platform = false;
     if result.is_err() && !input.platform_roots.is_empty() {
@@ -374,7 +368,7 @@ pub fn verify_with(input: &ChainInput<'_>, options: &Options) -> Verdict {
     };
     match result {
         Ok(success) => {
-            success_findings(&mut verdict, &success, input, options, from_platform);
+            success_findings(&mut verdict, &success, input, &engine.cache, from_platform);
             verdict.chain = success.chain;
         }
         Err(failure) => {
@@ -395,7 +389,7 @@ pub fn verify_with(input: &ChainInput<'_>, options: &Options) -> Verdict {
             engine.diagnose(&failure, &known, &mut verdict.findings);
         }
     }
-    name_findings(&mut verdict, &engine.leaf, input.reference);
+    name_findings(&mut verdict, &engine, input.reference);
     verdict.sort();
     verdict
 }
@@ -406,7 +400,8 @@ pub fn verify_path(input: &PathInput<'_>, options: &Options) -> Verdict {
         Ok(c) => c,
         Err(e) => return malformed_leaf(&e),
     };
-    let engine = Engine::new(input.leaf, leaf, input.time, options, input.crls);
+    let cache = Cache::new(&[input.anchors, input.intermediates]);
+    let engine = Engine::new(cache, input.leaf, leaf, input.time, options, input.crls);
     let mut verdict = Verdict {
         chain: Vec::new(),
         findings: Vec::new(),
@@ -434,7 +429,7 @@ pub fn verify_path(input: &PathInput<'_>, options: &Options) -> Verdict {
             engine.diagnose(&failure, &known, &mut verdict.findings);
         }
     }
-    name_findings(&mut verdict, &engine.leaf, input.reference);
+    name_findings(&mut verdict, &engine, input.reference);
     verdict.sort();
     verdict
 }
@@ -489,6 +484,35 @@ impl<'a> Known<'a> {
     }
 }
 
+/// Every input certificate parsed once with x509-cert, looked up by its DER bytes.
+struct Cache<'a> {
+    items: Vec<(&'a [u8], Option<Certificate>)>,
+}
+
+impl<'a> Cache<'a> {
+    fn new<'b: 'a>(lists: &[&'a [CertificateDer<'b>]]) -> Self {
+        let items = lists
+            .iter()
+            .flat_map(|l| l.iter())
+            .map(|d| (d.as_ref(), Certificate::from_der(d.as_ref()).ok()))
+            .collect();
+        Self { items }
+    }
+
+    fn get(&self, der: &[u8]) -> Option<&Certificate> {
+        self.items
+            .iter()
+            .find(|(d, _)| *d == der)
+            .and_then(|(_, c)| c.as_ref())
+    }
+
+    fn subject(&self, der: &[u8]) -> String {
+        self.get(der)
+            .map(|c| c.tbs_certificate().subject().to_string())
+            .unwrap_or_else(|| "an unreadable certificate".to_owned())
+    }
+}
+
 struct Success {
     chain: Vec<CertificateDer<'static>>,
     /// Profile warnings of the accepted path (pedantic rules in standard mode).
@@ -504,6 +528,7 @@ struct Failure {
 }
 
 struct Engine<'a> {
+    cache: Cache<'a>,
     leaf_der: &'a CertificateDer<'a>,
     leaf: Certificate,
     time: UnixTime,
@@ -514,6 +539,7 @@ struct Engine<'a> {
 
 impl<'a> Engine<'a> {
     fn new(
+        cache: Cache<'a>,
         leaf_der: &'a CertificateDer<'a>,
         leaf: Certificate,
         time: UnixTime,
@@ -532,6 +558,7 @@ impl<'a> Engine<'a> {
             crl_problems.extend(crl_profile(crl.as_ref()));
         }
         Self {
+            cache,
             leaf_der,
             leaf,
             time,
@@ -551,20 +578,16 @@ impl<'a> Engine<'a> {
             violations: Vec::new(),
         })?;
         let mut tas: Vec<TrustAnchor<'_>> = Vec::new();
-        let mut ta_certs: Vec<(usize, Certificate)> = Vec::new();
+        let mut ta_certs: Vec<(usize, &Certificate)> = Vec::new();
         for (i, der) in anchors.iter().enumerate() {
-            if let (Ok(ta), Ok(cert)) = (
+            if let (Ok(ta), Some(cert)) = (
                 webpki::anchor_from_trusted_cert(der),
-                Certificate::from_der(der.as_ref()),
+                self.cache.get(der.as_ref()),
             ) {
                 tas.push(ta);
                 ta_certs.push((i, cert));
             }
         }
-        let pool_certs: Vec<Option<Certificate>> = pool
-            .iter()
-            .map(|d| Certificate::from_der(d.as_ref()).ok())
-            .collect();
         let rejected: RefCell<Vec<(Vec<String>, Vec<Violation>)>> = RefCell::new(Vec::new());
         let accepted: RefCell<Option<Success>> = RefCell::new(None);
         let now = self.time.as_secs();
@@ -573,11 +596,7 @@ impl<'a> Engine<'a> {
             let mut ders: Vec<CertificateDer<'static>> = Vec::new();
             for c in path.intermediate_certificates() {
                 let der = c.der();
-                let parsed = pool
-                    .iter()
-                    .position(|p| p.as_ref() == der.as_ref())
-                    .and_then(|i| pool_certs[i].as_ref());
-                match parsed {
+                match self.cache.get(der.as_ref()) {
                     Some(p) => certs.push(p),
                     None => return Err(webpki::Error::BadDer),
                 }
@@ -619,10 +638,15 @@ impl<'a> Engine<'a> {
                 }
             }
             violations.extend(crl_issuer_problems(&certs, &self.crls));
-            let subjects: Vec<String> = certs
-                .iter()
-                .map(|c| c.tbs_certificate().subject().to_string())
-                .collect();
+            // Subjects are only needed to word findings.
+            let subjects: Vec<String> = if violations.is_empty() {
+                Vec::new()
+            } else {
+                certs
+                    .iter()
+                    .map(|c| c.tbs_certificate().subject().to_string())
+                    .collect()
+            };
             let pedantic = self.options.strictness == Strictness::Pedantic;
             let (problems, warnings): (Vec<_>, Vec<_>) = violations.into_iter().partition(|v| {
                 v.level == Level::Rfc5280 || (pedantic && v.level == Level::Pedantic)
@@ -854,7 +878,7 @@ fn success_findings(
     verdict: &mut Verdict,
     success: &Success,
     input: &ChainInput<'_>,
-    _options: &Options,
+    cache: &Cache<'_>,
     from_platform: bool,
 ) {
     let warn = |code, file, message: String| Finding {
@@ -871,7 +895,11 @@ fn success_findings(
         ));
     }
     if from_platform {
-        let root = success.path_subjects.last().cloned().unwrap_or_default();
+        let root = success
+            .chain
+            .last()
+            .map(|c| cache.subject(c.as_ref()))
+            .unwrap_or_default();
         verdict.findings.push(warn(
             Code::RootFromPlatform,
             Role::Ca,
@@ -895,14 +923,13 @@ fn success_findings(
     let in_cert: Vec<String> = success
         .chain
         .iter()
-        .zip(success.path_subjects.iter().skip(1))
-        .filter(|(c, _)| {
+        .filter(|c| {
             input
                 .cert_file_extras
                 .iter()
                 .any(|d| d.as_ref() == c.as_ref())
         })
-        .map(|(_, s)| format!("\"{s}\""))
+        .map(|c| format!("\"{}\"", cache.subject(c.as_ref())))
         .collect();
     if !in_cert.is_empty() {
         verdict.findings.push(warn(
@@ -919,10 +946,7 @@ fn success_findings(
             !success.chain.iter().any(|c| c.as_ref() == d.as_ref())
                 && d.as_ref() != input.leaf.as_ref()
         })
-        .map(|d| match Certificate::from_der(d.as_ref()) {
-            Ok(c) => format!("\"{}\"", c.tbs_certificate().subject()),
-            Err(_) => "an unreadable certificate".to_owned(),
-        })
+        .map(|d| format!("\"{}\"", cache.subject(d.as_ref())))
         .collect();
     if !unused.is_empty() {
         verdict.findings.push(warn(
@@ -941,14 +965,14 @@ fn success_findings(
     }
 }
 
-fn name_findings(verdict: &mut Verdict, leaf: &Certificate, reference: Option<&Host>) {
+fn name_findings(verdict: &mut Verdict, engine: &Engine<'_>, reference: Option<&Host>) {
     let Some(reference) = reference else { return };
-    match names::covers_parsed(leaf, reference) {
+    match names::covers_parsed(&engine.leaf, reference) {
         Ok(mut nv) => {
             // webpki applies name constraints to SANs only; a CN standing in for a SAN would
             // slip past a constrained CA, so the fallback is off below one.
             if matches!(nv.matched, Some(MatchedBy::CommonName(_)))
-                && chain_has_name_constraints(&verdict.chain)
+                && chain_has_name_constraints(&verdict.chain, &engine.cache)
             {
                 nv.matched = None;
             }
@@ -978,9 +1002,9 @@ fn name_findings(verdict: &mut Verdict, leaf: &Certificate, reference: Option<&H
     }
 }
 
-fn chain_has_name_constraints(chain: &[CertificateDer<'_>]) -> bool {
+fn chain_has_name_constraints(chain: &[CertificateDer<'_>], cache: &Cache<'_>) -> bool {
     chain.iter().any(|der| {
-        Certificate::from_der(der.as_ref()).is_ok_and(|c| {
+        cache.get(der.as_ref()).is_some_and(|c| {
             c.tbs_certificate()
                 .get_extension::<x509_cert::ext::pkix::NameConstraints>()
                 .is_ok_and(|nc| nc.is_some())

@@ -31,18 +31,18 @@ const AKI: Oid = Oid::new_unwrap("2.5.29.35");
 const SKI: Oid = Oid::new_unwrap("2.5.29.14");
 const AIA: Oid = Oid::new_unwrap("1.3.6.1.5.5.7.1.1");
 /// Extensions a path validator is expected to understand when critical.
-const KNOWN_CRITICAL: &[&str] = &[
-    "2.5.29.19",
-    "2.5.29.15",
-    "2.5.29.37",
-    "2.5.29.17",
-    "2.5.29.30",
-    "2.5.29.36",
-    "2.5.29.32",
-    "2.5.29.33",
-    "2.5.29.54",
-    "2.5.29.18",
-    "2.5.29.9",
+const KNOWN_CRITICAL: &[Oid] = &[
+    BC,
+    KU,
+    EKU,
+    SAN,
+    NC,
+    PC,
+    Oid::new_unwrap("2.5.29.32"),
+    Oid::new_unwrap("2.5.29.33"),
+    Oid::new_unwrap("2.5.29.54"),
+    Oid::new_unwrap("2.5.29.18"),
+    Oid::new_unwrap("2.5.29.9"),
 ];
 const ANY_EKU: Oid = Oid::new_unwrap("2.5.29.37.0");
 const RSA: Oid = Oid::new_unwrap("1.2.840.113549.1.1.1");
@@ -153,20 +153,15 @@ fn check_cert(
     }
 
     for e in exts {
-        if e.critical
-            && !KNOWN_CRITICAL.iter().any(|k| e.extn_id.to_string() == *k)
-            && e.extn_id != EKU
-        {
-            // webpki already refuses unknown critical extensions below the anchor.
-            if root {
-                push(
-                    Rfc5280,
-                    format!(
-                        "the root has an unknown critical extension {} (RFC 5280 4.2)",
-                        e.extn_id
-                    ),
-                );
-            }
+        // webpki already refuses unknown critical extensions below the anchor.
+        if root && e.critical && !KNOWN_CRITICAL.contains(&e.extn_id) {
+            push(
+                Rfc5280,
+                format!(
+                    "the root has an unknown critical extension {} (RFC 5280 4.2)",
+                    e.extn_id
+                ),
+            );
         }
     }
 
