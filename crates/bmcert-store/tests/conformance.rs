@@ -1,4 +1,6 @@
 //! The `Store` conformance suite against the directory backend.
+// Test code: failing loudly is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::{Arc, Mutex};
 

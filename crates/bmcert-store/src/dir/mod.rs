@@ -52,10 +52,9 @@ use crate::HISTORY_DEPTH;
 const DIR_MODE: u32 = 0o700;
 const SECRET_MODE: u32 = 0o600;
 const PUBLIC_MODE: u32 = 0o644;
-/// The journal is rewritten with its last `JOURNAL_KEEP` entries once it has
-/// `JOURNAL_MAX` (a watcher more than that far behind gets `Compacted`).
-const JOURNAL_MAX: usize = 2048;
-const JOURNAL_KEEP: usize = 1024;
+/// The journal is rewritten with its newest half once it is larger than
+/// [`DirStoreOptions::journal_max_bytes`] (a watcher further behind gets `Compacted`).
+const JOURNAL_MAX_BYTES: u64 = 192 * 1024;
 /// How often a reader retries when a writer pruned the version it was reading.
 const READ_RETRIES: usize = 8;
 
@@ -69,6 +68,10 @@ pub struct DirStoreOptions {
     pub fs: Arc<dyn FsOps>,
     /// The clock for lock expiry (the system clock by default).
     pub clock: Clock,
+    /// The journal size (bytes) past which it is compacted to its newest half: 192 KiB by
+    /// default, so a watcher can fall between about 1,300 and 2,700 changes behind and
+    /// still resume.
+    pub journal_max_bytes: u64,
 }
 
 impl Default for DirStoreOptions {
@@ -76,6 +79,7 @@ impl Default for DirStoreOptions {
         Self {
             fs: Arc::new(RealFs),
             clock: Arc::new(OffsetDateTime::now_utc),
+            journal_max_bytes: JOURNAL_MAX_BYTES,
         }
     }
 }
@@ -100,6 +104,7 @@ pub struct DirStore {
     root: PathBuf,
     fs: Arc<dyn FsOps>,
     clock: Clock,
+    journal_max_bytes: u64,
 }
 
 impl fmt::Debug for DirStore {
@@ -211,6 +216,7 @@ impl DirStore {
             root,
             fs: options.fs,
             clock: options.clock,
+            journal_max_bytes: options.journal_max_bytes,
         };
         if let Some(parent) = store.root.parent() {
             if !parent.as_os_str().is_empty() && !parent.is_dir() {
@@ -324,7 +330,7 @@ impl DirStore {
         FileExt::lock_exclusive(&file).map_err(|e| StoreError::io("lock", &path, &e))?;
 
         let journal_path = self.root.join("journal");
-        let journal = read_journal(&journal_path)?;
+        let journal = read_journal_tail(&journal_path)?;
         if journal.valid_len < journal.total_len {
             tracing::warn!(path = %journal_path.display(), "dropping a partial last journal line left by a crash");
             let f = OpenOptions::new()
@@ -339,7 +345,7 @@ impl DirStore {
             store: self,
             _file: file,
             last: Revision(last),
-            journal_len: journal.entries.len(),
+            journal_bytes: journal.valid_len,
         };
         if let Some(intent) = read_intent(&self.root.join("revision"))? {
             if intent.revision > last {
@@ -871,7 +877,7 @@ impl DirStore {
     }
 
     fn revision_sync(&self) -> Result<Revision, StoreError> {
-        let journal = read_journal(&self.root.join("journal"))?;
+        let journal = read_journal_tail(&self.root.join("journal"))?;
         let last = journal.entries.last().map_or(0, |e| e.revision);
         Ok(Revision(last))
     }
@@ -882,7 +888,7 @@ struct WriteGuard<'a> {
     store: &'a DirStore,
     _file: File,
     last: Revision,
-    journal_len: usize,
+    journal_bytes: u64,
 }
 
 impl WriteGuard<'_> {
@@ -944,8 +950,8 @@ impl WriteGuard<'_> {
             .fs
             .append_sync(&path, &line, PUBLIC_MODE)
             .map_err(|e| StoreError::io("append to", &path, &e))?;
-        self.journal_len += 1;
-        if self.journal_len > JOURNAL_MAX {
+        self.journal_bytes += line.len() as u64;
+        if self.journal_bytes > self.store.journal_max_bytes {
             self.compact()?;
         }
         Ok(())
@@ -955,19 +961,83 @@ impl WriteGuard<'_> {
         let root = &self.store.root;
         let path = root.join("journal");
         let journal = read_journal(&path)?;
-        let keep = journal.entries.len().saturating_sub(JOURNAL_KEEP);
-        let mut text = Vec::new();
-        for entry in &journal.entries[keep..] {
-            let line =
+        // Keep the newest entries that fit in half the limit (at least one).
+        let budget = self.store.journal_max_bytes / 2;
+        let mut lines = Vec::new();
+        let mut size = 0u64;
+        for entry in journal.entries.iter().rev() {
+            let mut line =
                 serde_json::to_vec(entry).map_err(|e| StoreError::corrupt(&path, e.to_string()))?;
-            text.extend_from_slice(&line);
-            text.push(b'\n');
+            line.push(b'\n');
+            size += line.len() as u64;
+            if size > budget && !lines.is_empty() {
+                break;
+            }
+            lines.push(line);
         }
+        let text: Vec<u8> = lines.into_iter().rev().flatten().collect();
         self.store
             .replace_file(&root.join(".journal.tmp"), &path, root, &text, PUBLIC_MODE)?;
-        self.journal_len = journal.entries.len() - keep;
+        self.journal_bytes = text.len() as u64;
         Ok(())
     }
+}
+
+/// Reads only the end of the journal: its last complete entry and where it ends.
+fn read_journal_tail(path: &Path) -> Result<Journal, StoreError> {
+    use std::io::{Seek, SeekFrom};
+    const TAIL: u64 = 8 * 1024;
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Ok(Journal {
+                entries: Vec::new(),
+                valid_len: 0,
+                total_len: 0,
+            })
+        }
+        Err(e) => return Err(StoreError::io("read", path, &e)),
+    };
+    let total_len = file
+        .metadata()
+        .map_err(|e| StoreError::io("read", path, &e))?
+        .len();
+    let start = total_len.saturating_sub(TAIL);
+    file.seek(SeekFrom::Start(start))
+        .map_err(|e| StoreError::io("read", path, &e))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .map_err(|e| StoreError::io("read", path, &e))?;
+    let Some(end) = bytes.iter().rposition(|&b| b == b'\n') else {
+        if start > 0 {
+            return Err(StoreError::corrupt(
+                path,
+                "a journal line is longer than 8 KiB",
+            ));
+        }
+        return Ok(Journal {
+            entries: Vec::new(),
+            valid_len: 0,
+            total_len,
+        });
+    };
+    let line_start = bytes[..end]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |p| p + 1);
+    if line_start == 0 && start > 0 {
+        return Err(StoreError::corrupt(
+            path,
+            "a journal line is longer than 8 KiB",
+        ));
+    }
+    let entry: Entry = serde_json::from_slice(&bytes[line_start..end])
+        .map_err(|e| StoreError::corrupt(path, format!("last line: {e}")))?;
+    Ok(Journal {
+        entries: vec![entry],
+        valid_len: start + end as u64 + 1,
+        total_len,
+    })
 }
 
 fn read_journal(path: &Path) -> Result<Journal, StoreError> {

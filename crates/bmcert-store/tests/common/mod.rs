@@ -1,5 +1,7 @@
 //! Fixtures shared by the directory-store tests: real rcgen key pairs and certificates.
 #![allow(dead_code)]
+// Test code: failing loudly is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -9,14 +11,14 @@ use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
 
 /// A real certificate with its key, and the key's public half for checking the pair.
-pub struct Pair {
-    pub cert_der: Vec<u8>,
-    pub key_der: Vec<u8>,
-    pub public_key_der: Vec<u8>,
+pub(crate) struct Pair {
+    pub(crate) cert_der: Vec<u8>,
+    pub(crate) key_der: Vec<u8>,
+    pub(crate) public_key_der: Vec<u8>,
 }
 
 impl Pair {
-    pub fn generate(name: &str) -> Self {
+    pub(crate) fn generate(name: &str) -> Self {
         let ck = rcgen::generate_simple_self_signed(vec![name.to_owned()]).unwrap();
         Self {
             cert_der: ck.cert.der().to_vec(),
@@ -25,7 +27,7 @@ impl Pair {
         }
     }
 
-    pub fn bundle(&self, installed_at: i64) -> Bundle {
+    pub(crate) fn bundle(&self, installed_at: i64) -> Bundle {
         Bundle::new(
             vec![CertificateDer::from(self.cert_der.clone())],
             SecretKey::new(KeyFormat::Pkcs8, self.key_der.clone()),
@@ -41,7 +43,7 @@ impl Pair {
     }
 
     /// Serializes the pair for a child process (hex, one field a line).
-    pub fn to_text(&self) -> String {
+    pub(crate) fn to_text(&self) -> String {
         format!(
             "{}\n{}\n{}\n",
             hex::encode(&self.cert_der),
@@ -50,7 +52,7 @@ impl Pair {
         )
     }
 
-    pub fn from_text(text: &str) -> Self {
+    pub(crate) fn from_text(text: &str) -> Self {
         let mut lines = text.lines().map(|l| hex::decode(l).unwrap());
         Self {
             cert_der: lines.next().unwrap(),
@@ -63,7 +65,7 @@ impl Pair {
 /// Checks that the key of `bundle` is the private half of its leaf's public key, using the
 /// table of known pairs: the certificate picks the pair, the key's public half must be that
 /// pair's.
-pub fn key_matches_certificate(bundle: &Bundle, pairs: &[Pair]) -> bool {
+pub(crate) fn key_matches_certificate(bundle: &Bundle, pairs: &[Pair]) -> bool {
     let Some(pair) = pairs.iter().find(|p| p.cert_der == bundle.leaf().as_ref()) else {
         return false;
     };
@@ -75,14 +77,14 @@ pub fn key_matches_certificate(bundle: &Bundle, pairs: &[Pair]) -> bool {
 
 /// A `tracing` writer capturing everything logged, to check that no secret is in the log.
 #[derive(Clone, Default)]
-pub struct LogCapture(pub Arc<Mutex<Vec<u8>>>);
+pub(crate) struct LogCapture(pub Arc<Mutex<Vec<u8>>>);
 
 impl LogCapture {
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
 
-    pub fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync {
+    pub(crate) fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync {
         tracing_subscriber::fmt()
             .with_max_level(tracing::Level::TRACE)
             .with_ansi(false)
