@@ -749,6 +749,11 @@ impl<'a> Engine<'a> {
         // Walk the issuer links ourselves to name the broken one.
         let before = out.len();
         self.walk(known, out);
+        if out[..before].iter().any(|f| f.code == Code::CaExpired) {
+            // The expired root was already reported from the profile check.
+            let mut seen = false;
+            out.retain(|f| f.code != Code::CaExpired || !std::mem::replace(&mut seen, true));
+        }
         let walk_found = out.len() > before;
         if out.is_empty() && !walk_found {
             out.push(problem(
@@ -796,7 +801,12 @@ impl<'a> Engine<'a> {
                 if depth > 0 && is_self_issued(cert) {
                     return;
                 }
-                let (code, message) = if depth == 0 {
+                let (code, message) = if depth == 0 && is_self_issued(cert) {
+                    (
+                        Code::ChainIncomplete,
+                        "the server certificate is self-signed and no CA file holds it, so no client will trust it; get a certificate from an authority (or, for tests only, put the same certificate in the CA file)".to_owned(),
+                    )
+                } else if depth == 0 {
                     (
                         Code::ChainIncomplete,
                         format!("no certificate of the issuer \"{issuer}\" of the server certificate was supplied; add that intermediate certificate (and its own issuers up to the root) to the CA file"),
@@ -860,7 +870,11 @@ fn violation_finding(v: &Violation, severity: Severity, subjects: &[String]) -> 
         "the intermediate certificate"
     };
     Finding {
-        code: Code::NonConformant,
+        code: if v.message.starts_with(profile::ROOT_EXPIRED) {
+            Code::CaExpired
+        } else {
+            Code::NonConformant
+        },
         severity,
         file: if v.position == 0 {
             Role::Cert

@@ -62,6 +62,9 @@ pub(crate) const WEAK_SIGNATURES: &[(&str, &str)] = &[
     ("1.3.14.3.2.29", "SHA-1 with RSA (OIW)"),
 ];
 
+/// The message of an anchor outside its validity (reported as `ca_expired`).
+pub(crate) const ROOT_EXPIRED: &str = "the root certificate is outside its validity period; replace it with the current root of your authority";
+
 /// How serious a profile breach is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Level {
@@ -119,10 +122,7 @@ fn check_cert(
         let nb = tbs.validity().not_before.to_unix_duration().as_secs();
         let na = tbs.validity().not_after.to_unix_duration().as_secs();
         if now < nb || now > na {
-            push(
-                Rfc5280,
-                "the root certificate is outside its validity period".to_owned(),
-            );
+            push(Rfc5280, ROOT_EXPIRED.to_owned());
         }
     }
 

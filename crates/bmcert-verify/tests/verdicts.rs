@@ -337,3 +337,31 @@ fn garbage_is_a_typed_finding_not_a_panic() {
     assert!(v.is_valid(), "{:?}", v.findings);
     assert!(v.has(Code::ExtraCertificates));
 }
+
+#[test]
+fn self_signed_leaf_says_so() {
+    let leaf = Node::self_signed(leaf_params(&["mail.example.test"]), Alg::P256.key());
+    let v = check(&leaf, &[], &[], &[], Some("mail.example.test"));
+    let f = v.first_problem().unwrap();
+    assert_eq!(f.code, Code::ChainIncomplete);
+    assert!(f.message.contains("self-signed"), "{}", f.message);
+}
+
+#[test]
+fn expired_root_is_reported_once() {
+    let mut p = ca_params("bmcert Old Root");
+    p.not_after = rcgen::date_time_ymd(2025, 1, 1);
+    let root = Node::self_signed(p, Alg::P256.key());
+    let leaf = root.issue(leaf_params(&["mail.example.test"]), Alg::P256.key());
+    let v = check(&leaf, &[], &[&root], &[], None);
+    assert_eq!(
+        v.findings
+            .iter()
+            .filter(|f| f.code == Code::CaExpired)
+            .count(),
+        1,
+        "{:?}",
+        v.findings
+    );
+    assert_eq!(v.first_problem().unwrap().code, Code::CaExpired);
+}
