@@ -4,10 +4,10 @@ use core::fmt;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arc_swap::ArcSwapOption;
 use bmcert_topology::{DomainName, Host, Site, Target, Topology};
 use rustls::sign::CertifiedKey;
 
+use crate::hash::NameHashBuilder;
 use crate::service::Service;
 
 /// The longest DNS name (RFC 1035, without the trailing dot); longer names cannot be known.
@@ -112,35 +112,51 @@ impl fmt::Display for NameConflict {
     }
 }
 
-/// An immutable map from DNS names to targets, with one atomically replaceable certificate
-/// slot per target.
+/// Certificates are kept in chunks of this many slots, so that replacing one certificate
+/// copies one chunk plus the chunk list, not a slot per domain.
+const CHUNK: usize = 256;
+
+type Chunk = Arc<[Option<Arc<CertifiedKey>>]>;
+
+/// A certificate change for one target: `Some` installs, `None` removes.
+pub type CertificateChange = (Target, Option<Arc<CertifiedKey>>);
+
+/// The part of an index that changes only with the topology.
+struct Names {
+    map: HashMap<Box<str>, u32, NameHashBuilder>,
+    targets: Box<[Target]>,
+    slot_of: HashMap<DomainName, u32>,
+    conflicts: Vec<NameConflict>,
+}
+
+/// An immutable snapshot: which DNS name belongs to which target, and each target's
+/// certificate.
 ///
 /// Built from a [`Topology`]: the system URL's host and the system's extra names map to
 /// [`Target::System`]; for every domain that has its own site, the site's URL host and the
 /// site's extra names map to that domain. A domain's extra names map to the domain's
-/// certificate because they are on that certificate (the store checks the certificate covers
-/// them). A domain without its own site has no names here: it is served by the system
-/// certificate, whatever certificate it may have in the store. URL hosts that are IP
-/// addresses are skipped, since SNI carries only DNS names.
+/// certificate because they are on that certificate (the install report checks the
+/// certificate covers them). A domain without its own site has no names here: it is served
+/// by the system certificate, whatever certificate it may have in the store. URL hosts that
+/// are IP addresses are skipped, since SNI carries only DNS names.
 ///
-/// The name map never changes after construction; only certificates do, one slot at a time
-/// with [`CertIndex::set`], which costs the same at 10 or 100,000 domains. Lookups never
-/// lock and never allocate.
+/// [`CertIndex::with_certificate`] returns a new snapshot with one certificate changed. It
+/// shares the name map and every untouched chunk of certificate slots with the old one, so it
+/// costs a few microseconds at 100,000 domains instead of a rebuild. Lookups take `&self`,
+/// never lock and never allocate.
+#[derive(Clone)]
 pub struct CertIndex {
-    names: HashMap<Box<str>, u32>,
-    targets: Box<[Target]>,
-    slot_of: HashMap<DomainName, u32>,
-    certs: Box<[ArcSwapOption<CertifiedKey>]>,
-    conflicts: Vec<NameConflict>,
+    names: Arc<Names>,
+    certs: Arc<[Chunk]>,
 }
 
 impl fmt::Debug for CertIndex {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CertIndex")
-            .field("names", &self.names.len())
-            .field("targets", &self.targets.len())
+            .field("names", &self.names.map.len())
+            .field("targets", &self.names.targets.len())
             .field("certificates", &self.certificate_count())
-            .field("conflicts", &self.conflicts.len())
+            .field("conflicts", &self.names.conflicts.len())
             .finish()
     }
 }
@@ -151,32 +167,35 @@ impl CertIndex {
         let with_site = topology.domains.iter().filter(|d| d.site.is_some()).count();
         let mut targets = Vec::with_capacity(1 + with_site);
         targets.push(Target::System);
-        let mut names: HashMap<Box<str>, u32> = HashMap::with_capacity(1 + 2 * with_site);
+        let mut map: HashMap<Box<str>, u32, NameHashBuilder> =
+            HashMap::with_capacity_and_hasher(1 + 2 * with_site, NameHashBuilder::new());
         let mut slot_of = HashMap::with_capacity(with_site);
         let mut conflicts = Vec::new();
 
-        let mut add_site =
-            |names: &mut HashMap<Box<str>, u32>, targets: &[Target], slot: u32, site: &Site| {
-                let host = match &site.host {
-                    Host::Dns(name) => Some(name),
-                    Host::Ip(_) => None,
-                };
-                for name in host.into_iter().chain(site.names.iter()) {
-                    match names.get(name.as_str()) {
-                        Some(&kept) if kept != slot => conflicts.push(NameConflict {
-                            name: name.clone(),
-                            kept: targets[kept as usize].clone(),
-                            ignored: targets[slot as usize].clone(),
-                        }),
-                        Some(_) => {}
-                        None => {
-                            names.insert(name.as_str().into(), slot);
-                        }
+        let mut add_site = |map: &mut HashMap<Box<str>, u32, NameHashBuilder>,
+                            targets: &[Target],
+                            slot: u32,
+                            site: &Site| {
+            let host = match &site.host {
+                Host::Dns(name) => Some(name),
+                Host::Ip(_) => None,
+            };
+            for name in host.into_iter().chain(site.names.iter()) {
+                match map.get(name.as_str()) {
+                    Some(&kept) if kept != slot => conflicts.push(NameConflict {
+                        name: name.clone(),
+                        kept: targets[kept as usize].clone(),
+                        ignored: targets[slot as usize].clone(),
+                    }),
+                    Some(_) => {}
+                    None => {
+                        map.insert(name.as_str().into(), slot);
                     }
                 }
-            };
+            }
+        };
 
-        add_site(&mut names, &targets, SYSTEM_SLOT, &topology.system);
+        add_site(&mut map, &targets, SYSTEM_SLOT, &topology.system);
         for domain in &topology.domains {
             let Some(site) = &domain.site else { continue };
             let Ok(slot) = u32::try_from(targets.len()) else {
@@ -184,40 +203,82 @@ impl CertIndex {
             };
             targets.push(Target::Domain(domain.name.clone()));
             slot_of.insert(domain.name.clone(), slot);
-            add_site(&mut names, &targets, slot, site);
+            add_site(&mut map, &targets, slot, site);
         }
-        let certs = targets.iter().map(|_| ArcSwapOption::empty()).collect();
+        let certs = (0..targets.len().div_ceil(CHUNK))
+            .map(|i| {
+                let len = CHUNK.min(targets.len() - i * CHUNK);
+                Chunk::from(vec![None; len])
+            })
+            .collect();
         Self {
-            names,
-            targets: targets.into_boxed_slice(),
-            slot_of,
+            names: Arc::new(Names {
+                map,
+                targets: targets.into_boxed_slice(),
+                slot_of,
+                conflicts,
+            }),
             certs,
-            conflicts,
         }
     }
 
-    /// Sets (`Some`) or clears (`None`) the certificate of `target`.
+    /// A new snapshot with the certificate of `target` set (`Some`) or cleared (`None`),
+    /// sharing everything else with `self`.
     ///
-    /// Returns `false`, changing nothing, when the target has no slot: a domain the topology
-    /// does not list or that has no site of its own. Concurrent lookups see either the old or
-    /// the new certificate, never a torn state, and are never blocked.
-    pub fn set(&self, target: &Target, certificate: Option<Arc<CertifiedKey>>) -> bool {
-        match self.slot(target) {
-            Some(slot) => {
-                self.certs[slot as usize].store(certificate);
-                true
-            }
-            None => false,
+    /// `None` when the target has no slot: a domain the topology does not list or that has
+    /// no site of its own.
+    pub fn with_certificate(
+        &self,
+        target: &Target,
+        certificate: Option<Arc<CertifiedKey>>,
+    ) -> Option<Self> {
+        let (new, unplaced) = self.with_certificates([(target.clone(), certificate)]);
+        unplaced.is_empty().then_some(new)
+    }
+
+    /// A new snapshot with several certificates changed at once (each touched chunk is
+    /// copied once). Also returns the targets that have no slot, left out.
+    pub fn with_certificates(
+        &self,
+        changes: impl IntoIterator<Item = CertificateChange>,
+    ) -> (Self, Vec<CertificateChange>) {
+        let mut open: HashMap<usize, Vec<Option<Arc<CertifiedKey>>>> = HashMap::new();
+        let mut unplaced = Vec::new();
+        for (target, certificate) in changes {
+            let Some(slot) = self.slot(&target) else {
+                unplaced.push((target, certificate));
+                continue;
+            };
+            let (chunk, offset) = (slot as usize / CHUNK, slot as usize % CHUNK);
+            let copy = open
+                .entry(chunk)
+                .or_insert_with(|| self.certs[chunk].to_vec());
+            copy[offset] = certificate;
         }
+        let certs = if open.is_empty() {
+            self.certs.clone()
+        } else {
+            let mut chunks = self.certs.to_vec();
+            for (i, copy) in open {
+                chunks[i] = Chunk::from(copy);
+            }
+            chunks.into()
+        };
+        (
+            Self {
+                names: self.names.clone(),
+                certs,
+            },
+            unplaced,
+        )
     }
 
-    /// The certificate currently held for `target`, if any.
+    /// The certificate held for `target`, if any.
     pub fn get(&self, target: &Target) -> Option<Arc<CertifiedKey>> {
-        self.slot(target)
-            .and_then(|slot| self.certs[slot as usize].load_full())
+        self.slot(target).and_then(|slot| self.cert(slot).cloned())
     }
 
-    /// Whether `target` has a slot in this index (see [`CertIndex::set`]).
+    /// Whether `target` has a slot in this index (see [`CertIndex::with_certificate`]).
     pub fn has_slot(&self, target: &Target) -> bool {
         self.slot(target).is_some()
     }
@@ -225,22 +286,25 @@ impl CertIndex {
     /// The targets with a slot: the system target first, then the domains with their own site
     /// in topology order.
     pub fn targets(&self) -> &[Target] {
-        &self.targets
+        &self.names.targets
     }
 
     /// Names claimed by more than one site while building; empty for a sound topology.
     pub fn conflicts(&self) -> &[NameConflict] {
-        &self.conflicts
+        &self.names.conflicts
     }
 
     /// How many DNS names map to a target.
     pub fn name_count(&self) -> usize {
-        self.names.len()
+        self.names.map.len()
     }
 
     /// How many targets hold a certificate.
     pub fn certificate_count(&self) -> usize {
-        self.certs.iter().filter(|c| c.load().is_some()).count()
+        self.certs
+            .iter()
+            .map(|chunk| chunk.iter().filter(|c| c.is_some()).count())
+            .sum()
     }
 
     /// The certificate a handshake for `service` asking for `server_name` gets.
@@ -248,24 +312,25 @@ impl CertIndex {
     /// `None` only when the system certificate is missing and the name does not reach a
     /// domain certificate; rustls then aborts the handshake. Does not allocate and does not
     /// lock: the name is lower-cased into a stack buffer and looked up directly.
+    #[inline]
     pub fn resolve(
         &self,
         service: Service,
         server_name: Option<&str>,
     ) -> Option<Arc<CertifiedKey>> {
         if let Some(slot) = self.domain_slot(service, server_name) {
-            if let Some(cert) = self.certs[slot as usize].load_full() {
-                return Some(cert);
+            if let Some(cert) = self.cert(slot) {
+                return Some(cert.clone());
             }
         }
-        self.certs[SYSTEM_SLOT as usize].load_full()
+        self.cert(SYSTEM_SLOT).cloned()
     }
 
     /// Says whose certificate [`CertIndex::resolve`] returns for the same arguments, and why.
     ///
     /// This one allocates (it returns owned names); use it for diagnostics, not per handshake.
     pub fn explain(&self, service: Service, server_name: Option<&str>) -> Explanation {
-        let system_available = self.certs[SYSTEM_SLOT as usize].load().is_some();
+        let system_available = self.cert(SYSTEM_SLOT).is_some();
         let system = |reason, name_of| Explanation {
             service,
             target: Target::System,
@@ -279,15 +344,14 @@ impl CertIndex {
         let Some(name) = server_name else {
             return system(Reason::NoSni, None);
         };
-        let mut buf = [0u8; MAX_NAME];
-        let slot = normalize(name, &mut buf).and_then(|n| self.names.get(n).copied());
+        let slot = with_normalized(name, |n| self.names.map.get(n).copied());
         match slot {
             None => system(Reason::UnknownName, None),
             Some(SYSTEM_SLOT) => system(Reason::SystemName, None),
             Some(slot) => {
-                let target = &self.targets[slot as usize];
+                let target = &self.names.targets[slot as usize];
                 let domain = target.domain().cloned();
-                if self.certs[slot as usize].load().is_some() {
+                if self.cert(slot).is_some() {
                     Explanation {
                         service,
                         target: target.clone(),
@@ -303,78 +367,92 @@ impl CertIndex {
     }
 
     /// The slot of the domain `server_name` belongs to, for an SNI-selecting service.
+    #[inline]
     fn domain_slot(&self, service: Service, server_name: Option<&str>) -> Option<u32> {
         if !service.selects_by_sni() {
             return None;
         }
-        let mut buf = [0u8; MAX_NAME];
-        let name = normalize(server_name?, &mut buf)?;
-        match self.names.get(name) {
+        with_normalized(server_name?, |name| match self.names.map.get(name) {
             Some(&SYSTEM_SLOT) | None => None,
             Some(&slot) => Some(slot),
-        }
+        })
+    }
+
+    #[inline]
+    fn cert(&self, slot: u32) -> Option<&Arc<CertifiedKey>> {
+        let slot = slot as usize;
+        self.certs
+            .get(slot / CHUNK)
+            .and_then(|chunk| chunk.get(slot % CHUNK))
+            .and_then(Option::as_ref)
     }
 
     fn slot(&self, target: &Target) -> Option<u32> {
         match target {
             Target::System => Some(SYSTEM_SLOT),
-            Target::Domain(name) => self.slot_of.get(name).copied(),
+            Target::Domain(name) => self.names.slot_of.get(name).copied(),
         }
     }
 }
 
-/// Lower-cases `name` into `buf` and drops one trailing dot, without allocating.
+/// Calls `f` with `name` lower-cased and without one trailing dot, without allocating.
 ///
-/// `None` for names that cannot be in the index: empty, longer than a DNS name, or not ASCII
-/// (the index holds A-labels only; an SNI value is ASCII by RFC 6066).
-fn normalize<'b>(name: &str, buf: &'b mut [u8; MAX_NAME]) -> Option<&'b str> {
-    let name = name.strip_suffix('.').unwrap_or(name).as_bytes();
-    if name.is_empty() || name.len() > MAX_NAME || !name.is_ascii() {
+/// `None` (and `f` is not called) for names that cannot be in the index: empty, longer
+/// than a DNS name, or not ASCII (the index holds A-labels only; an SNI value is ASCII by
+/// RFC 6066).
+#[inline]
+fn with_normalized<R>(name: &str, f: impl FnOnce(&str) -> Option<R>) -> Option<R> {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || bytes.len() > MAX_NAME || !bytes.is_ascii() {
         return None;
     }
-    let out = &mut buf[..name.len()];
-    for (o, b) in out.iter_mut().zip(name) {
+    // rustls hands SNI over as sent; clients nearly always send lower case: no copy then.
+    if !bytes.iter().any(u8::is_ascii_uppercase) {
+        return f(name);
+    }
+    let mut buf = [0u8; MAX_NAME];
+    let out = &mut buf[..bytes.len()];
+    for (o, b) in out.iter_mut().zip(bytes) {
         *o = b.to_ascii_lowercase();
     }
-    core::str::from_utf8(out).ok()
+    f(core::str::from_utf8(out).ok()?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn normalize(name: &str) -> Option<String> {
+        with_normalized(name, |n| Some(n.to_owned()))
+    }
+
     #[test]
     fn normalize_lowercases_and_drops_one_trailing_dot() {
-        let mut buf = [0u8; MAX_NAME];
         assert_eq!(
-            normalize("WebMail.Acme.TEST.", &mut buf),
+            normalize("WebMail.Acme.TEST.").as_deref(),
             Some("webmail.acme.test")
         );
-        let mut buf = [0u8; MAX_NAME];
-        assert_eq!(normalize("a..", &mut buf), Some("a."));
-        let mut buf = [0u8; MAX_NAME];
-        assert_eq!(normalize("", &mut buf), None);
-        let mut buf = [0u8; MAX_NAME];
-        assert_eq!(normalize(".", &mut buf), None);
-        let mut buf = [0u8; MAX_NAME];
-        assert_eq!(normalize("bücher.test", &mut buf), None);
-        let long = "a".repeat(MAX_NAME + 1);
-        let mut buf = [0u8; MAX_NAME];
-        assert_eq!(normalize(&long, &mut buf), None);
-        let max = "a".repeat(MAX_NAME);
-        let mut buf = [0u8; MAX_NAME];
-        assert_eq!(normalize(&max, &mut buf), Some(max.as_str()));
+        assert_eq!(
+            normalize("webmail.acme.test").as_deref(),
+            Some("webmail.acme.test")
+        );
+        assert_eq!(normalize("a..").as_deref(), Some("a."));
+        assert_eq!(normalize(""), None);
+        assert_eq!(normalize("."), None);
+        assert_eq!(normalize("bücher.test"), None);
+        assert_eq!(normalize(&"a".repeat(MAX_NAME + 1)), None);
+        let max = "A".repeat(MAX_NAME);
+        assert_eq!(normalize(&max), Some(max.to_ascii_lowercase()));
     }
 
     proptest::proptest! {
         #[test]
         fn normalize_never_panics_and_matches_std(s in "\\PC{0,300}") {
-            let mut buf = [0u8; MAX_NAME];
-            let got = normalize(&s, &mut buf).map(str::to_owned);
             let trimmed = s.strip_suffix('.').unwrap_or(&s);
             let expected = (!trimmed.is_empty() && trimmed.len() <= MAX_NAME && trimmed.is_ascii())
                 .then(|| trimmed.to_ascii_lowercase());
-            proptest::prop_assert_eq!(got, expected);
+            proptest::prop_assert_eq!(normalize(&s), expected);
         }
     }
 }

@@ -17,13 +17,15 @@
 //! ([`CertIndex::conflicts`] lists the losers).
 //!
 //! The pieces, from the inside out:
-//! - [`CertIndex`]: sans-I/O and immutable name map built from a
-//!   [`Topology`](bmcert_topology::Topology), with one atomically swappable certificate slot
-//!   per target. Lookups lower-case into a stack buffer: no heap allocation, no lock.
-//! - [`LiveIndex`]: the current `CertIndex` behind an `arc-swap` pointer, with serialized
-//!   writers; one certificate change is one pointer store, a topology change swaps a new
-//!   index in. A certificate that fails to load keeps the previous one in service and is
-//!   listed by [`LiveIndex::failures`].
+//! - [`CertIndex`]: a sans-I/O, immutable snapshot built from a
+//!   [`Topology`](bmcert_topology::Topology): name → target map plus each target's
+//!   certificate. Lookups lower-case into a stack buffer: no heap allocation, no lock.
+//!   Changing one certificate makes a new snapshot that shares the name map and all but one
+//!   256-slot chunk of certificates with the old one.
+//! - [`LiveIndex`]: the current snapshot behind an `arc-swap` pointer, with serialized
+//!   writers and a per-thread cache of the last snapshot used, so a lookup while nothing
+//!   changes is one atomic load plus the hash lookup. A certificate that fails to load keeps
+//!   the previous one in service and is listed by [`LiveIndex::failures`].
 //! - [`ResolvesServerCertUsingSniWithFallback`] (HTTPS) and [`ResolvesSystemCert`] (mail):
 //!   the [`rustls::server::ResolvesServerCert`] implementations, logging at `trace` only.
 //! - [`certified_key`]: chain + key to a rustls `CertifiedKey` with the aws-lc-rs provider.
@@ -57,6 +59,7 @@
 #![warn(unreachable_pub)]
 
 mod follow;
+mod hash;
 mod index;
 mod key;
 mod live;
@@ -64,7 +67,7 @@ mod resolver;
 mod service;
 
 pub use follow::{apply_target, follow, load_all, FollowerThread};
-pub use index::{CertIndex, Explanation, NameConflict, Reason};
+pub use index::{CertIndex, CertificateChange, Explanation, NameConflict, Reason};
 pub use key::{certified_key, LoadError};
 pub use live::{LiveIndex, LoadFailure};
 pub use resolver::{ResolvesServerCertUsingSniWithFallback, ResolvesSystemCert};

@@ -34,7 +34,7 @@ url = "https://webmail.beta.test"
 /// returns its path.
 fn example_binary() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let output = Command::new(env!("CARGO"))
+    let child = Command::new(env!("CARGO"))
         .current_dir(&root)
         .args([
             "build",
@@ -44,9 +44,16 @@ fn example_binary() -> PathBuf {
             "https_server",
             "--message-format=json",
         ])
+        .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
-        .output()
+        .spawn()
         .expect("run cargo");
+    // Bounded: a build directory lock held elsewhere must not hang the test forever.
+    let output = wait_bounded(
+        child,
+        Duration::from_secs(900),
+        "cargo build of the example",
+    );
     assert!(output.status.success(), "cargo build of the example failed");
     String::from_utf8(output.stdout)
         .unwrap()
@@ -170,15 +177,42 @@ fn run_with_timeout(cmd: &mut Command, input: Option<&str>) -> std::process::Out
         stdin.write_all(input.as_bytes()).unwrap();
         // Dropping stdin sends EOF, which -ign_eof ignores.
     }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
+    wait_bounded(child, Duration::from_secs(20), &format!("{cmd:?}"))
+}
+
+/// Waits for `child` at most `limit`, reading its output meanwhile (so a full pipe cannot
+/// stall it); kills it and fails the test on timeout.
+fn wait_bounded(mut child: Child, limit: Duration, what: &str) -> std::process::Output {
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let read = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = read(stdout.map(|p| Box::new(p) as Box<dyn std::io::Read + Send>));
+    let err = read(stderr.map(|p| Box::new(p) as Box<dyn std::io::Read + Send>));
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("the client did not finish within 20 s: {cmd:?}");
+            let _ = child.wait();
+            panic!("{what} did not finish within {limit:?}");
         }
         std::thread::sleep(Duration::from_millis(10));
+    };
+    std::process::Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
     }
-    child.wait_with_output().unwrap()
 }
 
 #[test]
