@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod acme_cmds;
 mod check;
 mod input;
 mod p12;
@@ -28,6 +29,8 @@ enum Command {
     Check(check::CheckArgs),
     /// Split a PKCS#12 file into cert.pem, key.pem (mode 0600) and ca.pem.
     P12(p12::P12Args),
+    /// Let's Encrypt through ACME: `terms`, `accept`, `issue`.
+    Acme(acme_cmds::AcmeArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => check::run(args),
         Command::P12(args) => p12::run(args),
+        Command::Acme(args) => acme_cmds::run(args),
     };
     match result {
         Ok(code) => code,
