@@ -198,10 +198,10 @@ impl SecretKey {
 
     /// The key as PEM text (zeroized on drop).
     pub fn secret_pem(&self) -> Zeroizing<String> {
-        Zeroizing::new(pem::encode(&pem::Pem::new(
-            self.format.pem_label(),
-            self.der.to_vec(),
-        )))
+        Zeroizing::new(pem::encode_config(
+            &pem::Pem::new(self.format.pem_label(), self.der.to_vec()),
+            pem_config(),
+        ))
     }
 
     /// A copy of the key as the rustls type (which does not zeroize: keep it short-lived or
@@ -293,7 +293,7 @@ impl Bundle {
             .iter()
             .map(|c| pem::Pem::new("CERTIFICATE", c.to_vec()))
             .collect();
-        pem::encode_many(&pems)
+        pem::encode_many_config(&pems, pem_config())
     }
 
     /// The private key.
@@ -319,6 +319,11 @@ impl Bundle {
     pub fn into_parts(self) -> (Vec<CertificateDer<'static>>, SecretKey, BundleMeta) {
         (self.chain, self.key, self.meta)
     }
+}
+
+/// PEM as files on Unix have it: `\n` line endings.
+pub(crate) fn pem_config() -> pem::EncodeConfig {
+    pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF)
 }
 
 /// A bundle as the store holds it: which version of the target it is and at which revision

@@ -1,0 +1,348 @@
+//! [`CertManager`]: check, install, disable, list, roll back and export certificates.
+
+use std::sync::Arc;
+
+use bmcert_bundle::{BundleCheck, Report};
+use bmcert_store::{
+    BundleMeta, Condition, DirStore, Fingerprint, Installed, Revision, SecretKey, Source, Store,
+    StoreError,
+};
+use bmcert_topology::{DomainName, Target, Topology, TopologyError};
+use rustls_pki_types::UnixTime;
+use time::OffsetDateTime;
+use zeroize::Zeroizing;
+
+/// Why a certificate operation could not be carried out.
+///
+/// A bundle refused by its report is *not* an error: [`CertManager::install_files`] returns
+/// the report with [`InstallOutcome::installed`] empty.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ManagerError {
+    /// The store failed.
+    #[error("certificate store: {0}")]
+    Store(#[from] StoreError),
+    /// The target is not in the topology (or its URL is unusable).
+    #[error("{0}")]
+    Topology(#[from] TopologyError),
+    /// `disable` on the system certificate.
+    #[error("the system certificate cannot be disabled: the main URL, IMAP and SMTP always need one; install a replacement instead (bmcert install --target system ...)")]
+    SystemCannotBeDisabled,
+    /// The target has no installed certificate.
+    #[error("{0} has no installed certificate")]
+    NothingInstalled(Target),
+    /// The report accepted the bundle but carries no parsed bundle (a bug in the report).
+    #[error("the bundle report accepted the upload but returned no certificate and key")]
+    NoBundleInReport,
+    /// The private key could not be taken over into the store.
+    #[error("the private key format is not supported by the store")]
+    UnsupportedKey,
+}
+
+/// What an install attempt did: the report, always, and the installed version when the
+/// report had no problem.
+#[derive(Debug)]
+pub struct InstallOutcome {
+    /// The full bundle report (problems, warnings, certificate summaries), as
+    /// `bmcert check` prints it. Its `bundle` (with the key) has been taken out.
+    pub report: Report,
+    /// The installed version; `None` when the report refused the bundle (nothing changed).
+    pub installed: Option<InstalledVersion>,
+}
+
+impl InstallOutcome {
+    /// Whether the bundle was installed.
+    pub fn is_installed(&self) -> bool {
+        self.installed.is_some()
+    }
+}
+
+/// The version an install created.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstalledVersion {
+    /// The target.
+    pub target: Target,
+    /// The per-target version number.
+    pub version: u64,
+    /// The store revision of the install.
+    pub revision: Revision,
+    /// The stored metadata.
+    pub meta: BundleMeta,
+}
+
+/// One row of [`CertManager::list`].
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct TargetStatus {
+    /// `system` or `domain:NAME`.
+    #[serde(serialize_with = "display")]
+    pub target: Target,
+    /// `files` or `acme`.
+    pub source: Source,
+    /// The names the certificate covers.
+    pub names: Vec<String>,
+    /// Its notAfter.
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_after: OffsetDateTime,
+    /// Whole days from the time passed to `list` until `not_after` (negative once expired).
+    pub days_left: i64,
+    /// The installed version.
+    pub version: u64,
+    /// When it was installed.
+    #[serde(with = "time::serde::rfc3339")]
+    pub installed_at: OffsetDateTime,
+    /// SHA-256 of the leaf certificate.
+    pub fingerprint: String,
+}
+
+fn display<T: core::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+/// The current certificate of a target as files for services that read PEM files.
+pub struct Exported {
+    /// The leaf certificate, PEM.
+    pub cert_pem: String,
+    /// The private key, PEM (zeroized on drop; write it with mode 0600).
+    pub secret_key_pem: Zeroizing<String>,
+    /// The intermediates (the rest of the chain), PEM; empty when there are none.
+    pub ca_pem: String,
+    /// The version exported.
+    pub version: u64,
+}
+
+impl core::fmt::Debug for Exported {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Exported")
+            .field("version", &self.version)
+            .field("secret_key_pem", &"[secret key elided]")
+            .finish_non_exhaustive()
+    }
+}
+
+/// The entry point services link: the installation's certificates over a [`Store`] and
+/// the [`Topology`] that says which URL each target serves.
+///
+/// Every install goes through the bundle report of `bmcert-bundle` (what `bmcert check`
+/// prints), checked against the target's external URL, and reaches the store only when
+/// the report has no problem. Time is passed in (`now`), never read here.
+///
+/// ```
+/// use std::sync::Arc;
+/// use bmcert::{block_on, CertManager};
+/// use bmcert::store::DirStore;
+/// use bmcert::topology::{Target, Topology};
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let topology = Topology::from_toml_str(
+///     "default_domain = \"example.test\"\n[system]\nurl = \"https://mail.example.test\"\n",
+/// ).unwrap();
+/// let manager = CertManager::new(Arc::new(DirStore::open(dir.path()).unwrap()), topology);
+/// let now = rustls_pki_types::UnixTime::now();
+/// let outcome = block_on(manager.install_files(&Target::System, b"garbage", b"", None, now)).unwrap();
+/// assert!(!outcome.is_installed());
+/// assert_eq!(outcome.report.problems[0].code.as_str(), "cert_unreadable");
+/// assert!(block_on(manager.list(now)).unwrap().is_empty());
+/// ```
+#[derive(Clone, Debug)]
+pub struct CertManager {
+    store: Arc<dyn Store>,
+    topology: Topology,
+}
+
+impl CertManager {
+    /// A manager over `store` for the installation described by `topology`.
+    pub fn new(store: Arc<dyn Store>, topology: Topology) -> Self {
+        Self { store, topology }
+    }
+
+    /// A manager over the directory store at `dir` (the embedded default).
+    pub fn open_dir(dir: &std::path::Path, topology: Topology) -> Result<Self, ManagerError> {
+        Ok(Self::new(Arc::new(DirStore::open(dir)?), topology))
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The topology.
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// Checks a certificate, key and CA file against `target`'s external URL and installs
+    /// them when the report has no problem (source `files`).
+    pub async fn install_files(
+        &self,
+        target: &Target,
+        cert: &[u8],
+        key: &[u8],
+        ca: Option<&[u8]>,
+        now: UnixTime,
+    ) -> Result<InstallOutcome, ManagerError> {
+        let host = self.topology.host_for(target)?.clone();
+        let report = BundleCheck::files(cert, key, ca).host(host).check(now);
+        self.install_checked(target, report, Source::Files, now)
+            .await
+    }
+
+    /// Like [`install_files`](Self::install_files) for a PKCS#12 file and its password.
+    pub async fn install_p12(
+        &self,
+        target: &Target,
+        p12: &[u8],
+        password: &str,
+        now: UnixTime,
+    ) -> Result<InstallOutcome, ManagerError> {
+        let host = self.topology.host_for(target)?.clone();
+        let report = BundleCheck::pkcs12(p12, password).host(host).check(now);
+        self.install_checked(target, report, Source::Files, now)
+            .await
+    }
+
+    /// Installs the bundle of a report that was already produced against `target`'s URL
+    /// (the ACME flow uses this with source `acme`). Installs nothing when the report has
+    /// a problem.
+    pub async fn install_checked(
+        &self,
+        target: &Target,
+        mut report: Report,
+        source: Source,
+        now: UnixTime,
+    ) -> Result<InstallOutcome, ManagerError> {
+        let parsed = report.bundle.take();
+        if !report.is_valid() {
+            tracing::info!(target = %target, problems = report.problems.len(), "bundle refused by its report; nothing installed");
+            return Ok(InstallOutcome {
+                report,
+                installed: None,
+            });
+        }
+        let Some(parsed) = parsed else {
+            return Err(ManagerError::NoBundleInReport);
+        };
+        let names = report
+            .leaf
+            .as_ref()
+            .map(|leaf| {
+                leaf.sans
+                    .iter()
+                    .filter_map(|san| {
+                        san.strip_prefix("DNS:")
+                            .or_else(|| san.strip_prefix("IP:"))
+                            .map(str::to_owned)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let not_after = report
+            .leaf
+            .as_ref()
+            .and_then(|leaf| OffsetDateTime::from_unix_timestamp(leaf.not_after_unix).ok())
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        let meta = BundleMeta {
+            source,
+            names,
+            not_after,
+            installed_at: to_datetime(now),
+            fingerprint: Fingerprint::of(&parsed.leaf),
+        };
+        let key = SecretKey::from_private_key_der(&parsed.key.secret_der())
+            .ok_or(ManagerError::UnsupportedKey)?;
+        let mut chain = Vec::with_capacity(1 + parsed.chain.len());
+        chain.push(parsed.leaf);
+        chain.extend(parsed.chain);
+        let bundle = bmcert_store::Bundle::new(chain, key, meta)?;
+        let installed = self
+            .store
+            .install(target, &bundle, &Condition::none())
+            .await?;
+        Ok(InstallOutcome {
+            report,
+            installed: Some(InstalledVersion {
+                target: installed.target,
+                version: installed.version,
+                revision: installed.revision,
+                meta: installed.bundle.meta().clone(),
+            }),
+        })
+    }
+
+    /// Removes a domain's certificate: the domain falls back to the system certificate.
+    /// Returns `None` when the domain had none. The system certificate cannot be disabled
+    /// ([`ManagerError::SystemCannotBeDisabled`]): replace it instead.
+    pub async fn disable(&self, target: &Target) -> Result<Option<Revision>, ManagerError> {
+        if target.is_system() {
+            return Err(ManagerError::SystemCannotBeDisabled);
+        }
+        Ok(self.store.disable(target, &Condition::none()).await?)
+    }
+
+    /// [`disable`](Self::disable) by domain name.
+    pub async fn disable_domain(
+        &self,
+        domain: &DomainName,
+    ) -> Result<Option<Revision>, ManagerError> {
+        self.disable(&Target::Domain(domain.clone())).await
+    }
+
+    /// Every target with a certificate: source, names, expiry and days left at `now`.
+    pub async fn list(&self, now: UnixTime) -> Result<Vec<TargetStatus>, ManagerError> {
+        let now = to_datetime(now);
+        Ok(self
+            .store
+            .list()
+            .await?
+            .into_iter()
+            .map(|l| TargetStatus {
+                days_left: (l.meta.not_after - now).whole_days(),
+                target: l.target,
+                source: l.meta.source,
+                names: l.meta.names,
+                not_after: l.meta.not_after,
+                version: l.version,
+                installed_at: l.meta.installed_at,
+                fingerprint: l.meta.fingerprint.to_string(),
+            })
+            .collect())
+    }
+
+    /// Makes the previous version of `target` current again.
+    pub async fn rollback(&self, target: &Target) -> Result<InstalledVersion, ManagerError> {
+        let installed = self.store.rollback(target, &Condition::none()).await?;
+        Ok(summary(installed))
+    }
+
+    /// The current bundle of `target` as PEM texts.
+    pub async fn export(&self, target: &Target) -> Result<Exported, ManagerError> {
+        let Some(installed) = self.store.current(target).await? else {
+            return Err(ManagerError::NothingInstalled(target.clone()));
+        };
+        let bundle = &installed.bundle;
+        let lf = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
+        let pem_of =
+            |der: &[u8]| pem::encode_config(&pem::Pem::new("CERTIFICATE", der.to_vec()), lf);
+        Ok(Exported {
+            cert_pem: pem_of(bundle.leaf()),
+            secret_key_pem: bundle.secret_key().secret_pem(),
+            ca_pem: bundle.chain()[1..].iter().map(|c| pem_of(c)).collect(),
+            version: installed.version,
+        })
+    }
+}
+
+fn summary(installed: Installed) -> InstalledVersion {
+    InstalledVersion {
+        meta: installed.bundle.meta().clone(),
+        target: installed.target,
+        version: installed.version,
+        revision: installed.revision,
+    }
+}
+
+fn to_datetime(t: UnixTime) -> OffsetDateTime {
+    i64::try_from(t.as_secs())
+        .ok()
+        .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
