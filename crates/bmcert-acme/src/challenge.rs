@@ -44,6 +44,31 @@ pub fn http01_response(path: &str, tokens: &dyn TokenLookup) -> Option<String> {
     tokens.key_authorization(token)
 }
 
+/// The HTTP-01 handler for a server that is not running the order itself: the key
+/// authorization is read from the installation's store (`acme/http01/TOKEN`), where the
+/// server running the order published it. Same contract as [`http01_response`].
+pub async fn http01_response_from_state(
+    path: &str,
+    state: &dyn crate::AcmeState,
+) -> Option<String> {
+    struct Probe(std::sync::Mutex<Option<String>>);
+    impl TokenLookup for Probe {
+        fn key_authorization(&self, token: &str) -> Option<String> {
+            if let Ok(mut t) = self.0.lock() {
+                *t = Some(token.to_owned());
+            }
+            None
+        }
+    }
+    // Validate the path and extract the token with the same rules as the sync handler.
+    let probe = Probe(std::sync::Mutex::new(None));
+    let _ = http01_response(path, &probe);
+    let token = probe.0.into_inner().ok().flatten()?;
+    let key = format!("{}{token}", crate::keys::HTTP01_PREFIX);
+    let bytes = state.get(&key).await.ok()??;
+    String::from_utf8(bytes).ok()
+}
+
 /// The pending challenges of this process: HTTP-01 key authorizations by token and
 /// TLS-ALPN-01 certificates by DNS name. Cheap to clone (shared).
 ///
@@ -385,6 +410,33 @@ mod tests {
             http01_response("/.well-known/acme-challenge/tok_en-1", &board),
             None
         );
+    }
+
+    #[test]
+    fn http01_from_the_store_for_other_servers() {
+        let state = crate::MemoryState::new();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            crate::AcmeState::put(&*state, "acme/http01/tok", b"tok.thumb".to_vec(), false)
+                .await
+                .unwrap();
+            assert_eq!(
+                http01_response_from_state("/.well-known/acme-challenge/tok", &*state)
+                    .await
+                    .as_deref(),
+                Some("tok.thumb")
+            );
+            assert_eq!(
+                http01_response_from_state("/.well-known/acme-challenge/other", &*state).await,
+                None
+            );
+            assert_eq!(
+                http01_response_from_state("/.well-known/acme-challenge/../../x", &*state).await,
+                None
+            );
+        });
     }
 
     #[test]

@@ -579,7 +579,7 @@ impl AcmeClient {
 
         self.answer_challenges(&mut order, published).await?;
         self.report(Progress::Validating);
-        let status = self.poll(&mut order, deadline, true).await?;
+        let status = self.poll(&mut order, deadline).await?;
         if status != OrderStatus::Ready {
             return Err(self.order_failure(&mut order).await);
         }
@@ -715,12 +715,7 @@ impl AcmeClient {
             .timeout(remaining))
     }
 
-    async fn poll(
-        &self,
-        order: &mut Order,
-        deadline: Instant,
-        _ready: bool,
-    ) -> Result<OrderStatus, AcmeError> {
+    async fn poll(&self, order: &mut Order, deadline: Instant) -> Result<OrderStatus, AcmeError> {
         let mut tries = 0;
         loop {
             let policy = self.retry_policy(deadline)?;

@@ -29,8 +29,9 @@ mod state;
 mod store_state;
 
 pub use challenge::{
-    http01_response, parse_request_line, ChallengeBoard, Http01Listener, NoCertificate,
-    ResolvesServerCertWithAcme, TlsAlpn01Listener, TokenLookup, ACME_TLS_ALPN, HTTP01_PATH_PREFIX,
+    http01_response, http01_response_from_state, parse_request_line, ChallengeBoard,
+    Http01Listener, NoCertificate, ResolvesServerCertWithAcme, TlsAlpn01Listener, TokenLookup,
+    ACME_TLS_ALPN, HTTP01_PATH_PREFIX,
 };
 pub use check::check_issued;
 pub use client::{
