@@ -11,6 +11,7 @@ mod acme_cmds;
 mod check;
 mod input;
 mod p12;
+mod store_cmds;
 
 #[derive(Parser)]
 #[command(
@@ -31,6 +32,16 @@ enum Command {
     P12(p12::P12Args),
     /// Let's Encrypt through ACME: `terms`, `accept`, `issue`.
     Acme(acme_cmds::AcmeArgs),
+    /// Check a bundle against the target's URL and install it into the store when it passes.
+    Install(store_cmds::InstallArgs),
+    /// Remove a domain's certificate (the domain falls back to the system certificate).
+    Disable(store_cmds::TargetArgs),
+    /// List the installed certificates with their source, names, expiry and days left.
+    List(store_cmds::ListArgs),
+    /// Make the previous certificate of a target current again.
+    Rollback(store_cmds::TargetArgs),
+    /// Write a target's current cert.pem, key.pem (mode 0600) and ca.pem into a directory.
+    Export(store_cmds::ExportArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +56,11 @@ fn main() -> ExitCode {
         Command::Check(args) => check::run(args),
         Command::P12(args) => p12::run(args),
         Command::Acme(args) => acme_cmds::run(args),
+        Command::Install(args) => store_cmds::install(args),
+        Command::Disable(args) => store_cmds::disable(args),
+        Command::List(args) => store_cmds::list(args),
+        Command::Rollback(args) => store_cmds::rollback(args),
+        Command::Export(args) => store_cmds::export(args),
     };
     match result {
         Ok(code) => code,
