@@ -76,6 +76,15 @@ for port in 14000 14001; do
     fi
 done
 
+# The answers must come from the processes started here, not from a pebble someone else
+# left on these ports (ours would then have exited: "address already in use").
+for pid in "${PIDS[@]: -3}"; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+        echo "pebble.sh: a pebble process exited at start (ports 14000/14001/15000/15001/8053 busy?); logs in $pebble_dir" >&2
+        return 1
+    fi
+done
+
 export BMCERT_PEBBLE_DIRECTORY="https://127.0.0.1:14000/dir"
 export BMCERT_PEBBLE_NR_DIRECTORY="https://127.0.0.1:14001/dir"
 export BMCERT_PEBBLE_MANAGEMENT="https://127.0.0.1:15000"
