@@ -564,9 +564,15 @@ impl AcmeClient {
                 tracing::info!("the CA no longer knows the stored account; registering again");
                 let account = {
                     let mut cached = self.account.lock().await;
-                    let account = self.register(topology, request.email.as_deref()).await?;
-                    *cached = Some(account.clone());
-                    account
+                    match cached.as_ref() {
+                        // A concurrent order already registered the replacement.
+                        Some(current) if current.id() != account.id() => current.clone(),
+                        _ => {
+                            let fresh = self.register(topology, request.email.as_deref()).await?;
+                            *cached = Some(fresh.clone());
+                            fresh
+                        }
+                    }
                 };
                 nonce_retry!(account.new_order(&NewOrder::new(&identifiers)).await)
             }

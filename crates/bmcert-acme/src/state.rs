@@ -215,3 +215,29 @@ impl AcmeState for MemoryState {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issued_debug_never_shows_the_key() {
+        let issued = Issued::new(
+            vec![DomainName::new("a.example.test").unwrap()],
+            "chain".into(),
+            0,
+            Zeroizing::new(vec![0x30, 0x82, 0x01, 0x02]),
+            Zeroizing::new(
+                "-----BEGIN PRIVATE KEY-----\nSECRETBYTES\n-----END PRIVATE KEY-----\n".into(),
+            ),
+        );
+        let debug = format!("{issued:?}");
+        assert!(
+            !debug.contains("SECRETBYTES") && !debug.contains("PRIVATE"),
+            "{debug}"
+        );
+        assert!(debug.contains("elided"), "{debug}");
+        let state = MemoryState::default();
+        assert!(!format!("{state:?}").contains("SECRET"));
+    }
+}
