@@ -34,8 +34,8 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>>
 ///
 /// Futures are `Send` and boxed, so the trait is object-safe and used as `Arc<dyn Store>`.
 /// Callers need no particular runtime beyond what the backend documents:
-/// [`DirStore`](crate::DirStore) completes its futures on first poll (plain blocking file
-/// I/O, a few milliseconds), so [`block_on`](crate::block_on) drives it.
+/// [`DirStore`](crate::DirStore) does its (short, blocking) file I/O when a method is called
+/// and returns a ready future, so [`block_on`](crate::block_on) drives it.
 pub trait Store: Debug + Send + Sync {
     /// The current revision of the whole store (the last change's).
     fn revision(&self) -> StoreFuture<'_, Revision>;

@@ -94,11 +94,22 @@ impl fmt::Debug for DirStoreOptions {
 
 /// The embedded default [`Store`]: one directory on the local file system.
 ///
-/// Crash-safe (see the module layout above), shared safely by several processes on the same
-/// machine (advisory `flock` on writes; readers never lock), watched through inotify.
-/// Its futures do blocking file I/O and complete on first poll: drive them with
-/// [`block_on`](crate::block_on) or await them (from a runtime, prefer a blocking-capable
-/// thread for bulk work such as `list` over many targets).
+/// - **Crash-safe installs.** A new version is written completely in a temporary directory,
+///   every file and the directory are fsynced, and one `rename` of the target's `state.json`
+///   switches to it: a crash at any instant leaves the old or the new version, whole.
+/// - **Several processes.** Writers of all processes are serialized by an advisory `flock`
+///   on `.lock`; readers never lock.
+/// - **Permissions.** The directory is 0700, keys and records 0600; wider modes found on
+///   open are repaired with a warning.
+/// - **Names.** Targets are [`Target`]s, whose domain names are validated `DomainName`s
+///   (A-labels, no `/`, `..` or NUL), so no caller-supplied text reaches a path unchecked.
+/// - **Watch.** Through inotify (the `notify` crate) on the journal: changes of other
+///   processes arrive within milliseconds.
+///
+/// The methods do their (blocking, short) file I/O when called and return a ready future:
+/// drive them with [`block_on`](crate::block_on) or await them (from an async runtime,
+/// prefer a blocking-capable thread for bulk work such as `list` over many targets).
+/// The layout and protocol are described in `docs/store.md`.
 #[derive(Clone)]
 pub struct DirStore {
     root: PathBuf,
