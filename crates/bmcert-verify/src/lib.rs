@@ -43,17 +43,18 @@
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
 
+mod light;
 pub mod names;
 mod profile;
 
 use core::cell::RefCell;
 use core::fmt;
 
+use crate::light::CertRef as Certificate;
 use bmcert_topology::Host;
 use der::{Decode, Encode};
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, TrustAnchor, UnixTime};
 use webpki::{EndEntityCert, KeyUsage, VerifiedPath};
-use x509_cert::Certificate;
 
 use crate::names::{MatchedBy, NameVerdict};
 use crate::profile::{Level, Violation};
@@ -333,7 +334,7 @@ pub fn verify(input: &ChainInput<'_>) -> Verdict {
 
 /// Checks an upload: see [`ChainInput`].
 pub fn verify_with(input: &ChainInput<'_>, options: &Options) -> Verdict {
-    let leaf = match Certificate::from_der(input.leaf.as_ref()) {
+    let leaf = match Certificate::parse(input.leaf.as_ref()) {
         Ok(c) => c,
         Err(e) => return malformed_leaf(&e),
     };
@@ -396,7 +397,7 @@ pub fn verify_with(input: &ChainInput<'_>, options: &Options) -> Verdict {
 
 /// Validates `leaf` against separately given anchors and pool; see [`PathInput`].
 pub fn verify_path(input: &PathInput<'_>, options: &Options) -> Verdict {
-    let leaf = match Certificate::from_der(input.leaf.as_ref()) {
+    let leaf = match Certificate::parse(input.leaf.as_ref()) {
         Ok(c) => c,
         Err(e) => return malformed_leaf(&e),
     };
@@ -468,7 +469,7 @@ impl Origin {
 /// A certificate known to the diagnosis, with where it came from.
 struct Known<'a> {
     der: &'a CertificateDer<'a>,
-    cert: Option<Certificate>,
+    cert: Option<Certificate<'a>>,
     origin: Origin,
     anchor: bool,
 }
@@ -477,7 +478,7 @@ impl<'a> Known<'a> {
     fn new(der: &'a CertificateDer<'a>, origin: Origin, anchor: bool) -> Self {
         Self {
             der,
-            cert: Certificate::from_der(der.as_ref()).ok(),
+            cert: Certificate::parse(der.as_ref()).ok(),
             origin,
             anchor,
         }
@@ -486,7 +487,7 @@ impl<'a> Known<'a> {
 
 /// Every input certificate parsed once with x509-cert, looked up by its DER bytes.
 struct Cache<'a> {
-    items: Vec<(&'a [u8], Option<Certificate>)>,
+    items: Vec<(&'a [u8], Option<Certificate<'a>>)>,
 }
 
 impl<'a> Cache<'a> {
@@ -494,12 +495,12 @@ impl<'a> Cache<'a> {
         let items = lists
             .iter()
             .flat_map(|l| l.iter())
-            .map(|d| (d.as_ref(), Certificate::from_der(d.as_ref()).ok()))
+            .map(|d| (d.as_ref(), Certificate::parse(d.as_ref()).ok()))
             .collect();
         Self { items }
     }
 
-    fn get(&self, der: &[u8]) -> Option<&Certificate> {
+    fn get(&self, der: &[u8]) -> Option<&Certificate<'a>> {
         self.items
             .iter()
             .find(|(d, _)| *d == der)
@@ -508,7 +509,7 @@ impl<'a> Cache<'a> {
 
     fn subject(&self, der: &[u8]) -> String {
         self.get(der)
-            .map(|c| c.tbs_certificate().subject().to_string())
+            .map(|c| c.subject_text())
             .unwrap_or_else(|| "an unreadable certificate".to_owned())
     }
 }
@@ -530,7 +531,7 @@ struct Failure {
 struct Engine<'a> {
     cache: Cache<'a>,
     leaf_der: &'a CertificateDer<'a>,
-    leaf: Certificate,
+    leaf: Certificate<'a>,
     time: UnixTime,
     options: Options,
     crls: Vec<webpki::CertRevocationList<'a>>,
@@ -541,7 +542,7 @@ impl<'a> Engine<'a> {
     fn new(
         cache: Cache<'a>,
         leaf_der: &'a CertificateDer<'a>,
-        leaf: Certificate,
+        leaf: Certificate<'a>,
         time: UnixTime,
         options: &Options,
         crls: &'a [CertificateRevocationListDer<'a>],
@@ -578,7 +579,7 @@ impl<'a> Engine<'a> {
             violations: Vec::new(),
         })?;
         let mut tas: Vec<TrustAnchor<'_>> = Vec::new();
-        let mut ta_certs: Vec<(usize, &Certificate)> = Vec::new();
+        let mut ta_certs: Vec<(usize, &Certificate<'_>)> = Vec::new();
         for (i, der) in anchors.iter().enumerate() {
             if let (Ok(ta), Some(cert)) = (
                 webpki::anchor_from_trusted_cert(der),
@@ -592,7 +593,7 @@ impl<'a> Engine<'a> {
         let accepted: RefCell<Option<Success>> = RefCell::new(None);
         let now = self.time.as_secs();
         let check = |path: &VerifiedPath<'_>| -> Result<(), webpki::Error> {
-            let mut certs: Vec<&Certificate> = vec![&self.leaf];
+            let mut certs: Vec<&Certificate<'_>> = vec![&self.leaf];
             let mut ders: Vec<CertificateDer<'static>> = Vec::new();
             for c in path.intermediate_certificates() {
                 let der = c.der();
@@ -642,10 +643,7 @@ impl<'a> Engine<'a> {
             let subjects: Vec<String> = if violations.is_empty() {
                 Vec::new()
             } else {
-                certs
-                    .iter()
-                    .map(|c| c.tbs_certificate().subject().to_string())
-                    .collect()
+                certs.iter().map(|c| c.subject_text()).collect()
             };
             let pedantic = self.options.strictness == Strictness::Pedantic;
             let (problems, warnings): (Vec<_>, Vec<_>) = violations.into_iter().partition(|v| {
@@ -709,7 +707,7 @@ impl<'a> Engine<'a> {
             file,
             message,
         };
-        let leaf_subject = self.leaf.tbs_certificate().subject().to_string();
+        let leaf_subject = self.leaf.subject_text();
         let now = self.time.as_secs();
         if !within_validity(&self.leaf, now) {
             out.push(problem(
@@ -766,15 +764,15 @@ impl<'a> Engine<'a> {
 
     fn walk(&self, known: &[Known<'_>], out: &mut Vec<Finding>) {
         let now = self.time.as_secs();
-        let mut current: (&Certificate, &[u8], Role) =
+        let mut current: (&Certificate<'_>, &[u8], Role) =
             (&self.leaf, self.leaf_der.as_ref(), Role::Cert);
         let mut visited: Vec<usize> = Vec::new();
         for depth in 0..8 {
             let (cert, der, role) = current;
-            let tbs = cert.tbs_certificate();
-            let subject = tbs.subject().to_string();
-            let issuer = tbs.issuer();
-            let sig_oid = cert.signature_algorithm().oid.to_string();
+            let subject = cert.subject_text();
+            let issuer_raw = cert.tbs.issuer;
+            let issuer = cert.issuer_text();
+            let sig_oid = cert.signature_algorithm.oid.to_string();
             if let Some((_, alg)) = profile::WEAK_SIGNATURES.iter().find(|(o, _)| *o == sig_oid) {
                 if depth == 0 || !is_self_issued(cert) {
                     out.push(Finding {
@@ -791,9 +789,7 @@ impl<'a> Engine<'a> {
                 .enumerate()
                 .filter(|(i, k)| {
                     !visited.contains(i)
-                        && k.cert
-                            .as_ref()
-                            .is_some_and(|c| c.tbs_certificate().subject() == issuer)
+                        && k.cert.as_ref().is_some_and(|c| c.tbs.subject == issuer_raw)
                 })
                 .map(|(i, _)| i)
                 .collect();
@@ -1019,26 +1015,25 @@ fn name_findings(verdict: &mut Verdict, engine: &Engine<'_>, reference: Option<&
 fn chain_has_name_constraints(chain: &[CertificateDer<'_>], cache: &Cache<'_>) -> bool {
     chain.iter().any(|der| {
         cache.get(der.as_ref()).is_some_and(|c| {
-            c.tbs_certificate()
-                .get_extension::<x509_cert::ext::pkix::NameConstraints>()
-                .is_ok_and(|nc| nc.is_some())
+            c.extension(der::oid::ObjectIdentifier::new_unwrap("2.5.29.30"))
+                .is_some()
         })
     })
 }
 
-fn is_self_issued(c: &Certificate) -> bool {
-    c.tbs_certificate().subject() == c.tbs_certificate().issuer()
+fn is_self_issued(c: &Certificate<'_>) -> bool {
+    c.is_self_issued()
 }
 
-fn within_validity(c: &Certificate, now: u64) -> bool {
-    let v = c.tbs_certificate().validity();
+fn within_validity(c: &Certificate<'_>, now: u64) -> bool {
+    let v = &c.tbs.validity;
     let nb = v.not_before.to_unix_duration().as_secs();
     let na = v.not_after.to_unix_duration().as_secs();
     nb <= now && now <= na
 }
 
-fn validity_text(c: &Certificate) -> String {
-    let v = c.tbs_certificate().validity();
+fn validity_text(c: &Certificate<'_>) -> String {
+    let v = &c.tbs.validity;
     format!("{} to {}", v.not_before, v.not_after)
 }
 
@@ -1091,12 +1086,12 @@ fn crl_profile(der: &[u8]) -> Vec<String> {
 
 /// A CRL issued by a path certificate whose keyUsage lacks cRLSign (RFC 5280 4.2.1.3).
 fn crl_issuer_problems(
-    certs: &[&Certificate],
+    certs: &[&Certificate<'_>],
     crls: &[webpki::CertRevocationList<'_>],
 ) -> Vec<Violation> {
     let mut out = Vec::new();
     for (i, c) in certs.iter().enumerate().skip(1) {
-        let Ok(subject) = c.tbs_certificate().subject().to_der() else {
+        let Some(subject) = c.subject_der() else {
             continue;
         };
         // webpki's issuer() is the Name's contents without the SEQUENCE header.
@@ -1106,10 +1101,7 @@ fn crl_issuer_problems(
         if !issues_a_crl {
             continue;
         }
-        if let Ok(Some((_, ku))) = c
-            .tbs_certificate()
-            .get_extension::<x509_cert::ext::pkix::KeyUsage>()
-        {
+        if let Some(Ok((_, ku))) = c.get::<x509_cert::ext::pkix::KeyUsage>() {
             if !ku.crl_sign() {
                 out.push(Violation {
                     position: i,

@@ -18,10 +18,10 @@ use core::fmt;
 use std::net::IpAddr;
 
 use bmcert_topology::{DomainName, Host};
-use der::Decode;
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::pkix::SubjectAltName;
-use x509_cert::Certificate;
+
+use crate::light::CertRef;
 
 /// Whether `presented` (a SAN dNSName or a CN used as one) covers `reference`.
 ///
@@ -162,20 +162,20 @@ pub enum NamesError {
 
 /// Checks whether the certificate `cert_der` covers `reference` and lists its names.
 pub fn covers(cert_der: &[u8], reference: &Host) -> Result<NameVerdict, NamesError> {
-    let cert = Certificate::from_der(cert_der).map_err(|e| NamesError::Malformed(e.to_string()))?;
+    let cert = CertRef::parse(cert_der).map_err(|e| NamesError::Malformed(e.to_string()))?;
     covers_parsed(&cert, reference)
 }
 
 pub(crate) fn covers_parsed(
-    cert: &Certificate,
+    cert: &CertRef<'_>,
     reference: &Host,
 ) -> Result<NameVerdict, NamesError> {
-    let tbs = cert.tbs_certificate();
     let mut dns_names = Vec::new();
     let mut ip_addresses = Vec::new();
     let mut ip_raw: Vec<Vec<u8>> = Vec::new();
-    let san = tbs
-        .get_extension::<SubjectAltName>()
+    let san = cert
+        .get::<SubjectAltName>()
+        .transpose()
         .map_err(|e| NamesError::BadSan(e.to_string()))?;
     if let Some((_, SubjectAltName(names))) = san {
         for name in names {
@@ -194,7 +194,7 @@ pub(crate) fn covers_parsed(
             }
         }
     }
-    let common_names = common_names(tbs.subject());
+    let common_names = cert.common_names();
     let cn_only = dns_names.is_empty() && ip_raw.is_empty();
     let matched = match reference {
         Host::Dns(name) => {
@@ -224,19 +224,6 @@ pub(crate) fn covers_parsed(
         common_names,
         cn_only,
     })
-}
-
-/// The subject's common names as text (UTF8String, PrintableString, IA5String, T61String).
-pub(crate) fn common_names(name: &x509_cert::name::Name) -> Vec<String> {
-    const CN: der::oid::ObjectIdentifier = der::oid::ObjectIdentifier::new_unwrap("2.5.4.3");
-    name.iter()
-        .filter(|atv| atv.oid == CN)
-        .filter_map(|atv| {
-            core::str::from_utf8(atv.value.value())
-                .ok()
-                .map(str::to_owned)
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -19,7 +19,8 @@ use x509_cert::ext::pkix::{
     AuthorityInfoAccessSyntax, AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage,
     KeyUsage, NameConstraints, SubjectAltName, SubjectKeyIdentifier,
 };
-use x509_cert::Certificate;
+
+use crate::light::CertRef as Certificate;
 
 const BC: Oid = Oid::new_unwrap("2.5.29.19");
 const KU: Oid = Oid::new_unwrap("2.5.29.15");
@@ -87,7 +88,7 @@ pub(crate) struct Violation {
 }
 
 /// Checks the whole path `certs` (leaf first, root last) at `now` (Unix seconds).
-pub(crate) fn check_path(certs: &[&Certificate], now: u64) -> Vec<Violation> {
+pub(crate) fn check_path(certs: &[&Certificate<'_>], now: u64) -> Vec<Violation> {
     let mut out = Vec::new();
     let last = certs.len().saturating_sub(1);
     for (i, cert) in certs.iter().enumerate() {
@@ -104,23 +105,23 @@ pub(crate) fn check_path(certs: &[&Certificate], now: u64) -> Vec<Violation> {
 }
 
 fn check_cert(
-    cert: &Certificate,
+    cert: &Certificate<'_>,
     leaf: bool,
     root: bool,
     now: u64,
     push: &mut dyn FnMut(Level, String),
 ) {
     use Level::*;
-    let tbs = cert.tbs_certificate();
-    let exts: &[x509_cert::ext::Extension] = tbs.extensions().map(|e| &e[..]).unwrap_or(&[]);
-    let find = |oid: Oid| exts.iter().find(|e| e.extn_id == oid);
+    let tbs = &cert.tbs;
+    let exts = cert.extensions();
+    let find = |oid: Oid| cert.extension(oid);
     let ca = !leaf;
-    let self_issued = tbs.subject() == tbs.issuer();
+    let self_issued = cert.is_self_issued();
 
     // Validity: webpki checks the leaf and intermediates but not the trust anchor.
     if root {
-        let nb = tbs.validity().not_before.to_unix_duration().as_secs();
-        let na = tbs.validity().not_after.to_unix_duration().as_secs();
+        let nb = tbs.validity.not_before.to_unix_duration().as_secs();
+        let na = tbs.validity.not_after.to_unix_duration().as_secs();
         if now < nb || now > na {
             push(Rfc5280, ROOT_EXPIRED.to_owned());
         }
@@ -131,7 +132,7 @@ fn check_cert(
     let serial: &[u8] = if root {
         &[1]
     } else {
-        tbs.serial_number().as_bytes()
+        tbs.serial_number.value()
     };
     if serial.len() > 21 || (serial.len() == 21 && serial[0] != 0) {
         push(
@@ -196,7 +197,7 @@ fn check_cert(
             ),
             _ => {}
         }
-        if tbs.subject().is_empty() {
+        if cert.subject_is_empty() {
             push(
                 Rfc5280,
                 "this CA certificate has an empty subject (RFC 5280 4.1.2.6)".to_owned(),
@@ -356,7 +357,7 @@ fn check_cert(
     }
 
     // Subject alternative name (RFC 5280 4.2.1.6).
-    let subject_empty = tbs.subject().is_empty();
+    let subject_empty = cert.subject_is_empty();
     let mut san_dns: Vec<String> = Vec::new();
     let mut san_ips: Vec<String> = Vec::new();
     if let Some(e) = find(SAN) {
@@ -405,7 +406,8 @@ fn check_cert(
         // whose CN is simply absent from the SANs, so only a *distorted copy* of a SAN value
         // (other case, U-labels, a non-canonical IP form) is refused.
         if leaf {
-            for cn in crate::names::common_names(tbs.subject()) {
+            let cns = cert.common_names();
+            for cn in cns {
                 if !san_dns.contains(&cn)
                     && !san_ips.contains(&cn)
                     && is_distorted_copy(&cn, &san_dns, &san_ips)
@@ -449,7 +451,7 @@ fn check_cert(
     }
 
     // Public keys (CA/B BR 6.1.5): RSA of at least 2048 bits, a multiple of 8; P-256/384/521.
-    let spki = tbs.subject_public_key_info();
+    let spki = &tbs.subject_public_key_info;
     let level = if leaf { Pedantic } else { Rfc5280 };
     if spki.algorithm.oid == RSA {
         match rsa_modulus_bits(spki.subject_public_key.raw_bytes()) {
