@@ -11,8 +11,8 @@ use bmcert_store::{
 };
 use bmcert_topology::Target;
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions, KeyValue,
-    PutOptions, Txn, TxnOp, TxnOpResponse, TxnResponse, WatchOptions,
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions, GetResponse,
+    KeyValue, PutOptions, Txn, TxnOp, TxnOpResponse, TxnResponse, WatchOptions,
 };
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
@@ -308,16 +308,69 @@ impl Shared {
         unavailable(&self.endpoints, &e)
     }
 
+    /// Runs `call`, retrying (with back-off, for at most three quarters of the request
+    /// timeout) while the failure shows the request did not reach a working member: a member
+    /// that just died stays in the client's endpoint set until its connection is retried.
+    /// Reads (`idempotent`) are also retried after a connection broke mid-request; writes
+    /// are not, since etcd may have applied them.
+    async fn retry<T, F, Fut>(&self, idempotent: bool, call: F) -> Result<T, StoreError>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.timeout * 3 / 4;
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            match call(self.client.clone()).await {
+                Ok(v) => return Ok(v),
+                Err(e)
+                    if retryable(&e, idempotent)
+                        && tokio::time::Instant::now() + backoff < deadline =>
+                {
+                    tracing::debug!(error = %e, "etcd request retried");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(250));
+                }
+                Err(e) => return Err(self.err(e)),
+            }
+        }
+    }
+
     async fn get_one(&self, key: &str) -> Result<(Option<KeyValue>, i64), StoreError> {
-        let mut kv = self.client.kv_client();
-        let mut resp = kv.get(key, None).await.map_err(|e| self.err(e))?;
+        let mut resp = self
+            .retry(true, |mut c| async move { c.get(key, None).await })
+            .await?;
         let rev = resp.header().map_or(0, |h| h.revision());
         Ok((resp.take_kvs().into_iter().next(), rev))
     }
 
+    async fn get_prefix(&self, prefix: &str, keys_only: bool) -> Result<GetResponse, StoreError> {
+        self.retry(true, |mut c| async move {
+            let mut options = GetOptions::new().with_prefix();
+            if keys_only {
+                options = options.with_keys_only();
+            }
+            c.get(prefix, Some(options)).await
+        })
+        .await
+    }
+
+    /// A transaction that writes (retried only when it certainly did not reach etcd).
     async fn txn(&self, txn: Txn) -> Result<TxnResponse, StoreError> {
-        let mut kv = self.client.kv_client();
-        kv.txn(txn).await.map_err(|e| self.err(e))
+        self.retry(false, |mut c| {
+            let txn = txn.clone();
+            async move { c.txn(txn).await }
+        })
+        .await
+    }
+
+    /// A transaction that only reads.
+    async fn read_txn(&self, txn: Txn) -> Result<TxnResponse, StoreError> {
+        self.retry(true, |mut c| {
+            let txn = txn.clone();
+            async move { c.txn(txn).await }
+        })
+        .await
     }
 
     fn fence_compare(&self, fence: Option<&Fence>) -> Vec<Compare> {
@@ -354,7 +407,7 @@ impl Shared {
         let bkey = self.keys.bundle(target);
         let hkey = self.keys.history(target);
         let resp = self
-            .txn(Txn::new().and_then(vec![
+            .read_txn(Txn::new().and_then(vec![
                 TxnOp::get(bkey.clone(), None),
                 TxnOp::get(hkey.clone(), None),
             ]))
@@ -546,12 +599,8 @@ impl Store for EtcdStore {
 
     fn list(&self) -> StoreFuture<'_, Vec<Listed>> {
         self.run(|s| async move {
-            let mut kv = s.client.kv_client();
             let prefix = s.keys.bundles();
-            let resp = kv
-                .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
-                .await
-                .map_err(|e| s.err(e))?;
+            let resp = s.get_prefix(&prefix, false).await?;
             let mut out = Vec::new();
             for kv in resp.kvs() {
                 let key = String::from_utf8_lossy(kv.key()).into_owned();
@@ -756,14 +805,7 @@ impl Store for EtcdStore {
             let base = s.keys.records();
             let trimmed = prefix.trim_end_matches('/');
             let range = format!("{base}{trimmed}");
-            let mut kv = s.client.kv_client();
-            let resp = kv
-                .get(
-                    range,
-                    Some(GetOptions::new().with_prefix().with_keys_only()),
-                )
-                .await
-                .map_err(|e| s.err(e))?;
+            let resp = s.get_prefix(&range, true).await?;
             let mut out: Vec<RecordKey> = resp
                 .kvs()
                 .iter()
@@ -824,8 +866,12 @@ impl Store for EtcdStore {
                     continue;
                 }
                 let secs = lease_secs(ttl);
-                let mut leases = s.client.lease_client();
-                let grant = leases.grant(secs, None).await.map_err(|e| s.err(e))?;
+                let grant = s
+                    .retry(
+                        false,
+                        |mut c| async move { c.lease_grant(secs, None).await },
+                    )
+                    .await?;
                 let expires_at = now() + ttl;
                 let value = LockValue {
                     holder: holder.clone(),
@@ -884,7 +930,12 @@ impl Store for EtcdStore {
                     _ => return Err(fenced()),
                 }
             } else {
-                let grant = leases.grant(secs, None).await.map_err(|e| s.err(e))?;
+                let grant = s
+                    .retry(
+                        false,
+                        |mut c| async move { c.lease_grant(secs, None).await },
+                    )
+                    .await?;
                 value.lease = grant.id();
                 value.lease_ttl = secs;
             }
@@ -949,6 +1000,22 @@ impl Store for EtcdStore {
     }
 }
 
+/// Whether a failed request may be sent again (see [`Shared::retry`]).
+fn retryable(e: &etcd_client::Error, idempotent: bool) -> bool {
+    match e {
+        // No connection could be made: nothing was sent.
+        etcd_client::Error::TransportError(_) => true,
+        etcd_client::Error::GRpcStatus(status) => match status.code() {
+            // Connection refused, or etcd without a leader: not applied.
+            tonic::Code::Unavailable => true,
+            tonic::Code::Unknown | tonic::Code::Cancelled | tonic::Code::Internal => idempotent,
+            _ => false,
+        },
+        etcd_client::Error::IoError(_) => idempotent,
+        _ => false,
+    }
+}
+
 fn first_get_revision(resp: &TxnResponse) -> Option<Revision> {
     resp.op_responses().into_iter().find_map(|op| match op {
         TxnOpResponse::Get(g) => g
@@ -1007,7 +1074,14 @@ async fn watch_task(s: Arc<Shared>, after: Revision, sender: WatchSender) {
             };
             let resp = match message {
                 Ok(Some(resp)) => resp,
-                Ok(None) | Err(_) => break,
+                Ok(None) => {
+                    tracing::debug!("etcd closed the watch stream");
+                    break;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "the etcd watch stream failed");
+                    break;
+                }
             };
             if reported_down {
                 tracing::info!(endpoints = %s.endpoints, "etcd watch resumed");
