@@ -7,7 +7,8 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
-    let (presented, reference) = text.split_once('\n').unwrap_or((&text, "mail.example.test"));
+    let text: &str = &text;
+    let (presented, reference) = text.split_once('\n').unwrap_or((text, "mail.example.test"));
     if let Ok(reference) = DomainName::new(reference) {
         // A name always matches itself.
         if dns_name_matches(presented, &reference) && !presented.starts_with('*') {
