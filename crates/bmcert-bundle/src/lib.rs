@@ -27,6 +27,11 @@
 //! Crates: `pem` decodes the base64 of each block found; `x509-cert`/`der`/`pkcs8` (RustCrypto)
 //! decode structures; `p12-keystore` opens PKCS#12; the key check signs with the rustls
 //! aws-lc-rs provider and verifies with rustls-webpki; `zeroize` wipes key bytes.
+//!
+//! Codes, their files and fixes: `docs/problem-codes.md`. Fuzz targets `certificate`,
+//! `key`, `ca` and `pkcs12` live in `fuzz/` (seed corpora rebuilt by `fuzz/make-corpus.sh`;
+//! `tests/corpus.rs` replays the seeds on stable). The `bundle` criterion benchmark in
+//! `benches/` compares [`BundleCheck::check`] with the bare sign + verify it performs.
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
 

@@ -112,3 +112,50 @@ pub(crate) fn write(path: &Path, contents: &[u8], secret: bool) -> Result<(), Us
     file.write_all(contents).map_err(err)?;
     file.sync_all().map_err(err)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_file_loses_one_trailing_newline_only() {
+        let dir = tempfile::tempdir().unwrap();
+        for (content, expected) in [
+            ("", ""),
+            ("\n", ""),
+            ("\r\n", ""),
+            ("pw", "pw"),
+            ("pw\n", "pw"),
+            ("pw\r\n", "pw"),
+            ("pw\n\n", "pw\n"),
+            (" pw \n", " pw "),
+        ] {
+            let path = dir.path().join("pw");
+            std::fs::write(&path, content).unwrap();
+            assert_eq!(
+                read_password(&path, "password file").unwrap().as_str(),
+                expected
+            );
+        }
+        std::fs::write(dir.path().join("bin"), b"\xff\xfe").unwrap();
+        let err = read_password(&dir.path().join("bin"), "password file").unwrap_err();
+        assert!(err.0.contains("not UTF-8"));
+    }
+
+    #[test]
+    fn secret_files_are_created_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key.pem");
+        std::fs::write(&path, "old").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+            write(&path, b"new", true).unwrap();
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+        assert!(write(dir.path(), b"x", false).is_err());
+    }
+}
