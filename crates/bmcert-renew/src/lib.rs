@@ -1,0 +1,42 @@
+//! Automatic renewal of ACME certificates and daily expiry warnings by e-mail.
+//!
+//! - [`policy`] (sans-I/O, the time passed in): an ACME certificate is due when a third of
+//!   its lifetime remains (half when it lives less than 10 days), brought forward by a
+//!   small spread derived from the target so certificates issued together do not renew
+//!   together; the CA's renewal-information window (ARI, RFC 9773) wins when offered
+//!   ([`policy::AriWindow`], [`policy::ari_cert_id`]); retries back off from 5 minutes to 6
+//!   hours. Uploaded certificates are never renewed automatically.
+//! - [`plan()`](plan()) (sans-I/O): renewal times for many certificates under the CA's limit of
+//!   new orders (Let's Encrypt: 300 per account per 3 hours), each one before its last sixth.
+//! - [`Renewer`]: the background task a service starts ([`Renewer::start`]) and stops
+//!   ([`Running::stop`] waits for it). It sleeps until the next due time or retry, wakes
+//!   early on store changes, renews under the store's renewal lock (two servers place one
+//!   order, not two), keeps its state in store records (`renewal/...`, `warning/...`), and
+//!   reports every attempt and outcome as a `tracing` event. [`Renewer::renew_now`] renews one
+//!   target at any time; [`Renewer::status`] lists source, names, expiry, next renewal, last
+//!   attempt and last error per target.
+//! - Warnings: when an attempt failed and the certificate expires within 5 days, one e-mail
+//!   per UTC day per target, claimed in the store by compare-and-swap first, so a restart or
+//!   another server never sends a second one the same day. [`Notifier`] is the trait,
+//!   [`SmtpNotifier`] sends with lettre (plain, STARTTLS or TLS, optional authentication).
+//!
+//! lettre is the SMTP client of the rustls ecosystem (it runs on tokio with rustls and lets
+//! the crypto provider be aws-lc-rs); it is built without native-tls and without its
+//! connection pool (a few e-mails a day do not need one).
+#![deny(missing_docs)]
+#![warn(unreachable_pub)]
+
+mod notify;
+pub mod plan;
+pub mod policy;
+mod renewer;
+
+pub use notify::{
+    target_arg, BoxFuture, MemoryNotifier, Notifier, NotifyError, SmtpConfig, SmtpNotifier,
+    SmtpSecurity, Warning,
+};
+pub use plan::{plan, Plan, PlanInput, Planned, RateLimit};
+pub use renewer::{
+    AcmeIssuer, Clock, Issuer, ManualClock, Outcome, PassReport, RenewError, RenewalRecord,
+    Renewer, RenewerConfig, Running, SystemClock, TargetStatus, WarningRecord,
+};

@@ -1,0 +1,333 @@
+//! Expiry warnings: what they say ([`Warning`]), how they are sent ([`Notifier`]), and the
+//! SMTP implementation ([`SmtpNotifier`], lettre over rustls with aws-lc-rs).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bmcert_topology::Target;
+use lettre::message::{header::ContentType, Mailbox};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use zeroize::Zeroizing;
+
+/// A boxed `Send` future.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One expiry warning for one target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Warning {
+    /// The recipient.
+    pub to: String,
+    /// The target.
+    pub target: Target,
+    /// The names the certificate covers.
+    pub names: Vec<String>,
+    /// When it expires.
+    pub not_after: OffsetDateTime,
+    /// The last renewal error, in plain words (`None` for an uploaded certificate).
+    pub last_error: Option<String>,
+    /// Whether the certificate was uploaded (not renewed automatically).
+    pub uploaded: bool,
+    /// The UTC day this warning is for, `YYYY-MM-DD`.
+    pub day: String,
+}
+
+impl Warning {
+    /// The subject line.
+    pub fn subject(&self, now: OffsetDateTime) -> String {
+        let left = self.not_after - now;
+        let when = if left.is_negative() {
+            "has EXPIRED".to_owned()
+        } else if left.whole_days() >= 1 {
+            format!("expires in {} days", left.whole_days())
+        } else {
+            format!("expires in {} hours", left.whole_hours().max(0))
+        };
+        format!("[bmcert] The TLS certificate of {} {when}", self.target)
+    }
+
+    /// The plain-text body: target, names, expiry instant, last error, what to check.
+    pub fn body(&self) -> String {
+        let expiry = self
+            .not_after
+            .format(&Rfc3339)
+            .unwrap_or_else(|_| self.not_after.to_string());
+        let mut b = format!(
+            "The TLS certificate of {target} expires at {expiry} (UTC).\n\nNames: {names}\n\n",
+            target = self.target,
+            names = self.names.join(", "),
+        );
+        if self.uploaded {
+            b.push_str(
+                "This certificate was uploaded by an administrator and is not renewed \
+                 automatically.\n\nWhat to do: obtain a new certificate from your CA and \
+                 upload it (bmcert install), or switch this target to Let's Encrypt \
+                 (bmcert acme issue).\n",
+            );
+        } else {
+            b.push_str("Automatic renewal through Let's Encrypt (ACME) keeps failing.\n\n");
+            if let Some(e) = &self.last_error {
+                b.push_str(&format!("Last error: {e}\n\n"));
+            }
+            b.push_str(
+                "What to check:\n\
+                 - the DNS records of these names point to this installation;\n\
+                 - port 80 (HTTP-01) or 443 (TLS-ALPN-01) is reachable from the Internet, \
+                 no firewall or proxy in the way;\n\
+                 - this server can reach the CA's directory (outgoing HTTPS, proxy settings);\n\
+                 - the CA's rate limits and status page.\n\
+                 Then renew by hand with: bmcert renew --target ",
+            );
+            b.push_str(&target_arg(&self.target));
+            b.push('\n');
+        }
+        b.push_str(
+            "\nYou receive this e-mail once a day while the problem lasts; it stops when the \
+             certificate is renewed.\n",
+        );
+        b
+    }
+}
+
+/// The `--target` argument for `target`: `system` or `domain:NAME`.
+pub fn target_arg(target: &Target) -> String {
+    match target {
+        Target::System => "system".to_owned(),
+        Target::Domain(d) => format!("domain:{d}"),
+    }
+}
+
+/// A failed send.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NotifyError {
+    /// An address could not be parsed.
+    #[error("the e-mail address {address:?} is not valid: {reason}; fix the warning address or the SMTP from address")]
+    Address {
+        /// The address.
+        address: String,
+        /// Why.
+        reason: String,
+    },
+    /// The SMTP exchange failed.
+    #[error("sending the warning e-mail through {server} failed: {reason}; check the SMTP server, port, security mode and credentials")]
+    Smtp {
+        /// `host:port`.
+        server: String,
+        /// lettre's error.
+        reason: String,
+    },
+    /// Building the message or the TLS parameters failed.
+    #[error("preparing the warning e-mail failed: {0}")]
+    Build(String),
+}
+
+/// Sends warnings. Implemented by [`SmtpNotifier`]; services may send through their own mail
+/// system.
+pub trait Notifier: fmt::Debug + Send + Sync {
+    /// Sends `warning` (rendered for `now`).
+    fn send<'a>(
+        &'a self,
+        warning: &'a Warning,
+        now: OffsetDateTime,
+    ) -> BoxFuture<'a, Result<(), NotifyError>>;
+}
+
+/// How the SMTP connection is secured.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SmtpSecurity {
+    /// No TLS (a local relay on loopback).
+    Plain,
+    /// `STARTTLS` after connecting (port 587), required.
+    #[default]
+    StartTls,
+    /// TLS from the first byte (port 465).
+    Tls,
+}
+
+/// Where and how to send warnings.
+#[derive(Clone)]
+pub struct SmtpConfig {
+    /// The SMTP server's host name (also the name its certificate must carry).
+    pub host: String,
+    /// Its port.
+    pub port: u16,
+    /// Plain, STARTTLS or TLS.
+    pub security: SmtpSecurity,
+    /// The sender address.
+    pub from: String,
+    /// User name and password, when the server requires authentication.
+    pub credentials: Option<(String, Zeroizing<String>)>,
+    /// Extra trusted roots (PEM) for the server's certificate, next to the system's.
+    pub extra_roots_pem: Vec<Vec<u8>>,
+    /// The time limit of one exchange.
+    pub timeout: Duration,
+}
+
+impl fmt::Debug for SmtpConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SmtpConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("security", &self.security)
+            .field("from", &self.from)
+            .field(
+                "credentials",
+                &self
+                    .credentials
+                    .as_ref()
+                    .map(|(u, _)| (u, "[secret elided]")),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl SmtpConfig {
+    /// A configuration for `host:port` with `security`, sending from `from`.
+    pub fn new(host: &str, port: u16, security: SmtpSecurity, from: &str) -> Self {
+        Self {
+            host: host.to_owned(),
+            port,
+            security,
+            from: from.to_owned(),
+            credentials: None,
+            extra_roots_pem: Vec::new(),
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Sends warnings through an SMTP server with lettre.
+pub struct SmtpNotifier {
+    config: SmtpConfig,
+    from: Mailbox,
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+}
+
+impl fmt::Debug for SmtpNotifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SmtpNotifier")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SmtpNotifier {
+    /// A notifier for `config`. Nothing is sent or connected yet.
+    pub fn new(config: SmtpConfig) -> Result<Self, NotifyError> {
+        let from: Mailbox = config.from.parse().map_err(|e| NotifyError::Address {
+            address: config.from.clone(),
+            reason: format!("{e}"),
+        })?;
+        let tls = || -> Result<TlsParameters, NotifyError> {
+            let mut b = TlsParameters::builder(config.host.clone());
+            for pem in &config.extra_roots_pem {
+                let cert =
+                    Certificate::from_pem(pem).map_err(|e| NotifyError::Build(e.to_string()))?;
+                b = b.add_root_certificate(cert);
+            }
+            b.build_rustls()
+                .map_err(|e| NotifyError::Build(e.to_string()))
+        };
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&config.host)
+            .port(config.port)
+            .timeout(Some(config.timeout));
+        builder = match config.security {
+            SmtpSecurity::Plain => builder.tls(Tls::None),
+            SmtpSecurity::StartTls => builder.tls(Tls::Required(tls()?)),
+            SmtpSecurity::Tls => builder.tls(Tls::Wrapper(tls()?)),
+        };
+        if let Some((user, password)) = &config.credentials {
+            builder = builder.credentials(Credentials::new(user.clone(), password.to_string()));
+        }
+        Ok(Self {
+            transport: builder.build(),
+            from,
+            config,
+        })
+    }
+
+    fn server(&self) -> String {
+        format!("{}:{}", self.config.host, self.config.port)
+    }
+}
+
+impl Notifier for SmtpNotifier {
+    fn send<'a>(
+        &'a self,
+        warning: &'a Warning,
+        now: OffsetDateTime,
+    ) -> BoxFuture<'a, Result<(), NotifyError>> {
+        Box::pin(async move {
+            let to: Mailbox = warning.to.parse().map_err(|e| NotifyError::Address {
+                address: warning.to.clone(),
+                reason: format!("{e}"),
+            })?;
+            let message = Message::builder()
+                .from(self.from.clone())
+                .to(to)
+                .subject(warning.subject(now))
+                .header(ContentType::TEXT_PLAIN)
+                .body(warning.body())
+                .map_err(|e| NotifyError::Build(e.to_string()))?;
+            self.transport
+                .send(message)
+                .await
+                .map_err(|e| NotifyError::Smtp {
+                    server: self.server(),
+                    reason: e.to_string(),
+                })?;
+            Ok(())
+        })
+    }
+}
+
+/// A notifier that keeps what it was asked to send (for tests and dry runs); it can be told
+/// to fail.
+#[derive(Debug, Default)]
+pub struct MemoryNotifier {
+    sent: Mutex<Vec<Warning>>,
+    fail: Mutex<bool>,
+}
+
+impl MemoryNotifier {
+    /// The warnings sent so far.
+    pub fn sent(&self) -> Vec<Warning> {
+        self.sent.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Makes the next sends fail (`true`) or succeed.
+    pub fn set_failing(&self, fail: bool) {
+        if let Ok(mut f) = self.fail.lock() {
+            *f = fail;
+        }
+    }
+}
+
+impl Notifier for MemoryNotifier {
+    fn send<'a>(
+        &'a self,
+        warning: &'a Warning,
+        _now: OffsetDateTime,
+    ) -> BoxFuture<'a, Result<(), NotifyError>> {
+        Box::pin(async move {
+            if self.fail.lock().map(|f| *f).unwrap_or(false) {
+                return Err(NotifyError::Smtp {
+                    server: "memory".into(),
+                    reason: "told to fail".into(),
+                });
+            }
+            if let Ok(mut s) = self.sent.lock() {
+                s.push(warning.clone());
+            }
+            Ok(())
+        })
+    }
+}

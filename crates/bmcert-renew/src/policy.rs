@@ -1,0 +1,348 @@
+//! When a certificate is due, sans-I/O: every function takes the time it needs as an argument.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use der::Decode as _;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use time::{Duration, OffsetDateTime};
+
+/// Certificates with a lifetime shorter than this are renewed at half of it, longer ones
+/// when a third remains.
+pub const SHORT_LIFETIME: Duration = Duration::days(10);
+
+/// Warnings start when the certificate expires within this much time.
+pub const WARNING_WINDOW: Duration = Duration::days(5);
+
+/// The longest delay between two attempts while a certificate is due and renewal fails.
+pub const MAX_RETRY_DELAY: Duration = Duration::hours(6);
+
+/// The first delay after a failed attempt.
+pub const FIRST_RETRY_DELAY: Duration = Duration::minutes(5);
+
+/// When a certificate of this lifetime is due: how much of its lifetime is left then.
+///
+/// A third for ordinary certificates (60 days into a 90-day one, 30 into a 45-day one),
+/// half for short-lived ones (3 days into a 6-day one), as Let's Encrypt recommends.
+pub fn remaining_at_due(lifetime: Duration) -> Duration {
+    if lifetime < SHORT_LIFETIME {
+        lifetime / 2
+    } else {
+        lifetime / 3
+    }
+}
+
+/// The spread of `target`: a fraction in `[0, 1)` derived from its key, the same on every
+/// server and across restarts, so many certificates issued together do not all renew at the
+/// same instant, and two servers agree on when each one is due.
+pub fn spread_fraction(target_key: &str) -> f64 {
+    let digest = Sha256::digest(target_key.as_bytes());
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&digest[..8]);
+    (u64::from_be_bytes(word) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// When the certificate valid from `not_before` to `not_after` is due for renewal, without
+/// renewal information from the CA: when [`remaining_at_due`] remains, brought forward by
+/// up to a twentieth of its lifetime by the target's [`spread_fraction`].
+///
+/// The due time is never later than the point where a third (a half) of the lifetime
+/// remains, so a certificate is always renewed before its last sixth.
+pub fn due_at(
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+    target_key: &str,
+) -> OffsetDateTime {
+    let lifetime = (not_after - not_before).max(Duration::ZERO);
+    let spread = (lifetime / 20) * spread_fraction(target_key);
+    not_after - remaining_at_due(lifetime) - spread
+}
+
+/// The latest acceptable renewal time: when a sixth of the lifetime remains. The rate-limit
+/// [`plan`](crate::plan()) never schedules a renewal after it.
+pub fn deadline(not_before: OffsetDateTime, not_after: OffsetDateTime) -> OffsetDateTime {
+    let lifetime = (not_after - not_before).max(Duration::ZERO);
+    not_after - lifetime / 6
+}
+
+/// The delay before the next attempt after `failures` failed ones in a row: 5 minutes,
+/// 15, 45, 2 h 15, then 6 hours (the cap) for as long as the certificate stays due.
+pub fn retry_delay(failures: u32) -> Duration {
+    let mut delay = FIRST_RETRY_DELAY;
+    for _ in 1..failures.min(16) {
+        delay = (delay * 3i32).min(MAX_RETRY_DELAY);
+    }
+    delay.min(MAX_RETRY_DELAY)
+}
+
+/// The start of the UTC day after `now` (when the next daily warning may go out).
+pub fn next_utc_day(now: OffsetDateTime) -> OffsetDateTime {
+    let today = now.to_offset(time::UtcOffset::UTC).date();
+    match today.next_day() {
+        Some(d) => d.midnight().assume_utc(),
+        None => now + Duration::days(1),
+    }
+}
+
+/// Renewal information (ARI, RFC 9773): the window the CA suggests for renewing one
+/// certificate. When the directory offers it, it replaces [`due_at`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AriWindow {
+    /// The start of the suggested window.
+    pub start: OffsetDateTime,
+    /// The end of the suggested window.
+    pub end: OffsetDateTime,
+}
+
+/// Why a renewal-information document was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AriError {
+    /// Not the JSON of RFC 9773 section 4.2.
+    #[error("the CA's renewal information is not valid JSON with a suggestedWindow: {0}")]
+    Json(String),
+    /// A time is not RFC 3339.
+    #[error("the CA's renewal information has a time that is not RFC 3339: {0}")]
+    Time(String),
+    /// `end` is not after `start`.
+    #[error("the CA's renewal information suggests a window whose end is not after its start")]
+    EmptyWindow,
+    /// The certificate has no authority key identifier, so it has no ARI identifier.
+    #[error("the certificate has no authority key identifier extension, so the CA cannot be asked about it (RFC 9773 section 4.1)")]
+    NoAuthorityKeyId,
+    /// The certificate is not DER X.509.
+    #[error("the certificate cannot be parsed: {0}")]
+    Certificate(String),
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AriJson {
+    suggested_window: WindowJson,
+}
+
+#[derive(Deserialize)]
+struct WindowJson {
+    start: String,
+    end: String,
+}
+
+impl AriWindow {
+    /// Parses the body of a renewal-information response (RFC 9773 section 4.2).
+    pub fn from_json(body: &[u8]) -> Result<Self, AriError> {
+        let doc: AriJson =
+            serde_json::from_slice(body).map_err(|e| AriError::Json(e.to_string()))?;
+        let parse = |s: &str| {
+            OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                .map_err(|e| AriError::Time(format!("{s:?}: {e}")))
+        };
+        let window = Self {
+            start: parse(&doc.suggested_window.start)?,
+            end: parse(&doc.suggested_window.end)?,
+        };
+        if window.end <= window.start {
+            return Err(AriError::EmptyWindow);
+        }
+        Ok(window)
+    }
+
+    /// The renewal time within the window for `target_key`: a point chosen by the target's
+    /// [`spread_fraction`], as the RFC asks ("a uniform random time within the window").
+    pub fn due_at(&self, target_key: &str) -> OffsetDateTime {
+        self.start + (self.end - self.start) * spread_fraction(target_key)
+    }
+}
+
+/// The ARI certificate identifier (RFC 9773 section 4.1): base64url of the authority key
+/// identifier's keyIdentifier, a dot, base64url of the serial number's DER content bytes.
+/// It names the certificate in the renewal-information request and in the `replaces`
+/// field of the order that renews it.
+pub fn ari_cert_id(leaf_der: &[u8]) -> Result<String, AriError> {
+    use x509_cert::ext::pkix::AuthorityKeyIdentifier;
+    let cert = x509_cert::Certificate::from_der(leaf_der)
+        .map_err(|e| AriError::Certificate(e.to_string()))?;
+    let tbs = cert.tbs_certificate();
+    let aki = match tbs.get_extension::<AuthorityKeyIdentifier>() {
+        Ok(Some((_, aki))) => aki,
+        Ok(None) => return Err(AriError::NoAuthorityKeyId),
+        Err(e) => return Err(AriError::Certificate(e.to_string())),
+    };
+    let key_id = aki.key_identifier.ok_or(AriError::NoAuthorityKeyId)?;
+    Ok(format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(key_id.as_bytes()),
+        URL_SAFE_NO_PAD.encode(tbs.serial_number().as_bytes())
+    ))
+}
+
+/// How a certificate came to be installed, as far as renewal is concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Renewal {
+    /// Obtained through ACME: renewed automatically.
+    Automatic,
+    /// Uploaded by an administrator: never renewed automatically.
+    Never,
+}
+
+/// The next renewal time of an ACME certificate: the CA's window when it offered one,
+/// else [`due_at`].
+pub fn next_renewal(
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+    target_key: &str,
+    ari: Option<&AriWindow>,
+) -> OffsetDateTime {
+    match ari {
+        Some(window) => window.due_at(target_key),
+        None => due_at(not_before, not_after, target_key),
+    }
+}
+
+/// Whether a warning e-mail is called for at `now`: a renewal attempt failed since the
+/// certificate was installed (or it is an uploaded one the administrator asked to be warned
+/// about) and it expires within [`WARNING_WINDOW`].
+pub fn warning_due(now: OffsetDateTime, not_after: OffsetDateTime, failing: bool) -> bool {
+    failing && not_after - now <= WARNING_WINDOW
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn ninety_days_is_due_with_a_third_left() {
+        let nb = datetime!(2026-01-01 00:00 UTC);
+        let na = nb + Duration::days(90);
+        let due = due_at(nb, na, "renewal/system");
+        assert!(due <= na - Duration::days(30), "{due}");
+        assert!(
+            due >= na - Duration::days(30) - Duration::days(90) / 20,
+            "{due}"
+        );
+    }
+
+    #[test]
+    fn six_days_is_due_at_half() {
+        let nb = datetime!(2026-01-01 00:00 UTC);
+        let na = nb + Duration::days(6);
+        let due = due_at(nb, na, "renewal/domain/a.test");
+        assert!(
+            due <= nb + Duration::days(3) && due >= nb + Duration::days(3) - Duration::days(6) / 20
+        );
+    }
+
+    #[test]
+    fn spread_is_deterministic_and_differs_between_targets() {
+        assert_eq!(
+            spread_fraction("renewal/system"),
+            spread_fraction("renewal/system")
+        );
+        let many: std::collections::HashSet<u64> = (0..1000)
+            .map(|i| (spread_fraction(&format!("renewal/domain/d{i}.test")) * 1e6) as u64)
+            .collect();
+        assert!(many.len() > 990, "spread collapses: {}", many.len());
+    }
+
+    #[test]
+    fn retry_delays_grow_to_six_hours() {
+        let d: Vec<i64> = (1..=7).map(|n| retry_delay(n).whole_minutes()).collect();
+        assert_eq!(d, [5, 15, 45, 135, 360, 360, 360]);
+        assert_eq!(retry_delay(u32::MAX), MAX_RETRY_DELAY);
+    }
+
+    #[test]
+    fn ari_sample_from_rfc_9773() {
+        // The example response of RFC 9773 section 4.2.
+        let body = br#"{
+            "suggestedWindow": {
+                "start": "2025-01-02T04:00:00Z",
+                "end": "2025-01-03T04:00:00Z"
+            },
+            "explanationURL": "https://acme.example.com/docs/ari"
+        }"#;
+        let w = AriWindow::from_json(body).unwrap();
+        assert_eq!(w.start, datetime!(2025-01-02 04:00 UTC));
+        assert_eq!(w.end, datetime!(2025-01-03 04:00 UTC));
+        let due = w.due_at("renewal/system");
+        assert!(due >= w.start && due < w.end);
+        // The window wins over the lifetime rule.
+        let nb = datetime!(2024-12-01 00:00 UTC);
+        let na = nb + Duration::days(90);
+        assert_eq!(next_renewal(nb, na, "renewal/system", Some(&w)), due);
+        assert_eq!(
+            next_renewal(nb, na, "renewal/system", None),
+            due_at(nb, na, "renewal/system")
+        );
+    }
+
+    #[test]
+    fn ari_refuses_bad_documents() {
+        assert!(matches!(
+            AriWindow::from_json(b"{}"),
+            Err(AriError::Json(_))
+        ));
+        assert!(matches!(
+            AriWindow::from_json(
+                br#"{"suggestedWindow":{"start":"yesterday","end":"2025-01-03T04:00:00Z"}}"#
+            ),
+            Err(AriError::Time(_))
+        ));
+        assert!(matches!(
+            AriWindow::from_json(br#"{"suggestedWindow":{"start":"2025-01-03T04:00:00Z","end":"2025-01-02T04:00:00Z"}}"#),
+            Err(AriError::EmptyWindow)
+        ));
+    }
+
+    #[test]
+    fn ari_cert_id_matches_the_rfc_example() {
+        // RFC 9773 section 4.1: keyIdentifier 69:88:5B:6B:87:46:40:41:E1:B3:7B:84:7B:A0:AE:2C:
+        // DE:01:C8:D4 and serial 00:87:65:43:21 give "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE".
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca.key_identifier_method = rcgen::KeyIdMethod::PreSpecified(vec![
+            0x69, 0x88, 0x5B, 0x6B, 0x87, 0x46, 0x40, 0x41, 0xE1, 0xB3, 0x7B, 0x84, 0x7B, 0xA0,
+            0xAE, 0x2C, 0xDE, 0x01, 0xC8, 0xD4,
+        ]);
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let mut leaf = rcgen::CertificateParams::new(vec!["a.test".to_owned()]).unwrap();
+        leaf.serial_number = Some(rcgen::SerialNumber::from_slice(&[
+            0x00, 0x87, 0x65, 0x43, 0x21,
+        ]));
+        leaf.use_authority_key_identifier_extension = true;
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = leaf.signed_by(&key, &issuer).unwrap();
+        assert_eq!(
+            ari_cert_id(cert.der()).unwrap(),
+            "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE"
+        );
+        assert!(matches!(
+            ari_cert_id(b"not a certificate"),
+            Err(AriError::Certificate(_))
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn due_is_between_issue_and_the_last_sixth(
+            start in 0i64..4_000_000_000,
+            lifetime_s in 3_600i64..(400 * 86_400),
+            key in "[a-z0-9./]{1,40}",
+        ) {
+            let nb = OffsetDateTime::from_unix_timestamp(start).unwrap();
+            let na = nb + Duration::seconds(lifetime_s);
+            let due = due_at(nb, na, &key);
+            prop_assert!(due >= nb);
+            prop_assert!(due <= deadline(nb, na));
+            prop_assert!(due <= na - remaining_at_due(na - nb));
+        }
+
+        #[test]
+        fn ari_parser_never_panics(body in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = AriWindow::from_json(&body);
+            let _ = ari_cert_id(&body);
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! Shared test helpers: certificates with chosen validity, a scripted issuer.
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use bmcert_renew::{BoxFuture, Issuer};
+use bmcert_store::{
+    Bundle, BundleMeta, Condition, Fingerprint, KeyFormat, SecretKey, Source, Store,
+};
+use bmcert_topology::Target;
+use time::OffsetDateTime;
+
+/// A self-signed bundle for `names`, valid from `not_before` to `not_after`.
+pub fn bundle(
+    names: &[&str],
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+    source: Source,
+) -> Bundle {
+    let mut params =
+        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    params.not_before = not_before;
+    params.not_after = not_after;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let der = cert.der().clone();
+    let meta = BundleMeta {
+        source,
+        names: names.iter().map(|n| n.to_string()).collect(),
+        not_after,
+        installed_at: not_before,
+        fingerprint: Fingerprint::of(&der),
+    };
+    Bundle::new(
+        vec![der],
+        SecretKey::new(KeyFormat::Pkcs8, key.serialize_der()),
+        meta,
+    )
+    .unwrap()
+}
+
+pub async fn install(store: &dyn Store, target: &Target, b: &Bundle) {
+    store.install(target, b, &Condition::none()).await.unwrap();
+}
+
+/// An issuer that installs a fresh certificate (validity chosen by `lifetime` from the
+/// clock of the test) or fails with a fixed message, and counts its calls.
+#[derive(Debug)]
+pub struct ScriptedIssuer {
+    pub store: Arc<dyn Store>,
+    pub calls: AtomicU32,
+    pub fail: AtomicBool,
+    pub delay: StdDuration,
+    pub clock: Arc<bmcert_renew::ManualClock>,
+}
+
+impl ScriptedIssuer {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<bmcert_renew::ManualClock>) -> Self {
+        Self {
+            store,
+            calls: AtomicU32::new(0),
+            fail: AtomicBool::new(false),
+            delay: StdDuration::ZERO,
+            clock,
+        }
+    }
+    pub fn calls(&self) -> u32 {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+pub const FAILURE: &str =
+    "connecting to the ACME directory https://127.0.0.1:1/dir failed: connection refused";
+
+impl Issuer for ScriptedIssuer {
+    fn issue<'a>(
+        &'a self,
+        target: &'a Target,
+        names: &'a [String],
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            if !self.delay.is_zero() {
+                tokio::time::sleep(self.delay).await;
+            }
+            if self.fail.load(Ordering::SeqCst) {
+                return Err(FAILURE.to_owned());
+            }
+            use bmcert_renew::Clock as _;
+            let now = self.clock.now();
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            let b = bundle(&names, now, now + time::Duration::days(90), Source::Acme);
+            self.store
+                .install(target, &b, &Condition::none())
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,389 @@
+//! The renewer over the directory store with a scripted issuer and an in-memory notifier:
+//! no network. The same scenarios against pebble and aiosmtpd are in `peers.rs`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use bmcert_renew::*;
+use bmcert_store::{DirStore, Source, Store};
+use bmcert_topology::Target;
+use common::*;
+use time::macros::datetime;
+use time::Duration;
+
+fn setup(
+    dir: &std::path::Path,
+) -> (
+    Arc<dyn Store>,
+    Arc<ManualClock>,
+    Arc<ScriptedIssuer>,
+    Arc<MemoryNotifier>,
+) {
+    let store: Arc<dyn Store> = Arc::new(DirStore::open(dir.join("store")).unwrap());
+    let clock = Arc::new(ManualClock::new(datetime!(2026-01-01 00:00 UTC)));
+    let issuer = Arc::new(ScriptedIssuer::new(store.clone(), clock.clone()));
+    (store, clock, issuer, Arc::new(MemoryNotifier::default()))
+}
+
+fn renewer(
+    store: &Arc<dyn Store>,
+    issuer: &Arc<ScriptedIssuer>,
+    notifier: &Arc<MemoryNotifier>,
+    clock: &Arc<ManualClock>,
+    holder: &str,
+) -> Renewer {
+    let config = RenewerConfig {
+        holder: holder.to_owned(),
+        warn_to: Some("admin@example.test".into()),
+        ..RenewerConfig::default()
+    };
+    Renewer::new(
+        store.clone(),
+        issuer.clone(),
+        notifier.clone(),
+        clock.clone(),
+        config,
+    )
+}
+
+#[tokio::test]
+async fn renews_when_due_and_not_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, clock, issuer, notifier) = setup(dir.path());
+    let issued = datetime!(2026-01-01 00:00 UTC);
+    let old = bundle(
+        &["mail.example.test"],
+        issued,
+        issued + Duration::days(90),
+        Source::Acme,
+    );
+    install(store.as_ref(), &Target::System, &old).await;
+    let r = renewer(&store, &issuer, &notifier, &clock, "a");
+
+    clock.set(issued + Duration::days(50));
+    let pass = r.run_once().await.unwrap();
+    assert_eq!(issuer.calls(), 0, "not due at day 50");
+    let due = pass.next_wake.unwrap();
+    assert!(
+        due <= issued + Duration::days(60) && due >= issued + Duration::days(55),
+        "{due}"
+    );
+    let status = r.status().await.unwrap();
+    assert_eq!(status[0].source, "acme");
+    assert_eq!(
+        status[0].next_renewal.as_deref(),
+        Some(
+            &*due
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap()
+        )
+    );
+
+    clock.set(due);
+    let pass = r.run_once().await.unwrap();
+    assert_eq!(pass.renewed, [Target::System]);
+    assert_eq!(issuer.calls(), 1);
+    let now = store.current(&Target::System).await.unwrap().unwrap();
+    assert_ne!(now.bundle.meta().fingerprint, old.meta().fingerprint);
+    assert_eq!(now.bundle.meta().names, ["mail.example.test"]);
+    // The new certificate is not due: nothing more.
+    r.run_once().await.unwrap();
+    assert_eq!(issuer.calls(), 1);
+    assert!(notifier.sent().is_empty());
+}
+
+#[tokio::test]
+async fn uploaded_certificates_are_never_renewed_but_can_warn() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, clock, issuer, notifier) = setup(dir.path());
+    let issued = datetime!(2026-01-01 00:00 UTC);
+    install(
+        store.as_ref(),
+        &Target::System,
+        &bundle(
+            &["up.example.test"],
+            issued,
+            issued + Duration::days(30),
+            Source::Files,
+        ),
+    )
+    .await;
+    let r = renewer(&store, &issuer, &notifier, &clock, "a");
+    clock.set(issued + Duration::days(29));
+    let pass = r.run_once().await.unwrap();
+    assert_eq!(issuer.calls(), 0);
+    assert!(
+        pass.warned.is_empty(),
+        "uploaded warnings are off by default"
+    );
+    assert_eq!(r.status().await.unwrap()[0].next_renewal, None);
+
+    let config = RenewerConfig {
+        holder: "b".into(),
+        warn_to: Some("admin@example.test".into()),
+        warn_uploaded: true,
+        ..RenewerConfig::default()
+    };
+    let r = Renewer::new(
+        store.clone(),
+        issuer.clone(),
+        notifier.clone(),
+        clock.clone(),
+        config,
+    );
+    let pass = r.run_once().await.unwrap();
+    assert_eq!(pass.warned, [Target::System]);
+    r.run_once().await.unwrap();
+    assert_eq!(issuer.calls(), 0);
+    let sent = notifier.sent();
+    assert_eq!(sent.len(), 1, "once a day");
+    assert!(sent[0].uploaded && sent[0].body().contains("not renewed automatically"));
+}
+
+#[tokio::test]
+async fn failures_back_off_keep_the_certificate_and_warn_once_a_day_for_five_days() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, clock, issuer, notifier) = setup(dir.path());
+    // Expires at 12:00 UTC, so each simulated day below is its own UTC day.
+    let not_after = datetime!(2026-04-01 12:00 UTC);
+    let old = bundle(
+        &["mail.example.test", "autoconfig.example.test"],
+        not_after - Duration::days(90),
+        not_after,
+        Source::Acme,
+    );
+    install(store.as_ref(), &Target::System, &old).await;
+    issuer.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut r = renewer(&store, &issuer, &notifier, &clock, "a");
+
+    // Six days before expiry: the attempt fails, no e-mail yet.
+    clock.set(not_after - Duration::days(6));
+    let pass = r.run_once().await.unwrap();
+    assert_eq!(pass.failed, [Target::System]);
+    assert!(notifier.sent().is_empty(), "no e-mail 6 days before");
+    // Back-off: a pass one minute later does not try again; the next wake is 5 minutes on.
+    clock.advance(Duration::minutes(1));
+    let pass = r.run_once().await.unwrap();
+    assert_eq!(issuer.calls(), 1);
+    assert_eq!(
+        pass.next_wake,
+        Some(not_after - Duration::days(6) + Duration::minutes(5))
+    );
+    let status = r.status().await.unwrap();
+    assert_eq!(status[0].last_error.as_deref(), Some(FAILURE));
+
+    for day in 1..=5 {
+        let base = not_after - Duration::days(6) + Duration::days(day) + Duration::hours(1);
+        for hour in [0, 3, 5] {
+            clock.set(base + Duration::hours(hour));
+            r.run_once().await.unwrap();
+        }
+        if day == 3 {
+            // A restart in the middle of the day: a new renewer over the same store.
+            r = renewer(&store, &issuer, &notifier, &clock, "a-restarted");
+            r.run_once().await.unwrap();
+        }
+        assert_eq!(notifier.sent().len(), day as usize, "day {day}");
+        assert_eq!(
+            store
+                .current(&Target::System)
+                .await
+                .unwrap()
+                .unwrap()
+                .bundle
+                .meta()
+                .fingerprint,
+            old.meta().fingerprint,
+            "the current certificate stays"
+        );
+    }
+    let sent = notifier.sent();
+    let days: std::collections::BTreeSet<_> = sent.iter().map(|w| w.day.clone()).collect();
+    assert_eq!(days.len(), 5);
+    let w = &sent[0];
+    assert_eq!(w.to, "admin@example.test");
+    assert_eq!(w.names, ["mail.example.test", "autoconfig.example.test"]);
+    assert!(
+        w.body().contains(FAILURE) && w.body().contains("2026-04-01T12:00:00Z"),
+        "{}",
+        w.body()
+    );
+    assert!(w.body().contains("bmcert renew --target system"));
+
+    // The CA is back: the next attempt (after the back-off) renews, and the warnings stop.
+    issuer
+        .fail
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    clock.advance(Duration::hours(7));
+    let pass = r.run_once().await.unwrap();
+    assert_eq!(pass.renewed, [Target::System]);
+    clock.advance(Duration::hours(20));
+    r.run_once().await.unwrap();
+    assert_eq!(notifier.sent().len(), 5, "no e-mail after the renewal");
+    assert_eq!(r.status().await.unwrap()[0].last_error, None);
+}
+
+#[tokio::test]
+async fn a_failed_send_is_retried_at_the_next_wake_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, clock, issuer, notifier) = setup(dir.path());
+    let not_after = datetime!(2026-04-01 12:00 UTC);
+    install(
+        store.as_ref(),
+        &Target::System,
+        &bundle(
+            &["m.example.test"],
+            not_after - Duration::days(90),
+            not_after,
+            Source::Acme,
+        ),
+    )
+    .await;
+    issuer.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    notifier.set_failing(true);
+    let r = renewer(&store, &issuer, &notifier, &clock, "a");
+    clock.set(not_after - Duration::days(2));
+    let pass = r.run_once().await.unwrap();
+    assert!(pass.warned.is_empty());
+    notifier.set_failing(false);
+    clock.advance(Duration::minutes(5));
+    let pass = r.run_once().await.unwrap();
+    assert_eq!(pass.warned, [Target::System]);
+    assert_eq!(notifier.sent().len(), 1);
+}
+
+#[tokio::test]
+async fn two_renewers_on_one_store_place_one_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, clock, mut issuer_, notifier) = setup(dir.path());
+    Arc::get_mut(&mut issuer_).unwrap().delay = StdDuration::from_millis(300);
+    let issuer = issuer_;
+    let issued = datetime!(2026-01-01 00:00 UTC);
+    install(
+        store.as_ref(),
+        &Target::System,
+        &bundle(
+            &["m.example.test"],
+            issued,
+            issued + Duration::days(90),
+            Source::Acme,
+        ),
+    )
+    .await;
+    // A second handle on the same directory: another process or server.
+    let store2: Arc<dyn Store> = Arc::new(DirStore::open(dir.path().join("store")).unwrap());
+    let a = renewer(&store, &issuer, &notifier, &clock, "a");
+    let b = renewer(&store2, &issuer, &notifier, &clock, "b");
+    clock.set(issued + Duration::days(70));
+    let (ra, rb) = tokio::join!(a.run_once(), b.run_once());
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert_eq!(issuer.calls(), 1, "one order");
+    assert_eq!(ra.renewed.len() + rb.renewed.len(), 1);
+    // Both agree afterwards that nothing is due.
+    a.run_once().await.unwrap();
+    b.run_once().await.unwrap();
+    assert_eq!(issuer.calls(), 1);
+}
+
+#[tokio::test]
+async fn manual_renewal_and_the_background_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, clock, issuer, notifier) = setup(dir.path());
+    let issued = datetime!(2026-01-01 00:00 UTC);
+    let target = Target::Domain("example.test".parse().unwrap());
+    install(
+        store.as_ref(),
+        &target,
+        &bundle(
+            &["webmail.example.test"],
+            issued,
+            issued + Duration::days(90),
+            Source::Acme,
+        ),
+    )
+    .await;
+    let r = renewer(&store, &issuer, &notifier, &clock, "a");
+    clock.set(issued + Duration::days(1));
+    assert_eq!(
+        r.renew_now(&target).await.unwrap(),
+        Outcome::Renewed,
+        "manual renewal when not due"
+    );
+    assert_eq!(issuer.calls(), 1);
+    assert!(matches!(
+        r.renew_now(&Target::System).await,
+        Err(RenewError::NotInstalled(_))
+    ));
+
+    let running = r.start();
+    tokio::time::sleep(StdDuration::from_millis(200)).await;
+    assert_eq!(issuer.calls(), 1, "the task sleeps while nothing is due");
+    clock.set(issued + Duration::days(80));
+    r.wake();
+    let mut waited = 0;
+    while issuer.calls() < 2 && waited < 100 {
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+        waited += 1;
+    }
+    assert_eq!(issuer.calls(), 2, "woken, it renews");
+    running.stop().await;
+    clock.set(issued + Duration::days(300));
+    r.wake();
+    tokio::time::sleep(StdDuration::from_millis(200)).await;
+    assert_eq!(issuer.calls(), 2, "stopped: nothing more");
+}
+
+#[test]
+fn plan_for_100000_certificates_issued_the_same_day() {
+    let issued = datetime!(2026-03-01 00:00 UTC);
+    let inputs: Vec<PlanInput> = (0..100_000)
+        .map(|i| {
+            let nb = issued + Duration::seconds(i % 86_400);
+            PlanInput {
+                key: format!("renewal/domain/d{i}.example.test"),
+                not_before: nb,
+                not_after: nb + Duration::days(90),
+            }
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let p = plan(&inputs, issued, RateLimit::LETS_ENCRYPT);
+    let took = started.elapsed();
+    println!("planning 100,000 renewals took {took:?}");
+    assert_eq!(p.renewals.len(), 100_000);
+    let mut seen = vec![false; inputs.len()];
+    for r in &p.renewals {
+        assert!(!seen[r.index], "planned twice");
+        seen[r.index] = true;
+        let c = &inputs[r.index];
+        let lifetime = c.not_after - c.not_before;
+        assert!(
+            r.at < c.not_after - lifetime / 6,
+            "{} renewed in its last sixth",
+            c.key
+        );
+        assert!(r.at <= r.due, "never later than due");
+        assert!(r.at >= issued);
+    }
+    // Independent check of the limit: any 301 consecutive orders span at least 3 hours.
+    let times: Vec<_> = p.renewals.iter().map(|r| r.at).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]));
+    for i in 0..times.len() - 300 {
+        assert!(
+            times[i + 300] - times[i] >= Duration::hours(3),
+            "301 orders within 3 hours at {}",
+            times[i]
+        );
+    }
+    assert_eq!(p.max_in_window(Duration::hours(3)), 300);
+    assert_eq!(p.late().count(), 0);
+    println!(
+        "plan: first order {}, last {}, {} orders at their due time",
+        times[0],
+        times[times.len() - 1],
+        p.renewals.iter().filter(|r| r.at == r.due).count()
+    );
+}
