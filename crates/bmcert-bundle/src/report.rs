@@ -41,10 +41,14 @@ pub enum Code {
     ExpiresSoon,
     /// The certificate file also holds other certificates, moved to the chain (warning).
     ChainInCertFile,
+    /// A code defined by another check crate, carried as its stable `snake_case` string,
+    /// so that crate's findings slot into this report without a dependency cycle (for
+    /// instance `bmcert-verify`'s `chain_incomplete`, `root_missing`, `name_mismatch`).
+    External(&'static str),
 }
 
 impl Code {
-    /// Every code this version knows, in documentation order.
+    /// Every code this crate defines, in documentation order ([`Code::External`] aside).
     pub const ALL: &'static [Self] = &[
         Self::CertUnreadable,
         Self::KeyUnreadable,
@@ -75,6 +79,7 @@ impl Code {
             Self::WeakKey => "weak_key",
             Self::ExpiresSoon => "expires_soon",
             Self::ChainInCertFile => "chain_in_cert_file",
+            Self::External(code) => code,
         }
     }
 }
@@ -301,5 +306,48 @@ impl fmt::Display for Report {
             c.fmt_indented(f, "  ")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_distinct_and_round_trip_through_json() {
+        let mut names: Vec<&str> = Code::ALL.iter().map(|c| c.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Code::ALL.len());
+        for code in Code::ALL {
+            let json = serde_json::to_string(code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+        }
+    }
+
+    #[test]
+    fn findings_from_other_checks_slot_in() {
+        let mut report = Report::default();
+        assert!(report.is_valid());
+        report.push_warning(Code::External("chain_reordered"), FileKind::Ca, "reordered");
+        assert!(report.is_valid());
+        report.push_problem(Code::External("root_missing"), FileKind::Ca, "add the root");
+        assert!(!report.is_valid());
+        assert!(report.has(Code::External("root_missing")));
+        assert_eq!(
+            report.codes(),
+            vec![
+                Code::External("root_missing"),
+                Code::External("chain_reordered")
+            ]
+        );
+        let v: serde_json::Value = serde_json::to_value(&report).unwrap();
+        assert_eq!(v["valid"], false);
+        assert_eq!(v["problems"][0]["code"], "root_missing");
+        assert_eq!(v["problems"][0]["file"], "ca");
+        assert_eq!(v["warnings"][0]["code"], "chain_reordered");
+        assert!(report
+            .to_string()
+            .contains("root_missing (ca file): add the root"));
     }
 }
