@@ -15,6 +15,17 @@ pub(crate) struct StoredBundle {
     meta: BundleMeta,
 }
 
+impl core::fmt::Debug for StoredBundle {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("StoredBundle")
+            .field("version", &self.version)
+            .field("certificates", &self.chain.len())
+            .field("key", &"[secret key elided]")
+            .field("meta", &self.meta)
+            .finish()
+    }
+}
+
 impl Drop for StoredBundle {
     fn drop(&mut self) {
         self.key.zeroize();
@@ -99,13 +110,84 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(
     what: &str,
     bytes: &[u8],
 ) -> Result<T, StoreError> {
-    // serde_json errors name a position, never the value's content.
-    serde_json::from_slice(bytes).map_err(|e| corrupt(what, &e.to_string()))
+    // Only the position: serde_json's messages can quote the offending value, which may be
+    // key material.
+    serde_json::from_slice(bytes).map_err(|e| {
+        corrupt(
+            what,
+            &format!(
+                "{:?} error at line {} column {}",
+                e.classify(),
+                e.line(),
+                e.column()
+            ),
+        )
+    })
 }
 
 pub(crate) fn corrupt(what: &str, reason: &str) -> StoreError {
     StoreError::Corrupt {
         path: what.into(),
         reason: format!("etcd value unreadable: {reason}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bmcert_store::{Fingerprint, Source};
+
+    fn bundle(secret: &[u8]) -> Bundle {
+        let leaf = b"leaf der".to_vec();
+        let meta = BundleMeta {
+            source: Source::Acme,
+            names: vec!["a.test".into()],
+            not_after: time::OffsetDateTime::UNIX_EPOCH,
+            installed_at: time::OffsetDateTime::UNIX_EPOCH,
+            fingerprint: Fingerprint::of(&leaf),
+        };
+        Bundle::new(
+            vec![
+                CertificateDer::from(leaf),
+                CertificateDer::from(b"ca".to_vec()),
+            ],
+            SecretKey::new(KeyFormat::Sec1, secret.to_vec()),
+            meta,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_bundle_round_trips_whole() {
+        let b = bundle(b"secret key bytes");
+        let stored = StoredBundle::from_bundle(7, &b);
+        let bytes = encode(&stored).unwrap();
+        let back: StoredBundle = decode("k", &bytes).unwrap();
+        assert_eq!(back.version, 7);
+        assert_eq!(back.to_bundle("k").unwrap(), b);
+    }
+
+    #[test]
+    fn damaged_values_never_quote_their_content() {
+        let secret = hex::encode(b"TOPSECRET");
+        // A key where a version number should be: serde_json would quote it.
+        let bad = format!("{{\"version\":\"{secret}\"}}");
+        let err = decode::<StoredBundle>("/p/bundle/system", bad.as_bytes()).unwrap_err();
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains(&secret), "{shown}");
+        assert!(shown.contains("/p/bundle/system"), "{shown}");
+        let stored = StoredBundle::from_bundle(1, &bundle(b"x"));
+        let mut v: serde_json::Value = serde_json::from_slice(&encode(&stored).unwrap()).unwrap();
+        v["key"] = serde_json::Value::String(format!("{secret}zz"));
+        let damaged: StoredBundle = serde_json::from_value(v).unwrap();
+        let err = damaged.to_bundle("/p/bundle/system").unwrap_err();
+        assert!(!format!("{err} {err:?}").contains(&secret));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_values_decode_or_fail_cleanly(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            crate::fuzzing::decode_values(&bytes);
+        }
     }
 }

@@ -63,3 +63,29 @@ pub use url::{parse_store_url, StoreUrlError};
 
 #[doc(hidden)]
 pub use store::KeyLayout;
+
+/// Entry points for the fuzz targets (`fuzz/fuzz_targets/store_etcd_values.rs`) and the
+/// property tests: everything this crate parses from etcd or from the command line.
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::codec::{decode, LockValue, StoredBundle, StoredHistory};
+
+    /// Decodes `bytes` as every kind of value the store reads from etcd (bundle, history,
+    /// lock) and turns decoded bundles into `Bundle`s; never panics.
+    pub fn decode_values(bytes: &[u8]) {
+        if let Ok(b) = decode::<StoredBundle>("fuzz", bytes) {
+            let _ = b.to_bundle("fuzz");
+        }
+        if let Ok(h) = decode::<StoredHistory>("fuzz", bytes) {
+            for e in &h.entries {
+                let _ = e.bundle.to_bundle("fuzz");
+            }
+        }
+        let _ = decode::<LockValue>("fuzz", bytes);
+    }
+
+    /// What an etcd key under `/p/` means for the change feed.
+    pub fn change_key(key: &[u8]) -> Option<bmcert_store::ChangeKey> {
+        crate::store::KeyLayout::for_prefix("/p/").change_key_of(key)
+    }
+}

@@ -99,6 +99,14 @@ impl KeyLayout {
         }
         Self { prefix }
     }
+    /// The keys under `prefix`.
+    pub fn for_prefix(prefix: &str) -> Self {
+        Self::new(prefix)
+    }
+    /// What an etcd key means for the change feed (`None`: internal or foreign keys).
+    pub fn change_key_of(&self, key: &[u8]) -> Option<ChangeKey> {
+        self.change_key(key)
+    }
     /// Everything under the prefix.
     pub fn all(&self) -> &str {
         &self.prefix

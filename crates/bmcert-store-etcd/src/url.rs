@@ -74,4 +74,25 @@ mod tests {
             );
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_parses_or_is_refused_cleanly(text in "\\PC{0,80}") {
+            if let Ok(o) = parse_store_url(&text) {
+                proptest::prop_assert!(!o.endpoints.is_empty());
+                proptest::prop_assert!(o.endpoints.iter().all(|e| e.contains(':')));
+                proptest::prop_assert!(o.prefix.starts_with('/'));
+            }
+        }
+
+        #[test]
+        fn generated_addresses_round_trip(ports in proptest::collection::vec(1u16.., 1..4), prefix in "(/[a-z0-9-]{1,10}){0,2}/?") {
+            let hosts: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+            let o = parse_store_url(&format!("etcd://{}{prefix}", hosts.join(","))).unwrap();
+            proptest::prop_assert_eq!(o.endpoints, hosts);
+            if prefix.len() > 1 {
+                proptest::prop_assert_eq!(o.prefix, prefix);
+            }
+        }
+    }
 }
