@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use bmcert_bundle::BundleCheck;
+use bmcert_bundle::{BundleCheck, FileKind};
 use bmcert_topology::Host;
 use clap::{ArgGroup, Args};
 use rustls_pki_types::UnixTime;
@@ -66,7 +66,10 @@ pub(crate) fn run(args: CheckArgs) -> Result<ExitCode, UsageError> {
         Host::parse(&args.url).map_err(|e| UsageError(format!("--url `{}`: {e}", args.url)))?;
     let now = parse_at(args.at.as_deref())?;
 
-    let report = if let Some(p12_path) = &args.p12 {
+    // Which path each `file` of the report refers to, shown to the administrator.
+    let mut files: Vec<(FileKind, &PathBuf)> = Vec::new();
+    let mut report = if let Some(p12_path) = &args.p12 {
+        files.push((FileKind::P12, p12_path));
         let p12 = input::read(p12_path, "PKCS#12 file")?;
         let password = match &args.password_file {
             Some(p) => input::read_password(p, "password file")?,
@@ -77,10 +80,15 @@ pub(crate) fn run(args: CheckArgs) -> Result<ExitCode, UsageError> {
         let (Some(cert_path), Some(key_path)) = (&args.cert, &args.key) else {
             return Err(UsageError("give --cert and --key, or --p12".to_owned()));
         };
+        files.push((FileKind::Cert, cert_path));
+        files.push((FileKind::Key, key_path));
         let cert = input::read(cert_path, "certificate file")?;
         let key = zeroize::Zeroizing::new(input::read(key_path, "key file")?);
         let ca = match &args.ca {
-            Some(p) => Some(input::read(p, "CA file")?),
+            Some(p) => {
+                files.push((FileKind::Ca, p));
+                Some(input::read(p, "CA file")?)
+            }
             None => None,
         };
         let key_password = match &args.key_password_file {
@@ -93,12 +101,31 @@ pub(crate) fn run(args: CheckArgs) -> Result<ExitCode, UsageError> {
         }
         check.check(now)
     };
+    // The library does not know paths: name the key file in the openssl commands it suggests.
+    if let Some((_, key_path)) = files.iter().find(|(k, _)| *k == FileKind::Key) {
+        let shown = key_path.display().to_string();
+        for f in report.problems.iter_mut().chain(report.warnings.iter_mut()) {
+            f.message = f.message.replace("KEYFILE", &shown);
+        }
+    }
 
     if args.json {
-        let text = serde_json::to_string_pretty(&report)
+        let mut value = serde_json::to_value(&report)
+            .map_err(|e| UsageError(format!("cannot write the JSON report: {e}")))?;
+        if let serde_json::Value::Object(map) = &mut value {
+            let paths = files
+                .iter()
+                .map(|(k, p)| (k.as_str().to_owned(), p.display().to_string().into()))
+                .collect();
+            map.insert("files".to_owned(), serde_json::Value::Object(paths));
+        }
+        let text = serde_json::to_string_pretty(&value)
             .map_err(|e| UsageError(format!("cannot write the JSON report: {e}")))?;
         println!("{text}");
     } else {
+        for (kind, path) in &files {
+            println!("{kind} file: {}", path.display());
+        }
         print!("{report}");
     }
     Ok(if report.is_valid() {

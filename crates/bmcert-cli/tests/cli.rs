@@ -105,7 +105,7 @@ fn readme_command_accepts_the_samples() {
         ],
     );
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
-    assert!(run.stdout.starts_with("Bundle accepted"), "{}", run.stdout);
+    assert!(run.stdout.starts_with("cert file: samples/cert.pem\nkey file: samples/key.pem\nca file: samples/ca.pem\nBundle accepted"), "{}", run.stdout);
     assert!(run.stdout.contains("CN=mail.example.test"));
     assert!(run.stdout.contains("DNS:mail.example.test"));
     assert!(run.stdout.contains("Reference host: mail.example.test"));
@@ -133,6 +133,8 @@ fn readme_command_accepts_the_samples() {
     assert_eq!(v["leaf"]["sans"][0], "DNS:mail.example.test");
     assert_eq!(v["chain"].as_array().unwrap().len(), 2);
     assert_eq!(v["host"], "mail.example.test");
+    assert_eq!(v["files"]["cert"], "cert.pem");
+    assert_eq!(v["files"]["ca"], "ca.pem");
 }
 
 #[test]
@@ -240,7 +242,11 @@ fn encrypted_key_with_and_without_password_file() {
     };
     let run = bmcert(d, &args(&[]));
     assert_code(&run, 1, "key_encrypted", "key");
-    assert!(run.stdout.contains("openssl pkey -in"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("openssl pkey -in enc.pem -out"),
+        "{}",
+        run.stdout
+    );
     let run = bmcert(d, &args(&["--key-password-file", "pw"]));
     assert_eq!(run.code, 0, "{}", run.stdout);
     assert_code(
