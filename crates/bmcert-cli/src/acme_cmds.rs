@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use bmcert::acme::{
-    client_for_dir, AcmeClient, AcmeConfig, AcmeError, ChallengeKind, Directory, Http01Listener,
+    client_for_store, AcmeClient, AcmeConfig, AcmeError, ChallengeKind, Directory, Http01Listener,
     IssueRequest, KeyKind, TlsAlpn01Listener,
 };
 use bmcert::topology::{Target, Topology};
@@ -35,9 +35,9 @@ enum AcmeCommand {
 
 #[derive(Args, Debug)]
 struct CaArgs {
-    /// The certificate store directory.
-    #[arg(long, value_name = "DIR")]
-    store: PathBuf,
+    /// The certificate store: a directory, or `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]`.
+    #[arg(long, value_name = "DIR|etcd://...")]
+    store: String,
     /// The ACME directory URL (Let's Encrypt production by default; `staging` for
     /// Let's Encrypt's staging).
     #[arg(long, value_name = "URL")]
@@ -134,7 +134,8 @@ fn client(ca: &CaArgs, mut config: AcmeConfig) -> Result<AcmeClient, UsageError>
     if let Some(path) = &ca.directory_ca {
         config.directory_roots = read_certs(path, "directory CA file")?;
     }
-    client_for_dir(&ca.store, config).map_err(|e| UsageError(e.to_string()))
+    let store = crate::store_cmds::open_store(&ca.store)?;
+    client_for_store(store, config).map_err(|e| UsageError(e.to_string()))
 }
 
 fn read_certs(
