@@ -363,80 +363,16 @@ impl Renewer {
         &self,
         target: &Target,
     ) -> Result<(RecordKey, Option<(bmcert_store::Revision, RenewalRecord)>), RenewError> {
-        let key = keys::target_key(keys::RENEWAL_PREFIX, target)
-            .map_err(|e| RenewError::Internal(format!("{}: {e}", "naming the renewal record")))?;
-        let rec = self
-            .inner
-            .store
-            .get(&key)
-            .await
-            .map_err(store_err("reading the renewal record"))?;
-        let parsed = rec.and_then(|r| {
-            serde_json::from_slice::<RenewalRecord>(r.secret_value())
-                .ok()
-                .map(|v| (r.revision, v))
-        });
-        Ok((key, parsed))
+        record(self.inner.store.as_ref(), target).await
     }
 
-    /// The record for the installed certificate (a fresh one when the record is about an
-    /// older certificate).
     async fn record_for(&self, installed: &Installed) -> Result<RenewalRecord, RenewError> {
-        let fp = hex(&installed.bundle.meta().fingerprint.0);
-        let (_, rec) = self.record(&installed.target).await?;
-        Ok(match rec {
-            Some((_, r)) if r.fingerprint == fp => r,
-            _ => RenewalRecord {
-                fingerprint: fp,
-                ..RenewalRecord::default()
-            },
-        })
+        record_for(self.inner.store.as_ref(), installed).await
     }
 
     /// The status of every installed target.
     pub async fn status(&self) -> Result<Vec<TargetStatus>, RenewError> {
-        let listed = self
-            .inner
-            .store
-            .list()
-            .await
-            .map_err(store_err("listing the targets"))?;
-        let mut out = Vec::with_capacity(listed.len());
-        for l in listed {
-            let Some(installed) = self
-                .inner
-                .store
-                .current(&l.target)
-                .await
-                .map_err(store_err("reading a certificate"))?
-            else {
-                continue;
-            };
-            let (not_before, not_after) = validity(&installed);
-            let rec = self.record_for(&installed).await?;
-            let acme = installed.bundle.meta().source == Source::Acme;
-            let next = acme.then(|| {
-                let due = policy::due_at(not_before, not_after, &key_str(&l.target));
-                match rec.next_attempt {
-                    Some(n) if from_unix(n) > due => from_unix(n),
-                    _ => due,
-                }
-            });
-            out.push(TargetStatus {
-                target: crate::notify::target_arg(&l.target),
-                source: if acme {
-                    "acme".into()
-                } else {
-                    "uploaded".into()
-                },
-                names: installed.bundle.meta().names.clone(),
-                not_after: rfc3339(not_after),
-                next_renewal: next.map(rfc3339),
-                last_attempt: rec.last_attempt.map(|t| rfc3339(from_unix(t))),
-                last_error: rec.last_error.clone(),
-            });
-        }
-        Ok(out)
+        status(self.inner.store.as_ref()).await
     }
 
     /// Renews `target` now, whether due or not (`bmcert renew`), under the renewal lock.
@@ -810,6 +746,74 @@ impl Renewer {
             }
         }
     }
+}
+
+/// The status of every target installed in `store`: source, names, expiry, next renewal,
+/// last attempt and last error (from the renewal records every server shares).
+pub async fn status(store: &dyn Store) -> Result<Vec<TargetStatus>, RenewError> {
+    let listed = store.list().await.map_err(store_err("listing the targets"))?;
+    let mut out = Vec::with_capacity(listed.len());
+    for l in listed {
+        let Some(installed) = store
+            .current(&l.target)
+            .await
+            .map_err(store_err("reading a certificate"))?
+        else {
+            continue;
+        };
+        let (not_before, not_after) = validity(&installed);
+        let rec = record_for(store, &installed).await?;
+        let acme = installed.bundle.meta().source == Source::Acme;
+        let next = acme.then(|| {
+            let due = policy::due_at(not_before, not_after, &key_str(&l.target));
+            match rec.next_attempt {
+                Some(n) if from_unix(n) > due => from_unix(n),
+                _ => due,
+            }
+        });
+        out.push(TargetStatus {
+            target: crate::notify::target_arg(&l.target),
+            source: if acme { "acme".into() } else { "uploaded".into() },
+            names: installed.bundle.meta().names.clone(),
+            not_after: rfc3339(not_after),
+            next_renewal: next.map(rfc3339),
+            last_attempt: rec.last_attempt.map(|t| rfc3339(from_unix(t))),
+            last_error: rec.last_error.clone(),
+        });
+    }
+    Ok(out)
+}
+
+async fn record(
+    store: &dyn Store,
+    target: &Target,
+) -> Result<(RecordKey, Option<(bmcert_store::Revision, RenewalRecord)>), RenewError> {
+    let key = keys::target_key(keys::RENEWAL_PREFIX, target)
+        .map_err(|e| RenewError::Internal(format!("naming the renewal record: {e}")))?;
+    let rec = store
+        .get(&key)
+        .await
+        .map_err(store_err("reading the renewal record"))?;
+    let parsed = rec.and_then(|r| {
+        serde_json::from_slice::<RenewalRecord>(r.secret_value())
+            .ok()
+            .map(|v| (r.revision, v))
+    });
+    Ok((key, parsed))
+}
+
+/// The record for the installed certificate (a fresh one when the record is about an older
+/// certificate).
+async fn record_for(store: &dyn Store, installed: &Installed) -> Result<RenewalRecord, RenewError> {
+    let fp = hex(&installed.bundle.meta().fingerprint.0);
+    let (_, rec) = record(store, &installed.target).await?;
+    Ok(match rec {
+        Some((_, r)) if r.fingerprint == fp => r,
+        _ => RenewalRecord {
+            fingerprint: fp,
+            ..RenewalRecord::default()
+        },
+    })
 }
 
 fn key_str(target: &Target) -> String {

@@ -11,6 +11,7 @@
 #![warn(unreachable_pub)]
 
 pub mod acme;
+pub mod renew;
 mod manager;
 
 pub use bmcert_bundle as bundle;

@@ -1,0 +1,381 @@
+//! Against the real peers started by `scripts/test-all`: pebble (ACME), aiosmtpd (SMTP) and,
+//! when present, the etcd cluster. Without their variables each test prints why it is skipped.
+//!
+//! The schedule is driven by an injected clock; the renewals are real orders against pebble
+//! and the warnings real e-mails read back from aiosmtpd's directory.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use bmcert_acme::{AcmeClient, AcmeConfig, ChallengeBoard, Directory, Http01Listener, Progress, RetryBudget, StoreState};
+use bmcert_renew::*;
+use bmcert_store::{DirStore, Source, Store};
+use bmcert_topology::{Site, Target, Topology};
+use common::*;
+use time::{Duration, OffsetDateTime};
+
+static PORTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+struct Peers {
+    directory: String,
+    management: String,
+    ca_pem: Vec<u8>,
+    http01: u16,
+    smtp_port: u16,
+    maildir: PathBuf,
+}
+
+fn peers() -> Option<Peers> {
+    let var = |k: &str| std::env::var(k).ok();
+    let (Some(directory), Some(smtp)) = (var("BMCERT_PEBBLE_DIRECTORY"), var("BMCERT_SMTP_PORT")) else {
+        eprintln!("SKIPPED: BMCERT_PEBBLE_DIRECTORY or BMCERT_SMTP_PORT is not set; run scripts/test-all to start pebble and aiosmtpd");
+        return None;
+    };
+    Some(Peers {
+        directory,
+        management: var("BMCERT_PEBBLE_MANAGEMENT").unwrap(),
+        ca_pem: std::fs::read(var("BMCERT_PEBBLE_CA").unwrap()).unwrap(),
+        http01: var("BMCERT_PEBBLE_HTTP01_PORT").unwrap().parse().unwrap(),
+        smtp_port: smtp.parse().unwrap(),
+        maildir: var("BMCERT_SMTP_MAILDIR").unwrap().into(),
+    })
+}
+
+fn etcd_endpoints() -> Option<Vec<String>> {
+    match std::env::var("BMCERT_ETCD_ENDPOINTS") {
+        Ok(v) if !v.trim().is_empty() => Some(v.split(',').map(str::to_owned).collect()),
+        _ => {
+            eprintln!("SKIPPED (etcd part): BMCERT_ETCD_ENDPOINTS is not set");
+            None
+        }
+    }
+}
+
+fn unique(label: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() % 1_000_000_000;
+    format!("{label}-{}-{n}-{t}.example.test", std::process::id())
+}
+
+fn topology(host: &str) -> Topology {
+    let mut t = Topology::new(Site::new(&format!("https://{host}"), &[]).unwrap());
+    t.default_domain = Some("example.test".parse().unwrap());
+    t
+}
+
+async fn config(p: &Peers, directory: &str) -> AcmeConfig {
+    let mut config = AcmeConfig::new(Directory::Url(directory.to_owned()));
+    config.directory_roots = AcmeConfig::certificates_from_pem(&p.ca_pem, "pebble CA").unwrap();
+    let probe = AcmeClient::new(
+        AcmeConfig { directory: Directory::Url(p.directory.clone()), ..config.clone() },
+        bmcert_acme::MemoryState::new(),
+        ChallengeBoard::new(),
+    )
+    .unwrap();
+    let root = probe.fetch(&format!("{}/roots/0", p.management)).await.unwrap();
+    config.chain_roots = AcmeConfig::certificates_from_pem(&root, "pebble root").unwrap();
+    config.poll.total = StdDuration::from_secs(60);
+    // A dead directory fails fast.
+    config.retry = RetryBudget { first_delay: StdDuration::from_millis(50), max_delay: StdDuration::from_millis(200), total: StdDuration::from_millis(600) };
+    config
+}
+
+/// An ACME client over `store` publishing on `board`, counting orders placed.
+fn acme(config: AcmeConfig, store: &Arc<dyn Store>, board: &ChallengeBoard, orders: &Arc<AtomicU32>) -> Arc<AcmeClient> {
+    let orders = orders.clone();
+    Arc::new(
+        AcmeClient::new(config, Arc::new(StoreState::new(store.clone())), board.clone())
+            .unwrap()
+            .with_progress(move |p| {
+                if matches!(p, Progress::Ordered { .. }) {
+                    orders.fetch_add(1, Ordering::SeqCst);
+                }
+            }),
+    )
+}
+
+async fn http01(port: u16, board: &ChallengeBoard) -> Http01Listener {
+    for _ in 0..100 {
+        if let Ok(l) = Http01Listener::bind(SocketAddr::from(([127, 0, 0, 1], port)), Arc::new(board.clone())).await {
+            return l;
+        }
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+    }
+    panic!("HTTP-01 port {port} stays busy");
+}
+
+fn smtp(p: &Peers) -> Arc<SmtpNotifier> {
+    let mut c = SmtpConfig::new("127.0.0.1", p.smtp_port, SmtpSecurity::Plain, "bmcert@example.test");
+    c.timeout = StdDuration::from_secs(10);
+    Arc::new(SmtpNotifier::new(c).unwrap())
+}
+
+/// The messages aiosmtpd delivered to `to`.
+fn mails_to(p: &Peers, to: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(&p.maildir).unwrap() {
+        let e = e.unwrap();
+        if e.file_name().to_string_lossy().ends_with(".eml") {
+            let text = std::fs::read_to_string(e.path()).unwrap();
+            if text.lines().next().is_some_and(|l| l == format!("X-Envelope-To: {to}")) {
+                out.push(text);
+            }
+        }
+    }
+    out
+}
+
+fn renewer(store: &Arc<dyn Store>, issuer: Arc<dyn Issuer>, notifier: Arc<dyn Notifier>, clock: &Arc<ManualClock>, holder: &str, to: &str) -> Renewer {
+    let config = RenewerConfig { holder: holder.into(), warn_to: Some(to.into()), ..RenewerConfig::default() };
+    Renewer::new(store.clone(), issuer, notifier, clock.clone(), config)
+}
+
+async fn accept_terms(client: &AcmeClient) {
+    client.accept_terms().await.unwrap();
+}
+
+#[tokio::test]
+async fn renewed_when_due_against_pebble_and_served_by_the_resolver() {
+    let Some(p) = peers() else { return };
+    let _ports = PORTS.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(DirStore::open(dir.path().join("store")).unwrap());
+    let host = unique("renew");
+    let topo = topology(&host);
+    let now = OffsetDateTime::now_utc();
+    let old = bundle(&[&host], now - Duration::days(60), now + Duration::days(30), Source::Acme);
+    install(store.as_ref(), &Target::System, &old).await;
+
+    let index = Arc::new(bmcert_resolve::LiveIndex::new(&topo));
+    let follower = bmcert_resolve::FollowerThread::start(store.clone(), index.clone()).unwrap();
+    let served = || index.certificate(&Target::System).map(|ck| ck.cert[0].to_vec());
+    assert_eq!(served().as_deref(), Some(old.leaf().as_ref()));
+
+    let board = ChallengeBoard::new();
+    let orders = Arc::new(AtomicU32::new(0));
+    let client = acme(config(&p, &p.directory).await, &store, &board, &orders);
+    accept_terms(&client).await;
+    let _http = http01(p.http01, &board).await;
+    let clock = Arc::new(ManualClock::new(now - Duration::days(10)));
+    let issuer = Arc::new(AcmeIssuer::new(client.clone(), topo.clone()));
+    let r = renewer(&store, issuer, Arc::new(MemoryNotifier::default()), &clock, "a", "admin@example.test");
+
+    let pass = r.run_once().await.unwrap();
+    assert_eq!(orders.load(Ordering::SeqCst), 0, "not due 10 days earlier");
+    assert!(pass.next_wake.unwrap() > clock.now());
+
+    clock.set(now);
+    let pass = r.run_once().await.unwrap();
+    assert_eq!(pass.renewed, [Target::System], "{pass:?}");
+    assert_eq!(orders.load(Ordering::SeqCst), 1);
+    let new = store.current(&Target::System).await.unwrap().unwrap();
+    assert_eq!(new.bundle.meta().source, Source::Acme);
+    assert_ne!(new.bundle.leaf(), old.leaf());
+    // The resolver follows the store: the new certificate is served (bounded wait).
+    let mut waited = 0;
+    while served().as_deref() != Some(new.bundle.leaf().as_ref()) && waited < 50 {
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+        waited += 1;
+    }
+    assert_eq!(served().as_deref(), Some(new.bundle.leaf().as_ref()), "the resolver serves the renewed certificate");
+    follower.stop();
+    // Pebble's 5-year certificate is not due: the next pass orders nothing.
+    r.run_once().await.unwrap();
+    assert_eq!(orders.load(Ordering::SeqCst), 1);
+}
+
+/// The warning scenario over `stores` (one per server): pebble unreachable from 6 days before
+/// expiry, one e-mail a day on each of the last 5 days, a restart in the middle, then pebble
+/// back: renewed, and the e-mails stop.
+async fn warnings_scenario(p: &Peers, stores: Vec<Arc<dyn Store>>) {
+    let _ports = PORTS.lock().await;
+    let host = unique("warn");
+    let to = format!("admin-{}@example.test", host.split('.').next().unwrap());
+    let topo = topology(&host);
+    let real_now = OffsetDateTime::now_utc();
+    // Expires at 12:00 UTC some 30 days ahead, so the simulated days below are UTC days.
+    let not_after = (real_now + Duration::days(30)).date().midnight().assume_utc() + Duration::hours(12);
+    let old = bundle(&[&host], not_after - Duration::days(90), not_after, Source::Acme);
+    install(stores[0].as_ref(), &Target::System, &old).await;
+    let board = ChallengeBoard::new();
+    let orders = Arc::new(AtomicU32::new(0));
+    let dead = config(p, "https://127.0.0.1:1/dir").await;
+    let clock = Arc::new(ManualClock::new(not_after - Duration::days(6)));
+    let notifier = smtp(p);
+    let make = |i: usize, gen: &str| {
+        let client = acme(dead.clone(), &stores[i], &board, &orders);
+        renewer(&stores[i], Arc::new(AcmeIssuer::new(client, topo.clone())), notifier.clone(), &clock, &format!("server{i}-{gen}"), &to)
+    };
+    let mut servers: Vec<Renewer> = (0..stores.len()).map(|i| make(i, "first")).collect();
+
+    // Day 6 before expiry: the attempt fails, no e-mail.
+    for s in &servers {
+        s.run_once().await.unwrap();
+    }
+    assert!(mails_to(p, &to).is_empty(), "no e-mail 6 days before expiry");
+    let status = servers[0].status().await.unwrap();
+    let error = status[0].last_error.clone().expect("the failure is recorded");
+    assert!(error.contains("127.0.0.1:1"), "{error}");
+
+    for day in 1..=5i64 {
+        let base = not_after - Duration::days(6 - day) + Duration::hours(1);
+        for hour in [0, 3, 6] {
+            clock.set(base + Duration::hours(hour));
+            let passes = servers.iter().map(|s| s.run_once());
+            for r in futures_join(passes).await {
+                r.unwrap();
+            }
+        }
+        if day == 3 {
+            // Every server restarts in the middle of the day: no duplicate.
+            servers = (0..stores.len()).map(|i| make(i, "restarted")).collect();
+            for s in &servers {
+                s.run_once().await.unwrap();
+            }
+        }
+        let mails = mails_to(p, &to);
+        assert_eq!(mails.len(), day as usize, "day {day}: exactly one e-mail a day");
+        assert_eq!(stores[0].current(&Target::System).await.unwrap().unwrap().bundle.leaf(), old.leaf(), "the certificate stays");
+    }
+    let mails = mails_to(p, &to);
+    for m in &mails {
+        assert!(m.contains(&host), "names the certificate's names");
+        assert!(m.contains("Last error:") && m.contains("127.0.0.1:1"), "carries the error: {m}");
+        assert!(m.contains(&not_after.format(&time::format_description::well_known::Rfc3339).unwrap()));
+    }
+    assert_eq!(orders.load(Ordering::SeqCst), 0);
+
+    // Pebble comes back (the servers now reach a live directory): the next attempt renews.
+    let live = config(p, &p.directory).await;
+    let client = acme(live, &stores[0], &board, &orders);
+    accept_terms(&client).await;
+    let _http = http01(p.http01, &board).await;
+    let back: Vec<Renewer> = (0..stores.len())
+        .map(|i| {
+            let client = if i == 0 { client.clone() } else { acme(client.config().clone(), &stores[i], &board, &orders) };
+            renewer(&stores[i], Arc::new(AcmeIssuer::new(client, topo.clone())), notifier.clone(), &clock, &format!("server{i}-back"), &to)
+        })
+        .collect();
+    clock.advance(Duration::hours(7));
+    for r in futures_join(back.iter().map(|s| s.run_once())).await {
+        r.unwrap();
+    }
+    assert_eq!(orders.load(Ordering::SeqCst), 1, "one order for all servers");
+    assert_ne!(stores[0].current(&Target::System).await.unwrap().unwrap().bundle.leaf(), old.leaf());
+    clock.advance(Duration::hours(20));
+    for s in &back {
+        s.run_once().await.unwrap();
+    }
+    assert_eq!(mails_to(p, &to).len(), 5, "the e-mails stop after the renewal");
+    assert_eq!(back[0].status().await.unwrap()[0].last_error, None);
+}
+
+async fn futures_join<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let handles: Vec<_> = futures.collect();
+    let mut out = Vec::new();
+    // Run them concurrently on this task.
+    let mut pinned: Vec<_> = handles.into_iter().map(Box::pin).collect();
+    let mut results: Vec<Option<F::Output>> = (0..pinned.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in pinned.iter_mut().enumerate() {
+            if results[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => results[i] = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
+    })
+    .await;
+    for r in results {
+        out.push(r.unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+async fn daily_warnings_while_pebble_is_unreachable_over_the_directory_store() {
+    let Some(p) = peers() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(DirStore::open(dir.path().join("store")).unwrap());
+    warnings_scenario(&p, vec![store]).await;
+}
+
+#[tokio::test]
+async fn two_renewers_on_one_directory_store_place_one_order() {
+    let Some(p) = peers() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let stores: Vec<Arc<dyn Store>> = (0..2).map(|_| Arc::new(DirStore::open(dir.path().join("store")).unwrap()) as Arc<dyn Store>).collect();
+    race(&p, stores).await;
+}
+
+/// Renewers on `stores` (one per server) race on one due certificate: pebble sees one order.
+async fn race(p: &Peers, stores: Vec<Arc<dyn Store>>) {
+    let _ports = PORTS.lock().await;
+    let host = unique("race");
+    let topo = topology(&host);
+    let now = OffsetDateTime::now_utc();
+    let old = bundle(&[&host], now - Duration::days(80), now + Duration::days(10), Source::Acme);
+    install(stores[0].as_ref(), &Target::System, &old).await;
+    let board = ChallengeBoard::new();
+    let orders = Arc::new(AtomicU32::new(0));
+    let config = config(p, &p.directory).await;
+    let clock = Arc::new(ManualClock::new(now));
+    let _http = http01(p.http01, &board).await;
+    let mut renewers = Vec::new();
+    for (i, s) in stores.iter().enumerate() {
+        let client = acme(config.clone(), s, &board, &orders);
+        accept_terms(&client).await;
+        renewers.push(renewer(s, Arc::new(AcmeIssuer::new(client, topo.clone())), Arc::new(MemoryNotifier::default()), &clock, &format!("server{i}"), "admin@example.test"));
+    }
+    let reports = futures_join(renewers.iter().map(|r| r.run_once())).await;
+    let renewed: usize = reports.into_iter().map(|r| r.unwrap().renewed.len()).sum();
+    assert_eq!(orders.load(Ordering::SeqCst), 1, "pebble saw one order");
+    assert_eq!(renewed, 1);
+    for s in &stores {
+        assert_ne!(s.current(&Target::System).await.unwrap().unwrap().bundle.leaf(), old.leaf());
+    }
+    // Afterwards nobody orders again.
+    for r in &renewers {
+        r.run_once().await.unwrap();
+    }
+    assert_eq!(orders.load(Ordering::SeqCst), 1);
+}
+
+async fn etcd_stores(endpoints: Vec<String>, n: usize) -> Vec<Arc<dyn Store>> {
+    let prefix = format!("/renew-{}/", unique("p"));
+    tokio::task::spawn_blocking(move || {
+        (0..n)
+            .map(|_| {
+                let mut o = bmcert_store_etcd::EtcdOptions::new(endpoints.clone());
+                o.prefix = prefix.clone();
+                Arc::new(bmcert_store_etcd::EtcdStore::connect(o).unwrap()) as Arc<dyn Store>
+            })
+            .collect()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_renewers_on_etcd_place_one_order() {
+    let Some(p) = peers() else { return };
+    let Some(endpoints) = etcd_endpoints() else { return };
+    race(&p, etcd_stores(endpoints, 3).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_email_per_day_with_three_servers_on_etcd() {
+    let Some(p) = peers() else { return };
+    let Some(endpoints) = etcd_endpoints() else { return };
+    warnings_scenario(&p, etcd_stores(endpoints, 3).await).await;
+}

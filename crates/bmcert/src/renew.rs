@@ -1,0 +1,31 @@
+//! Automatic renewal and expiry warnings: the entry points services and the CLI use.
+//!
+//! Everything of [`bmcert_renew`] is re-exported here. [`renewer_for_store`] builds the
+//! installation's renewer over its store: renewals through the ACME client of
+//! [`acme::client_for_store`](crate::acme::client_for_store) (the same account, terms and
+//! HTTP-01 tokens), warnings through the given [`Notifier`] (usually an [`SmtpNotifier`]).
+//! The service starts it with [`Renewer::start`] and stops it with [`Running::stop`].
+
+use std::sync::Arc;
+
+pub use bmcert_renew::*;
+
+use crate::acme::{AcmeClient, AcmeConfig, AcmeError};
+
+/// The installation's renewer over `store`: ACME renewals with `acme` for the names of
+/// `topology`, warnings through `notifier`, the system clock.
+///
+/// Returns the renewer and the ACME client it renews with (share its
+/// [`board`](AcmeClient::board) with the HTTP-01 handler and the TLS resolver).
+pub fn renewer_for_store(
+    store: Arc<dyn bmcert_store::Store>,
+    acme: AcmeConfig,
+    topology: crate::topology::Topology,
+    notifier: Arc<dyn Notifier>,
+    config: RenewerConfig,
+) -> Result<(Renewer, Arc<AcmeClient>), AcmeError> {
+    let client = Arc::new(crate::acme::client_for_store(store.clone(), acme)?);
+    let issuer = Arc::new(AcmeIssuer::new(client.clone(), topology));
+    let renewer = Renewer::new(store, issuer, notifier, Arc::new(SystemClock), config);
+    Ok((renewer, client))
+}
