@@ -4,6 +4,8 @@ use bmcert_topology::Host;
 use rustls_pki_types::{CertificateDer, UnixTime};
 use time::OffsetDateTime;
 
+use bmcert_verify::{ChainInput, Code as VerifyCode, Role, Severity, Verdict};
+
 use crate::cert::{parse_certificates, CertSummary, KeyAlgorithm};
 use crate::key::{parse_private_key, KeyError};
 use crate::keycheck::{self, KeyCheck};
@@ -43,6 +45,7 @@ pub struct BundleCheck<'a> {
     source: Source<'a>,
     key_password: Option<&'a [u8]>,
     host: Option<Host>,
+    platform_roots: &'a [CertificateDer<'a>],
 }
 
 impl<'a> BundleCheck<'a> {
@@ -52,6 +55,7 @@ impl<'a> BundleCheck<'a> {
             source: Source::Files { cert, key, ca },
             key_password: None,
             host: None,
+            platform_roots: &[],
         }
     }
 
@@ -61,6 +65,7 @@ impl<'a> BundleCheck<'a> {
             source: Source::Pkcs12 { p12, password },
             key_password: None,
             host: None,
+            platform_roots: &[],
         }
     }
 
@@ -70,9 +75,18 @@ impl<'a> BundleCheck<'a> {
         self
     }
 
-    /// The host the bundle is meant for; kept in the report for the name checks.
+    /// The host the bundle is meant for: the certificate's CN or a SAN must cover it.
     pub fn host(mut self, host: Host) -> Self {
         self.host = Some(host);
+        self
+    }
+
+    /// Roots of the platform trust store (the caller loads them, for example with
+    /// rustls-native-certs). They only complete a chain whose root is missing from the CA
+    /// file, with the warning `root_from_platform`; without them such a chain is refused
+    /// with `root_missing`.
+    pub fn platform_roots(mut self, roots: &'a [CertificateDer<'a>]) -> Self {
+        self.platform_roots = roots;
         self
     }
 
@@ -169,6 +183,7 @@ impl<'a> BundleCheck<'a> {
         };
         let [cert_file, key_file, ca_file] = files;
         let pkcs12 = cert_file == FileKind::P12;
+        let ca_unreadable = report.has(Code::CaUnreadable);
 
         let key_weak = key.as_ref().is_some_and(|k| {
             k.algorithm() == KeyAlgorithm::Rsa && k.bits().is_some_and(|b| b < MIN_RSA_BITS)
@@ -270,12 +285,69 @@ impl<'a> BundleCheck<'a> {
         }
         summarize_chain(&mut report, &ca, ca_file, now_secs);
 
-        let mut chain = certs;
-        chain.extend(ca);
+        // Chain and name verdicts. A PKCS#12 file carries its authorities itself, so its
+        // extra certificates play the CA file's part. An unreadable CA file was reported
+        // already; a chain verdict over nothing would only repeat it.
+        let mut chain = if ca_unreadable {
+            certs.iter().chain(&ca).cloned().collect()
+        } else {
+            let (extras, authorities): (&[CertificateDer<'static>], &[CertificateDer<'static>]) =
+                if pkcs12 { (&[], &certs) } else { (&certs, &ca) };
+            let verdict = bmcert_verify::verify(&ChainInput {
+                leaf: &leaf,
+                cert_file_extras: extras,
+                ca_file: authorities,
+                platform_roots: self.platform_roots,
+                reference: report.host.as_ref(),
+                time: now,
+            });
+            merge_verdict(&mut report, &verdict, cert_file, ca_file);
+            if verdict.chain.is_empty() {
+                certs.iter().chain(&ca).cloned().collect()
+            } else {
+                verdict.chain
+            }
+        };
+        chain.retain(|c| c.as_ref() != leaf.as_ref());
         if let Some(key) = key {
             report.bundle = Some(Bundle { leaf, chain, key });
         }
         report
+    }
+}
+
+/// Adds `bmcert-verify`'s findings to the report, leaving out what this crate already said
+/// about the same certificates (the leaf's dates, certificates in the certificate file, an
+/// authority's dates), so nothing is listed twice.
+fn merge_verdict(report: &mut Report, verdict: &Verdict, cert_file: FileKind, ca_file: FileKind) {
+    for f in &verdict.findings {
+        let duplicate = match f.code {
+            VerifyCode::LeafExpired => report.has(Code::Expired) || report.has(Code::NotYetValid),
+            VerifyCode::ChainInCertFile => report.has(Code::ChainInCertFile),
+            VerifyCode::CaExpired => report.has(Code::Chain(VerifyCode::CaExpired)),
+            _ => false,
+        };
+        if duplicate {
+            continue;
+        }
+        let file = match f.file {
+            Role::Cert => cert_file,
+            Role::Ca => ca_file,
+        };
+        let mut message = f.message.clone();
+        if file == FileKind::P12
+            && matches!(
+                f.code,
+                VerifyCode::ChainIncomplete | VerifyCode::RootMissing
+            )
+        {
+            // The verifier speaks of "the CA file"; a PKCS#12 file carries its chain inside.
+            message.push_str(". In a PKCS#12 file the authorities travel inside it: export it again with them, for example `openssl pkcs12 -export -in cert.pem -inkey key.pem -certfile ca.pem -out bundle.p12`, where ca.pem holds the intermediate and root certificates");
+        }
+        match f.severity {
+            Severity::Problem => report.push_problem(Code::Chain(f.code), file, message),
+            Severity::Warning => report.push_warning(Code::Chain(f.code), file, message),
+        }
     }
 }
 
@@ -288,7 +360,7 @@ fn summarize_chain(report: &mut Report, ca: &[CertificateDer<'static>], file: Fi
 
 fn check_cert(report: &mut Report, s: &CertSummary, file: FileKind, what: &str, now: i64) {
     let is_leaf = what == "certificate";
-    if now < s.not_before_unix {
+    if is_leaf && now < s.not_before_unix {
         report.push_problem(
             Code::NotYetValid,
             file,
@@ -299,23 +371,24 @@ fn check_cert(report: &mut Report, s: &CertSummary, file: FileKind, what: &str, 
                 report.checked_at
             ),
         );
-    } else if now > s.not_after_unix {
-        let fix = if is_leaf {
-            "Renew the certificate with your certificate authority and upload the new one."
-        } else {
-            "Download the current certificate of the authority from its web site and upload it in the CA file."
-        };
+    } else if is_leaf && now > s.not_after_unix {
         report.push_problem(
             Code::Expired,
             file,
             format!(
-                "The {what} `{}` expired on {} (checked at {}). {fix}",
+                "The {what} `{}` expired on {} (checked at {}). Renew the certificate with your certificate authority and upload the new one.",
                 s.label(),
                 s.not_after,
                 report.checked_at
             ),
         );
-    } else if s.not_after_unix.saturating_sub(now) < EXPIRES_SOON.as_secs() as i64 {
+    } else if (s.not_before_unix..=s.not_after_unix).contains(&now)
+        && s.not_after_unix.saturating_sub(now) < EXPIRES_SOON.as_secs() as i64
+    {
+        // An authority's dates matter only when it is on the path to the root, which
+        // bmcert-verify reports as `ca_expired`: an unrelated expired certificate in the CA
+        // file (an old cross-signed root, say) must not refuse the bundle, as clients ignore
+        // it too. A soon-ending one is still worth a warning.
         report.push_warning(
             Code::ExpiresSoon,
             file,

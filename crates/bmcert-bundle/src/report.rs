@@ -15,7 +15,7 @@ use crate::key::PrivateKey;
 /// (for instance the chain and name checks of `bmcert-verify`), hence `#[non_exhaustive]`.
 /// Every code is documented, with its fix, in `docs/problem-codes.md`.
 #[non_exhaustive]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Code {
     /// The certificate file holds no readable certificate.
     CertUnreadable,
@@ -41,14 +41,14 @@ pub enum Code {
     ExpiresSoon,
     /// The certificate file also holds other certificates, moved to the chain (warning).
     ChainInCertFile,
-    /// A code defined by another check crate, carried as its stable `snake_case` string,
-    /// so that crate's findings slot into this report without a dependency cycle (for
-    /// instance `bmcert-verify`'s `chain_incomplete`, `root_missing`, `name_mismatch`).
-    External(&'static str),
+    /// A chain or name finding of `bmcert-verify` (`chain_incomplete`, `root_missing`,
+    /// `name_mismatch`, `ca_expired`, `chain_reordered`, ...), carried with its own stable code.
+    Chain(bmcert_verify::Code),
 }
 
 impl Code {
-    /// Every code this crate defines, in documentation order ([`Code::External`] aside).
+    /// Every code this crate defines, in documentation order ([`Code::Chain`] aside: see
+    /// `bmcert_verify::Code::ALL`).
     pub const ALL: &'static [Self] = &[
         Self::CertUnreadable,
         Self::KeyUnreadable,
@@ -79,7 +79,7 @@ impl Code {
             Self::WeakKey => "weak_key",
             Self::ExpiresSoon => "expires_soon",
             Self::ChainInCertFile => "chain_in_cert_file",
-            Self::External(code) => code,
+            Self::Chain(code) => code.as_str(),
         }
     }
 }
@@ -329,16 +329,24 @@ mod tests {
     fn findings_from_other_checks_slot_in() {
         let mut report = Report::default();
         assert!(report.is_valid());
-        report.push_warning(Code::External("chain_reordered"), FileKind::Ca, "reordered");
+        report.push_warning(
+            Code::Chain(bmcert_verify::Code::ChainReordered),
+            FileKind::Ca,
+            "reordered",
+        );
         assert!(report.is_valid());
-        report.push_problem(Code::External("root_missing"), FileKind::Ca, "add the root");
+        report.push_problem(
+            Code::Chain(bmcert_verify::Code::RootMissing),
+            FileKind::Ca,
+            "add the root",
+        );
         assert!(!report.is_valid());
-        assert!(report.has(Code::External("root_missing")));
+        assert!(report.has(Code::Chain(bmcert_verify::Code::RootMissing)));
         assert_eq!(
             report.codes(),
             vec![
-                Code::External("root_missing"),
-                Code::External("chain_reordered")
+                Code::Chain(bmcert_verify::Code::RootMissing),
+                Code::Chain(bmcert_verify::Code::ChainReordered)
             ]
         );
         let v: serde_json::Value = serde_json::to_value(&report).unwrap();

@@ -141,6 +141,9 @@ impl ChainSpec {
             dn.push(DnType::CommonName, cn);
             p.distinguished_name = dn;
             p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            // RFC 5280 4.2.1.1: every certificate but a self-signed root carries the
+            // authority key identifier (rcgen leaves it out of the root itself).
+            p.use_authority_key_identifier_extension = true;
             p.key_usages = vec![
                 KeyUsagePurpose::KeyCertSign,
                 KeyUsagePurpose::CrlSign,
@@ -176,6 +179,7 @@ impl ChainSpec {
         }
         params.distinguished_name = dn;
         params.is_ca = IsCa::ExplicitNoCa;
+        params.use_authority_key_identifier_extension = true;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.not_before = self.not_before;
