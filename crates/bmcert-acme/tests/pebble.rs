@@ -165,10 +165,15 @@ async fn system_certificate_over_http01() {
         now,
     )
     .unwrap();
-    assert!(
-        pem_certs(&issued.chain_pem).len() >= 2,
-        "leaf and intermediate"
-    );
+    // The CA sent leaf + pebble's current intermediate (management /intermediates/0).
+    let chain = pem_certs(&issued.chain_pem);
+    let intermediate = acme
+        .fetch(&format!("{}/intermediates/0", p.management))
+        .await
+        .unwrap();
+    let intermediate = AcmeConfig::certificates_from_pem(&intermediate, "intermediate").unwrap();
+    assert_eq!(chain.len(), 2, "leaf and intermediate");
+    assert_eq!(chain[1], intermediate[0]);
     // The key never shows in Debug.
     let debug = format!("{issued:?}");
     assert!(
@@ -717,4 +722,32 @@ async fn installs_into_the_directory_store_and_reuses_the_account_after_reopenin
         }
     }
     assert!(found >= 1, "the account record is in the store directory");
+}
+
+#[tokio::test]
+async fn rsa_keys_by_option() {
+    let Some(p) = pebble(false) else { return };
+    tracing_init();
+    let _ports = ports().await;
+    let state = MemoryState::new();
+    let mut config = config(&p).await;
+    config.key = KeyKind::Rsa2048;
+    let acme = client(config, state.clone()).await;
+    let _http = http01(p.http01, acme.board().clone()).await;
+    acme.accept_terms().await.unwrap();
+    let issued = acme
+        .issue(
+            &topology(&unique("rsa"), Some("example.test")),
+            &IssueRequest::new(Target::System),
+        )
+        .await
+        .unwrap();
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    let key = provider
+        .key_provider
+        .load_private_key(rustls_pki_types::PrivateKeyDer::Pkcs8(
+            issued.secret_key_pkcs8_der().to_vec().into(),
+        ))
+        .unwrap();
+    assert_eq!(key.algorithm(), rustls::SignatureAlgorithm::RSA);
 }
