@@ -600,9 +600,12 @@ impl AcmeClient {
             target: request.target.clone(),
             reason,
         })?;
-        // The full bundle report, as for an upload: a problem refuses the install.
+        // The full bundle report, as for an upload: a problem refuses the install. The CA
+        // sends leaf + intermediates; the root comes from the roots the chain was checked
+        // against (the system's, or the configured test root).
         let report = bmcert_bundle::BundleCheck::files(chain.as_bytes(), key_pem.as_bytes(), None)
             .host(topology.host_for(&request.target)?.clone())
+            .platform_roots(&self.chain_roots)
             .check(UnixTime::now());
         if !report.is_valid() {
             let reason = report
