@@ -142,6 +142,18 @@ fn resolve(c: &mut Criterion) {
                 }
             })
         });
+        let snapshot = index.snapshot();
+        group.bench_with_input(
+            BenchmarkId::new("bmcert_snapshot", n),
+            &names,
+            |b, names| {
+                b.iter(|| {
+                    for name in names {
+                        black_box(snapshot.resolve(Service::Https, Some(black_box(name))));
+                    }
+                })
+            },
+        );
         group.bench_with_input(BenchmarkId::new("bare_hashmap", n), &names, |b, names| {
             b.iter(|| {
                 for name in names {

@@ -34,6 +34,13 @@ impl BuildHasher for NameHashBuilder {
     }
 }
 
+#[inline]
+fn word(bytes: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&bytes[..8]);
+    u64::from_le_bytes(w)
+}
+
 /// See the module documentation.
 pub(crate) struct NameHasher {
     h: u64,
@@ -49,17 +56,25 @@ impl NameHasher {
 impl Hasher for NameHasher {
     #[inline]
     fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            self.add(u64::from_le_bytes(word));
+        let len = bytes.len();
+        if len >= 8 {
+            let mut chunks = bytes.chunks_exact(8);
+            for chunk in &mut chunks {
+                self.add(word(chunk));
+            }
+            if !chunks.remainder().is_empty() {
+                // The last 8 bytes, overlapping the previous word: no copy of the tail.
+                self.add(word(&bytes[len - 8..]));
+            }
+        } else {
+            let mut w = 0u64;
+            for (i, b) in bytes.iter().enumerate() {
+                w |= u64::from(*b) << (8 * i);
+            }
+            self.add(w);
         }
-        let rest = chunks.remainder();
-        let mut word = [0u8; 8];
-        word[..rest.len()].copy_from_slice(rest);
         // The length goes in too, so "ab" and "ab\0" differ.
-        self.add(u64::from_le_bytes(word) ^ ((bytes.len() as u64) << 58));
+        self.add(len as u64);
     }
 
     #[inline]

@@ -404,12 +404,18 @@ impl CertIndex {
 fn with_normalized<R>(name: &str, f: impl FnOnce(&str) -> Option<R>) -> Option<R> {
     let name = name.strip_suffix('.').unwrap_or(name);
     let bytes = name.as_bytes();
-    if bytes.is_empty() || bytes.len() > MAX_NAME || !bytes.is_ascii() {
+    if bytes.is_empty() || bytes.len() > MAX_NAME {
         return None;
     }
     // rustls hands SNI over as sent; clients nearly always send lower case: no copy then.
-    if !bytes.iter().any(u8::is_ascii_uppercase) {
+    if !bytes
+        .iter()
+        .any(|b| b.is_ascii_uppercase() || !b.is_ascii())
+    {
         return f(name);
+    }
+    if !bytes.is_ascii() {
+        return None;
     }
     let mut buf = [0u8; MAX_NAME];
     let out = &mut buf[..bytes.len()];
