@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use bmcert_bundle::{BundleCheck, FileKind};
 use bmcert_topology::Host;
 use clap::{ArgGroup, Args};
-use rustls_pki_types::UnixTime;
+use rustls_pki_types::{CertificateDer, UnixTime};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -61,10 +61,25 @@ pub(crate) fn parse_at(at: Option<&str>) -> Result<UnixTime, UsageError> {
     )))
 }
 
+/// The platform's trust store (on Debian, `/etc/ssl/certs` from `ca-certificates`). It only
+/// completes a chain whose root the CA file lacks; a store that cannot be read just means
+/// no such completion, so errors are logged to stderr and ignored.
+pub(crate) fn platform_roots() -> Vec<CertificateDer<'static>> {
+    let loaded = rustls_native_certs::load_native_certs();
+    if loaded.certs.is_empty() && !loaded.errors.is_empty() {
+        eprintln!(
+            "note: the platform trust store could not be read ({}); a chain without its root is refused",
+            loaded.errors[0]
+        );
+    }
+    loaded.certs
+}
+
 pub(crate) fn run(args: CheckArgs) -> Result<ExitCode, UsageError> {
     let host =
         Host::parse(&args.url).map_err(|e| UsageError(format!("--url `{}`: {e}", args.url)))?;
     let now = parse_at(args.at.as_deref())?;
+    let roots = platform_roots();
 
     // Which path each `file` of the report refers to, shown to the administrator.
     let mut files: Vec<(FileKind, &PathBuf)> = Vec::new();
@@ -75,7 +90,10 @@ pub(crate) fn run(args: CheckArgs) -> Result<ExitCode, UsageError> {
             Some(p) => input::read_password(p, "password file")?,
             None => zeroize::Zeroizing::new(String::new()),
         };
-        BundleCheck::pkcs12(&p12, &password).host(host).check(now)
+        BundleCheck::pkcs12(&p12, &password)
+            .host(host)
+            .platform_roots(&roots)
+            .check(now)
     } else {
         let (Some(cert_path), Some(key_path)) = (&args.cert, &args.key) else {
             return Err(UsageError("give --cert and --key, or --p12".to_owned()));
@@ -95,7 +113,9 @@ pub(crate) fn run(args: CheckArgs) -> Result<ExitCode, UsageError> {
             Some(p) => Some(input::read_password(p, "key password file")?),
             None => None,
         };
-        let mut check = BundleCheck::files(&cert, &key, ca.as_deref()).host(host);
+        let mut check = BundleCheck::files(&cert, &key, ca.as_deref())
+            .host(host)
+            .platform_roots(&roots);
         if let Some(pw) = &key_password {
             check = check.key_password(pw.as_bytes());
         }

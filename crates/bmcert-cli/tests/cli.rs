@@ -570,3 +570,95 @@ fn private_key_never_printed() {
         }
     }
 }
+
+/// `bmcert` with extra environment variables.
+fn bmcert_env(dir: &Path, env: &[(&str, &Path)], args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_bmcert"))
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_os_str())))
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    Run {
+        code: out.status.code().expect("exited, not killed"),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+#[test]
+fn chain_and_name_codes_through_the_binary() {
+    let dir = bundle_dir(KeyType::EcdsaP256);
+    let d = dir.path();
+    let run_with = |ca: &str, url: &str, json: bool| {
+        let mut args = vec![
+            "check", "--cert", "cert.pem", "--key", "key.pem", "--ca", ca, "--url", url,
+            IN_2030[0], IN_2030[1],
+        ];
+        if json {
+            args.push("--json");
+        }
+        bmcert(d, &args)
+    };
+    let url = "https://mail.example.test/";
+
+    // The CA file stops at the intermediate: name the root to append.
+    let run = run_with("inter.pem", url, true);
+    assert_code(&run, 1, "root_missing", "ca");
+    assert!(
+        run.stdout.contains("bmcert Test Root CA"),
+        "names the missing root: {}",
+        run.stdout
+    );
+    // The same in the readable report.
+    let text = run_with("inter.pem", url, false);
+    assert_eq!(text.code, 1);
+    assert!(text.stdout.contains("root_missing"), "{}", text.stdout);
+
+    // The root alone: the intermediate is missing, named by subject.
+    let run = run_with("root.pem", url, true);
+    assert_code(&run, 1, "chain_incomplete", "ca");
+    assert!(
+        run.stdout.contains("bmcert Test Intermediate CA"),
+        "{}",
+        run.stdout
+    );
+
+    // Root first, then the intermediate: accepted, order fixed.
+    let mut reversed = std::fs::read(d.join("root.pem")).unwrap();
+    reversed.extend(std::fs::read(d.join("inter.pem")).unwrap());
+    std::fs::write(d.join("reversed.pem"), reversed).unwrap();
+    assert_code(
+        &run_with("reversed.pem", url, true),
+        0,
+        "chain_reordered",
+        "ca",
+    );
+
+    // Another host: refused, and the report says which names the certificate covers.
+    let run = run_with("ca.pem", "https://webmail.other.test/", true);
+    assert_code(&run, 1, "name_mismatch", "cert");
+    assert!(run.stdout.contains("mail.example.test"), "{}", run.stdout);
+
+    // A root missing from the CA file but present in the platform store (rustls-native-certs
+    // reads SSL_CERT_FILE): accepted with a warning; without it, root_missing as above.
+    let run = bmcert_env(
+        d,
+        &[("SSL_CERT_FILE", &d.join("root.pem"))],
+        &[
+            "check",
+            "--cert",
+            "cert.pem",
+            "--key",
+            "key.pem",
+            "--ca",
+            "inter.pem",
+            "--url",
+            url,
+            IN_2030[0],
+            IN_2030[1],
+            "--json",
+        ],
+    );
+    assert_code(&run, 0, "root_from_platform", "ca");
+}
