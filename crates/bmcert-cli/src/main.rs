@@ -11,6 +11,7 @@ mod acme_cmds;
 mod check;
 mod input;
 mod p12;
+mod renew_cmds;
 mod store_cmds;
 
 #[derive(Parser)]
@@ -42,6 +43,10 @@ enum Command {
     Rollback(store_cmds::TargetArgs),
     /// Write a target's current cert.pem, key.pem (mode 0600) and ca.pem into a directory.
     Export(store_cmds::ExportArgs),
+    /// Renewal state per target: source, names, expiry, next renewal, last attempt and error.
+    Status(renew_cmds::StatusArgs),
+    /// Renew a target's ACME certificate now, whether due or not.
+    Renew(renew_cmds::RenewArgs),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +66,8 @@ fn main() -> ExitCode {
         Command::List(args) => store_cmds::list(args),
         Command::Rollback(args) => store_cmds::rollback(args),
         Command::Export(args) => store_cmds::export(args),
+        Command::Status(args) => renew_cmds::status(args),
+        Command::Renew(args) => renew_cmds::renew(args),
     };
     match result {
         Ok(code) => code,

@@ -37,6 +37,6 @@ pub use notify::{
 };
 pub use plan::{plan, Plan, PlanInput, Planned, RateLimit};
 pub use renewer::{
-    AcmeIssuer, Clock, Issuer, ManualClock, Outcome, PassReport, RenewError, RenewalRecord,
-    Renewer, RenewerConfig, Running, SystemClock, TargetStatus, WarningRecord, status,
+    status, AcmeIssuer, Clock, Issuer, ManualClock, Outcome, PassReport, RenewError, RenewalRecord,
+    Renewer, RenewerConfig, Running, SystemClock, TargetStatus, WarningRecord,
 };

@@ -751,7 +751,10 @@ impl Renewer {
 /// The status of every target installed in `store`: source, names, expiry, next renewal,
 /// last attempt and last error (from the renewal records every server shares).
 pub async fn status(store: &dyn Store) -> Result<Vec<TargetStatus>, RenewError> {
-    let listed = store.list().await.map_err(store_err("listing the targets"))?;
+    let listed = store
+        .list()
+        .await
+        .map_err(store_err("listing the targets"))?;
     let mut out = Vec::with_capacity(listed.len());
     for l in listed {
         let Some(installed) = store
@@ -773,7 +776,11 @@ pub async fn status(store: &dyn Store) -> Result<Vec<TargetStatus>, RenewError> 
         });
         out.push(TargetStatus {
             target: crate::notify::target_arg(&l.target),
-            source: if acme { "acme".into() } else { "uploaded".into() },
+            source: if acme {
+                "acme".into()
+            } else {
+                "uploaded".into()
+            },
             names: installed.bundle.meta().names.clone(),
             not_after: rfc3339(not_after),
             next_renewal: next.map(rfc3339),

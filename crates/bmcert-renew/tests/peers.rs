@@ -13,7 +13,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use bmcert_acme::{AcmeClient, AcmeConfig, ChallengeBoard, Directory, Http01Listener, Progress, RetryBudget, StoreState};
+use bmcert_acme::{
+    AcmeClient, AcmeConfig, ChallengeBoard, Directory, Http01Listener, Progress, RetryBudget,
+    StoreState,
+};
 use bmcert_renew::*;
 use bmcert_store::{DirStore, Source, Store};
 use bmcert_topology::{Site, Target, Topology};
@@ -34,7 +37,8 @@ struct Peers {
 
 fn peers() -> Option<Peers> {
     let var = |k: &str| std::env::var(k).ok();
-    let (Some(directory), Some(smtp)) = (var("BMCERT_PEBBLE_DIRECTORY"), var("BMCERT_SMTP_PORT")) else {
+    let (Some(directory), Some(smtp)) = (var("BMCERT_PEBBLE_DIRECTORY"), var("BMCERT_SMTP_PORT"))
+    else {
         eprintln!("SKIPPED: BMCERT_PEBBLE_DIRECTORY or BMCERT_SMTP_PORT is not set; run scripts/test-all to start pebble and aiosmtpd");
         return None;
     };
@@ -60,7 +64,11 @@ fn etcd_endpoints() -> Option<Vec<String>> {
 
 fn unique(label: &str) -> String {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() % 1_000_000_000;
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+        % 1_000_000_000;
     format!("{label}-{}-{n}-{t}.example.test", std::process::id())
 }
 
@@ -74,36 +82,60 @@ async fn config(p: &Peers, directory: &str) -> AcmeConfig {
     let mut config = AcmeConfig::new(Directory::Url(directory.to_owned()));
     config.directory_roots = AcmeConfig::certificates_from_pem(&p.ca_pem, "pebble CA").unwrap();
     let probe = AcmeClient::new(
-        AcmeConfig { directory: Directory::Url(p.directory.clone()), ..config.clone() },
+        AcmeConfig {
+            directory: Directory::Url(p.directory.clone()),
+            ..config.clone()
+        },
         bmcert_acme::MemoryState::new(),
         ChallengeBoard::new(),
     )
     .unwrap();
-    let root = probe.fetch(&format!("{}/roots/0", p.management)).await.unwrap();
+    let root = probe
+        .fetch(&format!("{}/roots/0", p.management))
+        .await
+        .unwrap();
     config.chain_roots = AcmeConfig::certificates_from_pem(&root, "pebble root").unwrap();
     config.poll.total = StdDuration::from_secs(60);
     // A dead directory fails fast.
-    config.retry = RetryBudget { first_delay: StdDuration::from_millis(50), max_delay: StdDuration::from_millis(200), total: StdDuration::from_millis(600) };
+    config.retry = RetryBudget {
+        first_delay: StdDuration::from_millis(50),
+        max_delay: StdDuration::from_millis(200),
+        total: StdDuration::from_millis(600),
+    };
     config
 }
 
 /// An ACME client over `store` publishing on `board`, counting orders placed.
-fn acme(config: AcmeConfig, store: &Arc<dyn Store>, board: &ChallengeBoard, orders: &Arc<AtomicU32>) -> Arc<AcmeClient> {
+fn acme(
+    config: AcmeConfig,
+    store: &Arc<dyn Store>,
+    board: &ChallengeBoard,
+    orders: &Arc<AtomicU32>,
+) -> Arc<AcmeClient> {
     let orders = orders.clone();
     Arc::new(
-        AcmeClient::new(config, Arc::new(StoreState::new(store.clone())), board.clone())
-            .unwrap()
-            .with_progress(move |p| {
-                if matches!(p, Progress::Ordered { .. }) {
-                    orders.fetch_add(1, Ordering::SeqCst);
-                }
-            }),
+        AcmeClient::new(
+            config,
+            Arc::new(StoreState::new(store.clone())),
+            board.clone(),
+        )
+        .unwrap()
+        .with_progress(move |p| {
+            if matches!(p, Progress::Ordered { .. }) {
+                orders.fetch_add(1, Ordering::SeqCst);
+            }
+        }),
     )
 }
 
 async fn http01(port: u16, board: &ChallengeBoard) -> Http01Listener {
     for _ in 0..100 {
-        if let Ok(l) = Http01Listener::bind(SocketAddr::from(([127, 0, 0, 1], port)), Arc::new(board.clone())).await {
+        if let Ok(l) = Http01Listener::bind(
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            Arc::new(board.clone()),
+        )
+        .await
+        {
             return l;
         }
         tokio::time::sleep(StdDuration::from_millis(100)).await;
@@ -112,7 +144,12 @@ async fn http01(port: u16, board: &ChallengeBoard) -> Http01Listener {
 }
 
 fn smtp(p: &Peers) -> Arc<SmtpNotifier> {
-    let mut c = SmtpConfig::new("127.0.0.1", p.smtp_port, SmtpSecurity::Plain, "bmcert@example.test");
+    let mut c = SmtpConfig::new(
+        "127.0.0.1",
+        p.smtp_port,
+        SmtpSecurity::Plain,
+        "bmcert@example.test",
+    );
     c.timeout = StdDuration::from_secs(10);
     Arc::new(SmtpNotifier::new(c).unwrap())
 }
@@ -124,7 +161,11 @@ fn mails_to(p: &Peers, to: &str) -> Vec<String> {
         let e = e.unwrap();
         if e.file_name().to_string_lossy().ends_with(".eml") {
             let text = std::fs::read_to_string(e.path()).unwrap();
-            if text.lines().next().is_some_and(|l| l == format!("X-Envelope-To: {to}")) {
+            if text
+                .lines()
+                .next()
+                .is_some_and(|l| l == format!("X-Envelope-To: {to}"))
+            {
                 out.push(text);
             }
         }
@@ -132,8 +173,19 @@ fn mails_to(p: &Peers, to: &str) -> Vec<String> {
     out
 }
 
-fn renewer(store: &Arc<dyn Store>, issuer: Arc<dyn Issuer>, notifier: Arc<dyn Notifier>, clock: &Arc<ManualClock>, holder: &str, to: &str) -> Renewer {
-    let config = RenewerConfig { holder: holder.into(), warn_to: Some(to.into()), ..RenewerConfig::default() };
+fn renewer(
+    store: &Arc<dyn Store>,
+    issuer: Arc<dyn Issuer>,
+    notifier: Arc<dyn Notifier>,
+    clock: &Arc<ManualClock>,
+    holder: &str,
+    to: &str,
+) -> Renewer {
+    let config = RenewerConfig {
+        holder: holder.into(),
+        warn_to: Some(to.into()),
+        ..RenewerConfig::default()
+    };
     Renewer::new(store.clone(), issuer, notifier, clock.clone(), config)
 }
 
@@ -150,12 +202,21 @@ async fn renewed_when_due_against_pebble_and_served_by_the_resolver() {
     let host = unique("renew");
     let topo = topology(&host);
     let now = OffsetDateTime::now_utc();
-    let old = bundle(&[&host], now - Duration::days(60), now + Duration::days(30), Source::Acme);
+    let old = bundle(
+        &[&host],
+        now - Duration::days(60),
+        now + Duration::days(30),
+        Source::Acme,
+    );
     install(store.as_ref(), &Target::System, &old).await;
 
     let index = Arc::new(bmcert_resolve::LiveIndex::new(&topo));
     let follower = bmcert_resolve::FollowerThread::start(store.clone(), index.clone()).unwrap();
-    let served = || index.certificate(&Target::System).map(|ck| ck.cert[0].to_vec());
+    let served = || {
+        index
+            .certificate(&Target::System)
+            .map(|ck| ck.cert[0].to_vec())
+    };
     assert_eq!(served().as_deref(), Some(old.leaf().as_ref()));
 
     let board = ChallengeBoard::new();
@@ -165,7 +226,14 @@ async fn renewed_when_due_against_pebble_and_served_by_the_resolver() {
     let _http = http01(p.http01, &board).await;
     let clock = Arc::new(ManualClock::new(now - Duration::days(10)));
     let issuer = Arc::new(AcmeIssuer::new(client.clone(), topo.clone()));
-    let r = renewer(&store, issuer, Arc::new(MemoryNotifier::default()), &clock, "a", "admin@example.test");
+    let r = renewer(
+        &store,
+        issuer,
+        Arc::new(MemoryNotifier::default()),
+        &clock,
+        "a",
+        "admin@example.test",
+    );
 
     let pass = r.run_once().await.unwrap();
     assert_eq!(orders.load(Ordering::SeqCst), 0, "not due 10 days earlier");
@@ -173,7 +241,12 @@ async fn renewed_when_due_against_pebble_and_served_by_the_resolver() {
 
     clock.set(now);
     let pass = r.run_once().await.unwrap();
-    assert_eq!(pass.renewed, [Target::System], "{pass:?}");
+    assert_eq!(
+        pass.renewed,
+        [Target::System],
+        "{pass:?} {:?}",
+        r.status().await.unwrap()
+    );
     assert_eq!(orders.load(Ordering::SeqCst), 1);
     let new = store.current(&Target::System).await.unwrap().unwrap();
     assert_eq!(new.bundle.meta().source, Source::Acme);
@@ -184,7 +257,11 @@ async fn renewed_when_due_against_pebble_and_served_by_the_resolver() {
         tokio::time::sleep(StdDuration::from_millis(100)).await;
         waited += 1;
     }
-    assert_eq!(served().as_deref(), Some(new.bundle.leaf().as_ref()), "the resolver serves the renewed certificate");
+    assert_eq!(
+        served().as_deref(),
+        Some(new.bundle.leaf().as_ref()),
+        "the resolver serves the renewed certificate"
+    );
     follower.stop();
     // Pebble's 5-year certificate is not due: the next pass orders nothing.
     r.run_once().await.unwrap();
@@ -201,8 +278,17 @@ async fn warnings_scenario(p: &Peers, stores: Vec<Arc<dyn Store>>) {
     let topo = topology(&host);
     let real_now = OffsetDateTime::now_utc();
     // Expires at 12:00 UTC some 30 days ahead, so the simulated days below are UTC days.
-    let not_after = (real_now + Duration::days(30)).date().midnight().assume_utc() + Duration::hours(12);
-    let old = bundle(&[&host], not_after - Duration::days(90), not_after, Source::Acme);
+    let not_after = (real_now + Duration::days(30))
+        .date()
+        .midnight()
+        .assume_utc()
+        + Duration::hours(12);
+    let old = bundle(
+        &[&host],
+        not_after - Duration::days(90),
+        not_after,
+        Source::Acme,
+    );
     install(stores[0].as_ref(), &Target::System, &old).await;
     let board = ChallengeBoard::new();
     let orders = Arc::new(AtomicU32::new(0));
@@ -211,7 +297,14 @@ async fn warnings_scenario(p: &Peers, stores: Vec<Arc<dyn Store>>) {
     let notifier = smtp(p);
     let make = |i: usize, gen: &str| {
         let client = acme(dead.clone(), &stores[i], &board, &orders);
-        renewer(&stores[i], Arc::new(AcmeIssuer::new(client, topo.clone())), notifier.clone(), &clock, &format!("server{i}-{gen}"), &to)
+        renewer(
+            &stores[i],
+            Arc::new(AcmeIssuer::new(client, topo.clone())),
+            notifier.clone(),
+            &clock,
+            &format!("server{i}-{gen}"),
+            &to,
+        )
     };
     let mut servers: Vec<Renewer> = (0..stores.len()).map(|i| make(i, "first")).collect();
 
@@ -219,9 +312,15 @@ async fn warnings_scenario(p: &Peers, stores: Vec<Arc<dyn Store>>) {
     for s in &servers {
         s.run_once().await.unwrap();
     }
-    assert!(mails_to(p, &to).is_empty(), "no e-mail 6 days before expiry");
+    assert!(
+        mails_to(p, &to).is_empty(),
+        "no e-mail 6 days before expiry"
+    );
     let status = servers[0].status().await.unwrap();
-    let error = status[0].last_error.clone().expect("the failure is recorded");
+    let error = status[0]
+        .last_error
+        .clone()
+        .expect("the failure is recorded");
     assert!(error.contains("127.0.0.1:1"), "{error}");
 
     for day in 1..=5i64 {
@@ -241,14 +340,35 @@ async fn warnings_scenario(p: &Peers, stores: Vec<Arc<dyn Store>>) {
             }
         }
         let mails = mails_to(p, &to);
-        assert_eq!(mails.len(), day as usize, "day {day}: exactly one e-mail a day");
-        assert_eq!(stores[0].current(&Target::System).await.unwrap().unwrap().bundle.leaf(), old.leaf(), "the certificate stays");
+        assert_eq!(
+            mails.len(),
+            day as usize,
+            "day {day}: exactly one e-mail a day"
+        );
+        assert_eq!(
+            stores[0]
+                .current(&Target::System)
+                .await
+                .unwrap()
+                .unwrap()
+                .bundle
+                .leaf(),
+            old.leaf(),
+            "the certificate stays"
+        );
     }
     let mails = mails_to(p, &to);
     for m in &mails {
         assert!(m.contains(&host), "names the certificate's names");
-        assert!(m.contains("Last error:") && m.contains("127.0.0.1:1"), "carries the error: {m}");
-        assert!(m.contains(&not_after.format(&time::format_description::well_known::Rfc3339).unwrap()));
+        assert!(
+            m.contains("Last error:") && m.contains("127.0.0.1:1"),
+            "carries the error: {m}"
+        );
+        assert!(m.contains(
+            &not_after
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap()
+        ));
     }
     assert_eq!(orders.load(Ordering::SeqCst), 0);
 
@@ -259,21 +379,49 @@ async fn warnings_scenario(p: &Peers, stores: Vec<Arc<dyn Store>>) {
     let _http = http01(p.http01, &board).await;
     let back: Vec<Renewer> = (0..stores.len())
         .map(|i| {
-            let client = if i == 0 { client.clone() } else { acme(client.config().clone(), &stores[i], &board, &orders) };
-            renewer(&stores[i], Arc::new(AcmeIssuer::new(client, topo.clone())), notifier.clone(), &clock, &format!("server{i}-back"), &to)
+            let client = if i == 0 {
+                client.clone()
+            } else {
+                acme(client.config().clone(), &stores[i], &board, &orders)
+            };
+            renewer(
+                &stores[i],
+                Arc::new(AcmeIssuer::new(client, topo.clone())),
+                notifier.clone(),
+                &clock,
+                &format!("server{i}-back"),
+                &to,
+            )
         })
         .collect();
     clock.advance(Duration::hours(7));
     for r in futures_join(back.iter().map(|s| s.run_once())).await {
         r.unwrap();
     }
-    assert_eq!(orders.load(Ordering::SeqCst), 1, "one order for all servers");
-    assert_ne!(stores[0].current(&Target::System).await.unwrap().unwrap().bundle.leaf(), old.leaf());
+    assert_eq!(
+        orders.load(Ordering::SeqCst),
+        1,
+        "one order for all servers"
+    );
+    assert_ne!(
+        stores[0]
+            .current(&Target::System)
+            .await
+            .unwrap()
+            .unwrap()
+            .bundle
+            .leaf(),
+        old.leaf()
+    );
     clock.advance(Duration::hours(20));
     for s in &back {
         s.run_once().await.unwrap();
     }
-    assert_eq!(mails_to(p, &to).len(), 5, "the e-mails stop after the renewal");
+    assert_eq!(
+        mails_to(p, &to).len(),
+        5,
+        "the e-mails stop after the renewal"
+    );
     assert_eq!(back[0].status().await.unwrap()[0].last_error, None);
 }
 
@@ -293,7 +441,11 @@ async fn futures_join<F: std::future::Future>(futures: impl Iterator<Item = F>) 
                 }
             }
         }
-        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
     })
     .await;
     for r in results {
@@ -314,7 +466,9 @@ async fn daily_warnings_while_pebble_is_unreachable_over_the_directory_store() {
 async fn two_renewers_on_one_directory_store_place_one_order() {
     let Some(p) = peers() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let stores: Vec<Arc<dyn Store>> = (0..2).map(|_| Arc::new(DirStore::open(dir.path().join("store")).unwrap()) as Arc<dyn Store>).collect();
+    let stores: Vec<Arc<dyn Store>> = (0..2)
+        .map(|_| Arc::new(DirStore::open(dir.path().join("store")).unwrap()) as Arc<dyn Store>)
+        .collect();
     race(&p, stores).await;
 }
 
@@ -324,7 +478,12 @@ async fn race(p: &Peers, stores: Vec<Arc<dyn Store>>) {
     let host = unique("race");
     let topo = topology(&host);
     let now = OffsetDateTime::now_utc();
-    let old = bundle(&[&host], now - Duration::days(80), now + Duration::days(10), Source::Acme);
+    let old = bundle(
+        &[&host],
+        now - Duration::days(80),
+        now + Duration::days(10),
+        Source::Acme,
+    );
     install(stores[0].as_ref(), &Target::System, &old).await;
     let board = ChallengeBoard::new();
     let orders = Arc::new(AtomicU32::new(0));
@@ -335,14 +494,34 @@ async fn race(p: &Peers, stores: Vec<Arc<dyn Store>>) {
     for (i, s) in stores.iter().enumerate() {
         let client = acme(config.clone(), s, &board, &orders);
         accept_terms(&client).await;
-        renewers.push(renewer(s, Arc::new(AcmeIssuer::new(client, topo.clone())), Arc::new(MemoryNotifier::default()), &clock, &format!("server{i}"), "admin@example.test"));
+        renewers.push(renewer(
+            s,
+            Arc::new(AcmeIssuer::new(client, topo.clone())),
+            Arc::new(MemoryNotifier::default()),
+            &clock,
+            &format!("server{i}"),
+            "admin@example.test",
+        ));
     }
     let reports = futures_join(renewers.iter().map(|r| r.run_once())).await;
     let renewed: usize = reports.into_iter().map(|r| r.unwrap().renewed.len()).sum();
-    assert_eq!(orders.load(Ordering::SeqCst), 1, "pebble saw one order");
+    assert_eq!(
+        orders.load(Ordering::SeqCst),
+        1,
+        "pebble saw one order: {:?}",
+        renewers[0].status().await.unwrap()
+    );
     assert_eq!(renewed, 1);
     for s in &stores {
-        assert_ne!(s.current(&Target::System).await.unwrap().unwrap().bundle.leaf(), old.leaf());
+        assert_ne!(
+            s.current(&Target::System)
+                .await
+                .unwrap()
+                .unwrap()
+                .bundle
+                .leaf(),
+            old.leaf()
+        );
     }
     // Afterwards nobody orders again.
     for r in &renewers {
@@ -369,13 +548,17 @@ async fn etcd_stores(endpoints: Vec<String>, n: usize) -> Vec<Arc<dyn Store>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_renewers_on_etcd_place_one_order() {
     let Some(p) = peers() else { return };
-    let Some(endpoints) = etcd_endpoints() else { return };
+    let Some(endpoints) = etcd_endpoints() else {
+        return;
+    };
     race(&p, etcd_stores(endpoints, 3).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_email_per_day_with_three_servers_on_etcd() {
     let Some(p) = peers() else { return };
-    let Some(endpoints) = etcd_endpoints() else { return };
+    let Some(endpoints) = etcd_endpoints() else {
+        return;
+    };
     warnings_scenario(&p, etcd_stores(endpoints, 3).await).await;
 }
