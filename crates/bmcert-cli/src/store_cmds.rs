@@ -105,6 +105,11 @@ fn open(common: &StoreArgs) -> Result<CertManager, UsageError> {
     Ok(CertManager::new(open_store(&common.store)?, topology))
 }
 
+/// Like [`open`], with the platform trust store for the bundle report (as `bmcert check`).
+fn open_for_install(common: &StoreArgs) -> Result<CertManager, UsageError> {
+    Ok(open(common)?.with_platform_roots(crate::check::platform_roots()))
+}
+
 /// Opens the store `--store` names: `etcd://...` is the etcd store, anything else a
 /// directory.
 pub(crate) fn open_store(spec: &str) -> Result<Arc<dyn Store>, UsageError> {
@@ -147,7 +152,7 @@ fn print_json(value: &serde_json::Value) -> Result<(), UsageError> {
 
 pub(crate) fn install(args: InstallArgs) -> Result<ExitCode, UsageError> {
     let target = parse_target(&args.target)?;
-    let manager = open(&args.common)?;
+    let manager = open_for_install(&args.common)?;
     let now = UnixTime::now();
     let result = if let Some(p12_path) = &args.p12 {
         let p12 = input::read(p12_path, "PKCS#12 file")?;

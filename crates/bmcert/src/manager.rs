@@ -8,7 +8,7 @@ use bmcert_store::{
     StoreError,
 };
 use bmcert_topology::{DomainName, Target, Topology, TopologyError};
-use rustls_pki_types::UnixTime;
+use rustls_pki_types::{CertificateDer, UnixTime};
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
@@ -147,12 +147,26 @@ impl core::fmt::Debug for Exported {
 pub struct CertManager {
     store: Arc<dyn Store>,
     topology: Topology,
+    platform_roots: Arc<Vec<CertificateDer<'static>>>,
 }
 
 impl CertManager {
     /// A manager over `store` for the installation described by `topology`.
     pub fn new(store: Arc<dyn Store>, topology: Topology) -> Self {
-        Self { store, topology }
+        Self {
+            store,
+            topology,
+            platform_roots: Arc::new(Vec::new()),
+        }
+    }
+
+    /// The platform's trust anchors (loaded by the caller, for example with
+    /// rustls-native-certs, as `bmcert check` does). The report uses them only to complete
+    /// a chain whose CA file lacks the root; without them such a bundle is refused
+    /// (`root_missing`).
+    pub fn with_platform_roots(mut self, roots: Vec<CertificateDer<'static>>) -> Self {
+        self.platform_roots = Arc::new(roots);
+        self
     }
 
     /// A manager over the directory store at `dir` (the embedded default).
@@ -181,7 +195,10 @@ impl CertManager {
         now: UnixTime,
     ) -> Result<InstallOutcome, ManagerError> {
         let host = self.topology.host_for(target)?.clone();
-        let report = BundleCheck::files(cert, key, ca).host(host).check(now);
+        let report = BundleCheck::files(cert, key, ca)
+            .host(host)
+            .platform_roots(&self.platform_roots)
+            .check(now);
         self.install_checked(target, report, Source::Files, now)
             .await
     }
@@ -195,7 +212,10 @@ impl CertManager {
         now: UnixTime,
     ) -> Result<InstallOutcome, ManagerError> {
         let host = self.topology.host_for(target)?.clone();
-        let report = BundleCheck::pkcs12(p12, password).host(host).check(now);
+        let report = BundleCheck::pkcs12(p12, password)
+            .host(host)
+            .platform_roots(&self.platform_roots)
+            .check(now);
         self.install_checked(target, report, Source::Files, now)
             .await
     }

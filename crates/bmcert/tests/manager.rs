@@ -256,3 +256,44 @@ fn a_pkcs12_file_made_by_openssl_is_installed() {
     assert_eq!(exported_body, key_body);
     assert!(!format!("{outcome:?}").contains(&key_body[..40]));
 }
+
+#[test]
+fn a_certificate_for_another_host_is_refused_by_the_name_check() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = manager(tmp.path());
+    let domain: Target = "domain:acme.test".parse().unwrap();
+    // Valid for the system URL, not for the domain's own URL.
+    let outcome = install(&m, &domain, &ChainSpec::new(&["mail.example.test"]).build());
+    assert!(!outcome.is_installed());
+    let codes: Vec<&str> = outcome
+        .report
+        .problems
+        .iter()
+        .map(|p| p.code.as_str())
+        .collect();
+    assert!(codes.contains(&"name_mismatch"), "{codes:?}");
+    assert!(block_on(m.list(UnixTime::now())).unwrap().is_empty());
+}
+
+#[test]
+fn a_chain_without_its_root_needs_the_platform_roots() {
+    let tmp = tempfile::tempdir().unwrap();
+    let chain = ChainSpec::new(&["mail.example.test"]).build();
+    let intermediate = chain.intermediate.as_ref().unwrap();
+    let install_without_root = |m: &CertManager| {
+        block_on(m.install_files(
+            &Target::System,
+            chain.leaf.cert_pem.as_bytes(),
+            chain.leaf.key_pem.as_bytes(),
+            Some(intermediate.cert_pem.as_bytes()),
+            UnixTime::now(),
+        ))
+        .unwrap()
+    };
+    let m = manager(&tmp.path().join("a"));
+    assert!(!install_without_root(&m).is_installed());
+    let root = rustls_pki_types::CertificateDer::from(chain.root.cert_der.clone());
+    let m = manager(&tmp.path().join("b")).with_platform_roots(vec![root]);
+    let outcome = install_without_root(&m);
+    assert!(outcome.is_installed(), "{}", outcome.report);
+}
