@@ -650,6 +650,8 @@ impl Renewer {
                     Err(RenewError::Busy { holder }) => {
                         tracing::info!(target = %target, holder = %holder, "renewal: another server holds the renewal lock");
                         wake(now + Duration::minutes(1), &mut report);
+                        // Its outcome decides about warnings: look again in a minute.
+                        continue;
                     }
                     Err(e) => return Err(e),
                 }
