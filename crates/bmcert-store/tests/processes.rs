@@ -159,7 +159,9 @@ fn crash_safety_under_sigkill() {
         let bundle = pairs[i % 2].bundle(1);
         block_on(scratch.install(&Target::System, &bundle, &Condition::none())).unwrap();
     }
-    let window = (calibration.elapsed() * 3 / 5).as_micros().clamp(1_000, 60_000) as u64;
+    let window = (calibration.elapsed() * 3 / 5)
+        .as_micros()
+        .clamp(1_000, 60_000) as u64;
     let mut rng = XorShift::seeded();
     let mut last_version = 0;
     let mut mid_write = 0;

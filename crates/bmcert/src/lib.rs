@@ -11,8 +11,8 @@
 #![warn(unreachable_pub)]
 
 pub mod acme;
-pub mod renew;
 mod manager;
+pub mod renew;
 
 pub use bmcert_bundle as bundle;
 pub use bmcert_store as store;
