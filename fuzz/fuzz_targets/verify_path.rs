@@ -7,12 +7,18 @@ use rustls_pki_types::{CertificateDer, UnixTime};
 
 fuzz_target!(|data: &[u8]| {
     // Split the input into certificates at 0xfe bytes; the first is the leaf,
-    // the rest alternate between the certificate file and the CA file.
-    let mut parts = data.split(|b| *b == 0xfe).map(|p| CertificateDer::from(p.to_vec()));
+    // every third of the rest goes to the certificate file, the others to the CA file.
+    let mut parts = data
+        .split(|b| *b == 0xfe)
+        .map(|p| CertificateDer::from(p.to_vec()));
     let Some(leaf) = parts.next() else { return };
     let (mut extras, mut ca) = (Vec::new(), Vec::new());
     for (i, p) in parts.enumerate() {
-        if i % 3 == 0 { extras.push(p) } else { ca.push(p) }
+        if i % 3 == 0 {
+            extras.push(p)
+        } else {
+            ca.push(p)
+        }
     }
     let host = bmcert_topology::Host::parse("mail.example.test").ok();
     let verdict = verify(&ChainInput {
