@@ -365,3 +365,32 @@ fn expired_root_is_reported_once() {
     );
     assert_eq!(v.first_problem().unwrap().code, Code::CaExpired);
 }
+
+#[test]
+fn profile_rules_are_warnings_by_default_and_problems_when_pedantic() {
+    use bmcert_verify::{verify_with, Options, Strictness};
+    let c = Chain3::new(Alg::P256, &["mail.example.test"]);
+    let mut p = leaf_params(&["mail.example.test"]);
+    p.use_authority_key_identifier_extension = false;
+    let leaf = c.intermediate.issue(p, Alg::P256.key());
+    let leaf = der(&leaf);
+    let ca = [der(&c.intermediate), der(&c.root)];
+    let input = ChainInput {
+        leaf: &leaf,
+        cert_file_extras: &[],
+        ca_file: &ca,
+        platform_roots: &[],
+        reference: None,
+        time: at(TEST_TIME),
+    };
+    let standard = verify(&input);
+    assert!(standard.is_valid(), "{:?}", standard.findings);
+    assert_eq!(codes(&standard), ["non_conformant"]);
+    assert_eq!(standard.findings[0].severity, Severity::Warning);
+    assert!(standard.findings[0]
+        .message
+        .contains("authorityKeyIdentifier"));
+    let pedantic = verify_with(&input, &Options::with_strictness(Strictness::Pedantic));
+    assert!(!pedantic.is_valid());
+    assert_eq!(pedantic.first_problem().unwrap().code, Code::NonConformant);
+}
