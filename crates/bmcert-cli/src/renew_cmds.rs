@@ -156,8 +156,7 @@ pub(crate) fn renew(args: RenewArgs) -> Result<ExitCode, UsageError> {
         .target
         .parse()
         .map_err(|e| UsageError(format!("--target: {e}")))?;
-    let mut config = AcmeConfig::default();
-    config.directory = match args.directory.as_deref() {
+    let directory = match args.directory.as_deref() {
         None => Directory::LetsEncrypt,
         Some("staging") => Directory::LetsEncryptStaging,
         Some(url) if url.starts_with("https://") => Directory::Url(url.to_owned()),
@@ -167,6 +166,7 @@ pub(crate) fn renew(args: RenewArgs) -> Result<ExitCode, UsageError> {
             )))
         }
     };
+    let mut config = AcmeConfig::new(directory);
     if let Some(path) = &args.directory_ca {
         config.directory_roots = read_certs(path, "directory CA file")?;
     }
