@@ -211,6 +211,28 @@ pub enum Code {
 }
 
 impl Code {
+    /// Every code, problems first, in ranking order.
+    pub const ALL: &'static [Self] = &[
+        Self::Malformed,
+        Self::LeafExpired,
+        Self::Revoked,
+        Self::LeafIsCa,
+        Self::NameMismatch,
+        Self::ChainIncomplete,
+        Self::RootMissing,
+        Self::ChainSignatureInvalid,
+        Self::CaExpired,
+        Self::WeakSignature,
+        Self::NotServerAuth,
+        Self::NonConformant,
+        Self::ChainInvalid,
+        Self::RootFromPlatform,
+        Self::CnOnly,
+        Self::ChainReordered,
+        Self::ChainInCertFile,
+        Self::ExtraCertificates,
+    ];
+
     /// The stable snake_case code used in text and JSON reports.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -1116,4 +1138,20 @@ fn crl_issuer_problems(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_and_ranked_in_all_order() {
+        let mut names: Vec<&str> = Code::ALL.iter().map(|c| c.as_str()).collect();
+        for (i, code) in Code::ALL.iter().enumerate() {
+            assert_eq!(usize::from(code.rank()), i, "{code}");
+        }
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Code::ALL.len());
+    }
 }
