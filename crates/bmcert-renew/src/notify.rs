@@ -331,3 +331,57 @@ impl Notifier for MemoryNotifier {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn the_password_never_shows_in_debug() {
+        let mut c = SmtpConfig::new("smtp.example.test", 587, SmtpSecurity::StartTls, "a@b.test");
+        c.credentials = Some(("user".into(), Zeroizing::new("hunter2-secret".into())));
+        let n = SmtpNotifier::new(c.clone()).unwrap();
+        for text in [format!("{c:?}"), format!("{n:?}")] {
+            assert!(!text.contains("hunter2") && text.contains("user"), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_bad_from_address_is_a_typed_error() {
+        let c = SmtpConfig::new("127.0.0.1", 25, SmtpSecurity::Plain, "not an address");
+        let e = SmtpNotifier::new(c).unwrap_err();
+        assert!(matches!(e, NotifyError::Address { .. }), "{e}");
+        assert!(e.to_string().contains("not an address"), "{e}");
+    }
+
+    #[test]
+    fn the_message_says_what_expires_when_and_what_to_check() {
+        let w = Warning {
+            to: "admin@example.test".into(),
+            target: Target::Domain("acme.test".parse().unwrap()),
+            names: vec!["webmail.acme.test".into(), "autoconfig.acme.test".into()],
+            not_after: datetime!(2026-04-01 12:00 UTC),
+            last_error: Some(
+                "the challenge for webmail.acme.test failed: connection refused".into(),
+            ),
+            uploaded: false,
+            day: "2026-03-29".into(),
+        };
+        let subject = w.subject(datetime!(2026-03-29 10:00 UTC));
+        assert!(subject.contains("expires in 3 days"), "{subject}");
+        let body = w.body();
+        for needle in [
+            "2026-04-01T12:00:00Z",
+            "webmail.acme.test, autoconfig.acme.test",
+            "Last error: the challenge for webmail.acme.test failed",
+            "port 80",
+            "bmcert renew --target domain:acme.test",
+        ] {
+            assert!(body.contains(needle), "{needle} missing in:\n{body}");
+        }
+        assert!(w
+            .subject(datetime!(2026-04-02 00:00 UTC))
+            .contains("EXPIRED"));
+    }
+}

@@ -562,3 +562,115 @@ async fn one_email_per_day_with_three_servers_on_etcd() {
     };
     warnings_scenario(&p, etcd_stores(endpoints, 3).await).await;
 }
+
+/// A child process killed (by its handle) when dropped.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts aiosmtpd on loopback with `tls_args`, writing messages to `dir`.
+fn aiosmtpd(dir: &std::path::Path, tls_args: &[&str]) -> (Child, u16) {
+    let port = free_port();
+    let peers_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/peers");
+    let child = std::process::Command::new("/usr/bin/python3")
+        .env("PYTHONPATH", peers_dir)
+        .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+        .args(tls_args)
+        .args(["-c", "bmcert_mailbox.Mailbox", dir.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = Child(child);
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return (child, port);
+        }
+        assert!(
+            child.0.try_wait().unwrap().is_none(),
+            "aiosmtpd exited at start"
+        );
+        std::thread::sleep(StdDuration::from_millis(100));
+    }
+    panic!("aiosmtpd did not listen on {port}");
+}
+
+#[tokio::test]
+async fn smtp_over_starttls_and_implicit_tls_to_a_real_aiosmtpd() {
+    if std::env::var("BMCERT_SMTP_PORT").is_err() {
+        eprintln!("SKIPPED: BMCERT_SMTP_PORT is not set; run scripts/test-all (smtp.sh installs aiosmtpd)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // A small CA and a server certificate for 127.0.0.1.
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "bmcert smtp test CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let mut leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    leaf.distinguished_name
+        .push(rcgen::DnType::CommonName, "127.0.0.1");
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf_cert = leaf.signed_by(&leaf_key, &issuer).unwrap();
+    let cert_path = dir.path().join("cert.pem");
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&cert_path, leaf_cert.pem()).unwrap();
+    std::fs::write(&key_path, leaf_key.serialize_pem()).unwrap();
+    let (cert, key) = (cert_path.to_str().unwrap(), key_path.to_str().unwrap());
+
+    let warning = Warning {
+        to: "admin@example.test".into(),
+        target: Target::System,
+        names: vec!["mail.example.test".into()],
+        not_after: OffsetDateTime::now_utc() + Duration::days(3),
+        last_error: Some("the CA could not be reached".into()),
+        uploaded: false,
+        day: "2026-01-01".into(),
+    };
+    for (security, args) in [
+        (SmtpSecurity::StartTls, ["--tlscert", cert, "--tlskey", key]),
+        (SmtpSecurity::Tls, ["--smtpscert", cert, "--smtpskey", key]),
+    ] {
+        let maildir = dir.path().join(format!("{security:?}"));
+        let (_server, port) = aiosmtpd(&maildir, &args);
+        let mut config = SmtpConfig::new("127.0.0.1", port, security, "bmcert@example.test");
+        config.timeout = StdDuration::from_secs(10);
+        // Without the test CA the server is not trusted: a typed error, not a send.
+        let untrusted = SmtpNotifier::new(config.clone()).unwrap();
+        let e = untrusted
+            .send(&warning, OffsetDateTime::now_utc())
+            .await
+            .unwrap_err();
+        assert!(matches!(e, NotifyError::Smtp { .. }), "{security:?}: {e}");
+        config.extra_roots_pem = vec![ca_cert.pem().into_bytes()];
+        let notifier = SmtpNotifier::new(config).unwrap();
+        notifier
+            .send(&warning, OffsetDateTime::now_utc())
+            .await
+            .unwrap();
+        let delivered: Vec<_> = std::fs::read_dir(&maildir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".eml"))
+            .collect();
+        assert_eq!(delivered.len(), 1, "{security:?}");
+        let text = std::fs::read_to_string(delivered[0].path()).unwrap();
+        assert!(text.contains("the CA could not be reached"), "{text}");
+    }
+}
