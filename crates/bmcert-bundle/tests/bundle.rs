@@ -767,7 +767,8 @@ fn codes_are_stable_and_documented() {
         "/../../docs/problem-codes.md"
     ))
     .unwrap();
-    for code in Code::ALL {
+    let chain_codes: Vec<Code> = VerifyCode::ALL.iter().map(|c| Code::Chain(*c)).collect();
+    for code in Code::ALL.iter().chain(&chain_codes) {
         let s = code.as_str();
         assert!(
             s.chars()
