@@ -100,10 +100,11 @@ fn target(i: usize) -> Target {
 
 fn live_index(n: usize, pki: &Pki) -> LiveIndex {
     let index = LiveIndex::new(&topology(n));
-    index.set_certificate(&Target::System, Some(pki.shared.clone()));
-    for i in 0..n {
-        index.set_certificate(&target(i), Some(pki.shared.clone()));
-    }
+    index.set_certificates(
+        std::iter::once(Target::System)
+            .chain((0..n).map(target))
+            .map(|t| (t, Some(pki.shared.clone()))),
+    );
     index
 }
 
@@ -316,10 +317,11 @@ fn memory(_: &mut Criterion) {
         let topology = topology(n);
         let before = LIVE.load(Ordering::Relaxed);
         let index = LiveIndex::new(&topology);
-        index.set_certificate(&Target::System, Some(pki.shared.clone()));
-        for i in 0..n {
-            index.set_certificate(&target(i), Some(pki.shared.clone()));
-        }
+        index.set_certificates(
+            std::iter::once(Target::System)
+                .chain((0..n).map(target))
+                .map(|t| (t, Some(pki.shared.clone()))),
+        );
         let after = LIVE.load(Ordering::Relaxed);
         println!(
             "memory/{n}: {:.1} bytes per domain (index only; certificate bytes are shared)",

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bmcert_store::{block_on, ChangeKey, Revision, Store, StoreError};
 use bmcert_topology::Target;
+use rustls::sign::CertifiedKey;
 
 use crate::key::{certified_key, LoadError};
 use crate::live::LiveIndex;
@@ -18,38 +19,44 @@ use crate::live::LiveIndex;
 /// failure is logged and listed by [`LiveIndex::failures`]. Returns whether the target now
 /// matches the store.
 pub async fn apply_target(store: &dyn Store, index: &LiveIndex, target: &Target) -> bool {
+    match read_target(store, target).await {
+        Ok(certificate) => {
+            index.set_certificate(target, certificate);
+            true
+        }
+        Err(error) => {
+            index.record_failure(target, error);
+            false
+        }
+    }
+}
+
+/// The certificate `target` should serve according to the store (`None`: no current
+/// bundle), or why it cannot be used.
+async fn read_target(
+    store: &dyn Store,
+    target: &Target,
+) -> Result<Option<Arc<CertifiedKey>>, LoadError> {
     match store.current(target).await {
         Ok(Some(installed)) => {
             let bundle = &installed.bundle;
             let key = bundle.secret_key().secret_private_key_der();
-            match certified_key(bundle.chain().to_vec(), &key) {
-                Ok(cert) => {
-                    index.set_certificate(target, Some(cert));
-                    tracing::info!(
-                        %target,
-                        version = installed.version,
-                        revision = %installed.revision,
-                        fingerprint = %bundle.meta().fingerprint,
-                        not_after = %bundle.meta().not_after,
-                        "certificate loaded"
-                    );
-                    true
-                }
-                Err(error) => {
-                    index.record_failure(target, error);
-                    false
-                }
-            }
+            let cert = certified_key(bundle.chain().to_vec(), &key)?;
+            tracing::info!(
+                %target,
+                version = installed.version,
+                revision = %installed.revision,
+                fingerprint = %bundle.meta().fingerprint,
+                not_after = %bundle.meta().not_after,
+                "certificate loaded"
+            );
+            Ok(Some(cert))
         }
         Ok(None) => {
-            index.set_certificate(target, None);
             tracing::info!(%target, "no current certificate (disabled or never installed)");
-            true
+            Ok(None)
         }
-        Err(error) => {
-            index.record_failure(target, LoadError::Store(error.to_string()));
-            false
-        }
+        Err(error) => Err(LoadError::Store(error.to_string())),
     }
 }
 
@@ -63,9 +70,15 @@ pub async fn load_all(store: &dyn Store, index: &LiveIndex) -> Result<Revision, 
     targets.extend(index.snapshot().targets().iter().cloned());
     targets.sort();
     targets.dedup();
+    let mut changes = Vec::with_capacity(targets.len());
     for target in &targets {
-        apply_target(store, index, target).await;
+        match read_target(store, target).await {
+            Ok(certificate) => changes.push((target.clone(), certificate)),
+            Err(error) => index.record_failure(target, error),
+        }
     }
+    // One snapshot for everything, instead of one per target.
+    index.set_certificates(changes);
     tracing::info!(%revision, targets = targets.len(), "certificates loaded from the store");
     Ok(revision)
 }

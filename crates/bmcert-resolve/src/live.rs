@@ -176,6 +176,26 @@ impl LiveIndex {
         tracing::debug!(%target, "certificate applied");
     }
 
+    /// Applies many certificate changes as one snapshot (each touched chunk copied once), for
+    /// start-up loads and bulk changes; clears the load failures of the targets changed.
+    pub fn set_certificates(&self, changes: impl IntoIterator<Item = CertificateChange>) {
+        let mut writer = self.lock();
+        let changes: Vec<CertificateChange> = changes.into_iter().collect();
+        for (target, _) in &changes {
+            writer.failures.remove(target);
+        }
+        let count = changes.len();
+        let (next, unplaced) = self.current.load().with_certificates(changes);
+        for (target, certificate) in unplaced {
+            match certificate {
+                Some(cert) => writer.parked.insert(target, cert),
+                None => writer.parked.remove(&target),
+            };
+        }
+        self.publish(next);
+        tracing::debug!(count, "certificates applied");
+    }
+
     /// Records that the latest certificate of `target` could not be loaded. The previous
     /// certificate, if any, stays in service; the failure is logged and listed by
     /// [`LiveIndex::failures`] until a later load of the target succeeds.

@@ -445,3 +445,31 @@ fn no_key_material_in_debug_or_errors() {
 fn hex_of(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[test]
+fn bulk_changes_apply_as_one_snapshot_and_park_unknown_targets() {
+    let f = fixture();
+    let beta = f.pki.leaf(&["webmail.beta.test"]).certified();
+    let stray = f.pki.leaf(&["stray.test"]).certified();
+    f.index
+        .record_failure(&domain("beta.test"), LoadError::KeyMismatch);
+    f.index.set_certificates([
+        (domain("beta.test"), Some(beta.clone())),
+        (domain("acme.test"), None),
+        (domain("stray.test"), Some(stray.clone())),
+    ]);
+    assert!(Arc::ptr_eq(
+        &served(&f, Service::Https, Some("webmail.beta.test")),
+        &beta
+    ));
+    assert!(Arc::ptr_eq(
+        &served(&f, Service::Https, Some("webmail.acme.test")),
+        &f.system
+    ));
+    assert!(Arc::ptr_eq(
+        &f.index.certificate(&domain("stray.test")).unwrap(),
+        &stray
+    ));
+    assert!(f.index.failures().is_empty());
+    assert_eq!(f.index.snapshot().certificate_count(), 2); // system and beta
+}
