@@ -391,7 +391,6 @@ impl Renewer {
     /// ordered when the certificate changed or another server's attempt is recent.
     async fn attempt(&self, installed: &Installed, force: bool) -> Result<Outcome, RenewError> {
         let store = &self.inner.store;
-        let target = &installed.target;
         let lock = RecordKey::new(keys::RENEWAL_LOCK)
             .map_err(|e| RenewError::Internal(format!("{}: {e}", "naming the renewal lock")))?;
         let lease = match store
@@ -406,7 +405,6 @@ impl Renewer {
         if let Err(e) = store.unlock(&lease).await {
             tracing::warn!(error = %e, "releasing the renewal lock");
         }
-        let _ = target;
         result
     }
 
@@ -725,11 +723,13 @@ impl Renewer {
                         .min(max)
                 })
                 .unwrap_or(max);
+            let sleeper = tokio::time::sleep(sleep);
+            tokio::pin!(sleeper);
             loop {
                 tokio::select! {
                     _ = stop.changed() => return,
                     _ = self.inner.wake.notified() => break,
-                    _ = tokio::time::sleep(sleep) => break,
+                    _ = &mut sleeper => break,
                     change = async {
                         match watch.as_mut() {
                             Some(w) => w.recv().await,
