@@ -1,4 +1,4 @@
-//! The certificate [`Store`] on etcd: one store shared by every server of an installation.
+//! The certificate [`Store`](bmcert_store::Store) on etcd: one store shared by every server of an installation.
 //!
 //! [`EtcdStore`] implements `bmcert_store::Store` over an etcd v3 cluster (tested against
 //! Debian's etcd 3.4) with the [etcd-client] crate, the tonic/gRPC client the Rust etcd
@@ -16,7 +16,7 @@
 //! | `PREFIX/history/TARGET` | the version counter and the last 3 previous versions |
 //! | `PREFIX/record/KEY` | a record of the key-value area, raw bytes |
 //! | `PREFIX/lock/NAME` | a lock: holder and expiry, attached to an etcd lease |
-//! | `PREFIX/rev` | touched by every write: its mod revision is [`Store::revision`] |
+//! | `PREFIX/rev` | touched by every write: its mod revision is [`Store::revision`](bmcert_store::Store::revision) |
 //!
 //! - **Revisions** are etcd's mod revisions (cluster-wide, increasing).
 //! - **Conditional writes** are etcd transactions: the compare holds the expected mod
@@ -26,12 +26,12 @@
 //! - **Watch** is an etcd watch of the prefix from `after + 1`. When the connection breaks
 //!   the watch is re-created from the last revision seen, so no change is missed; if etcd
 //!   compacted that revision away and something under the prefix changed meanwhile, the feed
-//!   yields [`StoreError::Compacted`].
+//!   yields [`StoreError::Compacted`](bmcert_store::StoreError::Compacted).
 //! - **Locks** are keys attached to etcd leases (TTL rounded up to whole seconds; renewed
 //!   with etcd's keep-alive). The fencing token is the lock key's create revision: every
 //!   grant creates the key anew, so a later grant has a larger token, and a holder whose
 //!   lease expired (etcd deleted the key) or whose lock was taken over fails the compare.
-//!   The expiry in [`Lease::expires_at`] is also written in the key, so a lock whose
+//!   The expiry in [`Lease::expires_at`](bmcert_store::Lease::expires_at) is also written in the key, so a lock whose
 //!   holder stopped renewing can be taken over at that time even before etcd's
 //!   whole-second lease ends.
 //!
@@ -39,8 +39,8 @@
 //!
 //! The store owns a small tokio runtime (two worker threads): its futures can be awaited from
 //! any executor, including `bmcert_store::block_on` and the resolver's follower thread.
-//! Operations are bounded by [`EtcdOptions::request_timeout`] and return
-//! [`StoreError::Unavailable`] when the cluster cannot be reached; a watch keeps retrying
+//! Operations are bounded by [`EtcdOptions::request_timeout`](crate::EtcdOptions::request_timeout) and return
+//! [`StoreError::Unavailable`](bmcert_store::StoreError::Unavailable) when the cluster cannot be reached; a watch keeps retrying
 //! (with back-off, up to 2 s between attempts) and resumes by itself when etcd is back, so
 //! readers keep serving what they last loaded in the meantime.
 //!
