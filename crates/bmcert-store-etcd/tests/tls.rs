@@ -1,6 +1,7 @@
-//! TLS to etcd: a one-member etcd of its own serving HTTPS with a certificate from a test CA
-//! (`BMCERT_ETCD_BIN`). The store connects with that CA, and refuses a server it cannot
-//! verify.
+//! TLS and authentication: a one-member etcd of its own serving HTTPS with a certificate
+//! from a test CA (`BMCERT_ETCD_BIN`). The store connects with that CA and refuses a server
+//! it cannot verify; with etcd's authentication on, only the right user and password get in,
+//! and the password shows in no output.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 use std::net::TcpListener;
@@ -50,7 +51,7 @@ fn options(port: u16, ca_pem: &str) -> EtcdOptions {
 }
 
 #[test]
-fn the_store_talks_to_etcd_over_verified_tls() {
+fn the_store_talks_to_etcd_over_verified_tls_with_authentication() {
     let Ok(bin) = std::env::var("BMCERT_ETCD_BIN") else {
         eprintln!("skipped: BMCERT_ETCD_BIN is not set (scripts/test-all sets it)");
         return;
@@ -110,6 +111,29 @@ fn the_store_talks_to_etcd_over_verified_tls() {
         (revision, &b"accepted"[..])
     );
 
+    // Authentication: enable etcd's auth with a root user, then only the right password
+    // gets in.
+    enable_auth(client, &root.pem());
+    let mut with_user = options(client, &root.pem());
+    with_user.user = Some(("root".into(), "s3cret-pw".to_owned().into()));
+    let authed = EtcdStore::connect(with_user.clone()).unwrap();
+    assert_eq!(
+        block_on(authed.get(&key)).unwrap().unwrap().secret_value(),
+        b"accepted"
+    );
+    assert!(!format!("{with_user:?}").contains("s3cret-pw"));
+    let mut wrong = with_user;
+    wrong.user = Some(("root".into(), "wrong".to_owned().into()));
+    match EtcdStore::connect(wrong) {
+        Err(StoreError::Unavailable(message)) => assert!(!message.contains("wrong"), "{message}"),
+        other => panic!("expected the wrong password refused, got {other:?}"),
+    }
+    let anonymous = EtcdStore::connect(options(client, &root.pem())).unwrap();
+    assert!(matches!(
+        block_on(anonymous.get(&key)),
+        Err(StoreError::Unavailable(_))
+    ));
+
     // A client trusting another CA refuses the server: a typed error, nothing read.
     let other = ca("some other CA");
     let stranger = EtcdStore::connect(options(client, &other.pem())).unwrap();
@@ -122,4 +146,24 @@ fn the_store_talks_to_etcd_over_verified_tls() {
         }
         other => panic!("expected Unavailable from an unverified server, got {other:?}"),
     }
+}
+
+/// Creates the root user and enables authentication, with etcd's own client.
+fn enable_auth(port: u16, ca_pem: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let tls = etcd_client::TlsOptions::new()
+            .ca_certificate(etcd_client::Certificate::from_pem(ca_pem));
+        let options = etcd_client::ConnectOptions::new().with_tls(tls);
+        let mut c =
+            etcd_client::Client::connect([format!("https://127.0.0.1:{port}")], Some(options))
+                .await
+                .unwrap();
+        c.user_add("root", "s3cret-pw", None).await.unwrap();
+        c.user_grant_role("root", "root").await.unwrap();
+        c.auth_enable().await.unwrap();
+    });
 }
