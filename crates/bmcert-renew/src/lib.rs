@@ -38,5 +38,5 @@ pub use notify::{
 pub use plan::{plan, Plan, PlanInput, Planned, RateLimit};
 pub use renewer::{
     status, AcmeIssuer, Clock, Issuer, ManualClock, Outcome, PassReport, RenewError, RenewalRecord,
-    Renewer, RenewerConfig, Running, SystemClock, TargetStatus, WarningRecord,
+    Renewer, RenewerConfig, Running, SystemClock, TargetStatus, WarningRecord, ARI_REFRESH,
 };

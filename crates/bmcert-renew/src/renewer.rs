@@ -70,13 +70,30 @@ impl Clock for ManualClock {
 /// Obtains a new certificate for a target and installs it (the ACME flow).
 pub trait Issuer: fmt::Debug + Send + Sync {
     /// Orders a certificate for `target` covering at least `names`, installs it, and returns
-    /// nothing or the error in plain words.
+    /// nothing or the error in plain words. `replaces` is the ARI identifier
+    /// ([`policy::ari_cert_id`]) of the certificate being replaced, when the CA offers
+    /// renewal information; the order names it (RFC 9773 section 5).
     fn issue<'a>(
         &'a self,
         target: &'a Target,
         names: &'a [String],
+        replaces: Option<&'a str>,
     ) -> BoxFuture<'a, Result<(), String>>;
+
+    /// The CA's suggested renewal window for the certificate `leaf_der` (ARI, RFC 9773), or
+    /// `None` when the CA offers no renewal information (the lifetime rule applies). The
+    /// renewer asks at most every [`ARI_REFRESH`] per certificate.
+    fn renewal_window<'a>(
+        &'a self,
+        _target: &'a Target,
+        _leaf_der: &'a [u8],
+    ) -> BoxFuture<'a, Option<policy::AriWindow>> {
+        Box::pin(async { None })
+    }
 }
+
+/// How often the renewer asks the CA again for a certificate's renewal window.
+pub const ARI_REFRESH: Duration = Duration::hours(6);
 
 /// The [`Issuer`] over an [`AcmeClient`] and the installation's topology.
 pub struct AcmeIssuer {
@@ -119,6 +136,8 @@ impl Issuer for AcmeIssuer {
         &'a self,
         target: &'a Target,
         names: &'a [String],
+        // bmcert-acme has no `replaces` option on its orders yet (see docs/renewal.md).
+        _replaces: Option<&'a str>,
     ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             let topology = self
@@ -283,6 +302,8 @@ struct Inner {
     config: RenewerConfig,
     wake: Notify,
     pass: tokio::sync::Mutex<()>,
+    /// Renewal windows from the CA per certificate fingerprint, with when they were asked.
+    ari: Mutex<std::collections::HashMap<String, (Option<policy::AriWindow>, OffsetDateTime)>>,
 }
 
 /// The renewer of an installation: cheap to clone, one per server.
@@ -349,6 +370,7 @@ impl Renewer {
                 config,
                 wake: Notify::new(),
                 pass: tokio::sync::Mutex::new(()),
+                ari: Mutex::new(std::collections::HashMap::new()),
             }),
         }
     }
@@ -385,6 +407,40 @@ impl Renewer {
             .map_err(store_err("reading the certificate"))?
             .ok_or_else(|| RenewError::NotInstalled(target.clone()))?;
         self.attempt(&installed, true).await
+    }
+
+    /// When `installed` is due, and whether that comes from the CA's renewal window (ARI,
+    /// asked at most every [`ARI_REFRESH`]) rather than the lifetime rule.
+    async fn due(&self, installed: &Installed) -> (OffsetDateTime, bool) {
+        let (nb, na) = validity(installed);
+        let key = key_str(&installed.target);
+        let fp = hex(&installed.bundle.meta().fingerprint.0);
+        let now = self.inner.clock.now();
+        let cached = self
+            .inner
+            .ari
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&fp).copied())
+            .filter(|(_, at)| now - *at < ARI_REFRESH);
+        let window = match cached {
+            Some((w, _)) => w,
+            None => {
+                let w = self
+                    .inner
+                    .issuer
+                    .renewal_window(&installed.target, installed.bundle.leaf())
+                    .await;
+                if let Ok(mut m) = self.inner.ari.lock() {
+                    m.insert(fp, (w, now));
+                }
+                w
+            }
+        };
+        (
+            policy::next_renewal(nb, na, &key, window.as_ref()),
+            window.is_some(),
+        )
     }
 
     /// One renewal attempt under the store's renewal lock. Without `force`, nothing is
@@ -430,8 +486,7 @@ impl Renewer {
             if installed.bundle.meta().fingerprint != seen.bundle.meta().fingerprint {
                 return Ok(Outcome::AlreadyRenewed);
             }
-            let (nb, na) = validity(&installed);
-            if now < policy::due_at(nb, na, &key_str(target)) {
+            if now < self.due(&installed).await.0 {
                 return Ok(Outcome::AlreadyRenewed);
             }
             if rec.next_attempt.is_some_and(|n| from_unix(n) > now) {
@@ -445,7 +500,15 @@ impl Renewer {
         let names = meta.names.clone();
         let not_after = rfc3339(meta.not_after);
         tracing::info!(target = %target, names = ?names, not_after = %not_after, "renewal: attempt");
-        let result = self.inner.issuer.issue(target, &names).await;
+        let replaces = match self.due(&installed).await.1 {
+            true => policy::ari_cert_id(installed.bundle.leaf()).ok(),
+            false => None,
+        };
+        let result = self
+            .inner
+            .issuer
+            .issue(target, &names, replaces.as_deref())
+            .await;
         let done = self.inner.clock.now();
         rec.last_attempt = Some(unix(done));
         let outcome = match result {
@@ -638,7 +701,7 @@ impl Renewer {
                 }
                 continue;
             }
-            let due = policy::due_at(nb, na, &key_str(&target));
+            let due = self.due(&installed).await.0;
             let mut rec = self.record_for(&installed).await?;
             if now >= due && rec.next_attempt.is_none_or(|n| from_unix(n) <= now) {
                 match self.attempt(&installed, false).await {
@@ -662,8 +725,7 @@ impl Renewer {
                     continue;
                 };
                 if after.bundle.meta().fingerprint != installed.bundle.meta().fingerprint {
-                    let (nb2, na2) = validity(&after);
-                    wake(policy::due_at(nb2, na2, &key_str(&target)), &mut report);
+                    wake(self.due(&after).await.0, &mut report);
                     continue;
                 }
                 rec = self.record_for(&after).await?;

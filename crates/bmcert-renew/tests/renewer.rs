@@ -387,3 +387,42 @@ fn plan_for_100000_certificates_issued_the_same_day() {
         p.renewals.iter().filter(|r| r.at == r.due).count()
     );
 }
+
+#[tokio::test]
+async fn the_ca_renewal_window_wins_and_the_order_names_the_replaced_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, clock, issuer, notifier) = setup(dir.path());
+    let issued = datetime!(2026-01-01 00:00 UTC);
+    let old = bundle(
+        &["ari.example.test"],
+        issued,
+        issued + Duration::days(90),
+        Source::Acme,
+    );
+    install(store.as_ref(), &Target::System, &old).await;
+    // The CA (e.g. during a mass revocation) suggests renewing on day 10-11, well before
+    // the lifetime rule's day ~56-60.
+    let window = policy::AriWindow::from_json(
+        br#"{"suggestedWindow":{"start":"2026-01-11T00:00:00Z","end":"2026-01-12T00:00:00Z"}}"#,
+    )
+    .unwrap();
+    *issuer.window.lock().unwrap() = Some(window);
+    let r = renewer(&store, &issuer, &notifier, &clock, "a");
+    clock.set(issued + Duration::days(5));
+    let pass = r.run_once().await.unwrap();
+    let due = pass.next_wake.unwrap();
+    assert!(due >= window.start && due < window.end, "{due}");
+    assert_eq!(issuer.calls(), 0);
+    clock.set(window.end);
+    let pass = r.run_once().await.unwrap();
+    assert_eq!(pass.renewed, [Target::System]);
+    // The order named the certificate it replaces, by its ARI identifier.
+    let id = policy::ari_cert_id(old.leaf()).unwrap();
+    assert_eq!(issuer.replaced.lock().unwrap().as_slice(), [Some(id)]);
+
+    // Without a window the lifetime rule applies.
+    *issuer.window.lock().unwrap() = None;
+    let r = renewer(&store, &issuer, &notifier, &clock, "b");
+    let pass = r.run_once().await.unwrap();
+    assert!(pass.next_wake.unwrap() > window.end + Duration::days(50));
+}

@@ -30,6 +30,8 @@ pub fn bundle(
             .unwrap();
     params.not_before = not_before;
     params.not_after = not_after;
+    // An authority key identifier, as CA-issued certificates have (ARI needs it).
+    params.use_authority_key_identifier_extension = true;
     let key = rcgen::KeyPair::generate().unwrap();
     let cert = params.self_signed(&key).unwrap();
     let der = cert.der().clone();
@@ -61,6 +63,10 @@ pub struct ScriptedIssuer {
     pub fail: AtomicBool,
     pub delay: StdDuration,
     pub clock: Arc<bmcert_renew::ManualClock>,
+    /// The `replaces` argument of each call.
+    pub replaced: std::sync::Mutex<Vec<Option<String>>>,
+    /// The renewal window the CA offers (ARI), if any.
+    pub window: std::sync::Mutex<Option<bmcert_renew::policy::AriWindow>>,
 }
 
 impl ScriptedIssuer {
@@ -71,6 +77,8 @@ impl ScriptedIssuer {
             fail: AtomicBool::new(false),
             delay: StdDuration::ZERO,
             clock,
+            replaced: Default::default(),
+            window: Default::default(),
         }
     }
     pub fn calls(&self) -> u32 {
@@ -86,9 +94,13 @@ impl Issuer for ScriptedIssuer {
         &'a self,
         target: &'a Target,
         names: &'a [String],
+        replaces: Option<&'a str>,
     ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             self.calls.fetch_add(1, Ordering::SeqCst);
+            if let Ok(mut r) = self.replaced.lock() {
+                r.push(replaces.map(str::to_owned));
+            }
             if !self.delay.is_zero() {
                 tokio::time::sleep(self.delay).await;
             }
@@ -105,5 +117,14 @@ impl Issuer for ScriptedIssuer {
                 .map_err(|e| e.to_string())?;
             Ok(())
         })
+    }
+
+    fn renewal_window<'a>(
+        &'a self,
+        _target: &'a Target,
+        _leaf_der: &'a [u8],
+    ) -> BoxFuture<'a, Option<bmcert_renew::policy::AriWindow>> {
+        let w = *self.window.lock().unwrap();
+        Box::pin(async move { w })
     }
 }
