@@ -685,7 +685,7 @@ impl Renewer {
                 continue;
             };
             let now = self.inner.clock.now();
-            let (nb, na) = validity(&installed);
+            let (_, na) = validity(&installed);
             let target = installed.target.clone();
             if installed.bundle.meta().source != Source::Acme {
                 if self.inner.config.warn_uploaded && self.inner.config.warn_to.is_some() {
