@@ -764,11 +764,16 @@ impl Renewer {
 
     async fn run(&self, mut stop: tokio::sync::watch::Receiver<bool>) {
         let store = self.inner.store.clone();
-        let mut watch = match store.revision().await {
-            Ok(rev) => store.watch(rev).await.ok(),
-            Err(_) => None,
-        };
+        let mut watch = None;
         loop {
+            // (Re)open the change feed when there is none (at start, or after the store was
+            // unreachable): changes made meanwhile are seen by the pass that follows.
+            if watch.is_none() {
+                watch = match store.revision().await {
+                    Ok(rev) => store.watch(rev).await.ok(),
+                    Err(_) => None,
+                };
+            }
             let next = match self.run_once().await {
                 Ok(r) => r.next_wake,
                 Err(e) => {

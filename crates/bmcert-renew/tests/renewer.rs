@@ -426,3 +426,32 @@ async fn the_ca_renewal_window_wins_and_the_order_names_the_replaced_certificate
     let pass = r.run_once().await.unwrap();
     assert!(pass.next_wake.unwrap() > window.end + Duration::days(50));
 }
+
+#[tokio::test]
+async fn the_task_wakes_on_a_store_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, clock, issuer, notifier) = setup(dir.path());
+    let issued = datetime!(2026-01-01 00:00 UTC);
+    clock.set(issued + Duration::days(80));
+    let r = renewer(&store, &issuer, &notifier, &clock, "a");
+    let running = r.start();
+    tokio::time::sleep(StdDuration::from_millis(200)).await;
+    assert_eq!(issuer.calls(), 0, "nothing installed, nothing to do");
+    // Another server installs a certificate that is already due: the task's watch sees it,
+    // without `wake()` and long before its (1 hour) sleep ends.
+    let other: Arc<dyn Store> = Arc::new(DirStore::open(dir.path().join("store")).unwrap());
+    let due = bundle(
+        &["late.example.test"],
+        issued,
+        issued + Duration::days(90),
+        Source::Acme,
+    );
+    install(other.as_ref(), &Target::System, &due).await;
+    let mut waited = 0;
+    while issuer.calls() == 0 && waited < 100 {
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+        waited += 1;
+    }
+    assert_eq!(issuer.calls(), 1, "renewed after the store change");
+    running.stop().await;
+}
