@@ -201,6 +201,9 @@ pub struct RenewerConfig {
     pub lock_ttl: StdDuration,
     /// The longest sleep between two passes (guards against clock jumps).
     pub max_sleep: StdDuration,
+    /// The CA's limit on new orders: renewals are spread by [`plan`](crate::plan()) so that
+    /// no window holds more (Let's Encrypt's 300 per 3 hours by default).
+    pub rate_limit: crate::plan::RateLimit,
 }
 
 impl Default for RenewerConfig {
@@ -211,6 +214,7 @@ impl Default for RenewerConfig {
             warn_uploaded: false,
             lock_ttl: StdDuration::from_secs(600),
             max_sleep: StdDuration::from_secs(3600),
+            rate_limit: crate::plan::RateLimit::LETS_ENCRYPT,
         }
     }
 }
@@ -406,7 +410,8 @@ impl Renewer {
             .await
             .map_err(store_err("reading the certificate"))?
             .ok_or_else(|| RenewError::NotInstalled(target.clone()))?;
-        self.attempt(&installed, true).await
+        let now = self.inner.clock.now();
+        self.attempt(&installed, true, now).await
     }
 
     /// When `installed` is due, and whether that comes from the CA's renewal window (ARI,
@@ -445,7 +450,12 @@ impl Renewer {
 
     /// One renewal attempt under the store's renewal lock. Without `force`, nothing is
     /// ordered when the certificate changed or another server's attempt is recent.
-    async fn attempt(&self, installed: &Installed, force: bool) -> Result<Outcome, RenewError> {
+    async fn attempt(
+        &self,
+        installed: &Installed,
+        force: bool,
+        due: OffsetDateTime,
+    ) -> Result<Outcome, RenewError> {
         let store = &self.inner.store;
         let lock = RecordKey::new(keys::RENEWAL_LOCK)
             .map_err(|e| RenewError::Internal(format!("{}: {e}", "naming the renewal lock")))?;
@@ -457,7 +467,7 @@ impl Renewer {
             Err(StoreError::LockHeld { holder, .. }) => return Err(RenewError::Busy { holder }),
             Err(e) => return Err(store_err("taking the renewal lock")(e)),
         };
-        let result = self.attempt_locked(installed, force, &lease).await;
+        let result = self.attempt_locked(installed, force, due, &lease).await;
         if let Err(e) = store.unlock(&lease).await {
             tracing::warn!(error = %e, "releasing the renewal lock");
         }
@@ -468,6 +478,7 @@ impl Renewer {
         &self,
         seen: &Installed,
         force: bool,
+        due: OffsetDateTime,
         lease: &Lease,
     ) -> Result<Outcome, RenewError> {
         let store = &self.inner.store;
@@ -486,7 +497,7 @@ impl Renewer {
             if installed.bundle.meta().fingerprint != seen.bundle.meta().fingerprint {
                 return Ok(Outcome::AlreadyRenewed);
             }
-            if now < self.due(&installed).await.0 {
+            if now < due {
                 return Ok(Outcome::AlreadyRenewed);
             }
             if rec.next_attempt.is_some_and(|n| from_unix(n) > now) {
@@ -676,14 +687,18 @@ impl Renewer {
         let wake = |t: OffsetDateTime, r: &mut PassReport| {
             r.next_wake = Some(r.next_wake.map_or(t, |w: OffsetDateTime| w.min(t)));
         };
+        let mut current = Vec::with_capacity(listed.len());
         for l in listed {
-            let Some(installed) = store
+            if let Some(installed) = store
                 .current(&l.target)
                 .await
                 .map_err(store_err("reading a certificate"))?
-            else {
-                continue;
-            };
+            {
+                current.push(installed);
+            }
+        }
+        let planned = self.plan_times(&current).await?;
+        for installed in current {
             let now = self.inner.clock.now();
             let (_, na) = validity(&installed);
             let target = installed.target.clone();
@@ -701,10 +716,16 @@ impl Renewer {
                 }
                 continue;
             }
-            let due = self.due(&installed).await.0;
+            let due = match self.due(&installed).await {
+                (ari_due, true) => ari_due,
+                (lifetime_due, false) => planned
+                    .get(&installed.target)
+                    .copied()
+                    .unwrap_or(lifetime_due),
+            };
             let mut rec = self.record_for(&installed).await?;
             if now >= due && rec.next_attempt.is_none_or(|n| from_unix(n) <= now) {
-                match self.attempt(&installed, false).await {
+                match self.attempt(&installed, false, due).await {
                     Ok(Outcome::Renewed) => report.renewed.push(target.clone()),
                     Ok(Outcome::AlreadyRenewed) => {}
                     Err(RenewError::Failed { .. }) => report.failed.push(target.clone()),
@@ -749,6 +770,40 @@ impl Renewer {
             }
         }
         Ok(report)
+    }
+
+    /// The renewal time of every ACME certificate under the rate limit ([`plan`](crate::plan())),
+    /// leaving out those waiting for a retry (their back-off decides) and those the CA gave
+    /// a renewal window for.
+    async fn plan_times(
+        &self,
+        current: &[Installed],
+    ) -> Result<std::collections::HashMap<Target, OffsetDateTime>, RenewError> {
+        let now = self.inner.clock.now();
+        let mut targets = Vec::new();
+        let mut inputs = Vec::new();
+        for installed in current {
+            if installed.bundle.meta().source != Source::Acme {
+                continue;
+            }
+            let rec = self.record_for(installed).await?;
+            if rec.next_attempt.is_some_and(|n| from_unix(n) > now) || self.due(installed).await.1 {
+                continue;
+            }
+            let (not_before, not_after) = validity(installed);
+            targets.push(installed.target.clone());
+            inputs.push(crate::plan::PlanInput {
+                key: key_str(&installed.target),
+                not_before,
+                not_after,
+            });
+        }
+        let plan = crate::plan::plan(&inputs, now, self.inner.config.rate_limit);
+        Ok(plan
+            .renewals
+            .into_iter()
+            .map(|p| (targets[p.index].clone(), p.at))
+            .collect())
     }
 
     /// Starts the background task on the current tokio runtime.

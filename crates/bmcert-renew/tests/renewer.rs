@@ -455,3 +455,62 @@ async fn the_task_wakes_on_a_store_change() {
     assert_eq!(issuer.calls(), 1, "renewed after the store change");
     running.stop().await;
 }
+
+#[tokio::test]
+async fn the_renewer_keeps_to_the_rate_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, clock, issuer, notifier) = setup(dir.path());
+    let issued = datetime!(2026-01-01 00:00 UTC);
+    // Ten certificates issued together, all overdue; the CA allows 3 orders per 3 hours.
+    for i in 0..10 {
+        let target = Target::Domain(format!("d{i}.example.test").parse().unwrap());
+        let name = format!("webmail.d{i}.example.test");
+        install(
+            store.as_ref(),
+            &target,
+            &bundle(&[&name], issued, issued + Duration::days(90), Source::Acme),
+        )
+        .await;
+    }
+    let config = RenewerConfig {
+        holder: "a".into(),
+        warn_to: Some("admin@example.test".into()),
+        rate_limit: RateLimit {
+            orders: 3,
+            window: Duration::hours(3),
+        },
+        ..RenewerConfig::default()
+    };
+    let r = Renewer::new(
+        store.clone(),
+        issuer.clone(),
+        notifier.clone(),
+        clock.clone(),
+        config,
+    );
+    let start = issued + Duration::days(70);
+    clock.set(start);
+    let mut orders = Vec::new();
+    // Follow the renewer's own schedule, as its task would.
+    for _ in 0..40 {
+        let before = issuer.calls();
+        let pass = r.run_once().await.unwrap();
+        for _ in before..issuer.calls() {
+            orders.push(clock.now());
+        }
+        let Some(next) = pass.next_wake else { break };
+        if issuer.calls() == 10 {
+            break;
+        }
+        clock.set(next.max(clock.now()));
+    }
+    assert_eq!(orders.len(), 10, "all renewed: {orders:?}");
+    for w in orders.windows(4) {
+        assert!(
+            w[3] - w[0] >= Duration::hours(3),
+            "4 orders within 3 hours: {orders:?}"
+        );
+    }
+    // One every hour: the tenth 9 hours after the first.
+    assert_eq!(orders[9] - orders[0], Duration::hours(9));
+}
