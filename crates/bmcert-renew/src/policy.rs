@@ -5,7 +5,7 @@ use base64::Engine as _;
 use der::Decode as _;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use time::{Duration, OffsetDateTime};
+use time::{Duration, OffsetDateTime, UtcOffset};
 
 /// Certificates with a lifetime shorter than this are renewed at half of it, longer ones
 /// when a third remains.
@@ -201,8 +201,24 @@ pub fn next_renewal(
 /// Whether a warning e-mail is called for at `now`: a renewal attempt failed since the
 /// certificate was installed (or it is an uploaded one the administrator asked to be warned
 /// about) and it expires within [`WARNING_WINDOW`].
+///
+/// Warnings go out once per UTC day (the caller keeps the per-day record), so the window is
+/// counted in UTC dates: the five dates before the expiry date. Without that rule a
+/// certificate expiring at noon would be warned about on six dates (the afternoon five days
+/// before, and the morning of the expiry date). Once the certificate has expired, a failing
+/// renewal keeps being reported every day until it is replaced.
 pub fn warning_due(now: OffsetDateTime, not_after: OffsetDateTime, failing: bool) -> bool {
-    failing && not_after - now <= WARNING_WINDOW
+    if !failing {
+        return false;
+    }
+    if now >= not_after {
+        return true;
+    }
+    let (today, expiry_day) = (
+        now.to_offset(UtcOffset::UTC).date(),
+        not_after.to_offset(UtcOffset::UTC).date(),
+    );
+    not_after - now <= WARNING_WINDOW && today < expiry_day
 }
 
 #[cfg(test)]
@@ -210,6 +226,30 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use time::macros::datetime;
+
+    #[test]
+    fn warnings_fall_on_the_five_utc_dates_before_expiry() {
+        let na = datetime!(2026-04-01 12:00 UTC);
+        let warned = |t: OffsetDateTime| warning_due(t, na, true);
+        assert!(
+            !warned(datetime!(2026-03-27 11:00 UTC)),
+            "more than 5 days left"
+        );
+        assert!(warned(datetime!(2026-03-27 13:00 UTC)));
+        assert!(warned(datetime!(2026-03-31 23:59 UTC)));
+        assert!(!warned(datetime!(2026-04-01 08:00 UTC)), "a sixth date");
+        assert!(
+            warned(datetime!(2026-04-02 08:00 UTC)),
+            "expired: still reported"
+        );
+        assert!(!warning_due(datetime!(2026-03-30 08:00 UTC), na, false));
+        let dates: std::collections::BTreeSet<_> = (0..24 * 10)
+            .map(|h| datetime!(2026-03-25 00:00 UTC) + Duration::hours(h))
+            .filter(|t| *t < na && warned(*t))
+            .map(|t| t.date())
+            .collect();
+        assert_eq!(dates.len(), 5, "{dates:?}");
+    }
 
     #[test]
     fn ninety_days_is_due_with_a_third_left() {
