@@ -172,11 +172,15 @@ impl CertIndex {
         let mut slot_of = HashMap::with_capacity(with_site);
         let mut conflicts = Vec::new();
 
+        let system_host = &topology.system.host;
         let mut add_site = |map: &mut HashMap<Box<str>, u32, NameHashBuilder>,
                             targets: &[Target],
                             slot: u32,
                             site: &Site| {
             let host = match &site.host {
+                // A domain with extra names but no URL of its own borrows the system URL
+                // (see `Topology`): that host stays the system's, without a conflict.
+                _ if slot != SYSTEM_SLOT && &site.host == system_host => None,
                 Host::Dns(name) => Some(name),
                 Host::Ip(_) => None,
             };

@@ -12,6 +12,11 @@
 //! | HTTPS | none | system | `NoSni` |
 //! | IMAP, SMTP, POP3, ManageSieve | anything | system | `MailAlwaysSystem` |
 //!
+//! A domain's extra names belong to the domain (they are on its certificate). A domain with
+//! extra names but no URL of its own borrows the system URL: its extra names are its own,
+//! the system host stays the system's. A domain with neither has no names here and is
+//! served by the system certificate.
+//!
 //! Names compare as lower-case A-labels with the trailing dot ignored. When two sites claim
 //! the same name, the system keeps it, then the first domain in topology order
 //! ([`CertIndex::conflicts`] lists the losers).

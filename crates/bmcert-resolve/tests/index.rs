@@ -473,3 +473,28 @@ fn bulk_changes_apply_as_one_snapshot_and_park_unknown_targets() {
     assert!(f.index.failures().is_empty());
     assert_eq!(f.index.snapshot().certificate_count(), 2); // system and beta
 }
+
+#[test]
+fn domain_with_names_but_no_url_keeps_its_names_without_a_conflict() {
+    let topology = Topology::from_toml_str(
+        "[system]\nurl='https://mail.example.test'\n[[domain]]\nname='gamma.test'\nnames=['autodiscover.gamma.test']\n",
+    )
+    .unwrap();
+    let index = LiveIndex::new(&topology);
+    let pki = Pki::new();
+    let system = pki.leaf(&["mail.example.test"]).certified();
+    let gamma = pki
+        .leaf(&["mail.example.test", "autodiscover.gamma.test"])
+        .certified();
+    index.set_certificate(&Target::System, Some(system.clone()));
+    index.set_certificate(&domain("gamma.test"), Some(gamma.clone()));
+    assert!(index.snapshot().conflicts().is_empty());
+    let got = index
+        .resolve(Service::Https, Some("autodiscover.gamma.test"))
+        .unwrap();
+    assert!(Arc::ptr_eq(&got, &gamma));
+    let got = index
+        .resolve(Service::Https, Some("mail.example.test"))
+        .unwrap();
+    assert!(Arc::ptr_eq(&got, &system));
+}
