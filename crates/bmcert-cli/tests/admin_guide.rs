@@ -111,7 +111,7 @@ const EXPECTED: &[(&str, i32, &[&str])] = &[
         &["TARGET", "never (uploaded)", "mail.example.test"],
     ),
     ("install --store", 0, &["Installed for system as version 2"]),
-    ("rollback --store", 0, &["Rolled system back to version"]),
+    ("rollback --store", 0, &["Rolled system back to version 1"]),
     ("export --store", 0, &["of system:", "key.pem"]),
     (
         "disable --store",
