@@ -14,6 +14,9 @@
 //! on the next handshake. Runs until killed. When both listeners are up it prints one line
 //! `ready https=ADDR mail=ADDR` on standard output.
 //!
+//! The answer is computed when the request arrives, from the index as it is then; a change
+//! landing between the handshake and the request can make it name the newer certificate.
+//!
 //! Plain threads and rustls's blocking `StreamOwned` are enough for an example; a service
 //! would use its own runtime (tokio-rustls) with the same resolvers.
 #![allow(clippy::print_stdout)]
