@@ -5,8 +5,45 @@
 //! against a target's external URL (from the [`Topology`](topology::Topology) the embedding
 //! service supplies), installs accepted bundles into a [`Store`](store::Store) (the
 //! crash-safe directory store by default, etcd later), and disables, lists, rolls back and
-//! exports them. Serving them to rustls is `bmcert-resolve`'s job; obtaining them from
-//! Let's Encrypt is [`acme`]'s.
+//! exports them. [`acme`] and [`renew`] re-export `bmcert-acme` and `bmcert-renew` with the
+//! constructors that tie them to the same store (Let's Encrypt orders, the background
+//! renewer, expiry warnings).
+//!
+//! This crate does not serve certificates to rustls (`bmcert-resolve` does, following the
+//! same store), does not parse or verify anything itself (`bmcert-bundle` and
+//! `bmcert-verify` do) and reads no clock: time is passed in. The guides are in `docs/`:
+//! `embedding.md` for services, `admin-guide.md` for the `bmcert` command built on this crate.
+//!
+//! ```
+//! use bmcert::topology::{Target, Topology};
+//! use bmcert::{block_on, CertManager, ManagerError};
+//! use rustls_pki_types::UnixTime;
+//!
+//! let topology = Topology::from_toml_str(r#"
+//!     [system]
+//!     url = "https://mail.example.test"
+//!     [[domain]]
+//!     name = "acme.test"
+//!     url = "https://webmail.acme.test"
+//! "#).unwrap();
+//! let dir = tempfile::tempdir().unwrap();
+//! let manager = CertManager::open_dir(&dir.path().join("store"), topology).unwrap();
+//! // Root -> intermediate -> leaf for mail.example.test, as an authority delivers them.
+//! let chain = bmcert_test::fixtures::ChainSpec::new(&["mail.example.test"]).build();
+//! let (cert, key, ca) = (chain.leaf.cert_pem.as_bytes(), chain.leaf.key_pem.as_bytes(), chain.ca_pem());
+//! let now = UnixTime::now();
+//!
+//! let outcome = block_on(manager.install_files(&Target::System, cert, key, Some(ca.as_bytes()), now)).unwrap();
+//! assert_eq!(outcome.installed.unwrap().version, 1);
+//!
+//! // The same bundle for the domain's URL is refused with its report; nothing changes.
+//! let domain: Target = "domain:acme.test".parse().unwrap();
+//! let refused = block_on(manager.install_files(&domain, cert, key, Some(ca.as_bytes()), now)).unwrap();
+//! assert!(!refused.is_installed());
+//! assert_eq!(refused.report.problems[0].code.as_str(), "name_mismatch");
+//! assert_eq!(block_on(manager.list(now)).unwrap().len(), 1);
+//! assert_eq!(block_on(manager.disable(&Target::System)), Err(ManagerError::SystemCannotBeDisabled));
+//! ```
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
 
