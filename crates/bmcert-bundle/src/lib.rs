@@ -8,20 +8,36 @@
 //! [`Report`]: problems refuse the bundle, warnings do not, each with a stable [`Code`],
 //! the [`FileKind`] it concerns and a message that names the fix.
 //!
-//! The crate is sans-I/O: it takes bytes and a time, reads no file and no clock.
+//! The crate is sans-I/O: it takes bytes and a time, reads no file and no clock. It does
+//! not build or judge chains and host names itself (`bmcert-verify` does, and its findings
+//! join the same report), does not store anything (`bmcert-store`, through
+//! `bmcert::CertManager`, installs an accepted bundle) and does not serve certificates
+//! (`bmcert-resolve`).
 //!
-//! ```no_run
+//! ```
 //! use bmcert_bundle::BundleCheck;
+//! use bmcert_topology::Host;
 //! use rustls_pki_types::UnixTime;
-//! # let (cert, key, ca) = (Vec::<u8>::new(), Vec::<u8>::new(), Vec::<u8>::new());
-//! let report = BundleCheck::files(&cert, &key, Some(&ca)).check(UnixTime::now());
-//! for problem in &report.problems {
-//!     eprintln!("{problem}");
-//! }
-//! if let Some(bundle) = report.bundle.filter(|_| report.problems.is_empty()) {
-//!     // install bundle.leaf, bundle.chain and bundle.key
-//! #   let _ = bundle;
-//! }
+//!
+//! // Root -> intermediate -> leaf for mail.example.test; the CA file holds both authorities.
+//! let chain = bmcert_test::fixtures::ChainSpec::new(&["mail.example.test"]).build();
+//! let (cert, key, ca) = (chain.leaf.cert_pem.as_bytes(), chain.leaf.key_pem.as_bytes(), chain.ca_pem());
+//! let check = |url: &str| {
+//!     BundleCheck::files(cert, key, Some(ca.as_bytes()))
+//!         .host(Host::parse(url).unwrap())
+//!         .check(UnixTime::now())
+//! };
+//!
+//! let report = check("https://mail.example.test");
+//! assert!(report.is_valid(), "{report}");
+//! let bundle = report.bundle.unwrap(); // leaf, chain and key, ready to install
+//! assert_eq!(bundle.leaf.as_ref(), &chain.leaf.cert_der[..]);
+//!
+//! let refused = check("https://webmail.acme.test");
+//! assert!(!refused.is_valid());
+//! assert_eq!(refused.problems[0].code.as_str(), "name_mismatch");
+//! // The readable report names the host, the names covered and the fix.
+//! assert!(refused.to_string().contains("webmail.acme.test is not covered"));
 //! ```
 //!
 //! Crates: `pem` decodes the base64 of each block found; `x509-cert`/`der`/`pkcs8` (RustCrypto)
