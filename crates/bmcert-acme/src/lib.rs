@@ -16,6 +16,41 @@
 //!    (HTTP-01) and removed when the order ends;
 //! 5. a key generated locally (ECDSA P-256 by default), the CSR built with rcgen, the chain
 //!    checked, then installed through [`AcmeState::install`].
+//!
+//! Every server answers the challenges: [`http01_response`] for a request path on port 80
+//! (any HTTP server can call it), [`ResolvesServerCertWithAcme`] around the HTTPS resolver
+//! for TLS-ALPN-01 on port 443. The account, terms and HTTP-01 tokens are store records, so
+//! the server that did not place the order can still answer ([`StoreState`]).
+//!
+//! This crate does not decide *when* to renew (`bmcert-renew` does), does not serve the
+//! installed certificates (`bmcert-resolve`) and checks the issued chain with the same
+//! `bmcert-bundle` report an upload gets. Administrators use it through `bmcert acme`
+//! (`docs/acme.md`, `docs/admin-guide.md`).
+//!
+//! ```
+//! use bmcert_acme::{http01_response, order_names, ChallengeBoard};
+//! use bmcert_topology::{Target, Topology};
+//!
+//! let topology = Topology::from_toml_str(r#"
+//!     [system]
+//!     url = "https://Mail.Example.test:8443/webmail"
+//!     [[domain]]
+//!     name = "acme.test"
+//!     url = "https://webmail.acme.test"
+//! "#).unwrap();
+//! // The names of an order: the URL's host, then the additional names (sans-I/O).
+//! let domain: Target = "domain:acme.test".parse().unwrap();
+//! let names = order_names(&topology, &domain, &["acme.test".to_owned()]).unwrap();
+//! assert_eq!(names.iter().map(|n| n.as_str()).collect::<Vec<_>>(), ["webmail.acme.test", "acme.test"]);
+//! assert!(order_names(&topology, &domain, &["*.acme.test".to_owned()]).is_err()); // needs DNS-01
+//!
+//! // HTTP-01: the body for a pending token, nothing (404) for any other path.
+//! let board = ChallengeBoard::new();
+//! board.add_http01("tok3n", "tok3n.thumbprint");
+//! assert_eq!(http01_response("/.well-known/acme-challenge/tok3n", &board).as_deref(), Some("tok3n.thumbprint"));
+//! assert_eq!(http01_response("/.well-known/acme-challenge/other", &board), None);
+//! assert_eq!(http01_response("/index.html", &board), None);
+//! ```
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
 
