@@ -23,6 +23,27 @@
 //! lettre is the SMTP client of the rustls ecosystem (it runs on tokio with rustls and lets
 //! the crypto provider be aws-lc-rs); it is built without native-tls and without its
 //! connection pool (a few e-mails a day do not need one).
+//!
+//! This crate does not talk ACME itself (`bmcert-acme` places the orders, through the
+//! [`Issuer`] trait and its [`AcmeIssuer`]), does not check or serve certificates
+//! (`bmcert-bundle`, `bmcert-resolve`) and never renews an uploaded certificate (it warns).
+//! `bmcert::renew::renewer_for_store` builds the installation's renewer; the lifecycle is in
+//! `docs/embedding.md`, the details in `docs/renewal.md`.
+//!
+//! ```
+//! use bmcert_renew::policy;
+//! use time::macros::datetime;
+//!
+//! // A 90-day certificate is due when a third remains (day 60, 2 March), brought forward
+//! // by at most a twentieth of its lifetime (4.5 days), the same on every server.
+//! let (from, to) = (datetime!(2027-01-01 0:00 UTC), datetime!(2027-04-01 0:00 UTC));
+//! let due = policy::due_at(from, to, "system");
+//! assert!(due <= datetime!(2027-03-02 0:00 UTC) && due >= datetime!(2027-02-25 12:00 UTC));
+//! assert_eq!(due, policy::due_at(from, to, "system"));
+//! assert!(due < policy::deadline(from, to)); // always before the last sixth
+//! // A failed attempt is retried after 5 minutes, then 15, 45, ... up to 6 hours.
+//! assert_eq!(policy::retry_delay(2), time::Duration::minutes(15));
+//! ```
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
 
