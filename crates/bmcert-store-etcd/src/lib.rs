@@ -50,6 +50,27 @@
 //! with TLS ([`EtcdTls`]) and authentication ([`EtcdOptions::user`]). Buffers this crate
 //! builds are zeroized; the gRPC stack's own copies are not under its control.
 //!
+//! # What it does not do
+//!
+//! It adds no certificate logic: checking is `bmcert-bundle`'s, install policy is
+//! `bmcert::CertManager`'s, serving is `bmcert-resolve`'s (its follower reads this store's
+//! watch feed like the directory one's). It does not run or configure etcd: the cluster is
+//! the installation's (`docs/etcd.md`). Contract, conformance tests and crash behaviour of
+//! the trait itself are in `bmcert-store`.
+//!
+//! ```
+//! use bmcert_store_etcd::{parse_store_url, StoreUrlError};
+//!
+//! // What `bmcert --store etcd://...` and the services' configuration accept.
+//! let options = parse_store_url("etcd://10.0.0.1:2379,10.0.0.2:2379/tenant-a/").unwrap();
+//! assert_eq!(options.endpoints, ["10.0.0.1:2379", "10.0.0.2:2379"]);
+//! assert_eq!(options.prefix, "/tenant-a/");
+//! assert_eq!(parse_store_url("etcd://10.0.0.1:2379").unwrap().prefix, "/bmcert/");
+//! assert!(matches!(parse_store_url("etcd://10.0.0.1"), Err(StoreUrlError::BadEndpoint(_))));
+//! // Connecting is `EtcdStore::connect(options)`; add `options.tls` and `options.user`
+//! // for a protected cluster.
+//! ```
+//!
 //! [etcd-client]: https://docs.rs/etcd-client
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
