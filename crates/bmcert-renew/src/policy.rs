@@ -77,7 +77,7 @@ pub fn retry_delay(failures: u32) -> Duration {
 
 /// The start of the UTC day after `now` (when the next daily warning may go out).
 pub fn next_utc_day(now: OffsetDateTime) -> OffsetDateTime {
-    let today = now.to_offset(time::UtcOffset::UTC).date();
+    let today = now.to_offset(UtcOffset::UTC).date();
     match today.next_day() {
         Some(d) => d.midnight().assume_utc(),
         None => now + Duration::days(1),
