@@ -11,8 +11,8 @@
 //!    (`https://mail.beta.test`) has its own URL but no certificate;
 //! 3. installs them through the checks of [`bmcert::CertManager`], and shows one bundle the
 //!    checks refuse (a certificate for the wrong name) with its report;
-//! 4. starts an HTTPS and an implicit-TLS IMAP listener on 127.0.0.1 ephemeral ports, with
-//!    the resolvers of `bmcert-resolve`;
+//! 4. starts an HTTPS listener and implicit-TLS IMAP and SMTP listeners on 127.0.0.1
+//!    ephemeral ports, with the resolvers of `bmcert-resolve`;
 //! 5. connects to each name with a rustls client that trusts the local authority, and prints
 //!    one table row per connection: name, service, certificate served, why, and whether the
 //!    client's own check of the served certificate for that name passed.
@@ -144,7 +144,12 @@ fn run() -> Result<(), Error> {
         index.clone(),
         Service::Imap,
     )?;
-    println!("\nListening: https={https} imap={imap} (implicit TLS)\n");
+    let smtp = listen(
+        Arc::new(ResolvesSystemCert::new(index.clone(), Service::Smtp)),
+        index.clone(),
+        Service::Smtp,
+    )?;
+    println!("\nListening: https={https} imap={imap} smtp={smtp} (implicit TLS)\n");
 
     // 5. Connect to each name and print the table.
     let installed = block_on(manager.list(now))?;
@@ -165,6 +170,7 @@ fn run() -> Result<(), Error> {
         ("mail.beta.test", "https", https),
         ("mail.example.test", "imap", imap),
         ("webmail.acme.test", "imap", imap),
+        ("mail.example.test", "smtp", smtp),
     ] {
         let seen = connect(addr, name, &ca.root_der)?;
         println!(

@@ -126,6 +126,17 @@ fn quickstart_prints_the_expected_table() {
         ]
     );
     assert_eq!(mail_acme[6..].join(" "), "fails: does not name this host");
+    let smtp = row(&stdout, "mail.example.test", "smtp");
+    assert_eq!(
+        smtp[2..],
+        [
+            "system",
+            "(mail.example.test)",
+            system_fp,
+            "mail-always-system",
+            "ok"
+        ]
+    );
 
     // The temporary store is gone once the process ended.
     let store = stdout
