@@ -2,6 +2,9 @@
 //!
 //! Sans-I/O: certificates, a time and a reference host go in; a [`Verdict`] comes out. The
 //! caller (the report of `bmcert-bundle`, a service) reads files and the platform store.
+//! This crate does not parse PEM, keys or PKCS#12 (`bmcert-bundle` hands it DER and carries
+//! its findings into the administrator's report), does not check that the key matches
+//! (`bmcert-bundle` does) and does not decide what gets installed (`bmcert::CertManager`).
 //!
 //! * [`verify`] takes an upload as administrators give it: the leaf, the other certificates of
 //!   the certificate file, the CA file (which must lead to its self-signed root: that root is
