@@ -49,7 +49,22 @@ enum Command {
     Renew(renew_cmds::RenewArgs),
 }
 
+/// Rust ignores SIGPIPE, so `println!` into a closed pipe (`bmcert list | head -1`) would
+/// panic. Restore the default disposition: the process ends quietly, as Unix tools do.
+#[cfg(unix)]
+fn restore_sigpipe() {
+    // SAFETY: called first thing in `main`, before any thread exists; SIG_DFL is a valid
+    // disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(not(unix))]
+fn restore_sigpipe() {}
+
 fn main() -> ExitCode {
+    restore_sigpipe();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -662,3 +662,31 @@ fn chain_and_name_codes_through_the_binary() {
     );
     assert_code(&run, 0, "root_from_platform", "ca");
 }
+
+#[test]
+fn output_into_a_closed_pipe_does_not_panic() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let dir = bundle_dir(KeyType::EcdsaP256);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bmcert"))
+        .args([&FILES[..], &URL[..], &IN_2030[..]].concat())
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the reading end before the report is written, as `| head -0` would.
+    drop(child.stdout.take());
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // Either the report fitted in the pipe buffer before it closed (exit 0) or SIGPIPE
+    // ended the process; never the panic exit status 101.
+    assert_ne!(status.code(), Some(101), "{stderr}");
+}
