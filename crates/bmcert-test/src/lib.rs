@@ -1,4 +1,10 @@
 //! Unpublished test helpers: fixtures and real peer processes.
+//!
+//! [`fixtures`] generates certificate chains at test time (rcgen: root, optional
+//! intermediate, leaf; any key type and validity) and runs the `openssl` CLI for real-world
+//! encodings (PKCS#12, encrypted keys); [`chains`] builds the unusual chains the verifier's
+//! tests need. Nothing here is a library API: only tests, doc tests and benchmarks depend on
+//! this crate, and the helpers panic on failure as tests want.
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
 
