@@ -4,14 +4,14 @@
 //! reason is printed); 2 usage or I/O error, unreachable CA, or terms not accepted yet.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use bmcert::acme::{
     client_for_store, AcmeClient, AcmeConfig, AcmeError, ChallengeKind, Directory, Http01Listener,
     IssueRequest, KeyKind, TlsAlpn01Listener,
 };
-use bmcert::topology::{Target, Topology};
+use bmcert::topology::Target;
 use clap::{Args, Subcommand, ValueEnum};
 
 use crate::input::{self, UsageError};
@@ -132,35 +132,14 @@ fn client(ca: &CaArgs, mut config: AcmeConfig) -> Result<AcmeClient, UsageError>
         }
     };
     if let Some(path) = &ca.directory_ca {
-        config.directory_roots = read_certs(path, "directory CA file")?;
+        config.directory_roots = input::read_certs(path, "directory CA file")?;
     }
     let store = crate::store_cmds::open_store(&ca.store)?;
     client_for_store(store, config).map_err(|e| UsageError(e.to_string()))
 }
 
-fn read_certs(
-    path: &Path,
-    what: &str,
-) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, UsageError> {
-    let bytes = input::read(path, what)?;
-    AcmeConfig::certificates_from_pem(&bytes, &format!("the {what} `{}`", path.display()))
-        .map_err(|e| UsageError(e.to_string()))
-}
-
 async fn run_issue(args: IssueArgs) -> Result<ExitCode, UsageError> {
-    let text = input::read(&args.topology, "topology file")?;
-    let text = String::from_utf8(text).map_err(|_| {
-        UsageError(format!(
-            "the topology file `{}` is not UTF-8 text",
-            args.topology.display()
-        ))
-    })?;
-    let topology = Topology::from_toml_str(&text).map_err(|e| {
-        UsageError(format!(
-            "the topology file `{}`: {e}",
-            args.topology.display()
-        ))
-    })?;
+    let topology = input::read_topology(&args.topology)?;
     let target: Target = args
         .target
         .parse()
@@ -178,7 +157,7 @@ async fn run_issue(args: IssueArgs) -> Result<ExitCode, UsageError> {
         config.challenge = ChallengeKind::TlsAlpn01;
     }
     if let Some(path) = &args.chain_ca {
-        config.chain_roots = read_certs(path, "chain CA file")?;
+        config.chain_roots = input::read_certs(path, "chain CA file")?;
     }
     let client = client(&args.ca, config)?.with_progress(|p| println!("acme: {p}"));
     let _http = match args.http01_listen {

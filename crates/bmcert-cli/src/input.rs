@@ -44,6 +44,31 @@ pub(crate) fn read(path: &Path, what: &str) -> Result<Vec<u8>, UsageError> {
     })
 }
 
+/// Reads and parses the topology file (`--topology`).
+pub(crate) fn read_topology(path: &Path) -> Result<bmcert::topology::Topology, UsageError> {
+    let text = String::from_utf8(read(path, "topology file")?).map_err(|_| {
+        UsageError(format!(
+            "the topology file `{}` is not UTF-8 text",
+            path.display()
+        ))
+    })?;
+    bmcert::topology::Topology::from_toml_str(&text)
+        .map_err(|e| UsageError(format!("the topology file `{}`: {e}", path.display())))
+}
+
+/// Reads a PEM file of certificates (`--directory-ca`, `--chain-ca`).
+pub(crate) fn read_certs(
+    path: &Path,
+    what: &str,
+) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, UsageError> {
+    let bytes = read(path, what)?;
+    bmcert::acme::AcmeConfig::certificates_from_pem(
+        &bytes,
+        &format!("the {what} `{}`", path.display()),
+    )
+    .map_err(|e| UsageError(e.to_string()))
+}
+
 /// Reads a password file: one trailing newline (`\n` or `\r\n`) is dropped; an empty file
 /// means no password.
 pub(crate) fn read_password(path: &Path, what: &str) -> Result<Zeroizing<String>, UsageError> {

@@ -6,7 +6,7 @@
 //! server holding the renewal lock.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -14,7 +14,7 @@ use bmcert::acme::{client_for_store, AcmeConfig, Directory, Http01Listener};
 use bmcert::renew::{
     AcmeIssuer, MemoryNotifier, Outcome, RenewError, Renewer, RenewerConfig, SystemClock,
 };
-use bmcert::topology::{Target, Topology};
+use bmcert::topology::Target;
 use clap::Args;
 
 use crate::input::{self, UsageError};
@@ -129,29 +129,8 @@ pub(crate) fn status(args: StatusArgs) -> Result<ExitCode, UsageError> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn read_certs(
-    path: &Path,
-    what: &str,
-) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, UsageError> {
-    let bytes = input::read(path, what)?;
-    AcmeConfig::certificates_from_pem(&bytes, &format!("the {what} `{}`", path.display()))
-        .map_err(|e| UsageError(e.to_string()))
-}
-
 pub(crate) fn renew(args: RenewArgs) -> Result<ExitCode, UsageError> {
-    let text = input::read(&args.topology, "topology file")?;
-    let text = String::from_utf8(text).map_err(|_| {
-        UsageError(format!(
-            "the topology file `{}` is not UTF-8 text",
-            args.topology.display()
-        ))
-    })?;
-    let topology = Topology::from_toml_str(&text).map_err(|e| {
-        UsageError(format!(
-            "the topology file `{}`: {e}",
-            args.topology.display()
-        ))
-    })?;
+    let topology = input::read_topology(&args.topology)?;
     let target: Target = args
         .target
         .parse()
@@ -168,10 +147,10 @@ pub(crate) fn renew(args: RenewArgs) -> Result<ExitCode, UsageError> {
     };
     let mut config = AcmeConfig::new(directory);
     if let Some(path) = &args.directory_ca {
-        config.directory_roots = read_certs(path, "directory CA file")?;
+        config.directory_roots = input::read_certs(path, "directory CA file")?;
     }
     if let Some(path) = &args.chain_ca {
-        config.chain_roots = read_certs(path, "chain CA file")?;
+        config.chain_roots = input::read_certs(path, "chain CA file")?;
     }
     runtime()?.block_on(async move {
         let store = crate::store_cmds::open_store(&args.store)?;

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use bmcert::store::{DirStore, Store, StoreError};
-use bmcert::topology::{Target, Topology};
+use bmcert::topology::Target;
 use bmcert::{block_on, CertManager, ManagerError};
 use clap::{ArgGroup, Args};
 use rustls_pki_types::UnixTime;
@@ -93,15 +93,7 @@ fn parse_target(text: &str) -> Result<Target, UsageError> {
 }
 
 fn open(common: &StoreArgs) -> Result<CertManager, UsageError> {
-    let text = input::read(&common.topology, "topology file")?;
-    let text = String::from_utf8(text).map_err(|_| {
-        UsageError(format!(
-            "the topology file `{}` is not UTF-8 text",
-            common.topology.display()
-        ))
-    })?;
-    let topology = Topology::from_toml_str(&text)
-        .map_err(|e| UsageError(format!("{}: {e}", common.topology.display())))?;
+    let topology = input::read_topology(&common.topology)?;
     Ok(CertManager::new(open_store(&common.store)?, topology))
 }
 
