@@ -12,8 +12,8 @@ use bmcert_topology::{DomainName, Target, Topology};
 use bytes::Bytes;
 use http::Request;
 use instant_acme::{
-    Account, AccountCredentials, BodyWrapper, BytesResponse, ChallengeType, HttpClient, Identifier,
-    NewAccount, NewOrder, Order, OrderStatus, RetryPolicy,
+    Account, AccountCredentials, BodyWrapper, BytesResponse, CertificateIdentifier, ChallengeType,
+    HttpClient, Identifier, NewAccount, NewOrder, Order, OrderStatus, RetryPolicy,
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixTime};
 use serde::{Deserialize, Serialize};
@@ -158,6 +158,11 @@ pub struct IssueRequest {
     pub email: Option<String>,
     /// DNS names beyond the topology's URL host and additional names.
     pub extra_names: Vec<String>,
+    /// The RFC 9773 identifier ([`ari_certificate_id`](crate::ari_certificate_id)) of the
+    /// certificate this order replaces, sent as the order's `replaces` when the CA offers
+    /// renewal information. A CA that refuses it (e.g. already replaced) does not block the
+    /// renewal: the order is placed once more without it.
+    pub replaces: Option<String>,
 }
 
 impl IssueRequest {
@@ -167,7 +172,14 @@ impl IssueRequest {
             target,
             email: None,
             extra_names: Vec::new(),
+            replaces: None,
         }
+    }
+
+    /// The same order, naming the certificate it replaces (its RFC 9773 identifier).
+    pub fn replacing(mut self, certificate_id: impl Into<String>) -> Self {
+        self.replaces = Some(certificate_id.into());
+        self
     }
 }
 
@@ -229,6 +241,21 @@ struct AccountRecord {
     credentials: AccountCredentials,
 }
 
+/// What this client reads from the CA's directory itself (instant-acme reads the rest).
+#[derive(Clone, Deserialize)]
+struct DirectoryDoc {
+    #[serde(default)]
+    meta: DirectoryMeta,
+    #[serde(rename = "renewalInfo", default)]
+    renewal_info: Option<String>,
+}
+
+#[derive(Clone, Deserialize, Default)]
+struct DirectoryMeta {
+    #[serde(rename = "termsOfService")]
+    terms_of_service: Option<String>,
+}
+
 /// What the order published and must remove when it ends.
 enum Published {
     Http01(String),
@@ -246,7 +273,7 @@ pub struct AcmeClient {
     board: ChallengeBoard,
     chain_roots: Vec<CertificateDer<'static>>,
     account: tokio::sync::Mutex<Option<Account>>,
-    terms_url: tokio::sync::Mutex<Option<Option<String>>>,
+    directory_doc: tokio::sync::Mutex<Option<DirectoryDoc>>,
     progress: Option<ProgressFn>,
 }
 
@@ -292,6 +319,21 @@ macro_rules! nonce_retry {
     }};
 }
 
+/// Whether a problem answering an order with `replaces` may be the `replaces` itself: not a
+/// rate limit, an unknown account or a bad nonce (handled elsewhere, or made worse by asking
+/// again).
+fn replaces_refusal(p: &instant_acme::Problem) -> bool {
+    !matches!(
+        p.r#type.as_deref(),
+        Some(
+            "urn:ietf:params:acme:error:rateLimited"
+                | "urn:ietf:params:acme:error:accountDoesNotExist"
+                | "urn:ietf:params:acme:error:badNonce"
+                | "urn:ietf:params:acme:error:userActionRequired"
+        )
+    )
+}
+
 fn is_bad_nonce(e: &instant_acme::Error) -> bool {
     matches!(e, instant_acme::Error::Api(p) if p.r#type.as_deref() == Some("urn:ietf:params:acme:error:badNonce"))
 }
@@ -323,7 +365,7 @@ impl AcmeClient {
             board,
             chain_roots,
             account: tokio::sync::Mutex::new(None),
-            terms_url: tokio::sync::Mutex::new(None),
+            directory_doc: tokio::sync::Mutex::new(None),
             progress: None,
         })
     }
@@ -359,9 +401,14 @@ impl AcmeClient {
     /// The terms-of-service URL from the CA's directory (`None` when it names none), so an
     /// admin console can link to it. Reads the directory once (a `GET`).
     pub async fn terms_url(&self) -> Result<Option<String>, AcmeError> {
-        let mut cached = self.terms_url.lock().await;
-        if let Some(url) = cached.as_ref() {
-            return Ok(url.clone());
+        Ok(self.directory_doc().await?.meta.terms_of_service)
+    }
+
+    /// The directory, read once and kept.
+    async fn directory_doc(&self) -> Result<DirectoryDoc, AcmeError> {
+        let mut cached = self.directory_doc.lock().await;
+        if let Some(doc) = cached.as_ref() {
+            return Ok(doc.clone());
         }
         let dir = self.config.directory.url();
         let unreachable = |reason: String| AcmeError::Unreachable {
@@ -373,22 +420,65 @@ impl AcmeClient {
         if !status.is_success() {
             return Err(unreachable(format!("HTTP status {status}")));
         }
-        #[derive(Deserialize)]
-        struct Doc {
-            #[serde(default)]
-            meta: Meta,
-        }
-        #[derive(Deserialize, Default)]
-        struct Meta {
-            #[serde(rename = "termsOfService")]
-            terms_of_service: Option<String>,
-        }
-        let doc: Doc = serde_json::from_slice(&body).map_err(|e| AcmeError::Protocol {
+        let doc: DirectoryDoc = serde_json::from_slice(&body).map_err(|e| AcmeError::Protocol {
             during: "reading the directory",
             reason: format!("the directory is not ACME JSON: {e}"),
         })?;
-        *cached = Some(doc.meta.terms_of_service.clone());
-        Ok(doc.meta.terms_of_service)
+        *cached = Some(doc.clone());
+        Ok(doc)
+    }
+
+    /// The renewal window the CA suggests for the installed certificate `leaf_der` (ARI,
+    /// RFC 9773), or `None` when the CA's directory offers no renewal information (then the
+    /// lifetime rule applies).
+    ///
+    /// One unauthenticated `GET` of `renewalInfo/<certificate id>` ([`ari_certificate_id`]
+    /// names the certificate), after reading the directory once; no account or accepted
+    /// terms are needed. The CA's `Retry-After` comes back in
+    /// [`RenewalWindow::retry_after`]. A certificate without an authority key identifier
+    /// is [`AcmeError::AriIdentifier`]; a CA answer that is not a window is
+    /// [`AcmeError::Refused`] (a problem document) or [`AcmeError::Protocol`].
+    ///
+    /// [`ari_certificate_id`]: crate::ari_certificate_id
+    /// [`RenewalWindow::retry_after`]: crate::RenewalWindow::retry_after
+    pub async fn renewal_window(
+        &self,
+        leaf_der: &[u8],
+    ) -> Result<Option<crate::RenewalWindow>, AcmeError> {
+        let id = crate::ari_certificate_id(leaf_der)?;
+        let Some(base) = self.directory_doc().await?.renewal_info else {
+            return Ok(None);
+        };
+        let url = format!("{}/{id}", base.trim_end_matches('/'));
+        let during = "reading the renewal information";
+        let (status, headers, body) =
+            self.http
+                .get_full(&url)
+                .await
+                .map_err(|reason| AcmeError::Unreachable {
+                    url: url.clone(),
+                    during,
+                    reason,
+                })?;
+        if !status.is_success() {
+            return Err(
+                match serde_json::from_slice::<instant_acme::Problem>(&body) {
+                    Ok(p) => AcmeError::Refused {
+                        during,
+                        problem: Problem::from(&p),
+                    },
+                    Err(_) => AcmeError::Unreachable {
+                        url,
+                        during,
+                        reason: format!("HTTP status {status}"),
+                    },
+                },
+            );
+        }
+        let retry_after = crate::http::retry_after(&headers, std::time::SystemTime::now());
+        let window = crate::parse_renewal_info(&body, retry_after)?;
+        tracing::debug!(certificate = %id, start = %window.start, end = %window.end, "ACME renewal information");
+        Ok(Some(window))
     }
 
     /// Records that the administrator accepted the CA's current terms; returns their URL.
@@ -556,7 +646,15 @@ impl AcmeClient {
             .iter()
             .map(|n| Identifier::Dns(n.as_str().to_owned()))
             .collect();
-        let mut order = match nonce_retry!(account.new_order(&NewOrder::new(&identifiers)).await) {
+        let replaces = request
+            .replaces
+            .as_deref()
+            .map(crate::ari::certificate_identifier)
+            .transpose()?;
+        let mut order = match self
+            .place_order(account, &identifiers, replaces.as_ref())
+            .await
+        {
             Err(instant_acme::Error::Api(p))
                 if p.r#type.as_deref()
                     == Some("urn:ietf:params:acme:error:accountDoesNotExist") =>
@@ -574,7 +672,8 @@ impl AcmeClient {
                         }
                     }
                 };
-                nonce_retry!(account.new_order(&NewOrder::new(&identifiers)).await)
+                self.place_order(&account, &identifiers, replaces.as_ref())
+                    .await
             }
             other => other,
         }
@@ -627,6 +726,35 @@ impl AcmeClient {
             key_der,
             key_pem,
         ))
+    }
+
+    /// Places the order, naming the certificate it replaces when given. A CA that offers no
+    /// renewal information, or refuses `replaces` (RFC 9773 section 5: e.g. the certificate
+    /// was already replaced), gets the order once more without it, so renewal goes on.
+    async fn place_order(
+        &self,
+        account: &Account,
+        identifiers: &[Identifier],
+        replaces: Option<&CertificateIdentifier<'static>>,
+    ) -> Result<Order, instant_acme::Error> {
+        let Some(id) = replaces else {
+            return nonce_retry!(account.new_order(&NewOrder::new(identifiers)).await);
+        };
+        let with = NewOrder::new(identifiers).replaces(id.clone());
+        match nonce_retry!(account.new_order(&with).await) {
+            Err(instant_acme::Error::Unsupported(_)) => {
+                tracing::info!(replaces = %id, "the CA offers no renewal information; ordering without `replaces`");
+            }
+            Err(instant_acme::Error::Api(p)) if replaces_refusal(&p) => {
+                tracing::warn!(
+                    replaces = %id,
+                    problem = %Problem::from(&p),
+                    "the CA refused the order naming the certificate it replaces; ordering once more without `replaces`"
+                );
+            }
+            other => return other,
+        }
+        nonce_retry!(account.new_order(&NewOrder::new(identifiers)).await)
     }
 
     async fn answer_challenges(

@@ -214,6 +214,10 @@ pub enum AcmeError {
         /// The store's error.
         reason: String,
     },
+    /// A certificate cannot be named to the CA for renewal information (RFC 9773), or an
+    /// identifier given for an order's `replaces` is malformed.
+    #[error("cannot name the certificate for ACME renewal information (RFC 9773): {0}")]
+    AriIdentifier(String),
     /// Binding a challenge listener failed.
     #[error("cannot listen on {addr} for ACME challenges: {reason}; check that the port is free and that this process may bind it")]
     Listen {

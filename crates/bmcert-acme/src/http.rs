@@ -105,6 +105,15 @@ impl RetryingClient {
 
     /// A plain GET through the same client (directory, pebble's management interface).
     pub(crate) async fn get_bytes(&self, url: &str) -> Result<(StatusCode, Bytes), String> {
+        let (status, _, body) = self.get_full(url).await?;
+        Ok((status, body))
+    }
+
+    /// A plain GET returning the headers too (renewal information needs `Retry-After`).
+    pub(crate) async fn get_full(
+        &self,
+        url: &str,
+    ) -> Result<(StatusCode, http::HeaderMap, Bytes), String> {
         let req = Request::builder()
             .method(Method::GET)
             .uri(url)
@@ -113,9 +122,10 @@ impl RetryingClient {
             .map_err(|e| e.to_string())?;
         let rsp = self.request(req).await.map_err(|e| e.to_string())?;
         let status = rsp.parts.status;
+        let headers = rsp.parts.headers;
         let mut body = rsp.body;
         let bytes = body.into_bytes().await.map_err(|e| e.to_string())?;
-        Ok((status, bytes))
+        Ok((status, headers, bytes))
     }
 }
 

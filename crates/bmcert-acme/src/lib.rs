@@ -54,6 +54,7 @@
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
 
+mod ari;
 mod challenge;
 mod check;
 mod client;
@@ -63,6 +64,10 @@ mod names;
 mod state;
 mod store_state;
 
+pub use ari::{
+    ari_certificate_id, parse_renewal_info, RenewalWindow, DEFAULT_ARI_RETRY, MAX_ARI_RETRY,
+    MIN_ARI_RETRY,
+};
 pub use challenge::{
     http01_response, http01_response_from_state, parse_request_line, ChallengeBoard,
     Http01Listener, NoCertificate, ResolvesServerCertWithAcme, TlsAlpn01Listener, TokenLookup,

@@ -751,3 +751,37 @@ async fn rsa_keys_by_option() {
         .unwrap();
     assert_eq!(key.algorithm(), rustls::SignatureAlgorithm::RSA);
 }
+
+#[tokio::test]
+async fn no_renewal_information_on_pebble_and_replaces_falls_back() {
+    // Pebble 2.4 has no `renewalInfo` in its directory: the window is `None` (the lifetime
+    // rule applies) and an order naming the certificate it replaces is placed without it.
+    let Some(p) = pebble(false) else { return };
+    tracing_init();
+    let _ports = ports().await;
+    let state = MemoryState::new();
+    let host = unique("ari");
+    let topo = topology(&host, Some("example.test"));
+    let acme = client(config(&p).await, state.clone()).await;
+    let _http = http01(p.http01, acme.board().clone()).await;
+    acme.accept_terms().await.unwrap();
+    let first = acme
+        .issue(&topo, &IssueRequest::new(Target::System))
+        .await
+        .unwrap();
+    let leaf = pem_certs(&first.chain_pem).remove(0);
+    let id = ari_certificate_id(&leaf).unwrap();
+    assert!(id.contains('.') && !id.contains('='), "{id}");
+    assert_eq!(acme.renewal_window(&leaf).await.unwrap(), None);
+
+    let second = acme
+        .issue(&topo, &IssueRequest::new(Target::System).replacing(id))
+        .await
+        .unwrap();
+    assert_ne!(second.chain_pem, first.chain_pem, "a new certificate");
+    assert_eq!(
+        state.installed_chain(&Target::System).as_deref(),
+        Some(second.chain_pem.as_str())
+    );
+    assert_no_tokens_left(&acme, &state);
+}

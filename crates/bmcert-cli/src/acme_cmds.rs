@@ -180,6 +180,7 @@ async fn run_issue(args: IssueArgs) -> Result<ExitCode, UsageError> {
         target: target.clone(),
         email: args.email,
         extra_names: args.names,
+        replaces: None,
     };
     match client.issue(&topology, &request).await {
         Ok(issued) => {
