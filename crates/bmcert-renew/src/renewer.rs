@@ -136,8 +136,7 @@ impl Issuer for AcmeIssuer {
         &'a self,
         target: &'a Target,
         names: &'a [String],
-        // bmcert-acme has no `replaces` option on its orders yet (see docs/renewal.md).
-        _replaces: Option<&'a str>,
+        replaces: Option<&'a str>,
     ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             let topology = self
@@ -148,11 +147,34 @@ impl Issuer for AcmeIssuer {
             let mut request = IssueRequest::new(target.clone());
             // Keep every name the current certificate covers (order_names de-duplicates).
             request.extra_names = names.to_vec();
+            // The order names the certificate it replaces (RFC 9773 section 5); bmcert-acme
+            // orders once more without it when the CA refuses it.
+            request.replaces = replaces.map(str::to_owned);
             self.client
                 .issue(&topology, &request)
                 .await
                 .map(|_| ())
                 .map_err(|e| e.to_string())
+        })
+    }
+
+    fn renewal_window<'a>(
+        &'a self,
+        target: &'a Target,
+        leaf_der: &'a [u8],
+    ) -> BoxFuture<'a, Option<policy::AriWindow>> {
+        Box::pin(async move {
+            match self.client.renewal_window(leaf_der).await {
+                Ok(window) => window.map(|w| policy::AriWindow {
+                    start: w.start,
+                    end: w.end,
+                }),
+                // No window: the lifetime rule applies, and the renewer asks again later.
+                Err(e) => {
+                    tracing::warn!(target = %target, error = %e, "renewal information (ARI) unavailable; the lifetime rule applies");
+                    None
+                }
+            }
         })
     }
 }
