@@ -124,6 +124,11 @@ pub fn ari_certificate_id(leaf_der: &[u8]) -> Result<String, AcmeError> {
         }
     };
     let key_id = aki.key_identifier.ok_or_else(no_aki)?;
+    if key_id.as_bytes().is_empty() || tbs.serial_number().as_bytes().is_empty() {
+        return Err(bad(
+            "its authority key identifier or serial number is empty".to_owned(),
+        ));
+    }
     Ok(format!(
         "{}.{}",
         URL_SAFE_NO_PAD.encode(key_id.as_bytes()),
