@@ -492,6 +492,7 @@ async fn the_holder_killed_mid_order_is_replaced_after_its_lease_and_fenced_out(
     }
 
     // Kill A (SIGKILL: no unlock, no clean-up) in the middle of its order.
+    let killed_at = OffsetDateTime::now_utc();
     holder.child.kill().unwrap();
     let status = holder.child.wait().unwrap();
     {
@@ -528,6 +529,11 @@ async fn the_holder_killed_mid_order_is_replaced_after_its_lease_and_fenced_out(
     assert!(
         busy_passes > 0,
         "B's first pass after the kill should have found A's lock still held"
+    );
+    println!(
+        "A (token {token}) killed mid-order {:.1} before its lease ended; B refused {busy_passes} time(s), then renewed {:.1} after the lease ended",
+        expires_at - killed_at,
+        renewed_at - expires_at
     );
     assert_eq!(orders_b.load(Ordering::SeqCst), 1, "B placed one order");
     let new = store_b.current(&Target::System).await.unwrap().unwrap();
