@@ -92,6 +92,9 @@ pub struct AriWindow {
     pub start: OffsetDateTime,
     /// The end of the suggested window.
     pub end: OffsetDateTime,
+    /// How long until the CA should be asked again (its `Retry-After`, RFC 9773 section
+    /// 4.3.2); `None` when unknown, then the renewer asks again after its own interval.
+    pub retry_after: Option<Duration>,
 }
 
 /// Why a renewal-information document was refused.
@@ -139,6 +142,7 @@ impl AriWindow {
         let window = Self {
             start: parse(&doc.suggested_window.start)?,
             end: parse(&doc.suggested_window.end)?,
+            retry_after: None,
         };
         if window.end <= window.start {
             return Err(AriError::EmptyWindow);

@@ -82,7 +82,8 @@ pub trait Issuer: fmt::Debug + Send + Sync {
 
     /// The CA's suggested renewal window for the certificate `leaf_der` (ARI, RFC 9773), or
     /// `None` when the CA offers no renewal information (the lifetime rule applies). The
-    /// renewer asks at most every [`ARI_REFRESH`] per certificate.
+    /// renewer asks again after the window's [`policy::AriWindow::retry_after`], else after
+    /// [`ARI_REFRESH`].
     fn renewal_window<'a>(
         &'a self,
         _target: &'a Target,
@@ -92,7 +93,8 @@ pub trait Issuer: fmt::Debug + Send + Sync {
     }
 }
 
-/// How often the renewer asks the CA again for a certificate's renewal window.
+/// How often the renewer asks the CA again for a certificate's renewal window when the CA
+/// said nothing (no window, or no `Retry-After`).
 pub const ARI_REFRESH: Duration = Duration::hours(6);
 
 /// The [`Issuer`] over an [`AcmeClient`] and the installation's topology.
@@ -168,6 +170,8 @@ impl Issuer for AcmeIssuer {
                 Ok(window) => window.map(|w| policy::AriWindow {
                     start: w.start,
                     end: w.end,
+                    // bmcert-acme keeps it within a minute and a day.
+                    retry_after: Duration::try_from(w.retry_after).ok(),
                 }),
                 // No window: the lifetime rule applies, and the renewer asks again later.
                 Err(e) => {
@@ -437,7 +441,8 @@ impl Renewer {
     }
 
     /// When `installed` is due, and whether that comes from the CA's renewal window (ARI,
-    /// asked at most every [`ARI_REFRESH`]) rather than the lifetime rule.
+    /// asked again after the CA's `Retry-After`, else [`ARI_REFRESH`]) rather than the
+    /// lifetime rule.
     async fn due(&self, installed: &Installed) -> (OffsetDateTime, bool) {
         let (nb, na) = validity(installed);
         let key = key_str(&installed.target);
@@ -449,7 +454,10 @@ impl Renewer {
             .lock()
             .ok()
             .and_then(|m| m.get(&fp).copied())
-            .filter(|(_, at)| now - *at < ARI_REFRESH);
+            .filter(|(w, at)| {
+                let refresh = w.and_then(|w| w.retry_after).unwrap_or(ARI_REFRESH);
+                now - *at < refresh
+            });
         let window = match cached {
             Some((w, _)) => w,
             None => {

@@ -149,3 +149,35 @@ async fn without_renewal_information_the_lifetime_rule_applies() {
         seen.requests
     );
 }
+
+#[tokio::test]
+async fn the_window_is_asked_again_after_the_cas_retry_after() {
+    // The scripted CA answers with `Retry-After: 3600`: asked again after an hour, not
+    // after the renewer's own 6 hours.
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, renewer, clock, _store, id) = setup(
+        dir.path(),
+        Script {
+            ari_body: WINDOW,
+            ..Script::default()
+        },
+    )
+    .await;
+    let asked = || {
+        ca.seen
+            .lock()
+            .unwrap()
+            .requests
+            .iter()
+            .filter(|(m, p)| m == "GET" && *p == format!("/ari/{id}"))
+            .count()
+    };
+    renewer.run_once().await.unwrap();
+    assert_eq!(asked(), 1);
+    clock.advance(Duration::minutes(30));
+    renewer.run_once().await.unwrap();
+    assert_eq!(asked(), 1, "within the CA's Retry-After: not asked again");
+    clock.advance(Duration::minutes(31));
+    renewer.run_once().await.unwrap();
+    assert_eq!(asked(), 2, "after the CA's Retry-After: asked again");
+}
