@@ -4,8 +4,10 @@
 //! - the order is placed by one server and its HTTP-01 challenge answered by another, which
 //!   reads the token from the store;
 //! - the server holding the renewal lock is SIGKILLed in the middle of its order (a separate
-//!   process, `examples/renewal_holder.rs`); once its lease has expired another server
-//!   completes the renewal, and a write with the killed holder's fencing token is refused.
+//!   process, `examples/renewal_holder.rs`); the two other servers are refused while it
+//!   lives, and once its lease has expired exactly one of them completes the renewal (one
+//!   more order at pebble, not two); a write with the killed holder's fencing token is
+//!   refused.
 //!
 //! Without the peers' variables each test prints why it is skipped.
 //!
@@ -28,7 +30,7 @@ use std::time::{Duration as StdDuration, Instant};
 
 use bmcert_acme::{
     http01_response_from_state, parse_request_line, AcmeClient, AcmeConfig, ChallengeBoard,
-    Directory, Http01Listener, IssueRequest, Progress, RetryBudget, StoreState,
+    Directory, IssueRequest, Progress, RetryBudget, StoreState,
 };
 use bmcert_renew::{AcmeIssuer, ManualClock, MemoryNotifier, Renewer, RenewerConfig};
 use bmcert_resolve::{FollowerThread, LiveIndex};
@@ -397,18 +399,32 @@ async fn the_holder_killed_mid_order_is_replaced_after_its_lease_and_fenced_out(
     let host = format!("{}.example.test", unique("kill"));
     let topo = topology(&host);
     let now = OffsetDateTime::now_utc();
-    // Server B: the survivor. Its store holds a due ACME certificate (10 days left of 90).
-    let store_b = server_store(&endpoints, &prefix).await;
+    // Servers B and C survive. The store holds a due ACME certificate (10 days left of 90).
+    let stores = [
+        server_store(&endpoints, &prefix).await,
+        server_store(&endpoints, &prefix).await,
+    ];
     let old = acme_bundle(&host, now - Duration::days(80), now + Duration::days(10));
-    store_b
+    stores[0]
         .install(&Target::System, &old, &Condition::none())
         .await
         .unwrap();
-    let board_b = ChallengeBoard::new();
-    let orders_b = Arc::new(AtomicU32::new(0));
-    let client_b = acme_client(acme_config(&p).await, &store_b, board_b.clone(), &orders_b);
-    // The account and the accepted terms live in the store: the killed server uses them too.
-    client_b.accept_terms().await.unwrap();
+    let config = acme_config(&p).await;
+    let orders: [Arc<AtomicU32>; 2] = Default::default();
+    let clients: Vec<Arc<AcmeClient>> = (0..2)
+        .map(|i| {
+            acme_client(
+                config.clone(),
+                &stores[i],
+                ChallengeBoard::new(),
+                &orders[i],
+            )
+        })
+        .collect();
+    // The account and the accepted terms live in the store: every server uses them.
+    clients[0].accept_terms().await.unwrap();
+    let store_b = stores[0].clone();
+    let orders_total = || orders[0].load(Ordering::SeqCst) + orders[1].load(Ordering::SeqCst);
 
     // Server A, a process of its own, takes the renewal lock and places the order.
     const HOLDER: &str = "server-a-killed";
@@ -449,39 +465,33 @@ async fn the_holder_killed_mid_order_is_replaced_after_its_lease_and_fenced_out(
     let ordered = holder.next_line(StdDuration::from_secs(60));
     assert_eq!(ordered, "ORDERED", "the holder did not place its order");
 
-    // While A is alive (stuck in its order), B's renewer finds the lock taken and orders
-    // nothing; the certificate stays.
-    let _http = {
-        let deadline = Instant::now() + StdDuration::from_secs(15);
-        loop {
-            match Http01Listener::bind(loopback(p.http01), Arc::new(board_b.clone())).await {
-                Ok(l) => break l,
-                Err(e) => {
-                    assert!(Instant::now() < deadline, "HTTP-01 port stays busy: {e}");
-                    tokio::time::sleep(StdDuration::from_millis(100)).await;
-                }
-            }
-        }
-    };
+    // Whichever survivor orders, the HTTP-01 answer comes from the store (B's listener).
+    let _http = StoreHttp01::start(p.http01, Arc::new(StoreState::new(store_b.clone()))).await;
     let clock = Arc::new(ManualClock::new(now));
-    let renewer_b = Renewer::new(
-        store_b.clone(),
-        Arc::new(AcmeIssuer::new(client_b.clone(), topo.clone())),
-        Arc::new(MemoryNotifier::default()),
-        clock.clone(),
-        RenewerConfig {
-            holder: "server-b".into(),
-            lock_ttl: StdDuration::from_secs(120),
-            ..RenewerConfig::default()
-        },
-    );
-    let pass = renewer_b.run_once().await.unwrap();
+    let renewers: Vec<Renewer> = (0..2)
+        .map(|i| {
+            Renewer::new(
+                stores[i].clone(),
+                Arc::new(AcmeIssuer::new(clients[i].clone(), topo.clone())),
+                Arc::new(MemoryNotifier::default()),
+                clock.clone(),
+                RenewerConfig {
+                    holder: format!("server-{}", ["b", "c"][i]),
+                    lock_ttl: StdDuration::from_secs(120),
+                    ..RenewerConfig::default()
+                },
+            )
+        })
+        .collect();
+    // While A is alive (stuck in its order), B and C find the lock taken and order nothing.
+    let (b, c) = tokio::join!(renewers[0].run_once(), renewers[1].run_once());
     assert!(
         OffsetDateTime::now_utc() < expires_at,
-        "the machine is too slow for this test: A's lease ended before B's first pass"
+        "the machine is too slow for this test: A's lease ended before the first passes"
     );
-    assert!(pass.renewed.is_empty(), "{pass:?}");
-    assert_eq!(orders_b.load(Ordering::SeqCst), 0);
+    let (b, c) = (b.unwrap(), c.unwrap());
+    assert!(b.renewed.is_empty() && c.renewed.is_empty(), "{b:?} {c:?}");
+    assert_eq!(orders_total(), 0);
     let lock = RecordKey::new(keys::RENEWAL_LOCK).unwrap();
     match store_b
         .lock(&lock, "server-b", StdDuration::from_secs(5))
@@ -504,38 +514,50 @@ async fn the_holder_killed_mid_order_is_replaced_after_its_lease_and_fenced_out(
         );
     }
 
-    // B keeps trying (as its background task would, every minute; here every 500 ms):
-    // refused until A's lease has expired, then it completes the renewal.
+    // B and C keep trying together (as their background tasks would, every minute; here
+    // every 500 ms): refused until A's lease has expired, then one of them renews.
     let deadline = Instant::now() + StdDuration::from_secs(HOLDER_TTL_SECS + 60);
     let mut busy_passes = 0;
-    loop {
-        let pass = renewer_b.run_once().await.unwrap();
-        if pass.renewed == [Target::System] {
-            break;
+    let renewed_by = loop {
+        let (b, c) = tokio::join!(renewers[0].run_once(), renewers[1].run_once());
+        let (b, c) = (b.unwrap(), c.unwrap());
+        assert!(
+            b.failed.is_empty() && c.failed.is_empty(),
+            "a renewal failed: {b:?} {c:?}"
+        );
+        match (b.renewed.as_slice(), c.renewed.as_slice()) {
+            ([], []) => {}
+            ([Target::System], []) => break "B",
+            ([], [Target::System]) => break "C",
+            _ => panic!("both survivors renewed: {b:?} {c:?}"),
         }
-        assert!(pass.failed.is_empty(), "B's renewal failed: {pass:?}");
         assert!(
             Instant::now() < deadline,
-            "B never completed the renewal: {pass:?}"
+            "nobody completed the renewal: {b:?} {c:?}"
         );
         busy_passes += 1;
         tokio::time::sleep(StdDuration::from_millis(500)).await;
-    }
+    };
     let renewed_at = OffsetDateTime::now_utc();
     assert!(
         renewed_at >= expires_at,
-        "B renewed at {renewed_at}, before A's lease ended at {expires_at}"
+        "{renewed_by} renewed at {renewed_at}, before A's lease ended at {expires_at}"
     );
     assert!(
         busy_passes > 0,
-        "B's first pass after the kill should have found A's lock still held"
+        "the first passes after the kill should have found A's lock still held"
     );
     println!(
-        "A (token {token}) killed mid-order {:.1} before its lease ended; B refused {busy_passes} time(s), then renewed {:.1} after the lease ended",
+        "A (token {token}) killed mid-order {:.1} before its lease ended; B and C refused {busy_passes} time(s), then {renewed_by} renewed {:.1} after the lease ended",
         expires_at - killed_at,
         renewed_at - expires_at
     );
-    assert_eq!(orders_b.load(Ordering::SeqCst), 1, "B placed one order");
+    assert_eq!(orders_total(), 1, "the survivors placed one order");
+    // Afterwards nobody orders again.
+    for r in &renewers {
+        r.run_once().await.unwrap();
+    }
+    assert_eq!(orders_total(), 1);
     let new = store_b.current(&Target::System).await.unwrap().unwrap();
     assert_ne!(new.bundle.leaf(), old.leaf());
     assert_eq!(new.bundle.meta().source, Source::Acme);
