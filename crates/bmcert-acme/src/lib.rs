@@ -17,6 +17,12 @@
 //! 5. a key generated locally (ECDSA P-256 by default), the CSR built with rcgen, the chain
 //!    checked, then installed through [`AcmeState::install`].
 //!
+//! Renewal information (ARI, RFC 9773): [`AcmeClient::renewal_window`] asks the CA when to
+//! renew an installed certificate (`None` when its directory offers no `renewalInfo`), named
+//! by [`ari_certificate_id`]; [`IssueRequest::replacing`] makes the order name the
+//! certificate it replaces, and a CA that refuses that gets the order once more without it.
+//! [`parse_renewal_info`] is the sans-I/O parser of the CA's answer.
+//!
 //! Every server answers the challenges: [`http01_response`] for a request path on port 80
 //! (any HTTP server can call it), [`ResolvesServerCertWithAcme`] around the HTTPS resolver
 //! for TLS-ALPN-01 on port 443. The account, terms and HTTP-01 tokens are store records, so

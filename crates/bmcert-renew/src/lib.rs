@@ -4,8 +4,9 @@
 //!   its lifetime remains (half when it lives less than 10 days), brought forward by a
 //!   small spread derived from the target so certificates issued together do not renew
 //!   together; the CA's renewal-information window (ARI, RFC 9773) wins when offered
-//!   ([`policy::AriWindow`], [`policy::ari_cert_id`]); retries back off from 5 minutes to 6
-//!   hours. Uploaded certificates are never renewed automatically.
+//!   ([`policy::AriWindow`], [`policy::ari_cert_id`]; [`AcmeIssuer`] asks the CA through
+//!   `AcmeClient::renewal_window` and its orders name the certificate they replace);
+//!   retries back off from 5 minutes to 6 hours. Uploaded certificates are never renewed automatically.
 //! - [`plan()`](plan()) (sans-I/O): renewal times for many certificates under the CA's limit of
 //!   new orders (Let's Encrypt: 300 per account per 3 hours), each one before its last sixth.
 //! - [`Renewer`]: the background task a service starts ([`Renewer::start`]) and stops
