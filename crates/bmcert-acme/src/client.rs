@@ -752,6 +752,18 @@ impl AcmeClient {
                     "the CA refused the order naming the certificate it replaces; ordering once more without `replaces`"
                 );
             }
+            // The CA took the order but did not echo `replaces` (RFC 9773 section 5 says it
+            // must); instant-acme refuses such an order. Its message is matched: instant-acme
+            // has no variant for it.
+            Err(instant_acme::Error::Other(e))
+                if e.to_string().starts_with("replaces field mismatch") =>
+            {
+                tracing::warn!(
+                    replaces = %id,
+                    error = %e,
+                    "the CA ignored `replaces` in the order; ordering once more without it"
+                );
+            }
             other => return other,
         }
         nonce_retry!(account.new_order(&NewOrder::new(identifiers)).await)

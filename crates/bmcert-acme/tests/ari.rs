@@ -7,12 +7,34 @@
 #[path = "support/scripted_ca.rs"]
 mod support;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bmcert_acme::{ari_certificate_id, AcmeError, IssueRequest};
 use bmcert_topology::{Site, Target, Topology};
 use serde_json::json;
 use support::*;
+
+/// Captures the `tracing` output of a test.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
+    type Writer = Logs;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
 
 fn topology() -> Topology {
     Topology::new(Site::new("https://mail.example.test", &[]).unwrap())
@@ -114,10 +136,24 @@ async fn a_refused_replaces_does_not_block_the_renewal() {
     .await;
     let acme = client(&ca);
     acme.accept_terms().await.unwrap();
+    let logs = Logs::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_ansi(false)
+        .finish();
+    let guard = tracing::subscriber::set_default(subscriber);
     let e = acme
         .issue(&topology(), &request().replacing(RFC_ID))
         .await
         .unwrap_err();
+    drop(guard);
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        text.contains("WARN")
+            && text.contains("ordering once more without `replaces`")
+            && text.contains("alreadyReplaced"),
+        "{text}"
+    );
     // The order went on past the refusal: the error is the order's, not alreadyReplaced.
     assert!(e.to_string().contains("scripted CA"), "{e}");
     assert!(!e.to_string().contains("alreadyReplaced"), "{e}");
@@ -129,6 +165,26 @@ async fn a_refused_replaces_does_not_block_the_renewal() {
         "{}",
         seen.new_orders[1]
     );
+}
+
+#[tokio::test]
+async fn a_ca_ignoring_replaces_gets_the_order_again_without_it() {
+    let ca = scripted_ca(Script {
+        ignore_replaces: true,
+        ..Script::default()
+    })
+    .await;
+    let acme = client(&ca);
+    acme.accept_terms().await.unwrap();
+    let e = acme
+        .issue(&topology(), &request().replacing(RFC_ID))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("scripted CA"), "{e}");
+    let seen = ca.seen.lock().unwrap();
+    assert_eq!(seen.new_orders.len(), 2, "{:?}", seen.new_orders);
+    assert_eq!(seen.new_orders[0]["replaces"], RFC_ID);
+    assert!(seen.new_orders[1].get("replaces").is_none());
 }
 
 #[tokio::test]

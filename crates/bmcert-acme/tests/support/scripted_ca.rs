@@ -50,6 +50,8 @@ pub struct Script {
     pub ari_body: &'static str,
     /// The first newOrder naming `replaces` is refused with `alreadyReplaced` (409).
     pub refuse_replaces: bool,
+    /// Orders are answered without echoing `replaces` (against RFC 9773 section 5).
+    pub ignore_replaces: bool,
 }
 
 pub const WINDOW: &str = r#"{"suggestedWindow":{"start":"2030-01-02T04:00:00Z","end":"2030-01-03T04:00:00Z"},"explanationURL":"https://ca.example/why"}"#;
@@ -60,6 +62,7 @@ impl Default for Script {
             ari: true,
             ari_body: WINDOW,
             refuse_replaces: false,
+            ignore_replaces: false,
         }
     }
 }
@@ -194,7 +197,7 @@ fn answer(
                     "status": 403,
                 },
             });
-            if let Some(r) = replaces {
+            if let Some(r) = replaces.filter(|_| !script.ignore_replaces) {
                 order["replaces"] = r;
             }
             seen.order = Some(order.clone());
