@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 use bmcert_acme::{AcmeClient, AcmeConfig, AcmeError, ChallengeBoard, Directory, MemoryState};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+#[path = "support/scripted_ca.rs"]
+mod support;
+
 const DIRECTORY: &str = r#"{"newNonce":"https://127.0.0.1/n","newAccount":"https://127.0.0.1/a","newOrder":"https://127.0.0.1/o","meta":{"termsOfService":"https://ca.example/terms.pdf"}}"#;
 
 /// Serves HTTPS on loopback: the first `failures` requests get `status` (with `retry_after`
@@ -19,29 +22,7 @@ async fn scripted_ca(
     status: &'static str,
     retry_after: Option<&'static str>,
 ) -> (String, Vec<u8>, Arc<AtomicUsize>) {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-    params
-        .subject_alt_names
-        .push(rcgen::SanType::IpAddress([127, 0, 0, 1].into()));
-    let cert = params.signed_by(&key, &issuer).unwrap();
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.der().clone()],
-            rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-        )
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (acceptor, listener, ca_pem) = support::loopback_tls().await;
     let url = format!(
         "https://127.0.0.1:{}/dir",
         listener.local_addr().unwrap().port()
@@ -82,7 +63,7 @@ async fn scripted_ca(
             });
         }
     });
-    (url, ca.pem().into_bytes(), hits)
+    (url, ca_pem, hits)
 }
 
 fn client(url: &str, ca: &[u8], total: Duration) -> AcmeClient {

@@ -2,7 +2,7 @@
 //! 2.4 has none: a directory with (or without) `renewalInfo`, a window for every
 //! renewal-information GET, accounts, and orders it records (decoded JWS payloads) and then
 //! fails (it validates nothing). Loopback only. Shared by bmcert-acme's `tests/ari.rs` and
-//! bmcert-renew's `tests/ari.rs` (`#[path]`).
+//! `tests/faults.rs` (its [`loopback_tls`]) and bmcert-renew's `tests/ari.rs` (`#[path]`).
 #![allow(
     dead_code,
     unreachable_pub,
@@ -220,7 +220,9 @@ fn answer(
     }
 }
 
-pub async fn scripted_ca(script: Script) -> Ca {
+/// A TLS acceptor on a fresh 127.0.0.1 port, serving a certificate for `localhost` and
+/// 127.0.0.1, and the PEM of the CA that signed it (for the client to trust).
+pub async fn loopback_tls() -> (tokio_rustls::TlsAcceptor, tokio::net::TcpListener, Vec<u8>) {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -244,6 +246,11 @@ pub async fn scripted_ca(script: Script) -> Ca {
         .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    (acceptor, listener, ca.pem().into_bytes())
+}
+
+pub async fn scripted_ca(script: Script) -> Ca {
+    let (acceptor, listener, ca_pem) = loopback_tls().await;
     let base = format!(
         "https://127.0.0.1:{}",
         listener.local_addr().unwrap().port()
@@ -285,7 +292,7 @@ pub async fn scripted_ca(script: Script) -> Ca {
     });
     Ca {
         directory: format!("{base}/dir"),
-        ca_pem: ca.pem().into_bytes(),
+        ca_pem,
         seen,
     }
 }
