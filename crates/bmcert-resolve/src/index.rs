@@ -7,11 +7,8 @@ use std::sync::Arc;
 use bmcert_topology::{DomainName, Host, Site, Target, Topology};
 use rustls::sign::CertifiedKey;
 
-use crate::hash::NameHashBuilder;
+use crate::hash::NameTable;
 use crate::service::Service;
-
-/// The longest DNS name (RFC 1035, without the trailing dot); longer names cannot be known.
-const MAX_NAME: usize = 253;
 
 /// Slot 0 always holds the system certificate.
 const SYSTEM_SLOT: u32 = 0;
@@ -123,7 +120,7 @@ pub type CertificateChange = (Target, Option<Arc<CertifiedKey>>);
 
 /// The part of an index that changes only with the topology.
 struct Names {
-    map: HashMap<Box<str>, u32, NameHashBuilder>,
+    map: NameTable,
     targets: Box<[Target]>,
     slot_of: HashMap<DomainName, u32>,
     conflicts: Vec<NameConflict>,
@@ -167,16 +164,12 @@ impl CertIndex {
         let with_site = topology.domains.iter().filter(|d| d.site.is_some()).count();
         let mut targets = Vec::with_capacity(1 + with_site);
         targets.push(Target::System);
-        let mut map: HashMap<Box<str>, u32, NameHashBuilder> =
-            HashMap::with_capacity_and_hasher(1 + 2 * with_site, NameHashBuilder::new());
+        let mut map = NameTable::with_capacity(1 + 2 * with_site);
         let mut slot_of = HashMap::with_capacity(with_site);
         let mut conflicts = Vec::new();
 
         let system_host = &topology.system.host;
-        let mut add_site = |map: &mut HashMap<Box<str>, u32, NameHashBuilder>,
-                            targets: &[Target],
-                            slot: u32,
-                            site: &Site| {
+        let mut add_site = |map: &mut NameTable, targets: &[Target], slot: u32, site: &Site| {
             let host = match &site.host {
                 // A domain with extra names but no URL of its own borrows the system URL
                 // (see `Topology`): that host stays the system's, without a conflict.
@@ -185,16 +178,13 @@ impl CertIndex {
                 Host::Ip(_) => None,
             };
             for name in host.into_iter().chain(site.names.iter()) {
-                match map.get(name.as_str()) {
-                    Some(&kept) if kept != slot => conflicts.push(NameConflict {
+                match map.insert(name.as_str(), slot) {
+                    Err(kept) if kept != slot => conflicts.push(NameConflict {
                         name: name.clone(),
                         kept: targets[kept as usize].clone(),
                         ignored: targets[slot as usize].clone(),
                     }),
-                    Some(_) => {}
-                    None => {
-                        map.insert(name.as_str().into(), slot);
-                    }
+                    Ok(()) | Err(_) => {}
                 }
             }
         };
@@ -315,7 +305,7 @@ impl CertIndex {
     ///
     /// `None` only when the system certificate is missing and the name does not reach a
     /// domain certificate; rustls then aborts the handshake. Does not allocate and does not
-    /// lock: the name is lower-cased into a stack buffer and looked up directly.
+    /// lock: the name is read once (checked, case-folded in registers and hashed) and looked up.
     #[inline]
     pub fn resolve(
         &self,
@@ -348,7 +338,7 @@ impl CertIndex {
         let Some(name) = server_name else {
             return system(Reason::NoSni, None);
         };
-        let slot = with_normalized(name, |n| self.names.map.get(n).copied());
+        let slot = self.names.map.get(name);
         match slot {
             None => system(Reason::UnknownName, None),
             Some(SYSTEM_SLOT) => system(Reason::SystemName, None),
@@ -376,10 +366,10 @@ impl CertIndex {
         if !service.selects_by_sni() {
             return None;
         }
-        with_normalized(server_name?, |name| match self.names.map.get(name) {
-            Some(&SYSTEM_SLOT) | None => None,
-            Some(&slot) => Some(slot),
-        })
+        match self.names.map.get(server_name?) {
+            Some(SYSTEM_SLOT) | None => None,
+            slot => slot,
+        }
     }
 
     #[inline]
@@ -395,74 +385,6 @@ impl CertIndex {
         match target {
             Target::System => Some(SYSTEM_SLOT),
             Target::Domain(name) => self.names.slot_of.get(name).copied(),
-        }
-    }
-}
-
-/// Calls `f` with `name` lower-cased and without one trailing dot, without allocating.
-///
-/// `None` (and `f` is not called) for names that cannot be in the index: empty, longer
-/// than a DNS name, or not ASCII (the index holds A-labels only; an SNI value is ASCII by
-/// RFC 6066).
-#[inline]
-fn with_normalized<R>(name: &str, f: impl FnOnce(&str) -> Option<R>) -> Option<R> {
-    let name = name.strip_suffix('.').unwrap_or(name);
-    let bytes = name.as_bytes();
-    if bytes.is_empty() || bytes.len() > MAX_NAME {
-        return None;
-    }
-    // rustls hands SNI over as sent; clients nearly always send lower case: no copy then.
-    if !bytes
-        .iter()
-        .any(|b| b.is_ascii_uppercase() || !b.is_ascii())
-    {
-        return f(name);
-    }
-    if !bytes.is_ascii() {
-        return None;
-    }
-    let mut buf = [0u8; MAX_NAME];
-    let out = &mut buf[..bytes.len()];
-    for (o, b) in out.iter_mut().zip(bytes) {
-        *o = b.to_ascii_lowercase();
-    }
-    f(core::str::from_utf8(out).ok()?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn normalize(name: &str) -> Option<String> {
-        with_normalized(name, |n| Some(n.to_owned()))
-    }
-
-    #[test]
-    fn normalize_lowercases_and_drops_one_trailing_dot() {
-        assert_eq!(
-            normalize("WebMail.Acme.TEST.").as_deref(),
-            Some("webmail.acme.test")
-        );
-        assert_eq!(
-            normalize("webmail.acme.test").as_deref(),
-            Some("webmail.acme.test")
-        );
-        assert_eq!(normalize("a..").as_deref(), Some("a."));
-        assert_eq!(normalize(""), None);
-        assert_eq!(normalize("."), None);
-        assert_eq!(normalize("bücher.test"), None);
-        assert_eq!(normalize(&"a".repeat(MAX_NAME + 1)), None);
-        let max = "A".repeat(MAX_NAME);
-        assert_eq!(normalize(&max), Some(max.to_ascii_lowercase()));
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn normalize_never_panics_and_matches_std(s in "\\PC{0,300}") {
-            let trimmed = s.strip_suffix('.').unwrap_or(&s);
-            let expected = (!trimmed.is_empty() && trimmed.len() <= MAX_NAME && trimmed.is_ascii())
-                .then(|| trimmed.to_ascii_lowercase());
-            proptest::prop_assert_eq!(normalize(&s), expected);
         }
     }
 }
