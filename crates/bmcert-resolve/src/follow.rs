@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bmcert_store::{block_on, ChangeKey, Revision, Store, StoreError};
 use bmcert_topology::Target;
@@ -58,6 +58,31 @@ async fn read_target(
         }
         Err(error) => Err(LoadError::Store(error.to_string())),
     }
+}
+
+/// Reads again every target whose last load failed because the store could not be read
+/// ([`LoadError::Store`]: unreachable, timed out), and returns how many now match the store.
+///
+/// A bundle that was read but cannot be used (a key that does not match, say) is not read
+/// again: only a new install fixes it, and that arrives as a change. [`FollowerThread`] calls
+/// this on its own, with a growing delay; a service that runs [`follow`] as a task calls it
+/// from a timer (every few seconds) so that a change whose re-read failed while the store
+/// was unreachable is not missed until the target's next change.
+pub async fn retry_failed(store: &dyn Store, index: &LiveIndex) -> usize {
+    let pending: Vec<Target> = index
+        .failures()
+        .into_iter()
+        .filter(|f| matches!(f.error, LoadError::Store(_)))
+        .map(|f| f.target)
+        .collect();
+    let mut fixed = 0;
+    for target in &pending {
+        if apply_target(store, index, target).await {
+            tracing::info!(%target, "certificate read again after a store failure");
+            fixed += 1;
+        }
+    }
+    fixed
 }
 
 /// Loads every target the store has a current bundle for, plus every target the index has
@@ -117,7 +142,9 @@ pub async fn follow(
 
 /// A thread that keeps a [`LiveIndex`] in step with a [`Store`] whose futures need no async
 /// runtime (such as the directory store): it loads everything on start, then follows the
-/// change feed until [`FollowerThread::stop`] or drop.
+/// change feed until [`FollowerThread::stop`] or drop. A target whose re-read failed because
+/// the store could not be read is read again ([`retry_failed`]) after 1 s, then with a
+/// doubling delay up to a minute, until it succeeds.
 ///
 /// For a backend that needs a runtime (etcd on tokio), run [`load_all`] and [`follow`] as a
 /// task of that runtime instead.
@@ -131,6 +158,42 @@ pub struct FollowerThread {
 const POLL: Duration = Duration::from_millis(200);
 /// How long the thread waits before retrying after the store failed.
 const RETRY: Duration = Duration::from_secs(1);
+/// The longest wait between two re-reads of targets whose read failed.
+const RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// When the thread next reads again the targets whose read failed: after 1 s, then twice as
+/// long each time some still fail, up to a minute; back to 1 s once none fails.
+struct Backoff {
+    next: Instant,
+    delay: Duration,
+}
+
+impl Backoff {
+    fn new() -> Self {
+        Self {
+            next: Instant::now() + RETRY,
+            delay: RETRY,
+        }
+    }
+
+    fn run(&mut self, store: &dyn Store, index: &LiveIndex) {
+        let now = Instant::now();
+        if now < self.next {
+            return;
+        }
+        block_on(retry_failed(store, index));
+        let still_failing = index
+            .failures()
+            .iter()
+            .any(|f| matches!(f.error, LoadError::Store(_)));
+        self.delay = if still_failing {
+            (self.delay * 2).min(RETRY_MAX)
+        } else {
+            RETRY
+        };
+        self.next = Instant::now() + self.delay;
+    }
+}
 
 impl FollowerThread {
     /// Loads every current bundle into `index` (returning the store's error if that fails),
@@ -173,7 +236,9 @@ impl Drop for FollowerThread {
 }
 
 fn run(store: &dyn Store, index: &LiveIndex, mut from: Revision, stop: &AtomicBool) {
+    let mut backoff = Backoff::new();
     while !stop.load(Ordering::Relaxed) {
+        backoff.run(store, index);
         let mut watch = match block_on(store.watch(from)) {
             Ok(watch) => watch,
             Err(error) => {
@@ -183,6 +248,7 @@ fn run(store: &dyn Store, index: &LiveIndex, mut from: Revision, stop: &AtomicBo
             }
         };
         while !stop.load(Ordering::Relaxed) {
+            backoff.run(store, index);
             match watch.recv_timeout(POLL) {
                 Some(Ok(change)) => {
                     if let ChangeKey::Bundle(target) = &change.key {
