@@ -151,6 +151,7 @@ pub async fn follow(
 #[derive(Debug)]
 pub struct FollowerThread {
     stop: Arc<AtomicBool>,
+    loaded: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -200,16 +201,45 @@ impl FollowerThread {
     /// then starts the thread that follows the store's changes.
     pub fn start(store: Arc<dyn Store>, index: Arc<LiveIndex>) -> Result<Self, StoreError> {
         let from = block_on(load_all(&*store, &index))?;
+        Self::launch(store, index, Some(from))
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the follower thread: {e}")))
+    }
+
+    /// Starts the thread without waiting for the store: it loads every current bundle as soon
+    /// as the store answers (retrying after 1 s, then with a doubling delay up to a minute),
+    /// then follows the changes. For a server that must come up while the store (an etcd
+    /// cluster) is unreachable: handshakes fail until the first load, then everything
+    /// proceeds as with [`FollowerThread::start`]. [`FollowerThread::has_loaded`] tells when.
+    pub fn spawn(store: Arc<dyn Store>, index: Arc<LiveIndex>) -> std::io::Result<Self> {
+        Self::launch(store, index, None)
+    }
+
+    /// Whether the certificates were loaded from the store at least once (always `true`
+    /// after [`FollowerThread::start`]).
+    pub fn has_loaded(&self) -> bool {
+        self.loaded.load(Ordering::Acquire)
+    }
+
+    fn launch(
+        store: Arc<dyn Store>,
+        index: Arc<LiveIndex>,
+        from: Option<Revision>,
+    ) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let loaded = Arc::new(AtomicBool::new(from.is_some()));
+        let (flag, done) = (stop.clone(), loaded.clone());
         let thread = std::thread::Builder::new()
             .name("bmcert-follow".into())
-            .spawn(move || run(&*store, &index, from, &flag))
-            .map_err(|e| {
-                StoreError::Unavailable(format!("cannot start the follower thread: {e}"))
+            .spawn(move || {
+                let Some(from) = from.or_else(|| first_load(&*store, &index, &flag)) else {
+                    return; // stopped before the store answered
+                };
+                done.store(true, Ordering::Release);
+                run(&*store, &index, from, &flag);
             })?;
         Ok(Self {
             stop,
+            loaded,
             thread: Some(thread),
         })
     }
@@ -233,6 +263,26 @@ impl Drop for FollowerThread {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// Loads everything once the store answers; `None` when asked to stop first.
+fn first_load(store: &dyn Store, index: &LiveIndex, stop: &AtomicBool) -> Option<Revision> {
+    let mut delay = RETRY;
+    let mut next = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        if Instant::now() >= next {
+            match block_on(load_all(store, index)) {
+                Ok(revision) => return Some(revision),
+                Err(error) => {
+                    tracing::error!(%error, retry_in = ?delay, "cannot load the certificates from the store");
+                    next = Instant::now() + delay;
+                    delay = (delay * 2).min(RETRY_MAX);
+                }
+            }
+        }
+        std::thread::sleep(POLL);
+    }
+    None
 }
 
 fn run(store: &dyn Store, index: &LiveIndex, mut from: Revision, stop: &AtomicBool) {

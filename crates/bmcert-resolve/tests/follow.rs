@@ -107,29 +107,49 @@ fn follows_install_renewal_disable_rollback_and_keeps_previous_on_failure() {
     follower.stop();
 }
 
-/// A directory store whose bundle reads fail while `failing` is set, as a store that cannot
-/// be reached does (every other call goes through unchanged).
+/// A directory store whose bundle reads fail while `failing` is set, and whose reads and
+/// watches all fail while `down` is set, as a store that cannot be reached does (every other
+/// call goes through unchanged).
 #[derive(Debug)]
 struct Unreachable {
     inner: DirStore,
     failing: AtomicBool,
+    down: AtomicBool,
+}
+
+impl Unreachable {
+    fn new(dir: &std::path::Path) -> Self {
+        Self {
+            inner: DirStore::open(dir.join("store")).unwrap(),
+            failing: AtomicBool::new(false),
+            down: AtomicBool::new(false),
+        }
+    }
+
+    fn refused<'a, T: Send + 'a>(&self) -> Option<StoreFuture<'a, T>> {
+        self.down
+            .load(Ordering::SeqCst)
+            .then(|| -> StoreFuture<'a, T> {
+                Box::pin(async { Err(StoreError::Unavailable("connection refused".into())) })
+            })
+    }
 }
 
 impl Store for Unreachable {
     fn revision(&self) -> StoreFuture<'_, Revision> {
-        self.inner.revision()
+        self.refused().unwrap_or_else(|| self.inner.revision())
     }
     fn current<'a>(&'a self, target: &'a Target) -> StoreFuture<'a, Option<Installed>> {
         if self.failing.load(Ordering::SeqCst) {
             return Box::pin(async { Err(StoreError::Unavailable("connection refused".into())) });
         }
-        self.inner.current(target)
+        self.refused().unwrap_or_else(|| self.inner.current(target))
     }
     fn history<'a>(&'a self, target: &'a Target) -> StoreFuture<'a, Vec<Installed>> {
         self.inner.history(target)
     }
     fn list(&self) -> StoreFuture<'_, Vec<Listed>> {
-        self.inner.list()
+        self.refused().unwrap_or_else(|| self.inner.list())
     }
     fn install<'a>(
         &'a self,
@@ -175,7 +195,7 @@ impl Store for Unreachable {
         self.inner.keys(prefix)
     }
     fn watch(&self, after: Revision) -> StoreFuture<'_, Watch> {
-        self.inner.watch(after)
+        self.refused().unwrap_or_else(|| self.inner.watch(after))
     }
     fn lock<'a>(
         &'a self,
@@ -196,10 +216,7 @@ impl Store for Unreachable {
 #[test]
 fn a_change_whose_read_failed_is_read_again_when_the_store_is_back() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Unreachable {
-        inner: DirStore::open(dir.path().join("store")).unwrap(),
-        failing: AtomicBool::new(false),
-    });
+    let store = Arc::new(Unreachable::new(dir.path()));
     let pki = Pki::new();
     let acme_target = Target::Domain(DomainName::new("acme.test").unwrap());
     let system = pki.leaf(&["mail.example.test"]);
@@ -239,10 +256,7 @@ fn a_change_whose_read_failed_is_read_again_when_the_store_is_back() {
 #[test]
 fn retry_failed_reads_again_only_what_the_store_could_not_read() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Unreachable {
-        inner: DirStore::open(dir.path().join("store")).unwrap(),
-        failing: AtomicBool::new(false),
-    };
+    let store = Unreachable::new(dir.path());
     let pki = Pki::new();
     let acme_target = Target::Domain(DomainName::new("acme.test").unwrap());
     let system = pki.leaf(&["mail.example.test"]);
@@ -276,4 +290,60 @@ fn retry_failed_reads_again_only_what_the_store_could_not_read() {
     assert_eq!(failures[0].error, LoadError::KeyMismatch);
     // A bundle that was read but cannot be used is left to the next install.
     assert_eq!(block_on(retry_failed(&store, &index)), 0);
+}
+
+#[test]
+fn a_follower_spawned_while_the_store_is_down_loads_when_it_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Unreachable::new(dir.path()));
+    let pki = Pki::new();
+    let acme_target = Target::Domain(DomainName::new("acme.test").unwrap());
+    let system = pki.leaf(&["mail.example.test"]);
+    let acme1 = pki.leaf(&["webmail.acme.test"]);
+    let acme2 = pki.leaf(&["webmail.acme.test"]);
+    install(&*store, &Target::System, &system, &["mail.example.test"]);
+    install(&*store, &acme_target, &acme1, &["webmail.acme.test"]);
+    let index = Arc::new(LiveIndex::new(&Topology::from_toml_str(TOPOLOGY).unwrap()));
+
+    store.down.store(true, Ordering::SeqCst);
+    assert!(matches!(
+        FollowerThread::start(store.clone(), index.clone()),
+        Err(StoreError::Unavailable(_))
+    ));
+    let follower = FollowerThread::spawn(store.clone(), index.clone()).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!follower.has_loaded());
+    assert!(index
+        .resolve(Service::Https, Some("webmail.acme.test"))
+        .is_none());
+
+    store.down.store(false, Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !follower.has_loaded() {
+        assert!(
+            Instant::now() < deadline,
+            "never loaded after the store came back"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(served(&index, "webmail.acme.test"), sha256_hex(&acme1.cert));
+    // And it follows from there.
+    install(&*store, &acme_target, &acme2, &["webmail.acme.test"]);
+    wait_for(&index, "webmail.acme.test", &sha256_hex(&acme2.cert));
+    follower.stop();
+}
+
+#[test]
+fn a_follower_spawned_while_the_store_is_down_stops_promptly() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Unreachable::new(dir.path()));
+    store.down.store(true, Ordering::SeqCst);
+    let index = Arc::new(LiveIndex::new(&Topology::from_toml_str(TOPOLOGY).unwrap()));
+    let follower = FollowerThread::spawn(store, index).unwrap();
+    let started = Instant::now();
+    follower.stop();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "stop waited for the store"
+    );
 }
