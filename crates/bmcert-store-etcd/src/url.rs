@@ -1,24 +1,44 @@
-//! `etcd://host:port,host:port[/prefix]` store addresses, as `--store` takes them.
+//! `etcd://` and `etcds://` store addresses, as `--store` takes them:
+//! `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]` (plain HTTP) and
+//! `etcds://HOST:PORT[,HOST:PORT...][/PREFIX]` (TLS to every endpoint).
 
-use crate::store::EtcdOptions;
+use crate::store::{EtcdOptions, EtcdTls};
 
-/// Why a `--store etcd://...` address was refused.
+/// Why a `--store etcd://...` or `etcds://...` address was refused.
 #[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum StoreUrlError {
-    /// Not an `etcd://` address.
-    #[error("`{0}` is not an etcd address: write etcd://HOST:PORT[,HOST:PORT...][/PREFIX]")]
+    /// Neither an `etcd://` nor an `etcds://` address.
+    #[error(
+        "`{0}` is not an etcd address: write etcd://HOST:PORT[,HOST:PORT...][/PREFIX] \
+         (plain) or etcds://HOST:PORT[,HOST:PORT...][/PREFIX] (TLS)"
+    )]
     NotEtcd(String),
     /// An endpoint is not `host:port`.
-    #[error("the etcd endpoint `{0}` is not HOST:PORT (for example 127.0.0.1:2379)")]
+    #[error(
+        "the etcd endpoint `{0}` is not HOST:PORT (for example 127.0.0.1:2379); write \
+         etcd://HOST:PORT[,HOST:PORT...][/PREFIX] or etcds://... for TLS"
+    )]
     BadEndpoint(String),
 }
 
-/// Parses `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]` into connection options (plain HTTP,
-/// no authentication; set [`EtcdOptions::tls`] and [`EtcdOptions::user`] for those).
-/// The prefix defaults to `/bmcert/`.
+/// Parses `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]` or
+/// `etcds://HOST:PORT[,HOST:PORT...][/PREFIX]` into connection options. The prefix defaults
+/// to `/bmcert/`; no authentication is set (fill [`EtcdOptions::user`] for it).
+///
+/// `etcd://` is plain HTTP ([`EtcdOptions::tls`] is `None`). `etcds://` means TLS to every
+/// endpoint: [`EtcdOptions::tls`] is set with an **empty** [`EtcdTls::ca_pem`], which the
+/// caller fills with the CA that signed the etcd servers' certificates (etcd's
+/// `--trusted-ca-file`; `bmcert --etcd-cacert`) or with the platform's roots, and optionally
+/// a client certificate ([`EtcdTls::identity`]). Parsing reads no file: an empty `ca_pem`
+/// trusts no server, so a caller that forgets it gets a refused connection, never an
+/// unverified one.
 pub fn parse_store_url(url: &str) -> Result<EtcdOptions, StoreUrlError> {
-    let Some(rest) = url.strip_prefix("etcd://") else {
+    let (rest, tls) = if let Some(rest) = url.strip_prefix("etcd://") {
+        (rest, false)
+    } else if let Some(rest) = url.strip_prefix("etcds://") {
+        (rest, true)
+    } else {
         return Err(StoreUrlError::NotEtcd(url.to_owned()));
     };
     let (hosts, prefix) = match rest.find('/') {
@@ -36,6 +56,13 @@ pub fn parse_store_url(url: &str) -> Result<EtcdOptions, StoreUrlError> {
         endpoints.push(endpoint.to_owned());
     }
     let mut options = EtcdOptions::new(endpoints);
+    if tls {
+        options.tls = Some(EtcdTls {
+            ca_pem: Vec::new(),
+            identity: None,
+            domain_name: None,
+        });
+    }
     if let Some(prefix) = prefix.filter(|p| *p != "/") {
         options.prefix = prefix.to_owned();
     }
@@ -51,8 +78,42 @@ mod tests {
         let o = parse_store_url("etcd://127.0.0.1:2379,[::1]:2380/tenant-a/").unwrap();
         assert_eq!(o.endpoints, ["127.0.0.1:2379", "[::1]:2380"]);
         assert_eq!(o.prefix, "/tenant-a/");
+        assert!(o.tls.is_none());
         let o = parse_store_url("etcd://h:1").unwrap();
         assert_eq!(o.prefix, "/bmcert/");
+    }
+
+    #[test]
+    fn etcds_means_tls_to_every_endpoint_with_no_trust_chosen_yet() {
+        let o = parse_store_url("etcds://10.0.0.1:2379,etcd-2.example:2379/prod/").unwrap();
+        assert_eq!(o.endpoints, ["10.0.0.1:2379", "etcd-2.example:2379"]);
+        assert_eq!(o.prefix, "/prod/");
+        let tls = o.tls.unwrap();
+        assert!(tls.ca_pem.is_empty());
+        assert!(tls.identity.is_none() && tls.domain_name.is_none());
+        assert!(o.user.is_none());
+        assert_eq!(
+            parse_store_url("etcds://h:1").unwrap().prefix,
+            parse_store_url("etcd://h:1").unwrap().prefix
+        );
+    }
+
+    #[test]
+    fn messages_name_both_forms() {
+        for bad in ["/var/lib/bmcert", "https://h:1", "etcd:/h:1", "ETCD://h:1"] {
+            let e = parse_store_url(bad).unwrap_err();
+            assert_eq!(e, StoreUrlError::NotEtcd(bad.to_owned()));
+            let text = e.to_string();
+            assert!(
+                text.contains("etcd://HOST:PORT") && text.contains("etcds://HOST:PORT"),
+                "{text}"
+            );
+        }
+        let text = parse_store_url("etcds://h").unwrap_err().to_string();
+        assert!(
+            text.contains("`h`") && text.contains("etcd://") && text.contains("etcds://"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -63,6 +124,10 @@ mod tests {
         ));
         for bad in [
             "etcd://",
+            "etcds://",
+            "etcds://host",
+            "etcds://https://h:1",
+            "etcds://u:pw@h:1",
             "etcd://host",
             "etcd://h:99999",
             "etcd://:1",
@@ -89,9 +154,22 @@ mod tests {
         fn generated_addresses_round_trip(ports in proptest::collection::vec(1u16.., 1..4), prefix in "(/[a-z0-9-]{1,10}){0,2}/?") {
             let hosts: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
             let o = parse_store_url(&format!("etcd://{}{prefix}", hosts.join(","))).unwrap();
-            proptest::prop_assert_eq!(o.endpoints, hosts);
+            proptest::prop_assert!(o.tls.is_none());
+            proptest::prop_assert_eq!(&o.endpoints, &hosts);
             if prefix.len() > 1 {
-                proptest::prop_assert_eq!(o.prefix, prefix);
+                proptest::prop_assert_eq!(&o.prefix, &prefix);
+            }
+            // The same address with TLS: same endpoints and prefix, TLS on.
+            let s = parse_store_url(&format!("etcds://{}{prefix}", hosts.join(","))).unwrap();
+            proptest::prop_assert_eq!(&s.endpoints, &o.endpoints);
+            proptest::prop_assert_eq!(&s.prefix, &o.prefix);
+            proptest::prop_assert!(s.tls.is_some_and(|t| t.ca_pem.is_empty()));
+        }
+
+        #[test]
+        fn tls_only_from_etcds(text in "(etcds?://)?\\PC{0,40}") {
+            if let Ok(o) = parse_store_url(&text) {
+                proptest::prop_assert_eq!(o.tls.is_some(), text.starts_with("etcds://"));
             }
         }
     }
