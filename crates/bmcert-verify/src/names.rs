@@ -285,6 +285,90 @@ mod tests {
         }
     }
 
+    /// One identifier a generated certificate presents, for [`IP_ROWS`].
+    #[derive(Clone, Copy, Debug)]
+    enum Presented {
+        /// A dNSName SAN, written as is (even when it looks like an address).
+        Dns(&'static str),
+        /// An iPAddress SAN, given in any textual form of the address.
+        Ip(&'static str),
+        /// No SAN at all; this subject common name only.
+        Cn(&'static str),
+    }
+
+    /// (presented identifier, reference as `bmcert check --url` takes it, expected): the IP
+    /// forms of RFC 9525 section 6.2 and RFC 6125 section 6.2.1. An IP reference matches an
+    /// iPAddress SAN only, compared as bytes whatever the textual form; never a dNSName or a
+    /// CN that spells the same address.
+    const IP_ROWS: &[(Presented, &str, bool)] = &[
+        // IPv4: only an IP SAN matches; a DNS SAN or CN spelling the address never does
+        (Presented::Ip("127.0.0.1"), "127.0.0.1", true),
+        (
+            Presented::Ip("127.0.0.1"),
+            "https://127.0.0.1:8443/webmail/",
+            true,
+        ),
+        (Presented::Ip("127.0.0.1"), "127.0.0.2", false),
+        (Presented::Dns("127.0.0.1"), "127.0.0.1", false),
+        (Presented::Dns("127.0.0.1"), "https://127.0.0.1/", false),
+        (Presented::Dns("127.1"), "127.0.0.1", false),
+        (Presented::Dns("*.0.0.1"), "127.0.0.1", false),
+        (Presented::Cn("127.0.0.1"), "127.0.0.1", false),
+        // IPv4 and its IPv4-mapped IPv6 form are different references
+        (Presented::Ip("::ffff:127.0.0.1"), "127.0.0.1", false),
+        (Presented::Ip("127.0.0.1"), "::ffff:127.0.0.1", false),
+        // IPv6: `::1`, `0:0::1` and the full form are one reference, matching an IP SAN ::1
+        (Presented::Ip("::1"), "::1", true),
+        (Presented::Ip("::1"), "0:0::1", true),
+        (Presented::Ip("::1"), "[0:0::1]", true),
+        (Presented::Ip("::1"), "https://[0:0:0:0:0:0:0:1]:443/", true),
+        (Presented::Ip("0:0::1"), "::1", true),
+        (Presented::Ip("::1"), "::2", false),
+        // an IPv6 reference never matches a DNS SAN (nor a CN), whatever it spells
+        (Presented::Dns("::1"), "::1", false),
+        (Presented::Dns("0:0::1"), "::1", false),
+        (Presented::Dns("0:0::1"), "0:0::1", false),
+        (Presented::Dns("localhost"), "::1", false),
+        (Presented::Dns("*.example.test"), "[::1]", false),
+        (Presented::Cn("::1"), "::1", false),
+    ];
+
+    fn certificate_presenting(presented: Presented) -> Vec<u8> {
+        let mut p = rcgen::CertificateParams::default();
+        match presented {
+            Presented::Dns(name) => p
+                .subject_alt_names
+                .push(rcgen::SanType::DnsName(name.try_into().unwrap())),
+            Presented::Ip(ip) => p
+                .subject_alt_names
+                .push(rcgen::SanType::IpAddress(ip.parse().unwrap())),
+            Presented::Cn(cn) => p.distinguished_name.push(rcgen::DnType::CommonName, cn),
+        }
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        p.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn ip_forms_table() {
+        for (presented, reference, expected) in IP_ROWS {
+            let der = certificate_presenting(*presented);
+            let host = Host::parse(reference).unwrap();
+            assert!(
+                matches!(host, Host::Ip(_)),
+                "{reference} is an IP reference"
+            );
+            let verdict = covers(&der, &host).unwrap();
+            assert_eq!(
+                verdict.is_match(),
+                *expected,
+                "{presented:?} vs {reference}: {verdict}"
+            );
+            if *expected {
+                assert!(matches!(verdict.matched, Some(MatchedBy::IpSan(_))));
+            }
+        }
+    }
+
     #[test]
     fn ip_forms() {
         let v6 = Host::parse("0:0::1").unwrap();

@@ -47,6 +47,26 @@ proptest! {
     }
 
     #[test]
+    fn an_ip_reference_never_matches_a_dns_san(ip in any::<std::net::IpAddr>(), other in domain()) {
+        // dNSName SANs spelling the address (short, bracketed and, for IPv6, fully written
+        // out) next to an ordinary name: an IP reference must match none of them.
+        let mut names = vec![ip.to_string(), format!("[{ip}]"), other];
+        if let std::net::IpAddr::V6(v6) = ip {
+            let full: Vec<String> = v6.segments().iter().map(|s| format!("{s:x}")).collect();
+            names.push(full.join(":"));
+        }
+        let mut p = rcgen::CertificateParams::default();
+        for n in &names {
+            p.subject_alt_names.push(rcgen::SanType::DnsName(n.as_str().try_into().unwrap()));
+        }
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let der = p.self_signed(&key).unwrap().der().to_vec();
+        let verdict = covers(&der, &bmcert_topology::Host::Ip(ip)).unwrap();
+        prop_assert!(!verdict.is_match(), "{verdict}");
+        prop_assert_eq!(verdict.dns_names, names);
+    }
+
+    #[test]
     fn covers_never_panics_on_garbage(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
         let host = bmcert_topology::Host::parse("mail.example.test").unwrap();
         let _ = covers(&bytes, &host);

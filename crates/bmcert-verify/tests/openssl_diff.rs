@@ -341,3 +341,157 @@ fn sha1_signed_leaf_is_weak_signature_for_both() {
         v.findings
     );
 }
+
+/// Runs `openssl ARGS` in `dir`; a failure stops the test with openssl's error output.
+fn openssl_in(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("the openssl command must be installed (scripts/test-all installs it)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `openssl verify` at Debian's default TLS security level (2, where SHA-1 is too weak).
+fn openssl_verify_level2(dir: &Path, ca: &str, untrusted: &str, leaf: &str) -> bool {
+    Command::new("openssl")
+        .current_dir(dir)
+        .args([
+            "verify",
+            "-x509_strict",
+            "-auth_level",
+            "2",
+            "-purpose",
+            "sslserver",
+            "-CAfile",
+            ca,
+            "-untrusted",
+            untrusted,
+            leaf,
+        ])
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+/// An intermediate signed by its root with SHA-1 (the root's own signature and the leaf's
+/// are SHA-256): refused by both, `weak_signature` on the CA file naming the intermediate.
+/// The same chain with a SHA-256 intermediate is the control: accepted by both.
+#[test]
+fn sha1_signed_intermediate_is_weak_signature_for_both() {
+    use rustls_pki_types::pem::PemObject;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let root = Node::self_signed(ca_params("bmcert SHA-1 Test Root"), Alg::P256.key());
+    std::fs::write(d.join("root.pem"), &root.pem).unwrap();
+    std::fs::write(d.join("root.key"), root.key.serialize_pem()).unwrap();
+    std::fs::write(
+        d.join("ca.cnf"),
+        "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("leaf.cnf"),
+        "basicConstraints=critical,CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:mail.example.test\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n",
+    )
+    .unwrap();
+    let csr = |name: &str, subject: &str| {
+        openssl_in(
+            d,
+            &[
+                "req",
+                "-new",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                &format!("{name}.key"),
+                "-subj",
+                subject,
+                "-out",
+                &format!("{name}.csr"),
+            ],
+        )
+    };
+    let sign = |name: &str, issuer: &str, digest: &str, ext: &str, serial: &str| {
+        openssl_in(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                &format!("{issuer}.pem"),
+                "-CAkey",
+                &format!("{issuer}.key"),
+                &format!("-{digest}"),
+                "-days",
+                "30",
+                "-set_serial",
+                serial,
+                "-extfile",
+                ext,
+                "-out",
+                &format!("{name}.pem"),
+            ],
+        )
+    };
+    for (digest, serial) in [("sha256", "10"), ("sha1", "11")] {
+        let inter = format!("inter-{digest}");
+        let leaf = format!("leaf-{digest}");
+        csr(
+            &inter,
+            &format!("/O=bmcert test authority/CN=bmcert {digest} Intermediate"),
+        );
+        sign(&inter, "root", digest, "ca.cnf", serial);
+        csr(&leaf, "/CN=mail.example.test");
+        sign(&leaf, &inter, "sha256", "leaf.cnf", "12");
+
+        let theirs = openssl_verify_level2(
+            d,
+            "root.pem",
+            &format!("{inter}.pem"),
+            &format!("{leaf}.pem"),
+        );
+        let leaf_der = CertificateDer::from_pem_file(d.join(format!("{leaf}.pem"))).unwrap();
+        let inter_der = CertificateDer::from_pem_file(d.join(format!("{inter}.pem"))).unwrap();
+        let host = Host::parse("mail.example.test").unwrap();
+        // Not TEST_TIME: `openssl x509 -req` stamps notBefore with the current time.
+        let v = verify(&ChainInput {
+            leaf: &leaf_der,
+            cert_file_extras: &[],
+            ca_file: &[inter_der, CertificateDer::from(root.der.clone())],
+            platform_roots: &[],
+            reference: Some(&host),
+            time: UnixTime::now(),
+        });
+        if digest == "sha256" {
+            assert!(theirs, "openssl refused the SHA-256 control chain");
+            assert!(v.is_valid(), "SHA-256 control chain: {:?}", v.findings);
+            assert!(v.findings.is_empty(), "{:?}", v.findings);
+            continue;
+        }
+        assert!(!theirs, "openssl accepted a SHA-1 signed intermediate");
+        assert!(!v.is_valid());
+        let f = v.first_problem().unwrap();
+        assert_eq!(
+            f.code,
+            bmcert_verify::Code::WeakSignature,
+            "{:?}",
+            v.findings
+        );
+        assert_eq!(f.file, bmcert_verify::Role::Ca, "{f}");
+        assert!(
+            f.message.contains("bmcert sha1 Intermediate") && f.message.contains("SHA-1"),
+            "names the intermediate and the algorithm: {f}"
+        );
+    }
+}
