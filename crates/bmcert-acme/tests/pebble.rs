@@ -13,44 +13,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bmcert_acme::*;
+use bmcert_test::peers::Pebble;
 use bmcert_topology::{DomainName, DomainSite, Site, Target, Topology};
 use rustls_pki_types::CertificateDer;
 
 static PORTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-struct Pebble {
-    directory: String,
-    management: String,
-    ca_pem: Vec<u8>,
-    ca_path: String,
-    http01: u16,
-    tls_alpn01: u16,
-}
 
 fn pebble(nonce_reject: bool) -> Option<Pebble> {
-    let var = |k: &str| std::env::var(k).ok();
-    let (dir, mgmt) = if nonce_reject {
-        ("BMCERT_PEBBLE_NR_DIRECTORY", "BMCERT_PEBBLE_NR_MANAGEMENT")
+    if nonce_reject {
+        Pebble::nonce_reject_from_env()
     } else {
-        ("BMCERT_PEBBLE_DIRECTORY", "BMCERT_PEBBLE_MANAGEMENT")
-    };
-    let Some(directory) = var(dir) else {
-        eprintln!("SKIPPED: {dir} is not set; run scripts/test-all to start pebble");
-        return None;
-    };
-    let ca_path = var("BMCERT_PEBBLE_CA").expect("BMCERT_PEBBLE_CA");
-    Some(Pebble {
-        directory,
-        management: var(mgmt).expect("management URL"),
-        ca_pem: std::fs::read(&ca_path).expect("pebble CA file"),
-        ca_path,
-        http01: var("BMCERT_PEBBLE_HTTP01_PORT").unwrap().parse().unwrap(),
-        tls_alpn01: var("BMCERT_PEBBLE_TLSALPN01_PORT")
-            .unwrap()
-            .parse()
-            .unwrap(),
-    })
+        Pebble::from_env()
+    }
 }
 
 async fn ports() -> tokio::sync::MutexGuard<'static, ()> {
@@ -66,13 +40,7 @@ fn tracing_init() {
 
 /// A name nobody ordered before in this pebble's life (so no authorization is reused).
 fn unique(label: &str) -> String {
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
-        % 1_000_000_000;
-    format!("{label}-{}-{n}-{t}.example.test", std::process::id())
+    bmcert_test::peers::unique_name(label)
 }
 
 fn topology(url_host: &str, default_domain: Option<&str>) -> Topology {
@@ -82,17 +50,7 @@ fn topology(url_host: &str, default_domain: Option<&str>) -> Topology {
 }
 
 async fn config(p: &Pebble) -> AcmeConfig {
-    let mut config = AcmeConfig::new(Directory::Url(p.directory.clone()));
-    config.directory_roots = AcmeConfig::certificates_from_pem(&p.ca_pem, "pebble CA").unwrap();
-    // Pebble's issuing root is new at every start: read it from the management interface.
-    let probe = AcmeClient::new(config.clone(), MemoryState::new(), ChallengeBoard::new()).unwrap();
-    let root = probe
-        .fetch(&format!("{}/roots/0", p.management))
-        .await
-        .unwrap();
-    config.chain_roots = AcmeConfig::certificates_from_pem(&root, "pebble root").unwrap();
-    config.poll.total = Duration::from_secs(60);
-    config
+    p.acme_config(None).await
 }
 
 async fn client(config: AcmeConfig, state: Arc<MemoryState>) -> AcmeClient {
@@ -284,11 +242,7 @@ async fn domain_certificate_with_two_names_is_served_to_openssl() {
 }
 
 fn tempfile_dir() -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "bmcert-acme-test-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
+    let d = std::env::temp_dir().join(bmcert_test::peers::unique_label("bmcert-acme-test"));
     std::fs::create_dir_all(&d).unwrap();
     d
 }
@@ -304,7 +258,7 @@ async fn tls_alpn01_with_nothing_on_the_http01_port() {
     let mut config = config(&p).await;
     config.challenge = ChallengeKind::TlsAlpn01;
     let acme = client(config, state.clone()).await;
-    let _tls = TlsAlpn01Listener::bind(loopback(p.tls_alpn01), acme.board().clone())
+    let _tls = TlsAlpn01Listener::bind(loopback(p.tls_alpn01_port()), acme.board().clone())
         .await
         .unwrap();
     acme.accept_terms().await.unwrap();
@@ -572,7 +526,7 @@ async fn pebble_stopped_mid_order_ends_in_bounded_time() {
             c = dir.join("cert.pem").display(),
             k = dir.join("key.pem").display(),
             h = p.http01,
-            t = p.tls_alpn01
+            t = p.tls_alpn01_port()
         ),
     )
     .unwrap();

@@ -7,6 +7,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use bmcert_test::peers::Pebble;
+
 fn bmcert(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_bmcert"))
         .args(args)
@@ -25,26 +27,15 @@ fn text(o: &Output) -> String {
 
 #[test]
 fn acme_terms_accept_and_issue_through_the_cli() {
-    let Ok(directory) = std::env::var("BMCERT_PEBBLE_DIRECTORY") else {
-        eprintln!(
-            "SKIPPED: BMCERT_PEBBLE_DIRECTORY is not set; run scripts/test-all to start pebble"
-        );
+    let Some(pebble) = Pebble::from_env() else {
         return;
     };
-    let ca = std::env::var("BMCERT_PEBBLE_CA").unwrap();
-    let mgmt = std::env::var("BMCERT_PEBBLE_MANAGEMENT").unwrap();
-    let port = std::env::var("BMCERT_PEBBLE_HTTP01_PORT").unwrap();
+    let (directory, ca) = (&pebble.directory, pebble.ca_path.to_str().unwrap());
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let store = store.to_str().unwrap();
     // Pebble's issuing root, from its management interface, with curl.
-    let root = dir.path().join("root.pem");
-    let curl = Command::new("curl")
-        .args(["-fsS", "--cacert", &ca, "-o", root.to_str().unwrap()])
-        .arg(format!("{mgmt}/roots/0"))
-        .status()
-        .unwrap();
-    assert!(curl.success());
+    let root = pebble.root_with_curl(&dir.path().join("root.pem"));
     let tag = format!("{}-{}", std::process::id(), nanos());
     let host = format!("cli-{tag}.example.test");
     let topo = dir.path().join("topology.toml");
@@ -57,11 +48,11 @@ fn acme_terms_accept_and_issue_through_the_cli() {
         "--store",
         store,
         "--directory",
-        &directory,
+        directory,
         "--directory-ca",
-        &ca,
+        ca,
     ];
-    let listen = format!("127.0.0.1:{port}");
+    let listen = pebble.http01_listen();
     let issue = |extra: &[&str]| {
         let mut args = vec!["acme", "issue"];
         args.extend_from_slice(&ca_args);

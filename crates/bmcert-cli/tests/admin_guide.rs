@@ -16,6 +16,7 @@ use std::process::Command;
 
 use bmcert_test::chains::{ca_params, leaf_params, Alg, Node};
 use bmcert_test::fixtures::openssl;
+use bmcert_test::peers::{Missing, Pebble, PebbleInstance};
 
 const STORE: &str = "/var/lib/bmcert";
 const TOPOLOGY: &str = "/etc/bmcert/topology.toml";
@@ -141,32 +142,17 @@ const EXPECTED: &[(&str, i32, &[&str])] = &[
 /// The index of the first Let's Encrypt command: it and all after it need pebble.
 const FIRST_ACME: usize = 13;
 
-struct Pebble {
-    directory: String,
-    ca: String,
-    http01: String,
+/// What the Let's Encrypt commands get added: pebble, and its root fetched with curl.
+struct Acme {
+    pebble: Pebble,
     root: PathBuf,
 }
 
-fn pebble(dir: &Path) -> Option<Pebble> {
-    let directory = std::env::var("BMCERT_PEBBLE_DIRECTORY").ok()?;
-    let ca = std::env::var("BMCERT_PEBBLE_CA").unwrap();
-    let mgmt = std::env::var("BMCERT_PEBBLE_MANAGEMENT").unwrap();
-    let port = std::env::var("BMCERT_PEBBLE_HTTP01_PORT").unwrap();
+fn lets_encrypt(dir: &Path) -> Result<Acme, Missing> {
+    let pebble = Pebble::try_from_env(PebbleInstance::Main)?;
     // Pebble's issuing root, from its management interface, with curl.
-    let root = dir.join("pebble-root.pem");
-    let curl = Command::new("curl")
-        .args(["-fsS", "--cacert", &ca, "-o", root.to_str().unwrap()])
-        .arg(format!("{mgmt}/roots/0"))
-        .status()
-        .unwrap();
-    assert!(curl.success(), "cannot fetch pebble's root");
-    Some(Pebble {
-        directory,
-        ca,
-        http01: format!("127.0.0.1:{port}"),
-        root,
-    })
+    let root = pebble.root_with_curl(&dir.join("pebble-root.pem"));
+    Ok(Acme { pebble, root })
 }
 
 /// The bundle files the guide's commands name, generated in `dir`.
@@ -217,7 +203,7 @@ fn the_admin_guide_commands_run_in_order() {
     assert_eq!(toml.len(), 1, "the guide has one topology block");
     std::fs::write(&topology, &toml[0]).unwrap();
     fixtures(work);
-    let pebble = pebble(work);
+    let acme = lets_encrypt(work);
 
     let commands = commands(&text);
     assert_eq!(
@@ -248,18 +234,24 @@ fn the_admin_guide_commands_run_in_order() {
             })
             .collect();
         if is_acme {
-            let Some(p) = &pebble else {
-                eprintln!("SKIPPED `bmcert {shown}` and the rest: BMCERT_PEBBLE_DIRECTORY is not set; run scripts/test-all to start pebble");
-                return;
+            let p = match &acme {
+                Ok(p) => p,
+                Err(missing) => {
+                    eprintln!("SKIPPED `bmcert {shown}` and the rest: {missing}");
+                    return;
+                }
             };
             for a in &mut args {
                 if a == "0.0.0.0:80" {
-                    a.clone_from(&p.http01);
+                    *a = p.pebble.http01_listen();
                 }
             }
             if args[0] != "status" {
-                args.extend(["--directory".into(), p.directory.clone()]);
-                args.extend(["--directory-ca".into(), p.ca.clone()]);
+                args.extend(["--directory".into(), p.pebble.directory.clone()]);
+                args.extend([
+                    "--directory-ca".into(),
+                    p.pebble.ca_path.to_str().unwrap().to_owned(),
+                ]);
             }
             if args.get(1).map(String::as_str) == Some("issue") || args[0] == "renew" {
                 args.extend(["--chain-ca".into(), p.root.to_str().unwrap().to_owned()]);

@@ -10,6 +10,7 @@ use bmcert::store::{
 };
 use bmcert::topology::Target;
 use bmcert_test::fixtures::ChainSpec;
+use bmcert_test::peers::Pebble;
 use time::{Duration, OffsetDateTime};
 
 struct Run {
@@ -121,26 +122,14 @@ fn status_table_and_json() {
 
 #[test]
 fn renew_by_hand_against_pebble() {
-    let var = |k: &str| std::env::var(k).ok();
-    let Some(directory) = var("BMCERT_PEBBLE_DIRECTORY") else {
-        eprintln!(
-            "SKIPPED: BMCERT_PEBBLE_DIRECTORY is not set; run scripts/test-all to start pebble"
-        );
+    let Some(pebble) = Pebble::from_env() else {
         return;
     };
-    let ca = var("BMCERT_PEBBLE_CA").unwrap();
-    let management = var("BMCERT_PEBBLE_MANAGEMENT").unwrap();
-    let port = var("BMCERT_PEBBLE_HTTP01_PORT").unwrap();
+    let (directory, ca) = (&pebble.directory, pebble.ca_path.to_str().unwrap());
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let s = store.to_str().unwrap();
-    let root = dir.path().join("root.pem");
-    let fetched = Command::new("curl")
-        .args(["-fsS", "--cacert", &ca, "-o", root.to_str().unwrap()])
-        .arg(format!("{management}/roots/0"))
-        .status()
-        .unwrap();
-    assert!(fetched.success());
+    let root = pebble.root_with_curl(&dir.path().join("root.pem"));
     let host = format!(
         "renew-cli-{}-{}.example.test",
         std::process::id(),
@@ -159,9 +148,9 @@ fn renew_by_hand_against_pebble() {
         "--store",
         s,
         "--directory",
-        &directory,
+        directory,
         "--directory-ca",
-        &ca,
+        ca,
     ]);
     assert_eq!(accept.code, 0, "{}", accept.stderr);
     let run = bmcert(&[
@@ -173,13 +162,13 @@ fn renew_by_hand_against_pebble() {
         "--target",
         "system",
         "--directory",
-        &directory,
+        directory,
         "--directory-ca",
-        &ca,
+        ca,
         "--chain-ca",
         root.to_str().unwrap(),
         "--http01-listen",
-        &format!("127.0.0.1:{port}"),
+        &pebble.http01_listen(),
     ]);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     assert!(run.stdout.contains("renewed system"), "{}", run.stdout);

@@ -8,68 +8,31 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use bmcert_acme::{
-    AcmeClient, AcmeConfig, ChallengeBoard, Directory, Http01Listener, Progress, RetryBudget,
-    StoreState,
-};
+use bmcert_acme::{AcmeClient, AcmeConfig, ChallengeBoard, Directory, Http01Listener, RetryBudget};
 use bmcert_renew::*;
 use bmcert_store::{DirStore, Source, Store};
+use bmcert_test::pebble::store_client_counting_orders;
+use bmcert_test::peers::{etcd_endpoints, unique_name as unique, Pebble, Smtp};
 use bmcert_topology::{Site, Target, Topology};
 use common::*;
 use time::{Duration, OffsetDateTime};
 
 static PORTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 struct Peers {
-    directory: String,
-    management: String,
-    ca_pem: Vec<u8>,
-    http01: u16,
-    smtp_port: u16,
-    maildir: PathBuf,
+    pebble: Pebble,
+    smtp: Smtp,
 }
 
 fn peers() -> Option<Peers> {
-    let var = |k: &str| std::env::var(k).ok();
-    let (Some(directory), Some(smtp)) = (var("BMCERT_PEBBLE_DIRECTORY"), var("BMCERT_SMTP_PORT"))
-    else {
-        eprintln!("SKIPPED: BMCERT_PEBBLE_DIRECTORY or BMCERT_SMTP_PORT is not set; run scripts/test-all to start pebble and aiosmtpd");
-        return None;
-    };
     Some(Peers {
-        directory,
-        management: var("BMCERT_PEBBLE_MANAGEMENT").unwrap(),
-        ca_pem: std::fs::read(var("BMCERT_PEBBLE_CA").unwrap()).unwrap(),
-        http01: var("BMCERT_PEBBLE_HTTP01_PORT").unwrap().parse().unwrap(),
-        smtp_port: smtp.parse().unwrap(),
-        maildir: var("BMCERT_SMTP_MAILDIR").unwrap().into(),
+        pebble: Pebble::from_env()?,
+        smtp: Smtp::from_env()?,
     })
-}
-
-fn etcd_endpoints() -> Option<Vec<String>> {
-    match std::env::var("BMCERT_ETCD_ENDPOINTS") {
-        Ok(v) if !v.trim().is_empty() => Some(v.split(',').map(str::to_owned).collect()),
-        _ => {
-            eprintln!("SKIPPED (etcd part): BMCERT_ETCD_ENDPOINTS is not set");
-            None
-        }
-    }
-}
-
-fn unique(label: &str) -> String {
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
-        % 1_000_000_000;
-    format!("{label}-{}-{n}-{t}.example.test", std::process::id())
 }
 
 fn topology(host: &str) -> Topology {
@@ -78,30 +41,18 @@ fn topology(host: &str) -> Topology {
     t
 }
 
+/// Pebble's configuration with the ACME directory `directory` (pebble's, or a dead one).
 async fn config(p: &Peers, directory: &str) -> AcmeConfig {
-    let mut config = AcmeConfig::new(Directory::Url(directory.to_owned()));
-    config.directory_roots = AcmeConfig::certificates_from_pem(&p.ca_pem, "pebble CA").unwrap();
-    let probe = AcmeClient::new(
-        AcmeConfig {
-            directory: Directory::Url(p.directory.clone()),
-            ..config.clone()
-        },
-        bmcert_acme::MemoryState::new(),
-        ChallengeBoard::new(),
-    )
-    .unwrap();
-    let root = probe
-        .fetch(&format!("{}/roots/0", p.management))
-        .await
-        .unwrap();
-    config.chain_roots = AcmeConfig::certificates_from_pem(&root, "pebble root").unwrap();
-    config.poll.total = StdDuration::from_secs(60);
     // A dead directory fails fast.
-    config.retry = RetryBudget {
-        first_delay: StdDuration::from_millis(50),
-        max_delay: StdDuration::from_millis(200),
-        total: StdDuration::from_millis(600),
-    };
+    let mut config = p
+        .pebble
+        .acme_config(Some(RetryBudget {
+            first_delay: StdDuration::from_millis(50),
+            max_delay: StdDuration::from_millis(200),
+            total: StdDuration::from_millis(600),
+        }))
+        .await;
+    config.directory = Directory::Url(directory.to_owned());
     config
 }
 
@@ -112,20 +63,7 @@ fn acme(
     board: &ChallengeBoard,
     orders: &Arc<AtomicU32>,
 ) -> Arc<AcmeClient> {
-    let orders = orders.clone();
-    Arc::new(
-        AcmeClient::new(
-            config,
-            Arc::new(StoreState::new(store.clone())),
-            board.clone(),
-        )
-        .unwrap()
-        .with_progress(move |p| {
-            if matches!(p, Progress::Ordered { .. }) {
-                orders.fetch_add(1, Ordering::SeqCst);
-            }
-        }),
-    )
+    store_client_counting_orders(config, store, board.clone(), orders)
 }
 
 async fn http01(port: u16, board: &ChallengeBoard) -> Http01Listener {
@@ -146,7 +84,7 @@ async fn http01(port: u16, board: &ChallengeBoard) -> Http01Listener {
 fn smtp(p: &Peers) -> Arc<SmtpNotifier> {
     let mut c = SmtpConfig::new(
         "127.0.0.1",
-        p.smtp_port,
+        p.smtp.port,
         SmtpSecurity::Plain,
         "bmcert@example.test",
     );
@@ -156,21 +94,7 @@ fn smtp(p: &Peers) -> Arc<SmtpNotifier> {
 
 /// The messages aiosmtpd delivered to `to`.
 fn mails_to(p: &Peers, to: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(&p.maildir).unwrap() {
-        let e = e.unwrap();
-        if e.file_name().to_string_lossy().ends_with(".eml") {
-            let text = std::fs::read_to_string(e.path()).unwrap();
-            if text
-                .lines()
-                .next()
-                .is_some_and(|l| l == format!("X-Envelope-To: {to}"))
-            {
-                out.push(text);
-            }
-        }
-    }
-    out
+    p.smtp.mails_to(to)
 }
 
 fn renewer(
@@ -221,9 +145,14 @@ async fn renewed_when_due_against_pebble_and_served_by_the_resolver() {
 
     let board = ChallengeBoard::new();
     let orders = Arc::new(AtomicU32::new(0));
-    let client = acme(config(&p, &p.directory).await, &store, &board, &orders);
+    let client = acme(
+        config(&p, &p.pebble.directory).await,
+        &store,
+        &board,
+        &orders,
+    );
     accept_terms(&client).await;
-    let _http = http01(p.http01, &board).await;
+    let _http = http01(p.pebble.http01, &board).await;
     let clock = Arc::new(ManualClock::new(now - Duration::days(10)));
     let issuer = Arc::new(AcmeIssuer::new(client.clone(), topo.clone()));
     let r = renewer(
@@ -373,10 +302,10 @@ async fn warnings_scenario(p: &Peers, stores: Vec<Arc<dyn Store>>) {
     assert_eq!(orders.load(Ordering::SeqCst), 0);
 
     // Pebble comes back (the servers now reach a live directory): the next attempt renews.
-    let live = config(p, &p.directory).await;
+    let live = config(p, &p.pebble.directory).await;
     let client = acme(live, &stores[0], &board, &orders);
     accept_terms(&client).await;
-    let _http = http01(p.http01, &board).await;
+    let _http = http01(p.pebble.http01, &board).await;
     let back: Vec<Renewer> = (0..stores.len())
         .map(|i| {
             let client = if i == 0 {
@@ -487,9 +416,9 @@ async fn race(p: &Peers, stores: Vec<Arc<dyn Store>>) {
     install(stores[0].as_ref(), &Target::System, &old).await;
     let board = ChallengeBoard::new();
     let orders = Arc::new(AtomicU32::new(0));
-    let config = config(p, &p.directory).await;
+    let config = config(p, &p.pebble.directory).await;
     let clock = Arc::new(ManualClock::new(now));
-    let _http = http01(p.http01, &board).await;
+    let _http = http01(p.pebble.http01, &board).await;
     let mut renewers = Vec::new();
     for (i, s) in stores.iter().enumerate() {
         let client = acme(config.clone(), s, &board, &orders);
@@ -610,8 +539,7 @@ fn aiosmtpd(dir: &std::path::Path, tls_args: &[&str]) -> (Child, u16) {
 
 #[tokio::test]
 async fn smtp_over_starttls_and_implicit_tls_to_a_real_aiosmtpd() {
-    if std::env::var("BMCERT_SMTP_PORT").is_err() {
-        eprintln!("SKIPPED: BMCERT_SMTP_PORT is not set; run scripts/test-all (smtp.sh installs aiosmtpd)");
+    if Smtp::from_env().is_none() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

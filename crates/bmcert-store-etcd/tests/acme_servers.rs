@@ -30,7 +30,7 @@ use std::time::{Duration as StdDuration, Instant};
 
 use bmcert_acme::{
     http01_response_from_state, parse_request_line, AcmeClient, AcmeConfig, ChallengeBoard,
-    Directory, IssueRequest, Progress, RetryBudget, StoreState,
+    IssueRequest, RetryBudget, StoreState,
 };
 use bmcert_renew::{AcmeIssuer, ManualClock, MemoryNotifier, Renewer, RenewerConfig};
 use bmcert_resolve::{FollowerThread, LiveIndex};
@@ -38,6 +38,9 @@ use bmcert_store::{
     keys, Bundle, BundleMeta, Condition, Fingerprint, KeyFormat, Lease, RecordKey, SecretKey,
     Source, Store, StoreError,
 };
+// An ACME client of one server on its store, counting the orders it places.
+use bmcert_test::pebble::store_client_counting_orders as acme_client;
+use bmcert_test::peers::{unique_label as unique, Pebble};
 use bmcert_topology::{Site, Target, Topology};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
@@ -45,44 +48,12 @@ use time::{Duration, OffsetDateTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 static PORTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-struct Pebble {
-    directory: String,
-    management: String,
-    ca_pem: Vec<u8>,
-    http01: u16,
-}
-
-fn pebble() -> Option<Pebble> {
-    let var = |k: &str| std::env::var(k).ok();
-    let Some(directory) = var("BMCERT_PEBBLE_DIRECTORY") else {
-        eprintln!("skipped: BMCERT_PEBBLE_DIRECTORY is not set (scripts/test-all starts pebble)");
-        return None;
-    };
-    Some(Pebble {
-        directory,
-        management: var("BMCERT_PEBBLE_MANAGEMENT").unwrap(),
-        ca_pem: std::fs::read(var("BMCERT_PEBBLE_CA").unwrap()).unwrap(),
-        http01: var("BMCERT_PEBBLE_HTTP01_PORT").unwrap().parse().unwrap(),
-    })
-}
 
 /// Both peers, or `None` with the message of the missing one.
 fn peers() -> Option<(Pebble, Vec<String>)> {
-    let p = pebble()?;
+    let p = Pebble::from_env()?;
     let endpoints = common::endpoints()?;
     Some((p, endpoints))
-}
-
-fn unique(label: &str) -> String {
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
-        % 1_000_000_000;
-    format!("{label}-{}-{n}-{t}", std::process::id())
 }
 
 fn topology(host: &str) -> Topology {
@@ -103,45 +74,12 @@ async fn server_store(endpoints: &[String], prefix: &str) -> Arc<dyn Store> {
 
 /// The ACME configuration for pebble: its HTTPS CA, and its issuing root for the chain check.
 async fn acme_config(p: &Pebble) -> AcmeConfig {
-    let mut config = AcmeConfig::new(Directory::Url(p.directory.clone()));
-    config.directory_roots = AcmeConfig::certificates_from_pem(&p.ca_pem, "pebble CA").unwrap();
-    let probe = AcmeClient::new(
-        config.clone(),
-        bmcert_acme::MemoryState::new(),
-        ChallengeBoard::new(),
-    )
-    .unwrap();
-    let root = probe
-        .fetch(&format!("{}/roots/0", p.management))
-        .await
-        .unwrap();
-    config.chain_roots = AcmeConfig::certificates_from_pem(&root, "pebble root").unwrap();
-    config.poll.total = StdDuration::from_secs(60);
-    config.retry = RetryBudget {
+    p.acme_config(Some(RetryBudget {
         first_delay: StdDuration::from_millis(50),
         max_delay: StdDuration::from_millis(500),
         total: StdDuration::from_secs(5),
-    };
-    config
-}
-
-/// An ACME client of the server on `store`, counting the orders it places.
-fn acme_client(
-    config: AcmeConfig,
-    store: &Arc<dyn Store>,
-    board: ChallengeBoard,
-    orders: &Arc<AtomicU32>,
-) -> Arc<AcmeClient> {
-    let orders = orders.clone();
-    Arc::new(
-        AcmeClient::new(config, Arc::new(StoreState::new(store.clone())), board)
-            .unwrap()
-            .with_progress(move |p| {
-                if matches!(p, Progress::Ordered { .. }) {
-                    orders.fetch_add(1, Ordering::SeqCst);
-                }
-            }),
-    )
+    }))
+    .await
 }
 
 /// An ACME-issued-looking certificate for `host` (self-signed), as the one due for renewal.

@@ -7,13 +7,7 @@ use bmcert_store_etcd::{EtcdOptions, EtcdStore};
 /// The endpoints of the shared test cluster, or `None` (with a message) when the tests run
 /// without `scripts/test-all`.
 pub(crate) fn endpoints() -> Option<Vec<String>> {
-    match std::env::var("BMCERT_ETCD_ENDPOINTS") {
-        Ok(v) if !v.trim().is_empty() => Some(v.split(',').map(str::to_owned).collect()),
-        _ => {
-            eprintln!("skipped: BMCERT_ETCD_ENDPOINTS is not set (scripts/test-all starts an etcd cluster)");
-            None
-        }
-    }
+    bmcert_test::peers::etcd_endpoints()
 }
 
 /// A store under `prefix` on `endpoints`.
@@ -236,12 +230,9 @@ fn free_port() -> u16 {
 impl Cluster {
     /// Starts `n` members, or `None` (with a message) without `BMCERT_ETCD_BIN`.
     pub(crate) fn start(n: usize) -> Option<Self> {
-        let Ok(bin) = std::env::var("BMCERT_ETCD_BIN") else {
-            eprintln!("skipped: BMCERT_ETCD_BIN is not set (scripts/test-all sets it)");
-            return None;
-        };
+        let bin = bmcert_test::peers::etcd_bin()?;
         let mut cluster = Self {
-            bin: bin.into(),
+            bin,
             dir: tempfile::tempdir().unwrap(),
             client: (0..n).map(|_| free_port()).collect(),
             peer: (0..n).map(|_| free_port()).collect(),
