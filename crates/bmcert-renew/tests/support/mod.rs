@@ -1,0 +1,617 @@
+//! Helpers of the issue-7 checks against real peers (`outage.rs`, `events.rs`,
+//! `smtp_auth.rs`): the peers' variables, pebble's ACME configuration, a switchable loopback
+//! TCP proxy in front of pebble, a rustls server over `bmcert-resolve` probed with the real
+//! `openssl s_client`, an aiosmtpd of the test's own, and a `tracing` layer that keeps every
+//! event's fields.
+//!
+//! The peers' variables are read here rather than through `bmcert-test`'s `peers` module,
+//! which was not committed when these tests were written; the skip policy is the same
+//! (`SKIPPED: <variable> is not set ...` on standard error, then the test returns).
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use bmcert_acme::{
+    AcmeClient, AcmeConfig, ChallengeBoard, Directory, Http01Listener, MemoryState, Progress,
+    RetryBudget, StoreState,
+};
+use bmcert_store::Store;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+use tokio::task::JoinHandle;
+
+// --- the peers' variables (scripts/peers/pebble.sh and smtp.sh) ------------------------------
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn required(name: &str, because: &str) -> String {
+    var(name).unwrap_or_else(|| {
+        panic!("{because} is set but {name} is not (scripts/peers/*.sh export both)")
+    })
+}
+
+fn skipped(variable: &str, peer: &str) {
+    eprintln!("SKIPPED: {variable} is not set; run scripts/test-all to start {peer}");
+}
+
+/// The main pebble of `scripts/peers/pebble.sh`.
+#[derive(Clone, Debug)]
+pub struct Pebble {
+    /// `https://127.0.0.1:14000/dir`.
+    pub directory: String,
+    /// `https://127.0.0.1:15000`.
+    pub management: String,
+    /// The CA of pebble's own HTTPS certificate.
+    pub ca_pem: Vec<u8>,
+    /// The port pebble's validator connects to for HTTP-01.
+    pub http01: u16,
+}
+
+impl Pebble {
+    pub fn from_env() -> Option<Self> {
+        let Some(directory) = var("BMCERT_PEBBLE_DIRECTORY") else {
+            skipped("BMCERT_PEBBLE_DIRECTORY", "pebble");
+            return None;
+        };
+        let because = "BMCERT_PEBBLE_DIRECTORY";
+        let ca = required("BMCERT_PEBBLE_CA", because);
+        Some(Self {
+            directory,
+            management: required("BMCERT_PEBBLE_MANAGEMENT", because),
+            ca_pem: std::fs::read(&ca).unwrap_or_else(|e| panic!("BMCERT_PEBBLE_CA {ca}: {e}")),
+            http01: required("BMCERT_PEBBLE_HTTP01_PORT", because)
+                .parse()
+                .expect("BMCERT_PEBBLE_HTTP01_PORT is a port"),
+        })
+    }
+
+    /// `host:port` of the ACME server.
+    pub fn addr(&self) -> SocketAddr {
+        let rest = self.directory.strip_prefix("https://").unwrap();
+        rest.split('/').next().unwrap().parse().unwrap()
+    }
+
+    /// The directory URL as reached through `proxy`.
+    pub fn directory_through(&self, proxy: &Proxy) -> String {
+        self.directory
+            .replacen(&self.addr().to_string(), &proxy.addr().to_string(), 1)
+    }
+
+    /// A configuration for `directory` (pebble's, through a proxy, or a dead one) trusting
+    /// pebble's HTTPS CA, checking issued chains against pebble's current root, with a short
+    /// retry budget so that an unreachable directory fails within a second.
+    pub async fn acme_config(&self, directory: &str) -> AcmeConfig {
+        let mut config = AcmeConfig::new(Directory::Url(self.directory.clone()));
+        config.directory_roots =
+            AcmeConfig::certificates_from_pem(&self.ca_pem, "pebble CA").unwrap();
+        config.chain_roots =
+            AcmeConfig::certificates_from_pem(&self.root_pem().await, "pebble root").unwrap();
+        config.poll.total = Duration::from_secs(60);
+        config.retry = RetryBudget {
+            first_delay: Duration::from_millis(50),
+            max_delay: Duration::from_millis(200),
+            total: Duration::from_millis(600),
+        };
+        config.directory = Directory::Url(directory.to_owned());
+        config
+    }
+
+    /// Pebble's current issuing root (management `/roots/0`; pebble makes one per start).
+    pub async fn root_pem(&self) -> Vec<u8> {
+        let mut config = AcmeConfig::new(Directory::Url(self.directory.clone()));
+        config.directory_roots =
+            AcmeConfig::certificates_from_pem(&self.ca_pem, "pebble CA").unwrap();
+        let probe = AcmeClient::new(config, MemoryState::new(), ChallengeBoard::new()).unwrap();
+        probe
+            .fetch(&format!("{}/roots/0", self.management))
+            .await
+            .unwrap()
+    }
+}
+
+/// An ACME client keeping its account in `store`, counting the orders it places.
+pub fn counting_client(
+    config: AcmeConfig,
+    store: &Arc<dyn Store>,
+    board: &ChallengeBoard,
+    orders: &Arc<AtomicU32>,
+) -> Arc<AcmeClient> {
+    let orders = orders.clone();
+    let client = AcmeClient::new(
+        config,
+        Arc::new(StoreState::new(store.clone())),
+        board.clone(),
+    )
+    .unwrap()
+    .with_progress(move |p| {
+        if matches!(p, Progress::Ordered { .. }) {
+            orders.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    Arc::new(client)
+}
+
+/// The HTTP-01 listener on pebble's validation port (waits while another test holds it).
+pub async fn http01(port: u16, board: &ChallengeBoard) -> Http01Listener {
+    for _ in 0..300 {
+        if let Ok(l) = Http01Listener::bind(
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            Arc::new(board.clone()),
+        )
+        .await
+        {
+            return l;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("HTTP-01 port {port} stays busy for 30 s");
+}
+
+/// The aiosmtpd of `scripts/peers/smtp.sh`.
+#[derive(Clone, Debug)]
+pub struct Smtp {
+    pub port: u16,
+    pub maildir: PathBuf,
+}
+
+impl Smtp {
+    pub fn from_env() -> Option<Self> {
+        let Some(port) = var("BMCERT_SMTP_PORT") else {
+            skipped("BMCERT_SMTP_PORT", "aiosmtpd");
+            return None;
+        };
+        Some(Self {
+            port: port.parse().expect("BMCERT_SMTP_PORT is a port"),
+            maildir: required("BMCERT_SMTP_MAILDIR", "BMCERT_SMTP_PORT").into(),
+        })
+    }
+
+    /// The messages delivered to `to`.
+    pub fn mails_to(&self, to: &str) -> Vec<String> {
+        mails_to(&self.maildir, to)
+    }
+}
+
+/// The messages in `maildir` (written by `scripts/peers/bmcert_mailbox.py`) whose envelope
+/// recipient is `to`.
+pub fn mails_to(maildir: &Path, to: &str) -> Vec<String> {
+    let first = format!("X-Envelope-To: {to}");
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(maildir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|x| x == "eml") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            if text.lines().next() == Some(first.as_str()) {
+                out.push(text);
+            }
+        }
+    }
+    out
+}
+
+/// `<label>-<pid>-<nanos>.example.test`: a name no earlier order of this pebble used.
+pub fn unique(label: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{label}-{}-{}-{t}.example.test",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A loopback port nobody listens on (bound, read, released): connections are refused.
+pub fn refused_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits (polling every 50 ms, at most `limit`) until `f` holds; returns whether it did.
+pub async fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+// --- a switchable loopback TCP proxy ----------------------------------------------------------
+
+/// A TCP proxy on a loopback port in front of `upstream`. [`Proxy::off`] closes the listening
+/// socket and cuts every relayed connection, so connecting is refused (as with a stopped
+/// server); [`Proxy::on`] listens on the same port again. The server behind it (pebble) keeps
+/// running with its state and its root.
+pub struct Proxy {
+    addr: SocketAddr,
+    upstream: SocketAddr,
+    accept: Option<JoinHandle<()>>,
+    relays: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    accepted: Arc<AtomicU32>,
+}
+
+impl Proxy {
+    /// A proxy on a free loopback port, switched on.
+    pub async fn start(upstream: SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut proxy = Self {
+            addr: listener.local_addr().unwrap(),
+            upstream,
+            accept: None,
+            relays: Arc::default(),
+            accepted: Arc::default(),
+        };
+        proxy.serve(listener);
+        proxy
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Connections accepted and relayed so far.
+    pub fn accepted(&self) -> u32 {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    fn serve(&mut self, listener: tokio::net::TcpListener) {
+        let (upstream, relays, accepted) =
+            (self.upstream, self.relays.clone(), self.accepted.clone());
+        self.accept = Some(tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    continue;
+                };
+                accepted.fetch_add(1, Ordering::SeqCst);
+                let relay = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                relays.lock().unwrap().push(relay);
+            }
+        }));
+    }
+
+    /// Closes the port (connections refused) and cuts the relayed connections.
+    pub async fn off(&mut self) {
+        if let Some(accept) = self.accept.take() {
+            accept.abort();
+            let _ = accept.await; // the listener is dropped with the task
+        }
+        let relays: Vec<_> = self.relays.lock().unwrap().drain(..).collect();
+        for r in relays {
+            r.abort();
+            let _ = r.await;
+        }
+        let e = std::net::TcpStream::connect_timeout(&self.addr, Duration::from_secs(2))
+            .expect_err("the proxy is off: connecting must fail");
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
+    }
+
+    /// Listens on the same port again.
+    pub async fn on(&mut self) {
+        assert!(self.accept.is_none(), "the proxy is already on");
+        let mut bound = None;
+        for _ in 0..100 {
+            match tokio::net::TcpListener::bind(self.addr).await {
+                Ok(l) => {
+                    bound = Some(l);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+        let listener = bound.unwrap_or_else(|| panic!("cannot listen on {} again", self.addr));
+        self.serve(listener);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(a) = self.accept.take() {
+            a.abort();
+        }
+        for r in self.relays.lock().unwrap().drain(..) {
+            r.abort();
+        }
+    }
+}
+
+// --- a rustls server over bmcert-resolve, and the real openssl client --------------------------
+
+/// A loopback HTTPS-like listener whose certificate is chosen by
+/// `ResolvesServerCertUsingSniWithFallback` over `index`. Writes `hello` and closes.
+pub struct TlsServer {
+    pub port: u16,
+    task: JoinHandle<()>,
+}
+
+impl TlsServer {
+    pub async fn start(index: Arc<bmcert_resolve::LiveIndex>) -> Self {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(
+                bmcert_resolve::ResolvesServerCertUsingSniWithFallback::new(index),
+            ));
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((s, _)) = listener.accept().await else {
+                    continue;
+                };
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let accepted =
+                        tokio::time::timeout(Duration::from_secs(20), acceptor.accept(s)).await;
+                    if let Ok(Ok(mut tls)) = accepted {
+                        let _ = tls.write_all(b"hello\n").await;
+                        let _ = tls.shutdown().await;
+                    }
+                });
+            }
+        });
+        Self { port, task }
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// What `openssl s_client` was served.
+#[derive(Debug)]
+pub struct Served {
+    /// SHA-256 (hex) of the leaf certificate the server sent.
+    pub leaf_sha256: String,
+    /// `Verify return code: 0 (ok)` was printed (only meaningful with `ca_file`).
+    pub verified: bool,
+    /// Everything it printed.
+    pub output: String,
+}
+
+/// Runs the real `openssl s_client` against `127.0.0.1:port` with SNI `name`; with `ca_file`,
+/// it also verifies the chain and that the leaf names `name`. Bounded to 20 seconds.
+pub async fn s_client(port: u16, name: &str, ca_file: Option<&Path>) -> Served {
+    let mut cmd = Command::new("openssl");
+    cmd.args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+        .args(["-servername", name, "-showcerts"]);
+    if let Some(ca) = ca_file {
+        cmd.arg("-CAfile").arg(ca).args(["-verify_hostname", name]);
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let output = tokio::task::spawn_blocking(move || {
+        let mut child = cmd
+            .spawn()
+            .expect("run openssl (scripts/test-all installs it)");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("openssl s_client did not finish within 20 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let begin = "-----BEGIN CERTIFICATE-----";
+    let start = text
+        .find(begin)
+        .unwrap_or_else(|| panic!("openssl s_client got no certificate:\n{text}"));
+    let body = &text[start + begin.len()..];
+    let end = body.find("-----END CERTIFICATE-----").unwrap();
+    let b64: String = body[..end].split_whitespace().collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap();
+    Served {
+        leaf_sha256: sha256_hex(&der),
+        verified: text.contains("Verify return code: 0 (ok)"),
+        output: text,
+    }
+}
+
+pub fn sha256_hex(der: &[u8]) -> String {
+    Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+// --- tracing events with their fields --------------------------------------------------------
+
+/// One `tracing` event: its level and every field (`message` included) as text (`%` fields
+/// with `Display`, `?` fields with `Debug`).
+#[derive(Clone, Debug)]
+pub struct Event {
+    pub level: tracing::Level,
+    pub fields: BTreeMap<String, String>,
+}
+
+impl Event {
+    pub fn message(&self) -> &str {
+        self.fields.get("message").map_or("", String::as_str)
+    }
+
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields.get(name).map(String::as_str)
+    }
+}
+
+/// A `tracing` layer keeping every event (install with [`Events::capture`]), next to the text
+/// a `fmt` subscriber writes for them.
+#[derive(Clone, Default)]
+pub struct Events(Arc<Mutex<Vec<Event>>>, Text);
+
+/// The capturing writer of the `fmt` layer.
+#[derive(Clone, Default)]
+pub struct Text(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Text {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Text {
+    type Writer = Text;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+impl Events {
+    /// Captures the events of this thread until the guard is dropped (the renewer's futures
+    /// run on this thread under `#[tokio::test]`'s current-thread runtime).
+    pub fn capture(&self) -> tracing::subscriber::DefaultGuard {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let text = tracing_subscriber::fmt::layer()
+            .with_writer(self.1.clone())
+            .with_ansi(false);
+        tracing::subscriber::set_default(
+            tracing_subscriber::registry().with(self.clone()).with(text),
+        )
+    }
+
+    pub fn all(&self) -> Vec<Event> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// What the `fmt` layer wrote.
+    pub fn text(&self) -> String {
+        String::from_utf8(self.1 .0.lock().unwrap().clone()).unwrap()
+    }
+
+    /// The events whose message is `message`.
+    pub fn with_message(&self, message: &str) -> Vec<Event> {
+        self.all()
+            .into_iter()
+            .filter(|e| e.message() == message)
+            .collect()
+    }
+}
+
+struct Fields<'a>(&'a mut BTreeMap<String, String>);
+
+impl tracing::field::Visit for Fields<'_> {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.to_owned());
+    }
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().to_owned(), format!("{value:?}"));
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Events {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let mut fields = BTreeMap::new();
+        event.record(&mut Fields(&mut fields));
+        self.0.lock().unwrap().push(Event {
+            level: *event.metadata().level(),
+            fields,
+        });
+    }
+}
+
+// --- certificates with chosen validity ---------------------------------------------------------
+
+/// A self-signed bundle for `names`, valid from `not_before` to `not_after`, as if `source`
+/// had installed it.
+pub fn bundle(
+    names: &[&str],
+    not_before: time::OffsetDateTime,
+    not_after: time::OffsetDateTime,
+    source: bmcert_store::Source,
+) -> bmcert_store::Bundle {
+    use bmcert_store::{Bundle, BundleMeta, Fingerprint, KeyFormat, SecretKey};
+    let mut params =
+        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    params.not_before = not_before;
+    params.not_after = not_after;
+    params.use_authority_key_identifier_extension = true;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let der = params.self_signed(&key).unwrap().der().clone();
+    let meta = BundleMeta {
+        source,
+        names: names.iter().map(|n| n.to_string()).collect(),
+        not_after,
+        installed_at: not_before,
+        fingerprint: Fingerprint::of(&der),
+    };
+    Bundle::new(
+        vec![der],
+        SecretKey::new(KeyFormat::Pkcs8, key.serialize_der()),
+        meta,
+    )
+    .unwrap()
+}
+
+/// Installs `b` for `target`, unconditionally.
+pub async fn install(
+    store: &dyn Store,
+    target: &bmcert_topology::Target,
+    b: &bmcert_store::Bundle,
+) {
+    store
+        .install(target, b, &bmcert_store::Condition::none())
+        .await
+        .unwrap();
+}
+
+// --- a child process killed on drop ------------------------------------------------------------
+
+pub struct Child(pub std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
