@@ -35,9 +35,8 @@ enum AcmeCommand {
 
 #[derive(Args, Debug)]
 struct CaArgs {
-    /// The certificate store: a directory, or `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]`.
-    #[arg(long, value_name = "DIR|etcd://...")]
-    store: String,
+    #[command(flatten)]
+    store: crate::store_arg::StoreSpec,
     /// The ACME directory URL (Let's Encrypt production by default; `staging` for
     /// Let's Encrypt's staging).
     #[arg(long, value_name = "URL")]
@@ -88,6 +87,7 @@ struct IssueArgs {
 pub(crate) fn run(args: AcmeArgs) -> Result<ExitCode, UsageError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .on_thread_start(crate::sigpipe::block_in_this_thread)
         .enable_all()
         .build()
         .map_err(|e| UsageError(format!("cannot start the async runtime: {e}")))?;
@@ -134,7 +134,7 @@ fn client(ca: &CaArgs, mut config: AcmeConfig) -> Result<AcmeClient, UsageError>
     if let Some(path) = &ca.directory_ca {
         config.directory_roots = input::read_certs(path, "directory CA file")?;
     }
-    let store = crate::store_cmds::open_store(&ca.store)?;
+    let store = crate::store_arg::open_store(&ca.store)?;
     client_for_store(store, config).map_err(|e| UsageError(e.to_string()))
 }
 

@@ -12,6 +12,8 @@ mod check;
 mod input;
 mod p12;
 mod renew_cmds;
+mod sigpipe;
+mod store_arg;
 mod store_cmds;
 
 #[derive(Parser)]
@@ -50,7 +52,8 @@ enum Command {
 }
 
 /// Rust ignores SIGPIPE, so `println!` into a closed pipe (`bmcert list | head -1`) would
-/// panic. Restore the default disposition: the process ends quietly, as Unix tools do.
+/// panic. Restore the default disposition: the process ends quietly, as Unix tools do
+/// (threads that write to sockets block it: see `sigpipe`).
 #[cfg(unix)]
 fn restore_sigpipe() {
     // SAFETY: called first thing in `main`, before any thread exists; SIG_DFL is a valid

@@ -22,9 +22,8 @@ use crate::input::{self, UsageError};
 /// `bmcert status`.
 #[derive(Args, Debug)]
 pub(crate) struct StatusArgs {
-    /// The certificate store: a directory, or `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]`.
-    #[arg(long, value_name = "DIR|etcd://...")]
-    store: String,
+    #[command(flatten)]
+    store: crate::store_arg::StoreSpec,
     /// JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -33,9 +32,8 @@ pub(crate) struct StatusArgs {
 /// `bmcert renew`.
 #[derive(Args, Debug)]
 pub(crate) struct RenewArgs {
-    /// The certificate store: a directory, or `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]`.
-    #[arg(long, value_name = "DIR|etcd://...")]
-    store: String,
+    #[command(flatten)]
+    store: crate::store_arg::StoreSpec,
     /// The topology file (external URLs, default domain, additional names).
     #[arg(long, value_name = "FILE")]
     topology: PathBuf,
@@ -60,13 +58,14 @@ pub(crate) struct RenewArgs {
 fn runtime() -> Result<tokio::runtime::Runtime, UsageError> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .on_thread_start(crate::sigpipe::block_in_this_thread)
         .enable_all()
         .build()
         .map_err(|e| UsageError(format!("cannot start the async runtime: {e}")))
 }
 
 pub(crate) fn status(args: StatusArgs) -> Result<ExitCode, UsageError> {
-    let store = crate::store_cmds::open_store(&args.store)?;
+    let store = crate::store_arg::open_store(&args.store)?;
     let rows = runtime()?
         .block_on(bmcert::renew::status(store.as_ref()))
         .map_err(|e| UsageError(e.to_string()))?;
@@ -153,7 +152,7 @@ pub(crate) fn renew(args: RenewArgs) -> Result<ExitCode, UsageError> {
         config.chain_roots = input::read_certs(path, "chain CA file")?;
     }
     runtime()?.block_on(async move {
-        let store = crate::store_cmds::open_store(&args.store)?;
+        let store = crate::store_arg::open_store(&args.store)?;
         let client = Arc::new(
             client_for_store(store.clone(), config)
                 .map_err(|e| UsageError(e.to_string()))?

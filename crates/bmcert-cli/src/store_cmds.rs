@@ -1,15 +1,15 @@
 //! The store commands: `install`, `disable`, `list`, `rollback`, `export`.
 //!
 //! Each takes `--store DIR` (the directory store) or `--store etcd://HOST:PORT,...[/PREFIX]`
-//! (the etcd store shared by several servers) and `--topology FILE` (the installation's
+//! (the etcd store shared by several servers; `etcds://` with the `--etcd-*` options for TLS
+//! and authentication, see [`crate::store_arg`]) and `--topology FILE` (the installation's
 //! TOML topology). Exit status: 0 done; 1 refused (the bundle report's problems, disabling
 //! the system certificate, nothing to roll back or export); 2 usage or I/O error.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use bmcert::store::{DirStore, Store, StoreError};
+use bmcert::store::StoreError;
 use bmcert::topology::Target;
 use bmcert::{block_on, CertManager, ManagerError};
 use clap::{ArgGroup, Args};
@@ -17,15 +17,13 @@ use rustls_pki_types::UnixTime;
 use serde_json::json;
 
 use crate::input::{self, UsageError};
+use crate::store_arg::{open_store, StoreSpec};
 
 /// Where the store is and what the installation looks like.
 #[derive(Args, Debug)]
 pub(crate) struct StoreArgs {
-    /// The certificate store: a directory (created with mode 0700 if missing), or
-    /// `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]` for the etcd store of a multi-server
-    /// installation.
-    #[arg(long, value_name = "DIR|etcd://...")]
-    store: String,
+    #[command(flatten)]
+    store: StoreSpec,
     /// The installation topology (TOML: system URL, default domain, domains).
     #[arg(long, value_name = "FILE")]
     topology: PathBuf,
@@ -100,21 +98,6 @@ fn open(common: &StoreArgs) -> Result<CertManager, UsageError> {
 /// Like [`open`], with the platform trust store for the bundle report (as `bmcert check`).
 fn open_for_install(common: &StoreArgs) -> Result<CertManager, UsageError> {
     Ok(open(common)?.with_platform_roots(crate::check::platform_roots()))
-}
-
-/// Opens the store `--store` names: `etcd://...` is the etcd store, anything else a
-/// directory.
-pub(crate) fn open_store(spec: &str) -> Result<Arc<dyn Store>, UsageError> {
-    if spec.starts_with("etcd://") {
-        let options = bmcert_store_etcd::parse_store_url(spec)
-            .map_err(|e| UsageError(format!("--store: {e}")))?;
-        let store = bmcert_store_etcd::EtcdStore::connect(options)
-            .map_err(|e| UsageError(format!("--store {spec}: {e}")))?;
-        return Ok(Arc::new(store));
-    }
-    let store =
-        DirStore::open(Path::new(spec)).map_err(|e| UsageError(format!("--store {spec}: {e}")))?;
-    Ok(Arc::new(store))
 }
 
 /// Store and topology errors are I/O or usage errors (2); policy refusals are 1.

@@ -1,0 +1,905 @@
+//! `--store` and the etcd connection options, defined once and flattened into every command
+//! that opens the store (`install`, `disable`, `list`, `rollback`, `export`, `status`,
+//! `renew`, `acme ...`).
+//!
+//! The etcd options follow etcdctl's so that administrators recognise them:
+//!
+//! | bmcert | etcdctl | environment |
+//! |---|---|---|
+//! | `--store etcds://HOST:PORT,...` | `--endpoints https://...` | |
+//! | `--etcd-cacert FILE` | `--cacert` | `BMCERT_ETCD_CACERT` |
+//! | `--etcd-cert FILE` | `--cert` | `BMCERT_ETCD_CERT` |
+//! | `--etcd-key FILE` | `--key` | `BMCERT_ETCD_KEY` |
+//! | `--etcd-user USER[:PASSWORD]` | `--user` | `BMCERT_ETCD_USER`, password `BMCERT_ETCD_PASSWORD` |
+//!
+//! The environment is read here rather than through clap's `env` attribute so that every
+//! message names where a setting came from (`--etcd-cacert` or `BMCERT_ETCD_CACERT`), and so
+//! that settings exported for the etcd store do not break a command run on a directory store:
+//! a flag given with a directory store is refused, the same setting from the environment is
+//! ignored.
+//!
+//! Resolution is split in two: [`plan`] decides from the arguments and the environment alone
+//! (no file read, unit-tested with a fake environment), [`load`] reads the files it names.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use bmcert::store::{DirStore, Store, StoreError};
+use bmcert_store_etcd::{EtcdOptions, EtcdStore};
+use clap::Args;
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use zeroize::Zeroizing;
+
+use crate::input::{self, UsageError};
+
+/// The environment variable holding the etcd password for `--etcd-user USER`.
+pub(crate) const PASSWORD_VAR: &str = "BMCERT_ETCD_PASSWORD";
+
+/// Where the store is, and how to reach it when it is on etcd.
+#[derive(Args, Debug)]
+pub(crate) struct StoreSpec {
+    /// The certificate store: a directory (created with mode 0700 if missing),
+    /// `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]` for the etcd store of a multi-server
+    /// installation, or `etcds://...` for the same over TLS.
+    #[arg(long, value_name = "DIR|etcd://...|etcds://...")]
+    pub(crate) store: String,
+    #[command(flatten)]
+    pub(crate) etcd: EtcdArgs,
+}
+
+/// The help section of the etcd options.
+const HEADING: &str = "etcd store (--store etcds://... or etcd://...)";
+
+/// etcd TLS and authentication, named as etcdctl names them.
+#[derive(Args, Debug, Default, Clone)]
+pub(crate) struct EtcdArgs {
+    /// The CA certificate(s) (PEM) that signed the etcd servers' certificates, as etcd's
+    /// --trusted-ca-file; etcds:// only. Without it the system's CA certificates are used.
+    /// [env: BMCERT_ETCD_CACERT]
+    #[arg(long, value_name = "FILE", help_heading = HEADING)]
+    pub(crate) etcd_cacert: Option<PathBuf>,
+    /// A client certificate (PEM, chain allowed) for an etcd that requires one
+    /// (--client-cert-auth); etcds:// only, with --etcd-key. [env: BMCERT_ETCD_CERT]
+    #[arg(long, value_name = "FILE", help_heading = HEADING)]
+    pub(crate) etcd_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    /// [env: BMCERT_ETCD_KEY]
+    #[arg(long, value_name = "FILE", help_heading = HEADING)]
+    pub(crate) etcd_key: Option<PathBuf>,
+    /// The etcd user; the password is taken from BMCERT_ETCD_PASSWORD (preferred: it does not
+    /// show in the process list), or written USER:PASSWORD as etcdctl's --user.
+    /// [env: BMCERT_ETCD_USER]
+    #[arg(long, value_name = "USER[:PASSWORD]", help_heading = HEADING)]
+    pub(crate) etcd_user: Option<UserArg>,
+}
+
+/// `--etcd-user` as given: it may hold a password, so it is zeroized on drop and its Debug
+/// shows the user name only.
+#[derive(Clone)]
+pub(crate) struct UserArg(Zeroizing<String>);
+
+impl FromStr for UserArg {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(Zeroizing::new(s.to_owned())))
+    }
+}
+
+impl fmt::Debug for UserArg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let user = self.0.split_once(':').map_or(self.0.as_str(), |(u, _)| u);
+        f.debug_tuple("UserArg").field(&user).finish()
+    }
+}
+
+/// A setting and where it came from (`--etcd-cacert` or `BMCERT_ETCD_CACERT`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Sourced<T> {
+    pub(crate) value: T,
+    /// The option or environment variable, as messages name it.
+    pub(crate) from: &'static str,
+    pub(crate) explicit: bool,
+}
+
+/// What [`plan`] decided, before any file is read.
+#[derive(Debug)]
+pub(crate) enum StorePlan {
+    /// The directory store.
+    Dir(PathBuf),
+    /// The etcd store.
+    Etcd(Box<EtcdPlan>),
+}
+
+/// An etcd store to open: options from the address and the user, files still to read.
+#[derive(Debug)]
+pub(crate) struct EtcdPlan {
+    /// `--store` as given (it holds no secret: `@` is refused in endpoints).
+    pub(crate) url: String,
+    /// Endpoints, prefix, user; `tls` is set (with no CA yet) for `etcds://`.
+    pub(crate) options: EtcdOptions,
+    /// `--etcd-cacert`; `None` with `etcds://` means the platform's CA certificates.
+    pub(crate) cacert: Option<Sourced<PathBuf>>,
+    /// `--etcd-cert` and `--etcd-key`.
+    pub(crate) identity: Option<(Sourced<PathBuf>, Sourced<PathBuf>)>,
+    /// Things worth telling the administrator (printed on stderr), never an error.
+    pub(crate) warnings: Vec<String>,
+}
+
+fn pick<T>(
+    flag: Option<T>,
+    flag_name: &'static str,
+    var: &'static str,
+    env: &dyn Fn(&str) -> Option<OsString>,
+    from_env: impl Fn(OsString) -> T,
+) -> Option<Sourced<T>> {
+    match flag {
+        Some(value) => Some(Sourced {
+            value,
+            from: flag_name,
+            explicit: true,
+        }),
+        None => env(var).filter(|v| !v.is_empty()).map(|v| Sourced {
+            value: from_env(v),
+            from: var,
+            explicit: false,
+        }),
+    }
+}
+
+/// Decides how to open the store from `--store`, the etcd options and the environment
+/// (`env`: `std::env::var_os` in the command), reading no file.
+pub(crate) fn plan(
+    spec: &StoreSpec,
+    env: &dyn Fn(&str) -> Option<OsString>,
+) -> Result<StorePlan, UsageError> {
+    let args = spec.etcd.clone();
+    let cacert = pick(
+        args.etcd_cacert,
+        "--etcd-cacert",
+        "BMCERT_ETCD_CACERT",
+        env,
+        PathBuf::from,
+    );
+    let cert = pick(
+        args.etcd_cert,
+        "--etcd-cert",
+        "BMCERT_ETCD_CERT",
+        env,
+        PathBuf::from,
+    );
+    let key = pick(
+        args.etcd_key,
+        "--etcd-key",
+        "BMCERT_ETCD_KEY",
+        env,
+        PathBuf::from,
+    );
+    let user = pick(
+        args.etcd_user,
+        "--etcd-user",
+        "BMCERT_ETCD_USER",
+        env,
+        |v| UserArg(Zeroizing::new(v.to_string_lossy().into_owned())),
+    );
+    let tls_settings = [&cacert, &cert, &key];
+
+    let is_etcd = spec.store.starts_with("etcd://") || spec.store.starts_with("etcds://");
+    if !is_etcd {
+        let explicit = tls_settings
+            .iter()
+            .filter_map(|s| s.as_ref().filter(|s| s.explicit).map(|s| s.from))
+            .chain(user.as_ref().filter(|u| u.explicit).map(|u| u.from))
+            .collect::<Vec<_>>();
+        if !explicit.is_empty() {
+            return Err(UsageError(format!(
+                "{} only apply to an etcd store, and --store `{}` is a directory; write \
+                 --store etcds://HOST:PORT[,...][/PREFIX] for an etcd cluster, or drop {}",
+                explicit.join(", "),
+                spec.store,
+                if explicit.len() == 1 { "it" } else { "them" },
+            )));
+        }
+        // Settings from the environment are meant for the etcd store: a directory store
+        // ignores them.
+        return Ok(StorePlan::Dir(PathBuf::from(&spec.store)));
+    }
+
+    let mut options = bmcert_store_etcd::parse_store_url(&spec.store)
+        .map_err(|e| UsageError(format!("--store: {e}")))?;
+    let tls = options.tls.is_some();
+    if !tls {
+        // A TLS setting, even from the environment, says the cluster is expected to be
+        // reached over TLS: going plain instead would send keys and password in clear.
+        let given: Vec<&str> = tls_settings
+            .iter()
+            .filter_map(|s| s.as_ref().map(|s| s.from))
+            .collect();
+        if !given.is_empty() {
+            return Err(UsageError(format!(
+                "{} {} TLS to etcd, but --store `{}` is a plain etcd:// address; write \
+                 etcds://{} to use TLS, or drop {}",
+                given.join(", "),
+                if given.len() == 1 {
+                    "is for"
+                } else {
+                    "are for"
+                },
+                spec.store,
+                &spec.store["etcd://".len()..],
+                if given.len() == 1 { "it" } else { "them" },
+            )));
+        }
+    }
+    let identity = match (cert, key) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        (Some(cert), None) => {
+            return Err(UsageError(format!(
+                "{} `{}` needs its private key: give --etcd-key FILE too (etcdctl's --key)",
+                cert.from,
+                cert.value.display()
+            )))
+        }
+        (None, Some(key)) => {
+            return Err(UsageError(format!(
+                "{} `{}` needs its certificate: give --etcd-cert FILE too (etcdctl's --cert)",
+                key.from,
+                key.value.display()
+            )))
+        }
+    };
+
+    let mut warnings = Vec::new();
+    if let Some(user) = user {
+        let text = &user.value.0;
+        let (name, inline) = match text.split_once(':') {
+            Some((name, password)) => (name, Some(password)),
+            None => (text.as_str(), None),
+        };
+        if name.is_empty() {
+            return Err(UsageError(format!(
+                "{}: the user name is empty; write USER or USER:PASSWORD",
+                user.from
+            )));
+        }
+        let password = match inline {
+            Some(p) => Zeroizing::new(p.to_owned()),
+            None => match env(PASSWORD_VAR).filter(|v| !v.is_empty()) {
+                Some(p) => match p.into_string() {
+                    Ok(text) => Zeroizing::new(text),
+                    Err(_) => {
+                        return Err(UsageError(format!(
+                            "{PASSWORD_VAR} is not valid UTF-8 text"
+                        )))
+                    }
+                },
+                None => {
+                    return Err(UsageError(format!(
+                        "{} `{name}` has no password: set the environment variable \
+                         {PASSWORD_VAR} (preferred: it does not show in the process list), \
+                         or write {} {name}:PASSWORD",
+                        user.from, user.from
+                    )))
+                }
+            },
+        };
+        if !tls {
+            warnings.push(format!(
+                "the etcd password of `{name}` travels unencrypted over --store etcd://; \
+                 write etcds:// if the cluster serves TLS"
+            ));
+        }
+        options.user = Some((name.to_owned(), password));
+    }
+    Ok(StorePlan::Etcd(Box::new(EtcdPlan {
+        url: spec.store.clone(),
+        options,
+        cacert: if tls { cacert } else { None },
+        identity: if tls { identity } else { None },
+        warnings,
+    })))
+}
+
+fn what(setting: &Sourced<PathBuf>, thing: &str) -> String {
+    format!("{thing} ({})", setting.from)
+}
+
+/// Reads a PEM file of certificates; at least one is required.
+fn read_pem_certs(setting: &Sourced<PathBuf>, thing: &str) -> Result<Vec<u8>, UsageError> {
+    let what = what(setting, thing);
+    let path = &setting.value;
+    let bytes = input::read(path, &what)?;
+    let mut count = 0;
+    for cert in CertificateDer::pem_slice_iter(&bytes) {
+        match cert {
+            Ok(_) => count += 1,
+            Err(e) => {
+                return Err(UsageError(format!(
+                    "the {what} `{}` has a damaged PEM certificate ({e}); write the \
+                     certificates as PEM (-----BEGIN CERTIFICATE-----)",
+                    path.display()
+                )))
+            }
+        }
+    }
+    if count == 0 {
+        return Err(UsageError(format!(
+            "the {what} `{}` holds no PEM certificate; give a PEM file \
+             (-----BEGIN CERTIFICATE-----), for DER convert it with \
+             `openssl x509 -inform der -in FILE -out FILE.pem`",
+            path.display()
+        )));
+    }
+    Ok(bytes)
+}
+
+/// The platform's CA certificates as PEM, for `etcds://` without `--etcd-cacert`.
+fn platform_roots_pem() -> Result<Vec<u8>, UsageError> {
+    let loaded = rustls_native_certs::load_native_certs();
+    if loaded.certs.is_empty() {
+        let why = loaded
+            .errors
+            .first()
+            .map_or_else(|| "none found".to_owned(), |e| e.to_string());
+        return Err(UsageError(format!(
+            "etcds:// without --etcd-cacert trusts the system's CA certificates, and they \
+             could not be loaded ({why}); give --etcd-cacert FILE, the CA that signed the \
+             etcd servers' certificates (etcd's --trusted-ca-file)"
+        )));
+    }
+    let mut out = Vec::new();
+    for cert in &loaded.certs {
+        out.extend_from_slice(pem::encode(&pem::Pem::new("CERTIFICATE", cert.to_vec())).as_bytes());
+    }
+    Ok(out)
+}
+
+/// Reads the files an [`EtcdPlan`] names and completes its TLS settings.
+pub(crate) fn load(plan: EtcdPlan) -> Result<EtcdOptions, UsageError> {
+    let mut options = plan.options;
+    let Some(tls) = options.tls.as_mut() else {
+        return Ok(options);
+    };
+    tls.ca_pem = match &plan.cacert {
+        Some(cacert) => read_pem_certs(cacert, "etcd CA file")?,
+        // Like etcdctl without --cacert: the system's trust store (an internal CA installed
+        // with update-ca-certificates, or a public one). The server is still verified, so
+        // this default is safe; a private etcd CA simply needs --etcd-cacert.
+        None => platform_roots_pem()?,
+    };
+    if let Some((cert, key)) = &plan.identity {
+        let cert_pem = read_pem_certs(cert, "etcd client certificate")?;
+        let key_what = what(key, "etcd client key");
+        let key_pem = Zeroizing::new(input::read(&key.value, &key_what)?);
+        if PrivateKeyDer::from_pem_slice(&key_pem).is_err() {
+            return Err(UsageError(format!(
+                "the {key_what} `{}` holds no PEM private key; give the key of {} `{}` as \
+                 PEM (PKCS#8, PKCS#1 or SEC1: -----BEGIN ... PRIVATE KEY-----)",
+                key.value.display(),
+                cert.from,
+                cert.value.display()
+            )));
+        }
+        tls.identity = Some((cert_pem, key_pem));
+    }
+    Ok(options)
+}
+
+/// What [`hint`] needs of the settings used: no secret.
+#[derive(Debug)]
+struct Used {
+    tls: bool,
+    client_certificate: bool,
+    user: Option<String>,
+    prefix: String,
+}
+
+impl Used {
+    fn of(options: &EtcdOptions) -> Self {
+        Self {
+            tls: options.tls.is_some(),
+            client_certificate: options.tls.as_ref().is_some_and(|t| t.identity.is_some()),
+            user: options.user.as_ref().map(|(u, _)| u.clone()),
+            prefix: options.prefix.clone(),
+        }
+    }
+}
+
+/// What to check after the etcd store could not be opened, from the settings used and the
+/// failure's text (etcd's and tonic's messages; the most specific cause first).
+fn hint(url: &str, options: &Used, failure: &str) -> String {
+    let tls = options.tls;
+    let has = |needle: &str| failure.contains(needle);
+    if has("authentication failed") {
+        return "etcd refused the user or its password: check --etcd-user and the password \
+                (BMCERT_ETCD_PASSWORD, or USER:PASSWORD)"
+            .to_owned();
+    }
+    if has("permission denied") {
+        return match &options.user {
+            None => "etcd has authentication on: give --etcd-user USER with the password in \
+                     BMCERT_ETCD_PASSWORD"
+                .to_owned(),
+            Some(user) => format!(
+                "the etcd user `{user}` may not use the store's keys: grant its role \
+                 read and write on the prefix `{}` (etcdctl role grant-permission ROLE \
+                 readwrite {} --prefix=true)",
+                options.prefix, options.prefix
+            ),
+        };
+    }
+    if tls && (has("NotValidForName") || has("not valid for name")) {
+        return "the etcd server's certificate does not name the host written in --store: \
+                write a host its certificate names (see `openssl x509 -noout -ext \
+                subjectAltName` on etcd's --cert-file)"
+            .to_owned();
+    }
+    if tls && (has("invalid peer certificate") || has("UnknownIssuer") || has("certificate")) {
+        return "the etcd server's certificate is not signed by a trusted CA: give \
+                --etcd-cacert FILE with the CA that signed it (etcd's --trusted-ca-file); \
+                without that option the system's CA certificates are used"
+            .to_owned();
+    }
+    let mut hint = if tls {
+        if !options.client_certificate {
+            "if etcd requires client certificates (--client-cert-auth), give --etcd-cert \
+             and --etcd-key; check --etcd-cacert and that the servers' certificates name \
+             the hosts written in --store"
+                .to_owned()
+        } else {
+            "check that the etcd servers accept the client certificate (--etcd-cert, signed \
+             by etcd's --trusted-ca-file) and that their certificates name the hosts written \
+             in --store"
+                .to_owned()
+        }
+    } else {
+        format!(
+            "if the cluster serves TLS (etcd's --cert-file), write etcds://{} with \
+             --etcd-cacert",
+            url.strip_prefix("etcd://").unwrap_or(url)
+        )
+    };
+    hint.push_str("; check that the cluster is up and that the addresses and ports are right");
+    hint
+}
+
+/// Opens the store `spec` names: `etcd://` and `etcds://` are the etcd store (checked with
+/// one request, so a wrong address, CA or password is reported here, with a hint), anything
+/// else a directory.
+pub(crate) fn open_store(spec: &StoreSpec) -> Result<Arc<dyn Store>, UsageError> {
+    let plan = match plan(spec, &|name| std::env::var_os(name))? {
+        StorePlan::Dir(path) => {
+            let store = DirStore::open(Path::new(&path))
+                .map_err(|e| UsageError(format!("--store {}: {e}", path.display())))?;
+            return Ok(Arc::new(store));
+        }
+        StorePlan::Etcd(plan) => *plan,
+    };
+    for warning in &plan.warnings {
+        eprintln!("bmcert: warning: {warning}");
+    }
+    let url = plan.url.clone();
+    let options = load(plan)?;
+    let used = Used::of(&options);
+    let failed = |e: StoreError, used: &Used| {
+        let text = e.to_string();
+        let hint = hint(&url, used, &text);
+        UsageError(format!("--store {url}: {text}\nhint: {hint}"))
+    };
+    // The store's runtime threads write to etcd's sockets: started with SIGPIPE blocked.
+    let store = crate::sigpipe::with_blocked(|| EtcdStore::connect(options))
+        .map_err(|e| failed(e, &used))?;
+    // One request now, so that a wrong address, CA or password is reported here, with the
+    // hint, rather than as the first command's failure.
+    bmcert::block_on(store.revision()).map_err(|e| failed(e, &used))?;
+    Ok(Arc::new(store))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        spec: StoreSpec,
+    }
+
+    fn spec(args: &[&str]) -> StoreSpec {
+        let mut argv = vec!["bmcert"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).unwrap().spec
+    }
+
+    fn no_env(_: &str) -> Option<OsString> {
+        None
+    }
+
+    fn plan_of(args: &[&str], env: &[(&str, &str)]) -> Result<StorePlan, UsageError> {
+        let env: Vec<(String, OsString)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), OsString::from(v)))
+            .collect();
+        plan(&spec(args), &move |name| {
+            env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        })
+    }
+
+    fn etcd(plan: Result<StorePlan, UsageError>) -> EtcdPlan {
+        match plan {
+            Ok(StorePlan::Etcd(p)) => *p,
+            other => panic!("expected an etcd plan, got {other:?}"),
+        }
+    }
+
+    fn error(plan: Result<StorePlan, UsageError>) -> String {
+        match plan {
+            Err(e) => e.0,
+            Ok(p) => panic!("expected an error, got {p:?}"),
+        }
+    }
+
+    #[test]
+    fn a_directory_stays_a_directory() {
+        match plan(&spec(&["--store", "/var/lib/bmcert"]), &no_env).unwrap() {
+            StorePlan::Dir(p) => assert_eq!(p, Path::new("/var/lib/bmcert")),
+            other => panic!("{other:?}"),
+        }
+        // Settings exported for etcd do not break a directory store...
+        let p = plan_of(
+            &["--store", "/srv/certs"],
+            &[
+                ("BMCERT_ETCD_CACERT", "/etc/etcd/ca.pem"),
+                ("BMCERT_ETCD_USER", "bm:pw"),
+            ],
+        );
+        assert!(matches!(p, Ok(StorePlan::Dir(_))));
+        // ...but a flag there is a mistake.
+        let e = error(plan_of(
+            &[
+                "--store",
+                "/srv/certs",
+                "--etcd-cacert",
+                "ca.pem",
+                "--etcd-user",
+                "bm",
+            ],
+            &[],
+        ));
+        assert!(
+            e.contains("--etcd-cacert, --etcd-user")
+                && e.contains("/srv/certs")
+                && e.contains("etcds://"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn etcds_with_the_etcdctl_options() {
+        let p = etcd(plan_of(
+            &[
+                "--store",
+                "etcds://10.0.0.1:2379,10.0.0.2:2379/prod/",
+                "--etcd-cacert",
+                "/etc/etcd/ca.pem",
+                "--etcd-cert",
+                "/etc/etcd/client.pem",
+                "--etcd-key",
+                "/etc/etcd/client.key",
+                "--etcd-user",
+                "bluemind",
+            ],
+            &[(PASSWORD_VAR, "pw-from-env")],
+        ));
+        assert_eq!(p.options.endpoints, ["10.0.0.1:2379", "10.0.0.2:2379"]);
+        assert_eq!(p.options.prefix, "/prod/");
+        assert!(p.options.tls.is_some());
+        let cacert = p.cacert.unwrap();
+        assert_eq!(
+            (cacert.value.to_str(), cacert.from),
+            (Some("/etc/etcd/ca.pem"), "--etcd-cacert")
+        );
+        let (cert, key) = p.identity.unwrap();
+        assert_eq!(cert.value, Path::new("/etc/etcd/client.pem"));
+        assert_eq!(key.value, Path::new("/etc/etcd/client.key"));
+        let (user, password) = p.options.user.unwrap();
+        assert_eq!(
+            (user.as_str(), password.as_str()),
+            ("bluemind", "pw-from-env")
+        );
+        assert!(p.warnings.is_empty());
+    }
+
+    #[test]
+    fn user_colon_password_as_etcdctl_and_flags_win_over_the_environment() {
+        let p = etcd(plan_of(
+            &["--store", "etcds://h:1", "--etcd-user", "root:a:b c"],
+            &[
+                (PASSWORD_VAR, "ignored"),
+                ("BMCERT_ETCD_USER", "other:x"),
+                ("BMCERT_ETCD_CACERT", "/env/ca.pem"),
+            ],
+        ));
+        let (user, password) = p.options.user.unwrap();
+        // Split at the first colon, as etcdctl does: the password may hold colons.
+        assert_eq!((user.as_str(), password.as_str()), ("root", "a:b c"));
+        let cacert = p.cacert.unwrap();
+        assert_eq!(
+            (cacert.value.to_str(), cacert.from),
+            (Some("/env/ca.pem"), "BMCERT_ETCD_CACERT")
+        );
+
+        let p = etcd(plan_of(
+            &["--store", "etcds://h:1"],
+            &[("BMCERT_ETCD_USER", "envuser"), (PASSWORD_VAR, "envpw")],
+        ));
+        let (user, password) = p.options.user.unwrap();
+        assert_eq!((user.as_str(), password.as_str()), ("envuser", "envpw"));
+        // No CA given: the platform's roots (decided by `load`).
+        assert!(p.cacert.is_none());
+    }
+
+    #[test]
+    fn a_user_without_password_is_refused_without_echoing_anything_secret() {
+        let e = error(plan_of(
+            &["--store", "etcds://h:1", "--etcd-user", "bm"],
+            &[],
+        ));
+        assert!(
+            e.contains("`bm`") && e.contains(PASSWORD_VAR) && e.contains("bm:PASSWORD"),
+            "{e}"
+        );
+        let e = error(plan_of(
+            &["--store", "etcds://h:1", "--etcd-user", ":hunter2"],
+            &[],
+        ));
+        assert!(
+            e.contains("user name is empty") && !e.contains("hunter2"),
+            "{e}"
+        );
+        // An empty variable counts as unset.
+        let e = error(plan_of(
+            &["--store", "etcds://h:1", "--etcd-user", "bm"],
+            &[(PASSWORD_VAR, "")],
+        ));
+        assert!(e.contains(PASSWORD_VAR), "{e}");
+    }
+
+    #[test]
+    fn tls_options_with_a_plain_address_are_refused() {
+        let e = error(plan_of(
+            &[
+                "--store",
+                "etcd://10.0.0.1:2379/p/",
+                "--etcd-cacert",
+                "ca.pem",
+            ],
+            &[],
+        ));
+        assert!(
+            e.contains("--etcd-cacert is for TLS")
+                && e.contains("etcd://10.0.0.1:2379/p/")
+                && e.contains("etcds://10.0.0.1:2379/p/"),
+            "{e}"
+        );
+        // From the environment too: plain etcd would silently drop the TLS it asks for.
+        let e = error(plan_of(
+            &["--store", "etcd://h:1", "--etcd-cert", "c.pem"],
+            &[("BMCERT_ETCD_KEY", "k.pem")],
+        ));
+        assert!(
+            e.contains("--etcd-cert, BMCERT_ETCD_KEY are for TLS"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_client_certificate_needs_its_key_and_the_reverse() {
+        let e = error(plan_of(
+            &["--store", "etcds://h:1", "--etcd-cert", "c.pem"],
+            &[],
+        ));
+        assert!(
+            e.contains("--etcd-cert `c.pem`") && e.contains("--etcd-key"),
+            "{e}"
+        );
+        let e = error(plan_of(
+            &["--store", "etcds://h:1", "--etcd-key", "k.pem"],
+            &[],
+        ));
+        assert!(
+            e.contains("--etcd-key `k.pem`") && e.contains("--etcd-cert"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_password_over_plain_etcd_is_allowed_with_a_warning() {
+        let p = etcd(plan_of(
+            &["--store", "etcd://h:1", "--etcd-user", "u:secret-pw"],
+            &[],
+        ));
+        assert_eq!(p.warnings.len(), 1);
+        assert!(p.warnings[0].contains("unencrypted") && !p.warnings[0].contains("secret-pw"));
+        assert!(p.options.tls.is_none() && p.cacert.is_none());
+    }
+
+    #[test]
+    fn bad_addresses_name_both_forms() {
+        let e = error(plan_of(&["--store", "etcds://no-port"], &[]));
+        assert!(e.contains("no-port") && e.contains("etcds://"), "{e}");
+    }
+
+    #[test]
+    fn the_password_is_in_no_debug_output() {
+        let s = spec(&["--store", "etcds://h:1", "--etcd-user", "root:hunter2"]);
+        let text = format!("{s:?}");
+        assert!(text.contains("root") && !text.contains("hunter2"), "{text}");
+        let p = etcd(plan(&s, &no_env));
+        let text = format!("{p:?}");
+        assert!(text.contains("root") && !text.contains("hunter2"), "{text}");
+    }
+
+    #[test]
+    fn hints_follow_the_cause() {
+        let used = |tls: bool, client_certificate: bool, user: Option<&str>| Used {
+            tls,
+            client_certificate,
+            user: user.map(str::to_owned),
+            prefix: "/bm/".to_owned(),
+        };
+        let url = "etcds://h:1/bm/";
+        let cases: [(Used, &str, &str); 8] = [
+            (used(true, false, Some("u")), "etcdserver: authentication failed, invalid user ID or password", "--etcd-user and the password"),
+            (used(true, false, None), "etcdserver: permission denied", "give --etcd-user USER"),
+            (used(true, false, Some("u")), "etcdserver: permission denied", "`u` may not use the store's keys: grant its role read and write on the prefix `/bm/`"),
+            (used(true, false, None), "invalid peer certificate: UnknownIssuer", "give --etcd-cacert FILE"),
+            (used(true, false, None), "invalid peer certificate: NotValidForName", "does not name the host"),
+            (used(true, false, None), "hyper::Error(Canceled, \"connection closed\")", "give --etcd-cert and --etcd-key"),
+            (used(true, true, None), "connection closed", "accept the client certificate"),
+            (used(false, false, None), "transport error: broken pipe", "write etcds://h:1/bm/"),
+        ];
+        for (used, failure, expected) in cases {
+            let url = if used.tls { url } else { "etcd://h:1/bm/" };
+            let hint = hint(url, &used, failure);
+            assert!(hint.contains(expected), "{failure}: {hint}");
+        }
+    }
+
+    fn write(dir: &Path, name: &str, text: &str) -> Sourced<PathBuf> {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        Sourced {
+            value: path,
+            from: "--etcd-test",
+            explicit: true,
+        }
+    }
+
+    fn tls_plan(
+        cacert: Option<Sourced<PathBuf>>,
+        identity: Option<(Sourced<PathBuf>, Sourced<PathBuf>)>,
+    ) -> EtcdPlan {
+        let mut p = etcd(plan_of(&["--store", "etcds://h:1"], &[]));
+        p.cacert = cacert;
+        p.identity = identity;
+        p
+    }
+
+    #[test]
+    fn load_reads_the_files_and_says_which_option_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let leaf_cert = rcgen::CertificateParams::new(vec!["bmcert-client".to_owned()])
+            .unwrap()
+            .signed_by(&leaf_key, &rcgen::Issuer::new(ca_params, ca_key))
+            .unwrap();
+        let (ca_pem, cert_pem, key_pem) =
+            (ca_cert.pem(), leaf_cert.pem(), leaf_key.serialize_pem());
+        let ca_file = write(dir.path(), "ca.pem", &ca_pem);
+        let cert_file = write(dir.path(), "c.pem", &cert_pem);
+        let key_file = write(dir.path(), "k.pem", &key_pem);
+        let o = load(tls_plan(
+            Some(ca_file.clone()),
+            Some((cert_file.clone(), key_file.clone())),
+        ))
+        .unwrap();
+        let tls = o.tls.unwrap();
+        assert_eq!(tls.ca_pem, ca_pem.as_bytes());
+        let (c, k) = tls.identity.unwrap();
+        assert_eq!(
+            (c.as_slice(), k.as_slice()),
+            (cert_pem.as_bytes(), key_pem.as_bytes())
+        );
+
+        let missing = Sourced {
+            value: dir.path().join("nope.pem"),
+            from: "--etcd-cacert",
+            explicit: true,
+        };
+        let e = load(tls_plan(Some(missing), None)).unwrap_err().0;
+        assert!(
+            e.contains("--etcd-cacert") && e.contains("nope.pem") && e.contains("does not exist"),
+            "{e}"
+        );
+
+        let not_pem = write(dir.path(), "ca.der", "\u{30}\u{82}binary");
+        let e = load(tls_plan(Some(not_pem), None)).unwrap_err().0;
+        assert!(
+            e.contains("ca.der") && e.contains("no PEM certificate"),
+            "{e}"
+        );
+
+        // A certificate where the key should be: named, and its content is not echoed.
+        let e = load(tls_plan(
+            Some(ca_file),
+            Some((cert_file.clone(), cert_file)),
+        ))
+        .unwrap_err()
+        .0;
+        assert!(
+            e.contains("c.pem")
+                && e.contains("no PEM private key")
+                && !e.contains("BEGIN CERTIFICATE-----\n"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn without_a_ca_file_the_platform_roots_are_trusted() {
+        let o = load(tls_plan(None, None));
+        match o {
+            Ok(o) => {
+                let pem = o.tls.unwrap().ca_pem;
+                assert!(CertificateDer::pem_slice_iter(&pem).count() > 0);
+            }
+            // A machine without a trust store: the message says what to give instead.
+            Err(e) => assert!(e.0.contains("--etcd-cacert"), "{}", e.0),
+        }
+    }
+
+    #[test]
+    fn plain_options_need_no_file() {
+        let o = load(etcd(plan_of(&["--store", "etcd://h:1/x"], &[]))).unwrap();
+        assert!(o.tls.is_none());
+        assert_eq!(o.prefix, "/x");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_store_text_plans_or_is_refused_cleanly(store in "\\PC{0,60}", user in proptest::option::of("\\PC{0,20}")) {
+            let mut args = vec!["--store".to_owned(), store.clone()];
+            if let Some(u) = &user {
+                args.push(format!("--etcd-user={u}"));
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let Ok(cli) = Cli::try_parse_from(std::iter::once("bmcert").chain(args)) else {
+                return Ok(());
+            };
+            match plan(&cli.spec, &|_| Some(OsString::from("pw"))) {
+                Ok(StorePlan::Dir(p)) => proptest::prop_assert_eq!(p, PathBuf::from(&store)),
+                Ok(StorePlan::Etcd(p)) => {
+                    proptest::prop_assert!(store.starts_with("etcd"));
+                    proptest::prop_assert_eq!(p.options.tls.is_some(), store.starts_with("etcds://"));
+                }
+                Err(e) => {
+                    if let Some((name, password)) = user.as_deref().and_then(|u| u.split_once(':')) {
+                        // (unless the same text is also in the address or the user name)
+                        if password.len() > 3 && !store.contains(password) && !name.contains(password) {
+                            proptest::prop_assert!(!e.0.contains(password));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
