@@ -663,6 +663,81 @@ fn chain_and_name_codes_through_the_binary() {
     assert_code(&run, 0, "root_from_platform", "ca");
 }
 
+/// The other chain and name codes of issue 3 through the real binary, each on its own
+/// generated upload (`bmcert_test::verdicts`): in JSON the code is listed with its file,
+/// among the problems with exit status 1, or among the warnings with exit status 0 and no
+/// problem; the readable report exits the same way and carries the code with the same
+/// plain-words line, under the right heading.
+#[test]
+fn every_other_chain_code_through_the_binary_in_text_and_json() {
+    use bmcert_test::verdicts::{upload, Code, URL};
+    // (code, the file the finding names)
+    let table = [
+        (Code::ChainSignatureInvalid, "ca"),
+        (Code::CaExpired, "ca"),
+        (Code::LeafIsCa, "cert"),
+        (Code::NotServerAuth, "cert"),
+        (Code::WeakSignature, "cert"),
+        (Code::ExtraCertificates, "ca"),
+        (Code::ChainInCertFile, "cert"),
+        (Code::CnOnly, "cert"),
+    ];
+    assert_eq!(
+        table.len(),
+        Code::ALL.len(),
+        "every code of the helper is checked"
+    );
+    for (code, file) in table {
+        let name = code.as_str();
+        let u = upload(code);
+        let dir = tempfile::tempdir().unwrap();
+        u.write(dir.path()).unwrap();
+        let args = [
+            "check", "--cert", "cert.pem", "--key", "key.pem", "--ca", "ca.pem", "--url", URL,
+            "--at", &u.at,
+        ];
+        let exit = if u.problem { 1 } else { 0 };
+
+        let run = bmcert(dir.path(), &[&args[..], &["--json"]].concat());
+        assert_code(&run, exit, name, file);
+        let v = json(&run);
+        if !u.problem {
+            assert_eq!(v["valid"], true, "{name}: {v:#}");
+            assert_eq!(v["problems"], serde_json::json!([]), "{name}: {v:#}");
+        }
+        let list = if u.problem { "problems" } else { "warnings" };
+        let finding = v[list]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["code"] == name)
+            .unwrap();
+        let message = finding["message"].as_str().unwrap();
+        assert!(!message.is_empty(), "{name}: no plain words");
+
+        let text = bmcert(dir.path(), &args);
+        assert_eq!(text.code, exit, "{name}: {}{}", text.stdout, text.stderr);
+        let line = format!("  - {name} ({file} file): {message}");
+        let (heading, verdict) = if u.problem {
+            ("\nProblems:\n", "Bundle refused")
+        } else {
+            ("\nWarnings:\n", "Bundle accepted")
+        };
+        assert!(text.stdout.contains(verdict), "{name}: {}", text.stdout);
+        let section = text
+            .stdout
+            .split_once(heading)
+            .unwrap_or_else(|| panic!("{name}: no {heading:?} in {}", text.stdout))
+            .1;
+        let section = section.split("\n\n").next().unwrap();
+        assert!(
+            section.lines().any(|l| l == line),
+            "{name}: {line:?} not under {heading:?} in {}",
+            text.stdout
+        );
+    }
+}
+
 #[test]
 fn output_into_a_closed_pipe_does_not_panic() {
     use std::io::Read;

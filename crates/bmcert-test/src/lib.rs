@@ -23,3 +23,4 @@ pub mod fixtures;
 #[cfg(feature = "pebble")]
 pub mod pebble;
 pub mod peers;
+pub mod verdicts;
