@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bmcert_store::Fence;
 use bmcert_topology::{DomainName, Target, Topology};
 use bytes::Bytes;
 use http::Request;
@@ -22,7 +23,7 @@ use zeroize::Zeroizing;
 use crate::challenge::ChallengeBoard;
 use crate::error::{Problem, Subproblem};
 use crate::http::{RequestCounts, RetryBudget, RetryingClient};
-use crate::state::{keys, AcmeState, Issued};
+use crate::state::{keys, AcmeState, Issued, StateError};
 use crate::{check_issued, order_names, AcmeError};
 
 /// Which ACME directory to use.
@@ -538,6 +539,16 @@ impl AcmeClient {
         topology: &Topology,
         email: Option<&str>,
     ) -> Result<Account, AcmeError> {
+        self.account_fenced(topology, email, None).await
+    }
+
+    /// [`account`](Self::account), registering (when needed) only while `fence` holds.
+    async fn account_fenced(
+        &self,
+        topology: &Topology,
+        email: Option<&str>,
+        fence: Option<&Fence>,
+    ) -> Result<Account, AcmeError> {
         self.require_terms().await?;
         let mut cached = self.account.lock().await;
         if let Some(account) = cached.as_ref() {
@@ -567,7 +578,7 @@ impl AcmeClient {
                 Err(e) => tracing::warn!(error = %e, "stored ACME account unreadable; registering"),
             }
         }
-        let account = self.register(topology, email).await?;
+        let account = self.register(topology, email, fence).await?;
         *cached = Some(account.clone());
         Ok(account)
     }
@@ -576,6 +587,7 @@ impl AcmeClient {
         &self,
         topology: &Topology,
         email: Option<&str>,
+        fence: Option<&Fence>,
     ) -> Result<Account, AcmeError> {
         let contact = contact_address(topology, email)?;
         let mailto = format!("mailto:{contact}");
@@ -600,9 +612,9 @@ impl AcmeClient {
             serde_json::to_vec(&record).map_err(|e| store_err("saving the ACME account", e))?,
         );
         self.state
-            .put(keys::ACCOUNT, bytes.to_vec(), true)
+            .put_fenced(keys::ACCOUNT, bytes.to_vec(), true, fence)
             .await
-            .map_err(|e| store_err("saving the ACME account", e))?;
+            .map_err(|e| state_err("saving the ACME account", e))?;
         self.report(Progress::AccountRegistered { contact });
         Ok(account)
     }
@@ -610,24 +622,49 @@ impl AcmeClient {
     /// Orders, validates, downloads, checks and installs a certificate for `request.target`.
     ///
     /// On any failure the installed certificate is left as it was. Challenges published for
-    /// the order are removed when it ends, success or failure.
+    /// the order are removed when it ends, success or failure, and also when the future is
+    /// dropped before it ends (an abandoned attempt): the board at once, the store's
+    /// HTTP-01 records by a task spawned on the current tokio runtime.
+    ///
+    /// Nothing here is fenced: use [`issue_fenced`](Self::issue_fenced) when the order runs
+    /// under a lock of the store (as the renewer's do).
     pub async fn issue(
         &self,
         topology: &Topology,
         request: &IssueRequest,
     ) -> Result<Issued, AcmeError> {
+        self.issue_fenced(topology, request, None).await
+    }
+
+    /// [`issue`](Self::issue) under a lock: every store write of the order carries `fence`
+    /// (the account registration, the HTTP-01 tokens and the install), so the store refuses
+    /// them with [`AcmeError::Fenced`] once the lock has expired or another server holds it.
+    /// The install and the fence check are one atomic step: a holder that stalled past its
+    /// lease cannot replace the certificate. `None` is [`issue`](Self::issue).
+    ///
+    /// The removal of the order's own HTTP-01 records when it ends is not fenced: the tokens
+    /// are the CA's random values for this order alone, so removing them cannot touch
+    /// another holder's work, and a refused removal would leave them behind.
+    pub async fn issue_fenced(
+        &self,
+        topology: &Topology,
+        request: &IssueRequest,
+        fence: Option<&Fence>,
+    ) -> Result<Issued, AcmeError> {
         let names = order_names(topology, &request.target, &request.extra_names)?;
-        let account = self.account(topology, request.email.as_deref()).await?;
-        let mut published = Vec::new();
+        let account = self
+            .account_fenced(topology, request.email.as_deref(), fence)
+            .await?;
+        let mut published = Unpublish::new(self.board.clone(), self.state.clone());
         let result = self
-            .issue_with(&account, topology, request, &names, &mut published)
+            .issue_with(&account, topology, request, &names, &mut published, fence)
             .await;
-        self.unpublish(published).await;
+        published.finish().await;
         let issued = result?;
         self.state
-            .install(&request.target, &issued)
+            .install_fenced(&request.target, &issued, fence)
             .await
-            .map_err(|e| store_err("installing the certificate", e))?;
+            .map_err(|e| state_err("installing the certificate", e))?;
         self.report(Progress::Installed);
         tracing::info!(target = %request.target, names = ?issued.names, not_after = issued.not_after, "ACME certificate installed");
         Ok(issued)
@@ -639,7 +676,8 @@ impl AcmeClient {
         topology: &Topology,
         request: &IssueRequest,
         names: &[DomainName],
-        published: &mut Vec<Published>,
+        published: &mut Unpublish,
+        fence: Option<&Fence>,
     ) -> Result<Issued, AcmeError> {
         let deadline = Instant::now() + self.config.poll.total;
         let identifiers: Vec<Identifier> = names
@@ -666,7 +704,9 @@ impl AcmeClient {
                         // A concurrent order already registered the replacement.
                         Some(current) if current.id() != account.id() => current.clone(),
                         _ => {
-                            let fresh = self.register(topology, request.email.as_deref()).await?;
+                            let fresh = self
+                                .register(topology, request.email.as_deref(), fence)
+                                .await?;
                             *cached = Some(fresh.clone());
                             fresh
                         }
@@ -682,7 +722,7 @@ impl AcmeClient {
             names: names.iter().map(|n| n.as_str().to_owned()).collect(),
         });
 
-        self.answer_challenges(&mut order, published).await?;
+        self.answer_challenges(&mut order, published, fence).await?;
         self.report(Progress::Validating);
         let status = self.poll(&mut order, deadline).await?;
         if status != OrderStatus::Ready {
@@ -772,7 +812,8 @@ impl AcmeClient {
     async fn answer_challenges(
         &self,
         order: &mut Order,
-        published: &mut Vec<Published>,
+        published: &mut Unpublish,
+        fence: Option<&Fence>,
     ) -> Result<(), AcmeError> {
         let kind = match self.config.challenge {
             ChallengeKind::Http01 => ChallengeType::Http01,
@@ -826,14 +867,11 @@ impl AcmeClient {
                         let token = challenge.token.clone();
                         self.board.add_http01(&token, key_auth.as_str());
                         published.push(Published::Http01(token.clone()));
+                        let key = format!("{}{token}", keys::HTTP01_PREFIX);
                         self.state
-                            .put(
-                                &format!("{}{token}", keys::HTTP01_PREFIX),
-                                key_auth.as_str().as_bytes().to_vec(),
-                                false,
-                            )
+                            .put_fenced(&key, key_auth.as_str().as_bytes().to_vec(), false, fence)
                             .await
-                            .map_err(|e| store_err("publishing the HTTP-01 token", e))?;
+                            .map_err(|e| state_err("publishing the HTTP-01 token", e))?;
                     }
                     ChallengeKind::TlsAlpn01 => {
                         let cert = tls_alpn_certificate(&name, key_auth.digest().as_ref())?;
@@ -955,21 +993,6 @@ impl AcmeClient {
         }
     }
 
-    async fn unpublish(&self, published: Vec<Published>) {
-        for p in published {
-            match p {
-                Published::Http01(token) => {
-                    self.board.remove_http01(&token);
-                    let key = format!("{}{token}", keys::HTTP01_PREFIX);
-                    if let Err(e) = self.state.delete(&key).await {
-                        tracing::warn!(error = %e, "could not remove an HTTP-01 token from the store");
-                    }
-                }
-                Published::TlsAlpn(name) => self.board.remove_tls_alpn(&name),
-            }
-        }
-    }
-
     /// Reads a URL through this client's HTTPS (e.g. pebble's `/roots/0`).
     pub async fn fetch(&self, url: &str) -> Result<Vec<u8>, AcmeError> {
         let (status, body) =
@@ -1001,6 +1024,88 @@ fn store_err(during: &'static str, e: impl fmt::Display) -> AcmeError {
     AcmeError::Store {
         during,
         reason: e.to_string(),
+    }
+}
+
+/// A state error, keeping a fence refusal typed.
+fn state_err(during: &'static str, e: StateError) -> AcmeError {
+    match e {
+        StateError::Fenced { lock, token } => AcmeError::Fenced {
+            during,
+            lock,
+            token,
+        },
+        other => store_err(during, other),
+    }
+}
+
+/// The challenges an order published, removed when it ends ([`Unpublish::finish`]) or, if
+/// the order's future is dropped first (an attempt abandoned by its caller), on drop: from
+/// the board at once, from the store by a task on the current tokio runtime.
+struct Unpublish {
+    board: ChallengeBoard,
+    state: Arc<dyn AcmeState>,
+    items: Vec<Published>,
+}
+
+impl Unpublish {
+    fn new(board: ChallengeBoard, state: Arc<dyn AcmeState>) -> Self {
+        Self {
+            board,
+            state,
+            items: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, p: Published) {
+        self.items.push(p);
+    }
+
+    /// Removes everything from the board; returns the store records to delete.
+    fn take_from_board(&mut self) -> Vec<String> {
+        let mut records = Vec::new();
+        for p in self.items.drain(..) {
+            match p {
+                Published::Http01(token) => {
+                    self.board.remove_http01(&token);
+                    records.push(format!("{}{token}", keys::HTTP01_PREFIX));
+                }
+                Published::TlsAlpn(name) => self.board.remove_tls_alpn(&name),
+            }
+        }
+        records
+    }
+
+    async fn finish(&mut self) {
+        let records = self.take_from_board();
+        delete_records(self.state.as_ref(), records).await;
+    }
+}
+
+impl Drop for Unpublish {
+    fn drop(&mut self) {
+        let records = self.take_from_board();
+        if records.is_empty() {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                let state = self.state.clone();
+                rt.spawn(async move { delete_records(state.as_ref(), records).await });
+            }
+            Err(_) => tracing::warn!(
+                records = records.len(),
+                "an abandoned ACME order left HTTP-01 records in the store (no runtime to remove them)"
+            ),
+        }
+    }
+}
+
+async fn delete_records(state: &dyn AcmeState, records: Vec<String>) {
+    for key in records {
+        if let Err(e) = state.delete(&key).await {
+            tracing::warn!(error = %e, "could not remove an HTTP-01 token from the store");
+        }
     }
 }
 

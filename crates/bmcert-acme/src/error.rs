@@ -214,6 +214,19 @@ pub enum AcmeError {
         /// The store's error.
         reason: String,
     },
+    /// A write of a fenced order (`AcmeClient::issue_fenced`) was refused because the lock it
+    /// ran under is no longer held with its token: another server may have taken over the
+    /// renewal. Nothing was written by that step; the installed certificate is unchanged
+    /// when the refused step is the install.
+    #[error("the certificate store refused {during}: the lock `{lock}` is no longer held with token {token} (the lease expired or another server took over the renewal); nothing was changed by this step, and the renewal is left to the lock's current holder")]
+    Fenced {
+        /// What was being done.
+        during: &'static str,
+        /// The lock's name.
+        lock: String,
+        /// The stale token.
+        token: u64,
+    },
     /// A certificate cannot be named to the CA for renewal information (RFC 9773), or an
     /// identifier given for an order's `replaces` is malformed.
     #[error("cannot name the certificate for ACME renewal information (RFC 9773): {0}")]

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
+use bmcert_store::Fence;
 use bmcert_topology::{DomainName, Target};
 use zeroize::Zeroizing;
 
@@ -17,6 +18,17 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 ///
 /// The `bmcert` facade implements it over `bmcert-store` (records and the per-target install
 /// with source `acme`); [`MemoryState`] is the ready-made in-process implementation.
+///
+/// # Fencing
+///
+/// A renewal runs under a lock of the store (`bmcert-renew` takes it); every write the
+/// order makes then carries the lock's [`Fence`] (the `*_fenced` methods), and the state
+/// refuses it with [`StateError::Fenced`] once the lock is no longer held with that token,
+/// atomically with the write. So a holder that stalled past its lease (a paused process, a
+/// slow network) cannot install over the work of the server that took over.
+/// [`StoreState`](crate::StoreState) checks fences in the store; the default `*_fenced`
+/// methods of an implementation that keeps no locks refuse any fenced write (they cannot
+/// check it) and pass unfenced ones to the plain methods.
 pub trait AcmeState: fmt::Debug + Send + Sync {
     /// Reads a record.
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, StateError>>;
@@ -36,12 +48,73 @@ pub trait AcmeState: fmt::Debug + Send + Sync {
         target: &'a Target,
         issued: &'a Issued,
     ) -> BoxFuture<'a, Result<(), StateError>>;
+
+    /// [`put`](Self::put), only while `fence` (when given) still holds.
+    fn put_fenced<'a>(
+        &'a self,
+        key: &'a str,
+        value: Vec<u8>,
+        secret: bool,
+        fence: Option<&'a Fence>,
+    ) -> BoxFuture<'a, Result<(), StateError>> {
+        match fence {
+            None => self.put(key, value, secret),
+            Some(f) => Box::pin(async move { Err(StateError::unfenceable(f)) }),
+        }
+    }
+
+    /// [`delete`](Self::delete), only while `fence` (when given) still holds.
+    fn delete_fenced<'a>(
+        &'a self,
+        key: &'a str,
+        fence: Option<&'a Fence>,
+    ) -> BoxFuture<'a, Result<(), StateError>> {
+        match fence {
+            None => self.delete(key),
+            Some(f) => Box::pin(async move { Err(StateError::unfenceable(f)) }),
+        }
+    }
+
+    /// [`install`](Self::install), only while `fence` (when given) still holds: the
+    /// install and the fence check are one atomic step.
+    fn install_fenced<'a>(
+        &'a self,
+        target: &'a Target,
+        issued: &'a Issued,
+        fence: Option<&'a Fence>,
+    ) -> BoxFuture<'a, Result<(), StateError>> {
+        match fence {
+            None => self.install(target, issued),
+            Some(f) => Box::pin(async move { Err(StateError::unfenceable(f)) }),
+        }
+    }
 }
 
-/// A store failure, as text from the backend.
+/// Why a state operation failed.
+#[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct StateError(pub String);
+pub enum StateError {
+    /// The backend failed; its message.
+    #[error("{0}")]
+    Backend(String),
+    /// A fenced write whose lock is no longer held with its token: nothing was written.
+    #[error("the lock `{lock}` is no longer held with token {token}: the write was refused (another server may have taken over the work)")]
+    Fenced {
+        /// The lock's name.
+        lock: String,
+        /// The stale token.
+        token: u64,
+    },
+}
+
+impl StateError {
+    fn unfenceable(fence: &Fence) -> Self {
+        Self::Backend(format!(
+            "this ACME state keeps no locks, so a write fenced by the lock `{}` cannot be checked; keep the state in the store (StoreState)",
+            fence.lock
+        ))
+    }
+}
 
 /// Record keys used by this crate.
 pub mod keys {
@@ -106,6 +179,10 @@ impl fmt::Debug for Issued {
 
 /// An in-process [`AcmeState`]: records in a map, installs kept per target. For tests and for
 /// services that keep ACME state themselves.
+///
+/// It lives in one process and keeps no locks, so there is no other holder to fence off: a
+/// fenced write is accepted as an unfenced one (share state between servers with
+/// [`StoreState`](crate::StoreState), which checks fences).
 #[derive(Default)]
 pub struct MemoryState {
     records: Mutex<HashMap<String, Zeroizing<Vec<u8>>>>,
@@ -165,7 +242,7 @@ impl MemoryState {
 }
 
 fn poisoned() -> StateError {
-    StateError("memory state lock poisoned".into())
+    StateError::Backend("memory state lock poisoned".into())
 }
 
 impl AcmeState for MemoryState {
@@ -214,6 +291,33 @@ impl AcmeState for MemoryState {
             Ok(())
         })
     }
+
+    fn put_fenced<'a>(
+        &'a self,
+        key: &'a str,
+        value: Vec<u8>,
+        secret: bool,
+        _fence: Option<&'a Fence>,
+    ) -> BoxFuture<'a, Result<(), StateError>> {
+        self.put(key, value, secret)
+    }
+
+    fn delete_fenced<'a>(
+        &'a self,
+        key: &'a str,
+        _fence: Option<&'a Fence>,
+    ) -> BoxFuture<'a, Result<(), StateError>> {
+        self.delete(key)
+    }
+
+    fn install_fenced<'a>(
+        &'a self,
+        target: &'a Target,
+        issued: &'a Issued,
+        _fence: Option<&'a Fence>,
+    ) -> BoxFuture<'a, Result<(), StateError>> {
+        self.install(target, issued)
+    }
 }
 
 #[cfg(test)]
@@ -239,5 +343,52 @@ mod tests {
         assert!(debug.contains("elided"), "{debug}");
         let state = MemoryState::default();
         assert!(!format!("{state:?}").contains("SECRET"));
+    }
+
+    /// A state that implements only the plain methods.
+    #[derive(Debug)]
+    struct Plain(MemoryState);
+
+    impl AcmeState for Plain {
+        fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, StateError>> {
+            self.0.get(key)
+        }
+        fn put<'a>(
+            &'a self,
+            key: &'a str,
+            value: Vec<u8>,
+            secret: bool,
+        ) -> BoxFuture<'a, Result<(), StateError>> {
+            self.0.put(key, value, secret)
+        }
+        fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), StateError>> {
+            self.0.delete(key)
+        }
+        fn install<'a>(
+            &'a self,
+            target: &'a Target,
+            issued: &'a Issued,
+        ) -> BoxFuture<'a, Result<(), StateError>> {
+            self.0.install(target, issued)
+        }
+    }
+
+    #[test]
+    fn a_state_without_locks_refuses_fenced_writes_by_default() {
+        let state = Plain(MemoryState::default());
+        let fence = Fence {
+            lock: bmcert_store::RecordKey::new("locks/renewal").unwrap(),
+            token: 7,
+        };
+        let refused =
+            bmcert_store::block_on(state.put_fenced("k", b"v".to_vec(), false, Some(&fence)));
+        match refused {
+            Err(StateError::Backend(msg)) => assert!(msg.contains("locks/renewal"), "{msg}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(state.0.record_keys().is_empty());
+        // Unfenced, the plain method runs.
+        bmcert_store::block_on(state.put_fenced("k", b"v".to_vec(), false, None)).unwrap();
+        assert_eq!(state.0.record_keys(), ["k".to_owned()]);
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration as StdDuration;
 
 use bmcert_acme::{AcmeClient, IssueRequest};
 use bmcert_store::{
-    keys, ChangeKey, Condition, Installed, Lease, RecordKey, Source, Store, StoreError,
+    keys, ChangeKey, Condition, Fence, Installed, Lease, RecordKey, Source, Store, StoreError,
 };
 use bmcert_topology::{Target, Topology};
 use serde::{Deserialize, Serialize};
@@ -73,11 +73,19 @@ pub trait Issuer: fmt::Debug + Send + Sync {
     /// nothing or the error in plain words. `replaces` is the ARI identifier
     /// ([`policy::ari_cert_id`]) of the certificate being replaced, when the CA offers
     /// renewal information; the order names it (RFC 9773 section 5).
+    ///
+    /// `fence` is the renewal lock the attempt runs under: every store write the issuer
+    /// makes (the install above all, and its ACME records) must carry it (a
+    /// [`Condition`]'s `fence`), so the store refuses them once the lock was lost. The
+    /// renewer keeps the lock alive meanwhile and drops this future when the lock is lost
+    /// or the attempt outlives [`RenewerConfig::attempt_timeout`]: an issuer must leave
+    /// nothing half-done when dropped at an `await`.
     fn issue<'a>(
         &'a self,
         target: &'a Target,
         names: &'a [String],
         replaces: Option<&'a str>,
+        fence: &'a Fence,
     ) -> BoxFuture<'a, Result<(), String>>;
 
     /// The CA's suggested renewal window for the certificate `leaf_der` (ARI, RFC 9773), or
@@ -134,11 +142,14 @@ impl AcmeIssuer {
 }
 
 impl Issuer for AcmeIssuer {
+    /// Orders through `AcmeClient::issue_fenced`: the account registration, the HTTP-01
+    /// tokens and the install carry `fence`.
     fn issue<'a>(
         &'a self,
         target: &'a Target,
         names: &'a [String],
         replaces: Option<&'a str>,
+        fence: &'a Fence,
     ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             let topology = self
@@ -153,7 +164,7 @@ impl Issuer for AcmeIssuer {
             // orders once more without it when the CA refuses it.
             request.replaces = replaces.map(str::to_owned);
             self.client
-                .issue(&topology, &request)
+                .issue_fenced(&topology, &request, Some(fence))
                 .await
                 .map(|_| ())
                 .map_err(|e| e.to_string())
@@ -199,6 +210,12 @@ pub struct RenewalRecord {
     pub last_error: Option<String>,
     /// Not before this time (retry back-off).
     pub next_attempt: Option<i64>,
+    /// When the renewer plans to renew this certificate, seconds since the epoch: the CA's
+    /// renewal window (ARI) when offered, else the lifetime rule moved earlier by the
+    /// rate-limit [`plan`](crate::plan()). Written by the renewer's passes when it changes;
+    /// [`status`] reports it (with the back-off of [`next_attempt`](Self::next_attempt)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned: Option<i64>,
 }
 
 /// What was sent for a target (`warning/...`): the UTC day of the last warning.
@@ -223,8 +240,18 @@ pub struct RenewerConfig {
     pub warn_to: Option<String>,
     /// Also warn about uploaded certificates about to expire (needs `warn_to`).
     pub warn_uploaded: bool,
-    /// How long the renewal lock is held at most (longer than an order takes).
+    /// The lease of the renewal lock: an attempt renews it every third of this (keep-alive),
+    /// and a holder that stops (killed, paused, cut off from the store) loses the lock this
+    /// long after its last renewal, so another server can take over.
     pub lock_ttl: StdDuration,
+    /// The longest one renewal attempt may take, lock held, from the lock to the install;
+    /// past it the attempt is abandoned and counted as a failure (back-off and warnings as
+    /// for any failure). Longer than an order takes (`PollSchedule::total`, 5 minutes by
+    /// default, plus the account and the checks).
+    pub attempt_timeout: StdDuration,
+    /// How soon a pass that failed on the store (unreachable, e.g. etcd down) is tried
+    /// again. Nothing is ordered meanwhile: renewals wait for the store.
+    pub pass_retry: StdDuration,
     /// The longest sleep between two passes (guards against clock jumps).
     pub max_sleep: StdDuration,
     /// The CA's limit on new orders: renewals are spread by [`plan`](crate::plan()) so that
@@ -238,7 +265,9 @@ impl Default for RenewerConfig {
             holder: format!("renewer-{}", std::process::id()),
             warn_to: None,
             warn_uploaded: false,
-            lock_ttl: StdDuration::from_secs(600),
+            lock_ttl: StdDuration::from_secs(60),
+            attempt_timeout: StdDuration::from_secs(900),
+            pass_retry: StdDuration::from_secs(30),
             max_sleep: StdDuration::from_secs(3600),
             rate_limit: crate::plan::RateLimit::LETS_ENCRYPT,
         }
@@ -268,6 +297,16 @@ pub enum RenewError {
     Busy {
         /// Who holds it.
         holder: String,
+    },
+    /// The renewal lock was lost during the attempt (its lease could not be renewed, or
+    /// another server holds it now): the attempt was abandoned before installing, and the
+    /// store would refuse its writes anyway (they carry the lock's fencing token).
+    #[error("renewing {target} was abandoned, the current certificate stays in place: {reason}; the server holding the renewal lock now takes over")]
+    LeaseLost {
+        /// The target.
+        target: Target,
+        /// Why the lock is lost.
+        reason: String,
     },
     /// The renewal failed (the current certificate stays).
     #[error("renewing {target} failed, the current certificate stays in place: {error}")]
@@ -334,6 +373,9 @@ struct Inner {
     pass: tokio::sync::Mutex<()>,
     /// Renewal windows from the CA per certificate fingerprint, with when they were asked.
     ari: Mutex<std::collections::HashMap<String, (Option<policy::AriWindow>, OffsetDateTime)>>,
+    /// The last status read from the store, shown (with the store's error) while it is
+    /// unreachable.
+    last_status: Mutex<Vec<TargetStatus>>,
 }
 
 /// The renewer of an installation: cheap to clone, one per server.
@@ -353,6 +395,16 @@ impl fmt::Debug for Renewer {
 
 fn unix(t: OffsetDateTime) -> i64 {
     t.unix_timestamp()
+}
+
+/// `t` rounded up to the whole second.
+fn whole_second(t: OffsetDateTime) -> OffsetDateTime {
+    let down = from_unix(t.unix_timestamp());
+    if down < t {
+        down + Duration::SECOND
+    } else {
+        down
+    }
 }
 
 fn from_unix(s: i64) -> OffsetDateTime {
@@ -401,6 +453,7 @@ impl Renewer {
                 wake: Notify::new(),
                 pass: tokio::sync::Mutex::new(()),
                 ari: Mutex::new(std::collections::HashMap::new()),
+                last_status: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -422,9 +475,121 @@ impl Renewer {
         record_for(self.inner.store.as_ref(), installed).await
     }
 
-    /// The status of every installed target.
+    /// The status of every installed target, with the time this renewer will really act on
+    /// each: its renewal window from the CA (ARI) or the rate-limit plan, and the back-off
+    /// after a failure (computed as a pass does, so it is exact even before a pass ran).
+    ///
+    /// While the store is unreachable (etcd down) renewals wait: the rows last read are
+    /// returned with the store's error as each row's `last_error`; before any successful
+    /// read the store's error is returned.
     pub async fn status(&self) -> Result<Vec<TargetStatus>, RenewError> {
-        status(self.inner.store.as_ref()).await
+        match self.status_live().await {
+            Ok(rows) => {
+                if let Ok(mut last) = self.inner.last_status.lock() {
+                    last.clone_from(&rows);
+                }
+                Ok(rows)
+            }
+            Err(e @ RenewError::Store { .. }) => {
+                let last = self
+                    .inner
+                    .last_status
+                    .lock()
+                    .map(|l| l.clone())
+                    .unwrap_or_default();
+                if last.is_empty() {
+                    return Err(e);
+                }
+                let error = format!("renewals wait until the store answers again: {e}");
+                Ok(last
+                    .into_iter()
+                    .map(|row| TargetStatus {
+                        last_error: Some(error.clone()),
+                        ..row
+                    })
+                    .collect())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn status_live(&self) -> Result<Vec<TargetStatus>, RenewError> {
+        let store = self.inner.store.as_ref();
+        let current = current_bundles(store).await?;
+        let planned = self.plan_times(&current).await?;
+        let mut out = Vec::with_capacity(current.len());
+        for installed in &current {
+            let rec = self.record_for(installed).await?;
+            let next = match installed.bundle.meta().source {
+                Source::Acme => Some(acts_at(self.due_planned(installed, &planned).await, &rec)),
+                _ => None,
+            };
+            out.push(status_row(installed, &rec, next));
+        }
+        Ok(out)
+    }
+
+    /// When `installed` (an ACME certificate) is due: the CA's window, else its slot in the
+    /// rate-limit plan, else the lifetime rule; rounded up to the second, as the renewal
+    /// record keeps it, so what status reports is exactly when a pass acts.
+    async fn due_planned(
+        &self,
+        installed: &Installed,
+        planned: &std::collections::HashMap<Target, OffsetDateTime>,
+    ) -> OffsetDateTime {
+        whole_second(match self.due(installed).await {
+            (ari_due, true) => ari_due,
+            (lifetime_due, false) => planned
+                .get(&installed.target)
+                .copied()
+                .unwrap_or(lifetime_due),
+        })
+    }
+
+    /// Writes the time the renewer will act on `installed` into its renewal record when it
+    /// changed, so that [`status`] (another process: `bmcert status`) reports it. A
+    /// compare-and-swap on the record: a concurrent attempt's write wins, and the next pass
+    /// writes it again. A failure is only logged (the time is for display).
+    async fn note_planned(&self, installed: &Installed, at: OffsetDateTime) {
+        let result: Result<(), RenewError> = async {
+            let fp = hex(&installed.bundle.meta().fingerprint.0);
+            let (key, current) = self.record(&installed.target).await?;
+            let (condition, mut rec) = match current {
+                Some((rev, r)) if r.fingerprint == fp => (Condition::at(rev), r),
+                Some((rev, _)) => (
+                    Condition::at(rev),
+                    RenewalRecord {
+                        fingerprint: fp,
+                        ..RenewalRecord::default()
+                    },
+                ),
+                None => (
+                    Condition::absent(),
+                    RenewalRecord {
+                        fingerprint: fp,
+                        ..RenewalRecord::default()
+                    },
+                ),
+            };
+            // The planned time, without the back-off (status adds it). An overdue
+            // certificate's slot is "now" at every pass: one past time says it.
+            let now = self.inner.clock.now();
+            let overdue = at <= now && rec.planned.is_some_and(|p| from_unix(p) <= now);
+            if rec.planned == Some(unix(at)) || overdue {
+                return Ok(());
+            }
+            rec.planned = Some(unix(at));
+            let bytes = serde_json::to_vec(&rec)
+                .map_err(|e| RenewError::Internal(format!("encoding the renewal record: {e}")))?;
+            match self.inner.store.put(&key, &bytes, &condition).await {
+                Ok(_) | Err(StoreError::Conflict { .. }) => Ok(()),
+                Err(e) => Err(store_err("writing the planned renewal time")(e)),
+            }
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::debug!(target = %installed.target, error = %e, "renewal: the planned time was not recorded");
+        }
     }
 
     /// Renews `target` now, whether due or not (`bmcert renew`), under the renewal lock.
@@ -480,6 +645,12 @@ impl Renewer {
 
     /// One renewal attempt under the store's renewal lock. Without `force`, nothing is
     /// ordered when the certificate changed or another server's attempt is recent.
+    ///
+    /// While the attempt runs its lease is kept alive ([`keep_alive`]); when the lease is
+    /// lost the attempt is dropped where it stands ([`RenewError::LeaseLost`]), and past
+    /// [`RenewerConfig::attempt_timeout`] it is dropped and recorded as a failure. Every
+    /// store write of the attempt carries the lease's fence, so even a holder that stalled
+    /// without noticing cannot install.
     async fn attempt(
         &self,
         installed: &Installed,
@@ -487,21 +658,87 @@ impl Renewer {
         due: OffsetDateTime,
     ) -> Result<Outcome, RenewError> {
         let store = &self.inner.store;
+        let config = &self.inner.config;
         let lock = RecordKey::new(keys::RENEWAL_LOCK)
             .map_err(|e| RenewError::Internal(format!("{}: {e}", "naming the renewal lock")))?;
-        let lease = match store
-            .lock(&lock, &self.inner.config.holder, self.inner.config.lock_ttl)
-            .await
-        {
+        // The lease runs from before the request: the local view of its expiry is early,
+        // never late.
+        let asked = tokio::time::Instant::now();
+        let lease = match store.lock(&lock, &config.holder, config.lock_ttl).await {
             Ok(lease) => lease,
             Err(StoreError::LockHeld { holder, .. }) => return Err(RenewError::Busy { holder }),
             Err(e) => return Err(store_err("taking the renewal lock")(e)),
         };
-        let result = self.attempt_locked(installed, force, due, &lease).await;
+        let target = &installed.target;
+        let result = tokio::select! {
+            r = self.attempt_locked(installed, force, due, &lease) => r,
+            reason = keep_alive(store.as_ref(), &lease, config.lock_ttl, asked + config.lock_ttl) => {
+                tracing::warn!(target = %target, reason = %reason, "renewal: the renewal lock was lost; attempt abandoned before installing");
+                Err(RenewError::LeaseLost { target: target.clone(), reason })
+            }
+            _ = tokio::time::sleep(config.attempt_timeout) => {
+                let error = format!(
+                    "the renewal attempt did not finish within {} s and was abandoned (the ACME CA or the store is too slow)",
+                    config.attempt_timeout.as_secs()
+                );
+                self.record_failure(installed, error, &lease).await
+            }
+        };
         if let Err(e) = store.unlock(&lease).await {
             tracing::warn!(error = %e, "releasing the renewal lock");
         }
         result
+    }
+
+    /// Records a failed attempt on `seen`'s certificate (back-off, last error), fenced by
+    /// `lease`, and returns it as [`RenewError::Failed`].
+    async fn record_failure(
+        &self,
+        seen: &Installed,
+        error: String,
+        lease: &Lease,
+    ) -> Result<Outcome, RenewError> {
+        let target = &seen.target;
+        let mut rec = self.record_for(seen).await?;
+        let done = self.inner.clock.now();
+        rec.last_attempt = Some(unix(done));
+        rec.failures = rec.failures.saturating_add(1);
+        let next = done + policy::retry_delay(rec.failures);
+        rec.next_attempt = Some(unix(next));
+        rec.last_error = Some(error.clone());
+        let meta = seen.bundle.meta();
+        tracing::warn!(target = %target, names = ?meta.names, not_after = %rfc3339(meta.not_after), error = %error,
+            failures = rec.failures, next_attempt = %rfc3339(next), "renewal: failed; the current certificate stays");
+        self.write_record(target, &rec, lease).await?;
+        Err(RenewError::Failed {
+            target: target.clone(),
+            error,
+        })
+    }
+
+    /// Writes the renewal record of `target`, fenced by `lease`.
+    async fn write_record(
+        &self,
+        target: &Target,
+        rec: &RenewalRecord,
+        lease: &Lease,
+    ) -> Result<(), RenewError> {
+        let (key, _) = self.record(target).await?;
+        let bytes = serde_json::to_vec(rec)
+            .map_err(|e| RenewError::Internal(format!("encoding the renewal record: {e}")))?;
+        match self
+            .inner
+            .store
+            .put(&key, &bytes, &Condition::none().fenced_by(lease))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(StoreError::Fenced { lock, token }) => Err(RenewError::LeaseLost {
+                target: target.clone(),
+                reason: format!("the lock `{lock}` is no longer held with token {token}"),
+            }),
+            Err(e) => Err(store_err("writing the renewal record")(e)),
+        }
     }
 
     async fn attempt_locked(
@@ -522,7 +759,7 @@ impl Renewer {
             return Err(RenewError::NotInstalled(target.clone()));
         };
         let now = self.inner.clock.now();
-        let mut rec = self.record_for(&installed).await?;
+        let rec = self.record_for(&installed).await?;
         if !force {
             if installed.bundle.meta().fingerprint != seen.bundle.meta().fingerprint {
                 return Ok(Outcome::AlreadyRenewed);
@@ -539,20 +776,19 @@ impl Renewer {
         }
         let meta = installed.bundle.meta();
         let names = meta.names.clone();
-        let not_after = rfc3339(meta.not_after);
-        tracing::info!(target = %target, names = ?names, not_after = %not_after, "renewal: attempt");
+        tracing::info!(target = %target, names = ?names, not_after = %rfc3339(meta.not_after), token = lease.token, "renewal: attempt");
         let replaces = match self.due(&installed).await.1 {
             true => policy::ari_cert_id(installed.bundle.leaf()).ok(),
             false => None,
         };
+        let fence = lease.fence();
         let result = self
             .inner
             .issuer
-            .issue(target, &names, replaces.as_deref())
+            .issue(target, &names, replaces.as_deref(), &fence)
             .await;
         let done = self.inner.clock.now();
-        rec.last_attempt = Some(unix(done));
-        let outcome = match result {
+        match result {
             Ok(()) => {
                 let new = store
                     .current(target)
@@ -563,7 +799,7 @@ impl Renewer {
                     .map(|n| rfc3339(n.bundle.meta().not_after))
                     .unwrap_or_default();
                 tracing::info!(target = %target, names = ?names, not_after = %new_na, "renewal: renewed");
-                rec = RenewalRecord {
+                let rec = RenewalRecord {
                     fingerprint: new
                         .map(|n| hex(&n.bundle.meta().fingerprint.0))
                         .unwrap_or_default(),
@@ -571,29 +807,11 @@ impl Renewer {
                     last_success: Some(unix(done)),
                     ..RenewalRecord::default()
                 };
+                self.write_record(target, &rec, lease).await?;
                 Ok(Outcome::Renewed)
             }
-            Err(error) => {
-                rec.failures = rec.failures.saturating_add(1);
-                let next = done + policy::retry_delay(rec.failures);
-                rec.next_attempt = Some(unix(next));
-                rec.last_error = Some(error.clone());
-                tracing::warn!(target = %target, names = ?names, not_after = %not_after, error = %error,
-                    failures = rec.failures, next_attempt = %rfc3339(next), "renewal: failed; the current certificate stays");
-                Err(RenewError::Failed {
-                    target: target.clone(),
-                    error,
-                })
-            }
-        };
-        let (key, _) = self.record(target).await?;
-        let bytes = serde_json::to_vec(&rec)
-            .map_err(|e| RenewError::Internal(format!("encoding the renewal record: {e}")))?;
-        store
-            .put(&key, &bytes, &Condition::none().fenced_by(lease))
-            .await
-            .map_err(store_err("writing the renewal record"))?;
-        outcome
+            Err(error) => self.record_failure(&installed, error, lease).await,
+        }
     }
 
     /// The warning address: configured, else the ACME account's contact.
@@ -710,23 +928,10 @@ impl Renewer {
         let _one = self.inner.pass.lock().await;
         let store = &self.inner.store;
         let mut report = PassReport::default();
-        let listed = store
-            .list()
-            .await
-            .map_err(store_err("listing the targets"))?;
         let wake = |t: OffsetDateTime, r: &mut PassReport| {
             r.next_wake = Some(r.next_wake.map_or(t, |w: OffsetDateTime| w.min(t)));
         };
-        let mut current = Vec::with_capacity(listed.len());
-        for l in listed {
-            if let Some(installed) = store
-                .current(&l.target)
-                .await
-                .map_err(store_err("reading a certificate"))?
-            {
-                current.push(installed);
-            }
-        }
+        let current = current_bundles(store.as_ref()).await?;
         let planned = self.plan_times(&current).await?;
         for installed in current {
             let now = self.inner.clock.now();
@@ -746,13 +951,8 @@ impl Renewer {
                 }
                 continue;
             }
-            let due = match self.due(&installed).await {
-                (ari_due, true) => ari_due,
-                (lifetime_due, false) => planned
-                    .get(&installed.target)
-                    .copied()
-                    .unwrap_or(lifetime_due),
-            };
+            let due = self.due_planned(&installed, &planned).await;
+            self.note_planned(&installed, due).await;
             let mut rec = self.record_for(&installed).await?;
             if now >= due && rec.next_attempt.is_none_or(|n| from_unix(n) <= now) {
                 match self.attempt(&installed, false, due).await {
@@ -763,6 +963,12 @@ impl Renewer {
                         tracing::info!(target = %target, holder = %holder, "renewal: another server holds the renewal lock");
                         wake(now + Duration::minutes(1), &mut report);
                         // Its outcome decides about warnings: look again in a minute.
+                        continue;
+                    }
+                    Err(RenewError::LeaseLost { reason, .. }) => {
+                        tracing::info!(target = %target, reason = %reason, "renewal: the renewal lock was lost during the attempt");
+                        // Whoever holds the lock now renews; look again in a minute.
+                        wake(now + Duration::minutes(1), &mut report);
                         continue;
                     }
                     Err(e) => return Err(e),
@@ -776,7 +982,9 @@ impl Renewer {
                     continue;
                 };
                 if after.bundle.meta().fingerprint != installed.bundle.meta().fingerprint {
-                    wake(self.due(&after).await.0, &mut report);
+                    let next = whole_second(self.due(&after).await.0);
+                    self.note_planned(&after, next).await;
+                    wake(next, &mut report);
                     continue;
                 }
                 rec = self.record_for(&after).await?;
@@ -862,8 +1070,13 @@ impl Renewer {
             let next = match self.run_once().await {
                 Ok(r) => r.next_wake,
                 Err(e) => {
-                    tracing::warn!(error = %e, "renewal: pass failed; trying again in a minute");
-                    Some(self.inner.clock.now() + Duration::minutes(1))
+                    // Nothing was ordered (e.g. the store is unreachable): renewals wait.
+                    let retry = self.inner.config.pass_retry;
+                    tracing::warn!(error = %e, retry_in_ms = retry.as_millis() as u64, "renewal: pass failed; renewals wait and the pass is tried again");
+                    Some(
+                        self.inner.clock.now()
+                            + Duration::try_from(retry).unwrap_or(Duration::minutes(1)),
+                    )
                 }
             };
             let max = self.inner.config.max_sleep;
@@ -904,45 +1117,131 @@ impl Renewer {
 
 /// The status of every target installed in `store`: source, names, expiry, next renewal,
 /// last attempt and last error (from the renewal records every server shares).
+///
+/// The next renewal is the time the installation's renewer will act: the time its last pass
+/// planned (the CA's renewal window, or the rate-limit plan, recorded in the renewal
+/// record), or the back-off after a failure when later. Before a renewer pass ran on the
+/// current certificate, it is the lifetime rule's due time. [`Renewer::status`] computes the
+/// same without waiting for a pass.
 pub async fn status(store: &dyn Store) -> Result<Vec<TargetStatus>, RenewError> {
+    let current = current_bundles(store).await?;
+    let mut out = Vec::with_capacity(current.len());
+    for installed in &current {
+        let rec = record_for(store, installed).await?;
+        let next = (installed.bundle.meta().source == Source::Acme).then(|| {
+            let due = match rec.planned {
+                Some(p) => from_unix(p),
+                None => {
+                    let (not_before, not_after) = validity(installed);
+                    whole_second(policy::due_at(
+                        not_before,
+                        not_after,
+                        &key_str(&installed.target),
+                    ))
+                }
+            };
+            acts_at(due, &rec)
+        });
+        out.push(status_row(installed, &rec, next));
+    }
+    Ok(out)
+}
+
+/// When the renewer acts on a certificate due at `due`: then, or after the back-off of a
+/// failed attempt when that is later.
+fn acts_at(due: OffsetDateTime, rec: &RenewalRecord) -> OffsetDateTime {
+    match rec.next_attempt {
+        Some(n) if from_unix(n) > due => from_unix(n),
+        _ => due,
+    }
+}
+
+fn status_row(
+    installed: &Installed,
+    rec: &RenewalRecord,
+    next: Option<OffsetDateTime>,
+) -> TargetStatus {
+    let meta = installed.bundle.meta();
+    TargetStatus {
+        target: crate::notify::target_arg(&installed.target),
+        source: if meta.source == Source::Acme {
+            "acme".into()
+        } else {
+            "uploaded".into()
+        },
+        names: meta.names.clone(),
+        not_after: rfc3339(meta.not_after),
+        next_renewal: next.map(rfc3339),
+        last_attempt: rec.last_attempt.map(|t| rfc3339(from_unix(t))),
+        last_error: rec.last_error.clone(),
+    }
+}
+
+/// The current bundle of every listed target.
+async fn current_bundles(store: &dyn Store) -> Result<Vec<Installed>, RenewError> {
     let listed = store
         .list()
         .await
         .map_err(store_err("listing the targets"))?;
-    let mut out = Vec::with_capacity(listed.len());
+    let mut current = Vec::with_capacity(listed.len());
     for l in listed {
-        let Some(installed) = store
+        if let Some(installed) = store
             .current(&l.target)
             .await
             .map_err(store_err("reading a certificate"))?
-        else {
-            continue;
-        };
-        let (not_before, not_after) = validity(&installed);
-        let rec = record_for(store, &installed).await?;
-        let acme = installed.bundle.meta().source == Source::Acme;
-        let next = acme.then(|| {
-            let due = policy::due_at(not_before, not_after, &key_str(&l.target));
-            match rec.next_attempt {
-                Some(n) if from_unix(n) > due => from_unix(n),
-                _ => due,
-            }
-        });
-        out.push(TargetStatus {
-            target: crate::notify::target_arg(&l.target),
-            source: if acme {
-                "acme".into()
-            } else {
-                "uploaded".into()
-            },
-            names: installed.bundle.meta().names.clone(),
-            not_after: rfc3339(not_after),
-            next_renewal: next.map(rfc3339),
-            last_attempt: rec.last_attempt.map(|t| rfc3339(from_unix(t))),
-            last_error: rec.last_error.clone(),
-        });
+        {
+            current.push(installed);
+        }
     }
-    Ok(out)
+    Ok(current)
+}
+
+/// Keeps `lease` alive until it is lost, and says why.
+///
+/// Renews it every third of `ttl`. A renewal refused as fenced (the lock expired or another
+/// server holds it) ends it at once; other failures (the store unreachable) are retried
+/// every second until `valid_until`, the local view of the lease's expiry (counted from
+/// before the request that last granted or renewed it, so never late). Never returns while
+/// the lease is held.
+pub(crate) async fn keep_alive(
+    store: &dyn Store,
+    lease: &Lease,
+    ttl: StdDuration,
+    mut valid_until: tokio::time::Instant,
+) -> String {
+    let every = (ttl / 3).max(StdDuration::from_millis(10));
+    let mut next = tokio::time::Instant::now() + every;
+    loop {
+        tokio::time::sleep_until(next.min(valid_until)).await;
+        let now = tokio::time::Instant::now();
+        if now >= valid_until {
+            return format!(
+                "its lease (token {}) expired before it could be renewed",
+                lease.token
+            );
+        }
+        let asked = now;
+        match tokio::time::timeout(valid_until - now, store.renew(lease, ttl)).await {
+            Ok(Ok(_)) => {
+                valid_until = asked + ttl;
+                next = asked + every;
+                tracing::trace!(lock = %lease.lock, token = lease.token, "renewal: lease renewed");
+            }
+            Ok(Err(StoreError::Fenced { lock, token })) => {
+                return format!("the lock `{lock}` is no longer held with token {token}");
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(lock = %lease.lock, error = %e, "renewal: the lease could not be renewed; retrying until it expires");
+                next = tokio::time::Instant::now() + StdDuration::from_secs(1).min(every);
+            }
+            Err(_) => {
+                return format!(
+                    "its lease (token {}) expired while its renewal went unanswered",
+                    lease.token
+                );
+            }
+        }
+    }
 }
 
 async fn record(
@@ -995,5 +1294,668 @@ impl Running {
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+    use bmcert_store::{
+        Bundle, BundleMeta, DirStore, Fingerprint, KeyFormat, Revision, SecretKey, StoreFuture,
+        Watch,
+    };
+    use time::macros::datetime;
+
+    const T0: OffsetDateTime = datetime!(2027-01-01 0:00 UTC);
+
+    fn bundle(name: &str, not_before: OffsetDateTime, not_after: OffsetDateTime) -> Bundle {
+        let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap();
+        params.not_before = not_before;
+        params.not_after = not_after;
+        let key = rcgen::KeyPair::generate().unwrap();
+        let der = params.self_signed(&key).unwrap().der().clone();
+        let meta = BundleMeta {
+            source: Source::Acme,
+            names: vec![name.to_owned()],
+            not_after,
+            installed_at: not_before,
+            fingerprint: Fingerprint::of(&der),
+        };
+        Bundle::new(
+            vec![der],
+            SecretKey::new(KeyFormat::Pkcs8, key.serialize_der()),
+            meta,
+        )
+        .unwrap()
+    }
+
+    /// How [`Flaky::renew`] answers.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum RenewMode {
+        Pass,
+        Fenced,
+        Unavailable,
+    }
+
+    /// A directory store whose lease renewals can be made to fail.
+    #[derive(Debug)]
+    struct Flaky {
+        inner: DirStore,
+        mode: Mutex<u8>,
+        renewals: AtomicU32,
+    }
+
+    impl Flaky {
+        fn set(&self, mode: RenewMode) {
+            *self.mode.lock().unwrap() = mode as u8;
+        }
+        fn mode(&self) -> RenewMode {
+            match *self.mode.lock().unwrap() {
+                0 => RenewMode::Pass,
+                1 => RenewMode::Fenced,
+                _ => RenewMode::Unavailable,
+            }
+        }
+    }
+
+    impl Store for Flaky {
+        fn revision(&self) -> StoreFuture<'_, Revision> {
+            self.inner.revision()
+        }
+        fn current<'a>(&'a self, target: &'a Target) -> StoreFuture<'a, Option<Installed>> {
+            self.inner.current(target)
+        }
+        fn history<'a>(&'a self, target: &'a Target) -> StoreFuture<'a, Vec<Installed>> {
+            self.inner.history(target)
+        }
+        fn list(&self) -> StoreFuture<'_, Vec<bmcert_store::Listed>> {
+            self.inner.list()
+        }
+        fn install<'a>(
+            &'a self,
+            target: &'a Target,
+            bundle: &'a Bundle,
+            condition: &'a Condition,
+        ) -> StoreFuture<'a, Installed> {
+            self.inner.install(target, bundle, condition)
+        }
+        fn rollback<'a>(
+            &'a self,
+            target: &'a Target,
+            condition: &'a Condition,
+        ) -> StoreFuture<'a, Installed> {
+            self.inner.rollback(target, condition)
+        }
+        fn disable<'a>(
+            &'a self,
+            target: &'a Target,
+            condition: &'a Condition,
+        ) -> StoreFuture<'a, Option<Revision>> {
+            self.inner.disable(target, condition)
+        }
+        fn get<'a>(&'a self, key: &'a RecordKey) -> StoreFuture<'a, Option<bmcert_store::Record>> {
+            self.inner.get(key)
+        }
+        fn put<'a>(
+            &'a self,
+            key: &'a RecordKey,
+            value: &'a [u8],
+            condition: &'a Condition,
+        ) -> StoreFuture<'a, Revision> {
+            self.inner.put(key, value, condition)
+        }
+        fn delete<'a>(
+            &'a self,
+            key: &'a RecordKey,
+            condition: &'a Condition,
+        ) -> StoreFuture<'a, Option<Revision>> {
+            self.inner.delete(key, condition)
+        }
+        fn keys<'a>(&'a self, prefix: &'a str) -> StoreFuture<'a, Vec<RecordKey>> {
+            self.inner.keys(prefix)
+        }
+        fn watch(&self, after: Revision) -> StoreFuture<'_, Watch> {
+            self.inner.watch(after)
+        }
+        fn lock<'a>(
+            &'a self,
+            name: &'a RecordKey,
+            holder: &'a str,
+            ttl: StdDuration,
+        ) -> StoreFuture<'a, Lease> {
+            self.inner.lock(name, holder, ttl)
+        }
+        fn renew<'a>(&'a self, lease: &'a Lease, ttl: StdDuration) -> StoreFuture<'a, Lease> {
+            self.renewals.fetch_add(1, Ordering::SeqCst);
+            match self.mode() {
+                RenewMode::Pass => self.inner.renew(lease, ttl),
+                RenewMode::Fenced => Box::pin(std::future::ready(Err(StoreError::Fenced {
+                    lock: lease.lock.to_string(),
+                    token: lease.token,
+                }))),
+                RenewMode::Unavailable => Box::pin(std::future::ready(Err(
+                    StoreError::Unavailable("etcd is down (test)".into()),
+                ))),
+            }
+        }
+        fn unlock<'a>(&'a self, lease: &'a Lease) -> StoreFuture<'a, ()> {
+            self.inner.unlock(lease)
+        }
+    }
+
+    /// Installs a fresh certificate (fenced) after `delay`; offers `window` as ARI.
+    #[derive(Debug)]
+    struct SlowIssuer {
+        store: Arc<dyn Store>,
+        clock: Arc<ManualClock>,
+        delay: StdDuration,
+        window: Option<policy::AriWindow>,
+        calls: AtomicU32,
+        finished: AtomicBool,
+    }
+
+    impl Issuer for SlowIssuer {
+        fn issue<'a>(
+            &'a self,
+            target: &'a Target,
+            names: &'a [String],
+            _replaces: Option<&'a str>,
+            fence: &'a Fence,
+        ) -> BoxFuture<'a, Result<(), String>> {
+            Box::pin(async move {
+                self.calls.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(self.delay).await;
+                let now = self.clock.now();
+                let b = bundle(&names[0], now, now + Duration::days(90));
+                let condition = Condition {
+                    fence: Some(fence.clone()),
+                    ..Condition::none()
+                };
+                self.store
+                    .install(target, &b, &condition)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                self.finished.store(true, Ordering::SeqCst);
+                Ok(())
+            })
+        }
+
+        fn renewal_window<'a>(
+            &'a self,
+            _target: &'a Target,
+            _leaf_der: &'a [u8],
+        ) -> BoxFuture<'a, Option<policy::AriWindow>> {
+            let w = self.window;
+            Box::pin(async move { w })
+        }
+    }
+
+    struct Setup {
+        _dir: tempfile::TempDir,
+        store: Arc<Flaky>,
+        issuer: Arc<SlowIssuer>,
+        clock: Arc<ManualClock>,
+        renewer: Renewer,
+    }
+
+    fn setup(
+        delay: StdDuration,
+        window: Option<policy::AriWindow>,
+        config: RenewerConfig,
+    ) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Flaky {
+            inner: DirStore::open(dir.path().join("store")).unwrap(),
+            mode: Mutex::new(0),
+            renewals: AtomicU32::new(0),
+        });
+        let clock = Arc::new(ManualClock::new(T0));
+        let issuer = Arc::new(SlowIssuer {
+            store: store.clone(),
+            clock: clock.clone(),
+            delay,
+            window,
+            calls: AtomicU32::new(0),
+            finished: AtomicBool::new(false),
+        });
+        let renewer = Renewer::new(
+            store.clone(),
+            issuer.clone(),
+            Arc::new(crate::MemoryNotifier::default()),
+            clock.clone(),
+            config,
+        );
+        Setup {
+            _dir: dir,
+            store,
+            issuer,
+            clock,
+            renewer,
+        }
+    }
+
+    fn domain(name: &str) -> Target {
+        Target::Domain(name.parse().unwrap())
+    }
+
+    async fn install(
+        store: &dyn Store,
+        target: &Target,
+        from: OffsetDateTime,
+        days: i64,
+    ) -> Fingerprint {
+        let b = bundle("mail.example.test", from, from + Duration::days(days));
+        store
+            .install(target, &b, &Condition::none())
+            .await
+            .unwrap()
+            .bundle
+            .meta()
+            .fingerprint
+    }
+
+    fn lock_key() -> RecordKey {
+        RecordKey::new(keys::RENEWAL_LOCK).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_lease_is_kept_alive_through_an_attempt_longer_than_its_ttl() {
+        let config = RenewerConfig {
+            lock_ttl: StdDuration::from_millis(300),
+            ..RenewerConfig::default()
+        };
+        let s = setup(StdDuration::from_millis(1200), None, config);
+        let old = install(
+            s.store.as_ref(),
+            &Target::System,
+            T0 - Duration::days(80),
+            90,
+        )
+        .await;
+        let store = s.store.clone();
+        // Another server tries to take the lock well after the first lease's ttl.
+        let contender = tokio::spawn(async move {
+            tokio::time::sleep(StdDuration::from_millis(800)).await;
+            store
+                .lock(&lock_key(), "other", StdDuration::from_secs(5))
+                .await
+        });
+        let outcome = s.renewer.renew_now(&Target::System).await.unwrap();
+        assert_eq!(outcome, Outcome::Renewed);
+        match contender.await.unwrap() {
+            Err(StoreError::LockHeld { holder, .. }) => {
+                assert_eq!(holder, s.renewer.inner.config.holder)
+            }
+            other => panic!("the lease lapsed during the attempt: {other:?}"),
+        }
+        // 1.2 s at one renewal per 100 ms.
+        assert!(s.store.renewals.load(Ordering::SeqCst) >= 3);
+        let now = s.store.current(&Target::System).await.unwrap().unwrap();
+        assert_ne!(now.bundle.meta().fingerprint, old);
+        // Released at the end.
+        s.store
+            .lock(&lock_key(), "other", StdDuration::from_secs(5))
+            .await
+            .unwrap();
+    }
+
+    async fn abandoned_when_renewals(mode: RenewMode) {
+        let config = RenewerConfig {
+            lock_ttl: StdDuration::from_millis(300),
+            ..RenewerConfig::default()
+        };
+        let s = setup(StdDuration::from_secs(30), None, config);
+        let old = install(
+            s.store.as_ref(),
+            &Target::System,
+            T0 - Duration::days(80),
+            90,
+        )
+        .await;
+        s.store.set(mode);
+        let result = tokio::time::timeout(
+            StdDuration::from_secs(10),
+            s.renewer.renew_now(&Target::System),
+        )
+        .await
+        .expect("the attempt is abandoned, not waited for");
+        match result {
+            Err(RenewError::LeaseLost { target, reason }) => {
+                assert_eq!(target, Target::System);
+                assert!(!reason.is_empty());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(s.issuer.calls.load(Ordering::SeqCst), 1);
+        assert!(!s.issuer.finished.load(Ordering::SeqCst));
+        let now = s.store.current(&Target::System).await.unwrap().unwrap();
+        assert_eq!(now.bundle.meta().fingerprint, old);
+        assert_eq!(now.version, 1);
+    }
+
+    #[tokio::test]
+    async fn a_lease_renewal_refused_as_fenced_abandons_the_attempt_before_installing() {
+        abandoned_when_renewals(RenewMode::Fenced).await;
+    }
+
+    #[tokio::test]
+    async fn a_lease_that_cannot_be_renewed_until_it_expires_abandons_the_attempt() {
+        abandoned_when_renewals(RenewMode::Unavailable).await;
+    }
+
+    #[tokio::test]
+    async fn keep_alive_retries_a_failed_renewal_while_the_lease_is_valid() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Flaky {
+            inner: DirStore::open(dir.path().join("store")).unwrap(),
+            mode: Mutex::new(RenewMode::Unavailable as u8),
+            renewals: AtomicU32::new(0),
+        };
+        let ttl = StdDuration::from_millis(3000);
+        let asked = tokio::time::Instant::now();
+        let lease = store.lock(&lock_key(), "me", ttl).await.unwrap();
+        // The store answers again after one failed renewal: the lease is kept.
+        let keeper = keep_alive(&store, &lease, ttl, asked + ttl);
+        tokio::pin!(keeper);
+        let mut renewals_before_pass = 0;
+        let kept = tokio::time::timeout(StdDuration::from_millis(4000), async {
+            loop {
+                tokio::select! {
+                    why = &mut keeper => return why,
+                    _ = tokio::time::sleep(StdDuration::from_millis(50)) => {
+                        if store.mode() == RenewMode::Unavailable && store.renewals.load(Ordering::SeqCst) >= 1 {
+                            renewals_before_pass = store.renewals.load(Ordering::SeqCst);
+                            store.set(RenewMode::Pass);
+                        }
+                    }
+                }
+            }
+        })
+        .await;
+        assert!(kept.is_err(), "the lease was given up: {kept:?}");
+        assert!(renewals_before_pass >= 1);
+        assert!(store.renewals.load(Ordering::SeqCst) > renewals_before_pass);
+        // Still ours: the lock cannot be taken.
+        assert!(matches!(
+            store.lock(&lock_key(), "other", ttl).await,
+            Err(StoreError::LockHeld { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_attempt_past_its_timeout_is_abandoned_and_recorded_as_a_failure() {
+        let config = RenewerConfig {
+            attempt_timeout: StdDuration::from_millis(300),
+            ..RenewerConfig::default()
+        };
+        let s = setup(StdDuration::from_secs(30), None, config);
+        let old = install(
+            s.store.as_ref(),
+            &Target::System,
+            T0 - Duration::days(80),
+            90,
+        )
+        .await;
+        match s.renewer.renew_now(&Target::System).await {
+            Err(RenewError::Failed { error, .. }) => {
+                assert!(error.contains("did not finish within 0 s"), "{error}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!s.issuer.finished.load(Ordering::SeqCst));
+        let now = s.store.current(&Target::System).await.unwrap().unwrap();
+        assert_eq!(now.bundle.meta().fingerprint, old);
+        let rows = status(s.store.as_ref()).await.unwrap();
+        assert!(rows[0].last_error.as_deref().unwrap().contains("abandoned"));
+        // The first retry is 5 minutes after the failure.
+        assert_eq!(
+            rows[0].next_renewal.as_deref(),
+            Some(rfc3339(T0 + Duration::minutes(5)).as_str())
+        );
+        // The lock was released.
+        s.store
+            .lock(&lock_key(), "other", StdDuration::from_secs(5))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn status_reports_the_ari_window_the_renewer_acts_on() {
+        let window = policy::AriWindow {
+            start: T0 + Duration::days(10),
+            end: T0 + Duration::days(11),
+            retry_after: None,
+        };
+        let s = setup(StdDuration::ZERO, Some(window), RenewerConfig::default());
+        let (nb, na) = (T0 - Duration::days(5), T0 + Duration::days(85));
+        install(s.store.as_ref(), &Target::System, nb, 90).await;
+        let key = key_str(&Target::System);
+        let ari_due = whole_second(window.due_at(&key));
+        let lifetime_due = policy::due_at(nb, na, &key);
+        assert!(ari_due < lifetime_due);
+        // Exact from the renewer at once; from the record after a pass.
+        let live = s.renewer.status().await.unwrap();
+        assert_eq!(live[0].next_renewal, Some(rfc3339(ari_due)));
+        let report = s.renewer.run_once().await.unwrap();
+        assert_eq!(report.next_wake, Some(ari_due));
+        let stored = status(s.store.as_ref()).await.unwrap();
+        assert_eq!(stored[0].next_renewal, Some(rfc3339(ari_due)));
+        // And that is when it acts: not a second before.
+        s.clock.set(ari_due - Duration::seconds(1));
+        assert!(s.renewer.run_once().await.unwrap().renewed.is_empty());
+        s.clock.set(ari_due);
+        assert_eq!(
+            s.renewer.run_once().await.unwrap().renewed,
+            [Target::System]
+        );
+    }
+
+    #[tokio::test]
+    async fn status_reports_the_rate_limit_plan_the_renewer_acts_on() {
+        let config = RenewerConfig {
+            rate_limit: crate::plan::RateLimit {
+                orders: 1,
+                window: Duration::days(3),
+            },
+            ..RenewerConfig::default()
+        };
+        let s = setup(StdDuration::ZERO, None, config.clone());
+        let targets = [
+            Target::System,
+            domain("a.example.test"),
+            domain("b.example.test"),
+        ];
+        let nb = T0 - Duration::days(10);
+        for t in &targets {
+            install(s.store.as_ref(), t, nb, 90).await;
+        }
+        let inputs: Vec<_> = targets
+            .iter()
+            .map(|t| crate::plan::PlanInput {
+                key: key_str(t),
+                not_before: nb,
+                not_after: nb + Duration::days(90),
+            })
+            .collect();
+        let plan = crate::plan::plan(&inputs, T0, config.rate_limit);
+        let planned = |t: &Target| {
+            let i = targets.iter().position(|x| x == t).unwrap();
+            whole_second(plan.renewals.iter().find(|p| p.index == i).unwrap().at)
+        };
+        // The limit moves some of them earlier than the lifetime rule.
+        assert!(plan.renewals.iter().any(|p| p.at < p.due));
+        s.renewer.run_once().await.unwrap();
+        for (rows, from) in [
+            (status(s.store.as_ref()).await.unwrap(), "the records"),
+            (s.renewer.status().await.unwrap(), "the renewer"),
+        ] {
+            for row in rows {
+                let t: Target = row.target.parse().unwrap();
+                assert_eq!(row.next_renewal, Some(rfc3339(planned(&t))), "{from}: {t}");
+            }
+        }
+        // The renewer acts at the first planned time, on that target only.
+        let first = plan.renewals.iter().min_by_key(|p| p.at).unwrap();
+        let at = whole_second(first.at);
+        s.clock.set(at - Duration::seconds(1));
+        assert!(s.renewer.run_once().await.unwrap().renewed.is_empty());
+        s.clock.set(at);
+        assert_eq!(
+            s.renewer.run_once().await.unwrap().renewed,
+            [targets[first.index].clone()]
+        );
+    }
+
+    #[tokio::test]
+    async fn status_shows_the_last_rows_with_the_error_while_the_store_is_unreachable() {
+        // A store that fails every read once `down` is set.
+        #[derive(Debug)]
+        struct Down {
+            inner: DirStore,
+            down: AtomicBool,
+        }
+        impl Down {
+            fn gate<'a, T: Send + 'a>(&'a self, f: StoreFuture<'a, T>) -> StoreFuture<'a, T> {
+                if self.down.load(Ordering::SeqCst) {
+                    Box::pin(std::future::ready(Err(StoreError::Unavailable(
+                        "no etcd member answers (test)".into(),
+                    ))))
+                } else {
+                    f
+                }
+            }
+        }
+        impl Store for Down {
+            fn revision(&self) -> StoreFuture<'_, Revision> {
+                self.gate(self.inner.revision())
+            }
+            fn current<'a>(&'a self, target: &'a Target) -> StoreFuture<'a, Option<Installed>> {
+                self.gate(self.inner.current(target))
+            }
+            fn history<'a>(&'a self, target: &'a Target) -> StoreFuture<'a, Vec<Installed>> {
+                self.gate(self.inner.history(target))
+            }
+            fn list(&self) -> StoreFuture<'_, Vec<bmcert_store::Listed>> {
+                self.gate(self.inner.list())
+            }
+            fn install<'a>(
+                &'a self,
+                target: &'a Target,
+                bundle: &'a Bundle,
+                condition: &'a Condition,
+            ) -> StoreFuture<'a, Installed> {
+                self.gate(self.inner.install(target, bundle, condition))
+            }
+            fn rollback<'a>(
+                &'a self,
+                target: &'a Target,
+                condition: &'a Condition,
+            ) -> StoreFuture<'a, Installed> {
+                self.gate(self.inner.rollback(target, condition))
+            }
+            fn disable<'a>(
+                &'a self,
+                target: &'a Target,
+                condition: &'a Condition,
+            ) -> StoreFuture<'a, Option<Revision>> {
+                self.gate(self.inner.disable(target, condition))
+            }
+            fn get<'a>(
+                &'a self,
+                key: &'a RecordKey,
+            ) -> StoreFuture<'a, Option<bmcert_store::Record>> {
+                self.gate(self.inner.get(key))
+            }
+            fn put<'a>(
+                &'a self,
+                key: &'a RecordKey,
+                value: &'a [u8],
+                condition: &'a Condition,
+            ) -> StoreFuture<'a, Revision> {
+                self.gate(self.inner.put(key, value, condition))
+            }
+            fn delete<'a>(
+                &'a self,
+                key: &'a RecordKey,
+                condition: &'a Condition,
+            ) -> StoreFuture<'a, Option<Revision>> {
+                self.gate(self.inner.delete(key, condition))
+            }
+            fn keys<'a>(&'a self, prefix: &'a str) -> StoreFuture<'a, Vec<RecordKey>> {
+                self.gate(self.inner.keys(prefix))
+            }
+            fn watch(&self, after: Revision) -> StoreFuture<'_, Watch> {
+                self.gate(self.inner.watch(after))
+            }
+            fn lock<'a>(
+                &'a self,
+                name: &'a RecordKey,
+                holder: &'a str,
+                ttl: StdDuration,
+            ) -> StoreFuture<'a, Lease> {
+                self.gate(self.inner.lock(name, holder, ttl))
+            }
+            fn renew<'a>(&'a self, lease: &'a Lease, ttl: StdDuration) -> StoreFuture<'a, Lease> {
+                self.gate(self.inner.renew(lease, ttl))
+            }
+            fn unlock<'a>(&'a self, lease: &'a Lease) -> StoreFuture<'a, ()> {
+                self.gate(self.inner.unlock(lease))
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Down {
+            inner: DirStore::open(dir.path().join("store")).unwrap(),
+            down: AtomicBool::new(false),
+        });
+        let clock = Arc::new(ManualClock::new(T0));
+        let issuer = Arc::new(SlowIssuer {
+            store: store.clone(),
+            clock: clock.clone(),
+            delay: StdDuration::ZERO,
+            window: None,
+            calls: AtomicU32::new(0),
+            finished: AtomicBool::new(false),
+        });
+        let renewer = Renewer::new(
+            store.clone(),
+            issuer.clone(),
+            Arc::new(crate::MemoryNotifier::default()),
+            clock.clone(),
+            RenewerConfig::default(),
+        );
+        // Before any successful read, the store's error itself.
+        store.down.store(true, Ordering::SeqCst);
+        assert!(matches!(
+            renewer.status().await,
+            Err(RenewError::Store {
+                source: StoreError::Unavailable(_),
+                ..
+            })
+        ));
+        store.down.store(false, Ordering::SeqCst);
+        install(store.as_ref(), &Target::System, T0 - Duration::days(80), 90).await;
+        let before = renewer.status().await.unwrap();
+        assert_eq!(before[0].last_error, None);
+        store.down.store(true, Ordering::SeqCst);
+        // Due, but nothing is ordered while the store is down.
+        assert!(matches!(
+            renewer.run_once().await,
+            Err(RenewError::Store { .. })
+        ));
+        assert_eq!(issuer.calls.load(Ordering::SeqCst), 0);
+        let during = renewer.status().await.unwrap();
+        assert_eq!(during[0].target, before[0].target);
+        assert_eq!(during[0].next_renewal, before[0].next_renewal);
+        let error = during[0].last_error.as_deref().unwrap();
+        assert!(
+            error.contains("renewals wait") && error.contains("no etcd member answers"),
+            "{error}"
+        );
+        // Back: the next pass renews.
+        store.down.store(false, Ordering::SeqCst);
+        assert_eq!(renewer.run_once().await.unwrap().renewed, [Target::System]);
+        assert_eq!(renewer.status().await.unwrap()[0].last_error, None);
     }
 }

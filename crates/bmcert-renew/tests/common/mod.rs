@@ -95,6 +95,7 @@ impl Issuer for ScriptedIssuer {
         target: &'a Target,
         names: &'a [String],
         replaces: Option<&'a str>,
+        fence: &'a bmcert_store::Fence,
     ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             self.calls.fetch_add(1, Ordering::SeqCst);
@@ -112,7 +113,14 @@ impl Issuer for ScriptedIssuer {
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
             let b = bundle(&names, now, now + time::Duration::days(90), Source::Acme);
             self.store
-                .install(target, &b, &Condition::none())
+                .install(
+                    target,
+                    &b,
+                    &Condition {
+                        fence: Some(fence.clone()),
+                        ..Condition::none()
+                    },
+                )
                 .await
                 .map_err(|e| e.to_string())?;
             Ok(())
