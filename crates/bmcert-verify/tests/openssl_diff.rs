@@ -342,20 +342,6 @@ fn sha1_signed_leaf_is_weak_signature_for_both() {
     );
 }
 
-/// Runs `openssl ARGS` in `dir`; a failure stops the test with openssl's error output.
-fn openssl_in(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("the openssl command must be installed (scripts/test-all installs it)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// `openssl verify` at Debian's default TLS security level (2, where SHA-1 is too weak).
 fn openssl_verify_level2(dir: &Path, ca: &str, untrusted: &str, leaf: &str) -> bool {
     Command::new("openssl")
@@ -401,7 +387,7 @@ fn sha1_signed_intermediate_is_weak_signature_for_both() {
     )
     .unwrap();
     let csr = |name: &str, subject: &str| {
-        openssl_in(
+        bmcert_test::fixtures::openssl(
             d,
             &[
                 "req",
@@ -421,7 +407,7 @@ fn sha1_signed_intermediate_is_weak_signature_for_both() {
         )
     };
     let sign = |name: &str, issuer: &str, digest: &str, ext: &str, serial: &str| {
-        openssl_in(
+        bmcert_test::fixtures::openssl(
             d,
             &[
                 "x509",
