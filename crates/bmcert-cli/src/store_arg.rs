@@ -188,6 +188,11 @@ pub(crate) fn plan(
     let tls_settings = [&cacert, &cert, &key];
 
     let is_etcd = spec.store.starts_with("etcd://") || spec.store.starts_with("etcds://");
+    if !is_etcd && spec.store.contains("://") {
+        // An address of another kind, or a misspelt scheme: not a directory to create.
+        let e = bmcert_store_etcd::StoreUrlError::NotEtcd(spec.store.clone());
+        return Err(UsageError(format!("--store: {e}, or a directory path")));
+    }
     if !is_etcd {
         let explicit = tls_settings
             .iter()
@@ -580,6 +585,19 @@ mod tests {
     }
 
     #[test]
+    fn an_address_of_another_kind_is_not_taken_for_a_directory() {
+        for store in ["https://10.0.0.1:2379", "etcs://h:1", "ETCD://h:1"] {
+            let e = error(plan_of(&["--store", store], &[]));
+            assert!(
+                e.contains(store)
+                    && e.contains("etcd://HOST:PORT")
+                    && e.contains("etcds://HOST:PORT"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
     fn etcds_with_the_etcdctl_options() {
         let p = etcd(plan_of(
             &[
@@ -886,7 +904,10 @@ mod tests {
                 return Ok(());
             };
             match plan(&cli.spec, &|_| Some(OsString::from("pw"))) {
-                Ok(StorePlan::Dir(p)) => proptest::prop_assert_eq!(p, PathBuf::from(&store)),
+                Ok(StorePlan::Dir(p)) => {
+                    proptest::prop_assert!(!store.contains("://"));
+                    proptest::prop_assert_eq!(p, PathBuf::from(&store));
+                }
                 Ok(StorePlan::Etcd(p)) => {
                     proptest::prop_assert!(store.starts_with("etcd"));
                     proptest::prop_assert_eq!(p.options.tls.is_some(), store.starts_with("etcds://"));

@@ -316,6 +316,19 @@ fn install_and_list_over_etcds_with_client_certificate_and_password() {
         "{listed}"
     );
 
+    // `status` (the renewal commands' flattened options) reads the same store.
+    let out = run(
+        &with(
+            &["status", "--json", "--store", &etcds, "--etcd-user", USER],
+            &tls_flags,
+        ),
+        &[("BMCERT_ETCD_PASSWORD", PASSWORD)],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows[0]["target"], "system", "{rows}");
+    assert_eq!(rows[0]["source"], "uploaded", "{rows}");
+
     // Without --etcd-cacert the system's CA certificates are trusted: pointed (through
     // SSL_CERT_FILE) at the test CA, the same list works; at another CA, it is refused.
     let list = with(
