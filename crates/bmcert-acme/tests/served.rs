@@ -21,14 +21,13 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::sync::atomic::{AtomicU32, Ordering};
-
 use bmcert_acme::{
-    AcmeClient, AcmeConfig, ChallengeBoard, ChallengeKind, Directory, Http01Listener, IssueRequest,
-    MemoryState, ResolvesServerCertWithAcme, StoreState, ACME_TLS_ALPN,
+    AcmeClient, AcmeConfig, ChallengeBoard, ChallengeKind, Http01Listener, IssueRequest,
+    ResolvesServerCertWithAcme, StoreState, ACME_TLS_ALPN,
 };
 use bmcert_resolve::{FollowerThread, LiveIndex, ResolvesServerCertUsingSniWithFallback};
 use bmcert_store::{DirStore, Fingerprint, Store};
+use bmcert_test::peers::{unique_name, Pebble};
 use bmcert_topology::{Target, Topology};
 use rustls::server::ResolvesServerCert;
 use tokio::io::AsyncWriteExt;
@@ -39,77 +38,6 @@ static PORTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// bring an install into the index. Bounds for a stuck test, not speed claims.
 const PROCESS_LIMIT: &str = "60";
 const FOLLOW_LIMIT: Duration = Duration::from_secs(60);
-
-/// The pebble of `scripts/peers/pebble.sh`, from its `BMCERT_PEBBLE_*` variables.
-struct Pebble {
-    directory: String,
-    management: String,
-    ca_pem: Vec<u8>,
-    http01: u16,
-    tls_alpn01: u16,
-}
-
-impl Pebble {
-    /// `None` (after saying why on standard error) when `BMCERT_PEBBLE_DIRECTORY` is unset, as
-    /// under a plain `cargo test`; a panic naming the variable when pebble.sh's other
-    /// variables are missing.
-    fn from_env() -> Option<Self> {
-        let Ok(directory) = std::env::var("BMCERT_PEBBLE_DIRECTORY") else {
-            eprintln!(
-                "SKIPPED: BMCERT_PEBBLE_DIRECTORY is not set; run scripts/test-all to start pebble"
-            );
-            return None;
-        };
-        let var = |k: &str| {
-            std::env::var(k).unwrap_or_else(|_| {
-                panic!("BMCERT_PEBBLE_DIRECTORY is set but {k} is not (scripts/peers/pebble.sh exports both)")
-            })
-        };
-        let port = |k: &str| -> u16 {
-            var(k)
-                .parse()
-                .unwrap_or_else(|e| panic!("{k} is not a port: {e}"))
-        };
-        let ca_path = var("BMCERT_PEBBLE_CA");
-        Some(Self {
-            directory,
-            management: var("BMCERT_PEBBLE_MANAGEMENT"),
-            ca_pem: std::fs::read(&ca_path)
-                .unwrap_or_else(|e| panic!("cannot read pebble's CA file {ca_path}: {e}")),
-            http01: port("BMCERT_PEBBLE_HTTP01_PORT"),
-            tls_alpn01: port("BMCERT_PEBBLE_TLSALPN01_PORT"),
-        })
-    }
-
-    /// Pebble's directory, trusting pebble's HTTPS CA; issued chains checked against pebble's
-    /// current issuing root (management `/roots/0`: pebble makes a new one at every start).
-    async fn acme_config(&self) -> AcmeConfig {
-        let mut config = AcmeConfig::new(Directory::Url(self.directory.clone()));
-        config.directory_roots =
-            AcmeConfig::certificates_from_pem(&self.ca_pem, "pebble CA").unwrap();
-        let probe =
-            AcmeClient::new(config.clone(), MemoryState::new(), ChallengeBoard::new()).unwrap();
-        let root = probe
-            .fetch(&format!("{}/roots/0", self.management))
-            .await
-            .unwrap();
-        config.chain_roots = AcmeConfig::certificates_from_pem(&root, "pebble root").unwrap();
-        // Pebble validates at once (PEBBLE_VA_NOSLEEP=1); a minute bounds a stuck order.
-        config.poll.total = Duration::from_secs(60);
-        config
-    }
-}
-
-/// A DNS name no earlier test of this pebble's life used (no authorization is reused);
-/// challtestsrv resolves every name to 127.0.0.1.
-fn unique_name(label: &str) -> String {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() % 1_000_000_000);
-    format!("{label}-{}-{n}-{t}.example.test", std::process::id())
-}
 
 fn tracing_init() {
     let _ = tracing_subscriber::fmt()
@@ -386,7 +314,7 @@ async fn a_domain_certificate_with_two_names_is_served_by_the_resolver_to_openss
     let (topology, system_host, domain, names) = topology();
     let server = Server::start(&topology).await;
     let board = ChallengeBoard::new();
-    let acme = server.acme(p.acme_config().await, board.clone());
+    let acme = server.acme(p.acme_config(None).await, board.clone());
     wait_port_free(p.http01).await;
     let http = Http01Listener::bind(loopback(p.http01), Arc::new(board.clone()))
         .await
@@ -450,7 +378,7 @@ async fn tls_alpn01_through_the_resolver_then_the_same_listener_serves_the_certi
     let (topology, _, domain, names) = topology();
     let server = Server::start(&topology).await;
     let board = ChallengeBoard::new();
-    let mut config = p.acme_config().await;
+    let mut config = p.acme_config(None).await;
     config.challenge = ChallengeKind::TlsAlpn01;
     let acme = server.acme(config, board.clone());
 
@@ -459,8 +387,8 @@ async fn tls_alpn01_through_the_resolver_then_the_same_listener_serves_the_certi
     wait_port_free(p.http01).await;
     // The installation's HTTPS listener on pebble's TLS-ALPN-01 port: the resolution crate's
     // resolver, wrapped so that `acme-tls/1` handshakes get the challenge certificate.
-    wait_port_free(p.tls_alpn01).await;
-    let listener = tokio::net::TcpListener::bind(loopback(p.tls_alpn01))
+    wait_port_free(p.tls_alpn01_port()).await;
+    let listener = tokio::net::TcpListener::bind(loopback(p.tls_alpn01_port()))
         .await
         .unwrap();
     let https = Arc::new(ResolvesServerCertUsingSniWithFallback::new(
@@ -477,7 +405,7 @@ async fn tls_alpn01_through_the_resolver_then_the_same_listener_serves_the_certi
     let root = root_file(&acme, dir.path());
 
     // Before the order the installation has no certificate: a normal client is refused.
-    let before = s_client(p.tls_alpn01, &names[0], &root, true, &[]).await;
+    let before = s_client(p.tls_alpn01_port(), &names[0], &root, true, &[]).await;
     assert!(!before.status.success(), "{}", text(&before));
     assert!(
         !String::from_utf8_lossy(&before.stdout).contains("BEGIN CERTIFICATE"),
@@ -497,11 +425,11 @@ async fn tls_alpn01_through_the_resolver_then_the_same_listener_serves_the_certi
     server.wait_followed(&domain).await;
     let installed = server.installed_fingerprint(&domain).await;
     for name in &names {
-        assert_served(p.tls_alpn01, name, &root, &installed).await;
+        assert_served(p.tls_alpn01_port(), name, &root, &installed).await;
     }
     // A validation handshake after the order gets nothing, never the normal certificate.
     let late = s_client(
-        p.tls_alpn01,
+        p.tls_alpn01_port(),
         &names[0],
         &root,
         false,

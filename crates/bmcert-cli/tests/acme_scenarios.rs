@@ -11,9 +11,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -21,63 +20,13 @@ use bmcert::acme::{keys, AcmeError};
 use bmcert::block_on;
 use bmcert::store::{DirStore, RecordKey, Source, Store};
 use bmcert::topology::Target;
+use bmcert_test::peers::{unique_name, Pebble};
 
 static PORTS: Mutex<()> = Mutex::new(());
 
 fn ports() -> MutexGuard<'static, ()> {
     // A failed scenario must not fail the next one with a poisoned lock.
     PORTS.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The pebble of `scripts/peers/pebble.sh`, from its `BMCERT_PEBBLE_*` variables.
-struct Pebble {
-    directory: String,
-    management: String,
-    ca_path: String,
-    http01: u16,
-    tls_alpn01: u16,
-}
-
-impl Pebble {
-    /// `None` (after saying why on standard error) when `BMCERT_PEBBLE_DIRECTORY` is unset;
-    /// a panic naming the variable when pebble.sh's other variables are missing.
-    fn from_env() -> Option<Self> {
-        let Ok(directory) = std::env::var("BMCERT_PEBBLE_DIRECTORY") else {
-            eprintln!(
-                "SKIPPED: BMCERT_PEBBLE_DIRECTORY is not set; run scripts/test-all to start pebble"
-            );
-            return None;
-        };
-        let var = |k: &str| {
-            std::env::var(k).unwrap_or_else(|_| {
-                panic!("BMCERT_PEBBLE_DIRECTORY is set but {k} is not (scripts/peers/pebble.sh exports both)")
-            })
-        };
-        let port = |k: &str| -> u16 {
-            var(k)
-                .parse()
-                .unwrap_or_else(|e| panic!("{k} is not a port: {e}"))
-        };
-        Some(Self {
-            directory,
-            management: var("BMCERT_PEBBLE_MANAGEMENT"),
-            ca_path: var("BMCERT_PEBBLE_CA"),
-            http01: port("BMCERT_PEBBLE_HTTP01_PORT"),
-            tls_alpn01: port("BMCERT_PEBBLE_TLSALPN01_PORT"),
-        })
-    }
-
-    /// Pebble's current issuing root (management `/roots/0`), fetched by the real curl.
-    fn root(&self, to: &Path) -> PathBuf {
-        let out = Command::new("curl")
-            .args(["-fsS", "--max-time", "60", "--cacert", &self.ca_path, "-o"])
-            .arg(to)
-            .arg(format!("{}/roots/0", self.management))
-            .output()
-            .expect("run curl (scripts/test-all installs it)");
-        assert!(out.status.success(), "curl: {}", text(&out));
-        to.to_path_buf()
-    }
 }
 
 /// One installation: a store, a topology file and pebble's root, in a temporary directory.
@@ -92,12 +41,12 @@ struct Installation {
 impl Installation {
     fn new(pebble: &Pebble, topology: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let root = pebble.root(&dir.path().join("root.pem"));
+        let root = pebble.root_with_curl(&dir.path().join("root.pem"));
         let topology_path = dir.path().join("topology.toml");
         std::fs::write(&topology_path, topology).unwrap();
         Self {
             pebble_dir: pebble.directory.clone(),
-            pebble_ca: pebble.ca_path.clone(),
+            pebble_ca: pebble.ca_path.display().to_string(),
             root,
             topology: topology_path,
             dir,
@@ -180,17 +129,6 @@ fn text(o: &Output) -> String {
     )
 }
 
-/// A DNS name no earlier test of this pebble's life used; challtestsrv resolves every name
-/// to 127.0.0.1.
-fn unique_name(label: &str) -> String {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() % 1_000_000_000);
-    format!("{label}-{}-{n}-{t}.example.test", std::process::id())
-}
-
 /// Waits (bounded) until nothing listens on `port` on loopback.
 fn wait_port_free(port: u16) {
     for _ in 0..200 {
@@ -258,7 +196,7 @@ fn a_domain_certificate_with_two_names_and_the_account_reused_on_a_second_issue(
     installation.accept();
     let _ports = ports();
     wait_port_free(pebble.http01);
-    let listen = format!("127.0.0.1:{}", pebble.http01);
+    let listen = pebble.http01_listen();
     let target = format!("domain:{domain}");
 
     // Two --name, the second in upper case: lower-cased, after the URL host, in order.
@@ -340,8 +278,8 @@ fn tls_alpn01_with_nothing_on_the_http01_port() {
     let _ports = ports();
     // Binding the HTTP-01 port proves nothing listens there; this test starts nothing there.
     wait_port_free(pebble.http01);
-    wait_port_free(pebble.tls_alpn01);
-    let listen = format!("127.0.0.1:{}", pebble.tls_alpn01);
+    wait_port_free(pebble.tls_alpn01_port());
+    let listen = format!("127.0.0.1:{}", pebble.tls_alpn01_port());
     let out = installation.issue("system", &["--tls-alpn01-listen", &listen]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
