@@ -586,38 +586,84 @@ fn bmcert_env(dir: &Path, env: &[(&str, &Path)], args: &[&str]) -> Run {
     }
 }
 
+/// Runs `bmcert ARGS` (with `env`) with `--json` and without. In JSON, `code` is listed for
+/// `file`, among the problems with exit status 1, or among the warnings with exit status 0
+/// and no problem at all; the readable report exits the same way and shows the code with the
+/// same plain-words line under its heading. Returns the JSON run.
+fn assert_code_in_json_and_text(
+    dir: &Path,
+    env: &[(&str, &Path)],
+    args: &[&str],
+    exit: i32,
+    code: &str,
+    file: &str,
+) -> Run {
+    let run = bmcert_env(dir, env, &[args, &["--json"]].concat());
+    assert!(!run.stderr.contains("panicked"), "panic: {}", run.stderr);
+    assert_code(&run, exit, code, file);
+    let v = json(&run);
+    if exit == 0 {
+        assert_eq!(v["valid"], true, "{code}: {v:#}");
+        assert_eq!(v["problems"], serde_json::json!([]), "{code}: {v:#}");
+    }
+    let list = if exit == 0 { "warnings" } else { "problems" };
+    let finding = v[list]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["code"] == code && p["file"] == file)
+        .unwrap();
+    let message = finding["message"].as_str().unwrap();
+    assert!(!message.is_empty(), "{code}: no plain words");
+
+    let text = bmcert_env(dir, env, args);
+    assert!(!text.stderr.contains("panicked"), "panic: {}", text.stderr);
+    assert_eq!(text.code, exit, "{code}: {}{}", text.stdout, text.stderr);
+    let line = format!("  - {code} ({file} file): {message}");
+    let (heading, verdict) = if exit == 0 {
+        ("\nWarnings:\n", "Bundle accepted")
+    } else {
+        ("\nProblems:\n", "Bundle refused")
+    };
+    assert!(text.stdout.contains(verdict), "{code}: {}", text.stdout);
+    let section = text
+        .stdout
+        .split_once(heading)
+        .unwrap_or_else(|| panic!("{code}: no {heading:?} in {}", text.stdout))
+        .1;
+    let section = section.split("\n\n").next().unwrap();
+    assert!(
+        section.lines().any(|l| l == line),
+        "{code}: {line:?} not under {heading:?} in {}",
+        text.stdout
+    );
+    run
+}
+
 #[test]
 fn chain_and_name_codes_through_the_binary() {
     let dir = bundle_dir(KeyType::EcdsaP256);
     let d = dir.path();
-    let run_with = |ca: &str, url: &str, json: bool| {
-        let mut args = vec![
+    let url = "https://mail.example.test/";
+    let args = |ca: &'static str, url: &'static str| {
+        [
             "check", "--cert", "cert.pem", "--key", "key.pem", "--ca", ca, "--url", url,
             IN_2030[0], IN_2030[1],
-        ];
-        if json {
-            args.push("--json");
-        }
-        bmcert(d, &args)
+        ]
     };
-    let url = "https://mail.example.test/";
 
     // The CA file stops at the intermediate: name the root to append.
-    let run = run_with("inter.pem", url, true);
-    assert_code(&run, 1, "root_missing", "ca");
+    let run =
+        assert_code_in_json_and_text(d, &[], &args("inter.pem", url), 1, "root_missing", "ca");
     assert!(
         run.stdout.contains("bmcert Test Root CA"),
         "names the missing root: {}",
         run.stdout
     );
-    // The same in the readable report.
-    let text = run_with("inter.pem", url, false);
-    assert_eq!(text.code, 1);
-    assert!(text.stdout.contains("root_missing"), "{}", text.stdout);
 
     // The root alone: the intermediate is missing, named by subject.
-    let run = run_with("root.pem", url, true);
-    assert_code(&run, 1, "chain_incomplete", "ca");
+    let run =
+        assert_code_in_json_and_text(d, &[], &args("root.pem", url), 1, "chain_incomplete", "ca");
     assert!(
         run.stdout.contains("bmcert Test Intermediate CA"),
         "{}",
@@ -628,46 +674,41 @@ fn chain_and_name_codes_through_the_binary() {
     let mut reversed = std::fs::read(d.join("root.pem")).unwrap();
     reversed.extend(std::fs::read(d.join("inter.pem")).unwrap());
     std::fs::write(d.join("reversed.pem"), reversed).unwrap();
-    assert_code(
-        &run_with("reversed.pem", url, true),
+    assert_code_in_json_and_text(
+        d,
+        &[],
+        &args("reversed.pem", url),
         0,
         "chain_reordered",
         "ca",
     );
 
     // Another host: refused, and the report says which names the certificate covers.
-    let run = run_with("ca.pem", "https://webmail.other.test/", true);
-    assert_code(&run, 1, "name_mismatch", "cert");
+    let run = assert_code_in_json_and_text(
+        d,
+        &[],
+        &args("ca.pem", "https://webmail.other.test/"),
+        1,
+        "name_mismatch",
+        "cert",
+    );
     assert!(run.stdout.contains("mail.example.test"), "{}", run.stdout);
 
     // A root missing from the CA file but present in the platform store (rustls-native-certs
     // reads SSL_CERT_FILE): accepted with a warning; without it, root_missing as above.
-    let run = bmcert_env(
+    assert_code_in_json_and_text(
         d,
         &[("SSL_CERT_FILE", &d.join("root.pem"))],
-        &[
-            "check",
-            "--cert",
-            "cert.pem",
-            "--key",
-            "key.pem",
-            "--ca",
-            "inter.pem",
-            "--url",
-            url,
-            IN_2030[0],
-            IN_2030[1],
-            "--json",
-        ],
+        &args("inter.pem", url),
+        0,
+        "root_from_platform",
+        "ca",
     );
-    assert_code(&run, 0, "root_from_platform", "ca");
 }
 
 /// The other chain and name codes of issue 3 through the real binary, each on its own
-/// generated upload (`bmcert_test::verdicts`): in JSON the code is listed with its file,
-/// among the problems with exit status 1, or among the warnings with exit status 0 and no
-/// problem; the readable report exits the same way and carries the code with the same
-/// plain-words line, under the right heading.
+/// generated upload (`bmcert_test::verdicts`), in JSON and in text (see
+/// [`assert_code_in_json_and_text`]).
 #[test]
 fn every_other_chain_code_through_the_binary_in_text_and_json() {
     use bmcert_test::verdicts::{upload, Code, URL};
@@ -688,7 +729,6 @@ fn every_other_chain_code_through_the_binary_in_text_and_json() {
         "every code of the helper is checked"
     );
     for (code, file) in table {
-        let name = code.as_str();
         let u = upload(code);
         let dir = tempfile::tempdir().unwrap();
         u.write(dir.path()).unwrap();
@@ -697,44 +737,7 @@ fn every_other_chain_code_through_the_binary_in_text_and_json() {
             "--at", &u.at,
         ];
         let exit = if u.problem { 1 } else { 0 };
-
-        let run = bmcert(dir.path(), &[&args[..], &["--json"]].concat());
-        assert_code(&run, exit, name, file);
-        let v = json(&run);
-        if !u.problem {
-            assert_eq!(v["valid"], true, "{name}: {v:#}");
-            assert_eq!(v["problems"], serde_json::json!([]), "{name}: {v:#}");
-        }
-        let list = if u.problem { "problems" } else { "warnings" };
-        let finding = v[list]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["code"] == name)
-            .unwrap();
-        let message = finding["message"].as_str().unwrap();
-        assert!(!message.is_empty(), "{name}: no plain words");
-
-        let text = bmcert(dir.path(), &args);
-        assert_eq!(text.code, exit, "{name}: {}{}", text.stdout, text.stderr);
-        let line = format!("  - {name} ({file} file): {message}");
-        let (heading, verdict) = if u.problem {
-            ("\nProblems:\n", "Bundle refused")
-        } else {
-            ("\nWarnings:\n", "Bundle accepted")
-        };
-        assert!(text.stdout.contains(verdict), "{name}: {}", text.stdout);
-        let section = text
-            .stdout
-            .split_once(heading)
-            .unwrap_or_else(|| panic!("{name}: no {heading:?} in {}", text.stdout))
-            .1;
-        let section = section.split("\n\n").next().unwrap();
-        assert!(
-            section.lines().any(|l| l == line),
-            "{name}: {line:?} not under {heading:?} in {}",
-            text.stdout
-        );
+        assert_code_in_json_and_text(dir.path(), &[], &args, exit, code.as_str(), file);
     }
 }
 
