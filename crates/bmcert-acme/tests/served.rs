@@ -8,7 +8,8 @@
 //! in [`ResolvesServerCertWithAcme`] for TLS-ALPN-01); `openssl s_client -servername NAME`
 //! connects, and the SHA-256 of the certificate it was served (computed by
 //! `openssl x509 -fingerprint -sha256`) is compared with the fingerprint of the bundle
-//! installed in the store.
+//! installed in the store. A second order for the domain (a renewal) is served by the same
+//! listener on the next handshake, with no restart.
 //!
 //! Without the `BMCERT_PEBBLE_*` variables (plain `cargo test`) each test prints why it is
 //! skipped and returns. Pebble's validator connects to fixed ports, so the tests run one at a
@@ -332,7 +333,6 @@ async fn a_domain_certificate_with_two_names_is_served_by_the_resolver_to_openss
     acme.issue(&topology, &IssueRequest::new(Target::System))
         .await
         .unwrap();
-    http.stop().await;
 
     // Both installs reach the index through the store's change feed, not by a reload.
     server.wait_followed(&domain).await;
@@ -367,6 +367,20 @@ async fn a_domain_certificate_with_two_names_is_served_by_the_resolver_to_openss
         text(&out)
     );
     assert_eq!(served_fingerprint(&out.stdout), system_fp);
+
+    // A renewal reaches the same listener, with no restart: the next handshake for each
+    // name gets the new certificate; the system's stays.
+    acme.issue(&topology, &IssueRequest::new(domain.clone()))
+        .await
+        .unwrap();
+    http.stop().await;
+    server.wait_followed(&domain).await;
+    let renewed_fp = server.installed_fingerprint(&domain).await;
+    assert_ne!(renewed_fp, domain_fp, "a new certificate was installed");
+    for name in &names {
+        assert_served(port, name, &root, &renewed_fp).await;
+    }
+    assert_served(port, &system_host, &root, &system_fp).await;
     serving.abort();
 }
 
