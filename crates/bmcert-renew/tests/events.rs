@@ -173,9 +173,9 @@ async fn a_successful_renewal_against_pebble_is_an_event_with_the_new_expiry() {
     let board = ChallengeBoard::new();
     let orders = Arc::new(AtomicU32::new(0));
     let client = counting_client(
-        pebble.acme_config(&pebble.directory).await,
+        acme_config(&pebble, &pebble.directory).await,
         &store,
-        &board,
+        board.clone(),
         &orders,
     );
     client.accept_terms().await.unwrap();

@@ -109,12 +109,12 @@ async fn one_running_renewer_warns_daily_while_pebble_is_unreachable_and_renews_
     // Pebble through the proxy: the account is registered through it, and pebble names the
     // proxy in every URL it hands out (it builds them from the Host header), so every request
     // of the client goes through the proxy.
-    let mut proxy = Proxy::start(pebble.addr()).await;
-    let directory = pebble.directory_through(&proxy);
-    let config = pebble.acme_config(&directory).await;
+    let mut proxy = Proxy::start(pebble_addr(&pebble)).await;
+    let directory = format!("https://{}/dir", proxy.addr());
+    let config = acme_config(&pebble, &directory).await;
     let board = ChallengeBoard::new();
     let orders = Arc::new(AtomicU32::new(0));
-    let client = counting_client(config, &store, &board, &orders);
+    let client = counting_client(config.clone(), &store, board.clone(), &orders);
     let dir_doc = String::from_utf8(client.fetch(&directory).await.unwrap()).unwrap();
     assert!(
         dir_doc.contains(&format!("{}/", proxy.addr())) && !dir_doc.contains(&pebble.directory),
@@ -282,7 +282,7 @@ async fn one_running_renewer_warns_daily_while_pebble_is_unreachable_and_renews_
     // Served through a real TLS handshake: openssl gets the renewed leaf, and its chain
     // verifies against pebble's root (the same pebble, same root, as before the outage).
     let root = dir.path().join("pebble-root.pem");
-    std::fs::write(&root, pebble.root_pem().await).unwrap();
+    std::fs::write(&root, pebble.root_pem(&config).await).unwrap();
     let new_sha = sha256_hex(renewed.bundle.leaf());
     let mut served = s_client(server.port, &host, Some(&root)).await;
     for _ in 0..100 {

@@ -1,14 +1,15 @@
 //! Helpers of the issue-7 checks against real peers (`outage.rs`, `events.rs`,
-//! `smtp_auth.rs`): the peers' variables, pebble's ACME configuration, a switchable loopback
-//! TCP proxy in front of pebble, a rustls server over `bmcert-resolve` probed with the real
-//! `openssl s_client`, an aiosmtpd of the test's own, and a `tracing` layer that keeps every
-//! event's fields.
+//! `smtp_auth.rs`, `system_clock.rs`): pebble's ACME configuration with a short retry budget,
+//! a switchable loopback TCP proxy in front of pebble, a rustls server over `bmcert-resolve`
+//! probed with the real `openssl s_client`, a `tracing` layer that keeps every event's fields,
+//! certificates with chosen validity. `auth_smtpd.py` next to this file is the aiosmtpd with
+//! authentication that `smtp_auth.rs` starts.
 //!
-//! The peers' variables are read here rather than through `bmcert-test`'s `peers` module,
-//! which was not committed when these tests were written; the skip policy is the same
-//! (`SKIPPED: <variable> is not set ...` on standard error, then the test returns).
+//! The peers themselves are found through `bmcert-test`'s `peers` and `pebble` modules (one
+//! skip policy: `SKIPPED: <variable> is not set ...` on standard error, then the test returns).
 #![allow(
     dead_code,
+    unused_imports,
     unreachable_pub,
     clippy::unwrap_used,
     clippy::expect_used,
@@ -17,133 +18,43 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use bmcert_acme::{
-    AcmeClient, AcmeConfig, ChallengeBoard, Directory, Http01Listener, MemoryState, Progress,
-    RetryBudget, StoreState,
-};
+use bmcert_acme::{AcmeConfig, ChallengeBoard, Directory, Http01Listener, RetryBudget};
 use bmcert_store::Store;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use tokio::task::JoinHandle;
 
-// --- the peers' variables (scripts/peers/pebble.sh and smtp.sh) ------------------------------
+// --- pebble through bmcert-test's peers (scripts/peers/pebble.sh, smtp.sh) -------------------
 
-fn var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+pub use bmcert_test::pebble::store_client_counting_orders as counting_client;
+pub use bmcert_test::peers::{unique_name as unique, Pebble, Smtp};
+
+/// A short HTTP retry budget: an unreachable directory fails within a second.
+pub const FAST: RetryBudget = RetryBudget {
+    first_delay: Duration::from_millis(50),
+    max_delay: Duration::from_millis(200),
+    total: Duration::from_millis(600),
+};
+
+/// `host:port` of pebble's ACME server.
+pub fn pebble_addr(pebble: &Pebble) -> SocketAddr {
+    let rest = pebble.directory.strip_prefix("https://").unwrap();
+    rest.split('/').next().unwrap().parse().unwrap()
 }
 
-fn required(name: &str, because: &str) -> String {
-    var(name).unwrap_or_else(|| {
-        panic!("{because} is set but {name} is not (scripts/peers/*.sh export both)")
-    })
-}
-
-fn skipped(variable: &str, peer: &str) {
-    eprintln!("SKIPPED: {variable} is not set; run scripts/test-all to start {peer}");
-}
-
-/// The main pebble of `scripts/peers/pebble.sh`.
-#[derive(Clone, Debug)]
-pub struct Pebble {
-    /// `https://127.0.0.1:14000/dir`.
-    pub directory: String,
-    /// `https://127.0.0.1:15000`.
-    pub management: String,
-    /// The CA of pebble's own HTTPS certificate.
-    pub ca_pem: Vec<u8>,
-    /// The port pebble's validator connects to for HTTP-01.
-    pub http01: u16,
-}
-
-impl Pebble {
-    pub fn from_env() -> Option<Self> {
-        let Some(directory) = var("BMCERT_PEBBLE_DIRECTORY") else {
-            skipped("BMCERT_PEBBLE_DIRECTORY", "pebble");
-            return None;
-        };
-        let because = "BMCERT_PEBBLE_DIRECTORY";
-        let ca = required("BMCERT_PEBBLE_CA", because);
-        Some(Self {
-            directory,
-            management: required("BMCERT_PEBBLE_MANAGEMENT", because),
-            ca_pem: std::fs::read(&ca).unwrap_or_else(|e| panic!("BMCERT_PEBBLE_CA {ca}: {e}")),
-            http01: required("BMCERT_PEBBLE_HTTP01_PORT", because)
-                .parse()
-                .expect("BMCERT_PEBBLE_HTTP01_PORT is a port"),
-        })
-    }
-
-    /// `host:port` of the ACME server.
-    pub fn addr(&self) -> SocketAddr {
-        let rest = self.directory.strip_prefix("https://").unwrap();
-        rest.split('/').next().unwrap().parse().unwrap()
-    }
-
-    /// The directory URL as reached through `proxy`.
-    pub fn directory_through(&self, proxy: &Proxy) -> String {
-        self.directory
-            .replacen(&self.addr().to_string(), &proxy.addr().to_string(), 1)
-    }
-
-    /// A configuration for `directory` (pebble's, through a proxy, or a dead one) trusting
-    /// pebble's HTTPS CA, checking issued chains against pebble's current root, with a short
-    /// retry budget so that an unreachable directory fails within a second.
-    pub async fn acme_config(&self, directory: &str) -> AcmeConfig {
-        let mut config = AcmeConfig::new(Directory::Url(self.directory.clone()));
-        config.directory_roots =
-            AcmeConfig::certificates_from_pem(&self.ca_pem, "pebble CA").unwrap();
-        config.chain_roots =
-            AcmeConfig::certificates_from_pem(&self.root_pem().await, "pebble root").unwrap();
-        config.poll.total = Duration::from_secs(60);
-        config.retry = RetryBudget {
-            first_delay: Duration::from_millis(50),
-            max_delay: Duration::from_millis(200),
-            total: Duration::from_millis(600),
-        };
-        config.directory = Directory::Url(directory.to_owned());
-        config
-    }
-
-    /// Pebble's current issuing root (management `/roots/0`; pebble makes one per start).
-    pub async fn root_pem(&self) -> Vec<u8> {
-        let mut config = AcmeConfig::new(Directory::Url(self.directory.clone()));
-        config.directory_roots =
-            AcmeConfig::certificates_from_pem(&self.ca_pem, "pebble CA").unwrap();
-        let probe = AcmeClient::new(config, MemoryState::new(), ChallengeBoard::new()).unwrap();
-        probe
-            .fetch(&format!("{}/roots/0", self.management))
-            .await
-            .unwrap()
-    }
-}
-
-/// An ACME client keeping its account in `store`, counting the orders it places.
-pub fn counting_client(
-    config: AcmeConfig,
-    store: &Arc<dyn Store>,
-    board: &ChallengeBoard,
-    orders: &Arc<AtomicU32>,
-) -> Arc<AcmeClient> {
-    let orders = orders.clone();
-    let client = AcmeClient::new(
-        config,
-        Arc::new(StoreState::new(store.clone())),
-        board.clone(),
-    )
-    .unwrap()
-    .with_progress(move |p| {
-        if matches!(p, Progress::Ordered { .. }) {
-            orders.fetch_add(1, Ordering::SeqCst);
-        }
-    });
-    Arc::new(client)
+/// Pebble's configuration (its HTTPS CA trusted, chains checked against its current root,
+/// the [`FAST`] retry budget) for `directory`: pebble's own, through a proxy, or a dead one.
+pub async fn acme_config(pebble: &Pebble, directory: &str) -> AcmeConfig {
+    let mut config = pebble.acme_config(Some(FAST)).await;
+    config.directory = Directory::Url(directory.to_owned());
+    config
 }
 
 /// The HTTP-01 listener on pebble's validation port (waits while another test holds it).
@@ -160,62 +71,6 @@ pub async fn http01(port: u16, board: &ChallengeBoard) -> Http01Listener {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("HTTP-01 port {port} stays busy for 30 s");
-}
-
-/// The aiosmtpd of `scripts/peers/smtp.sh`.
-#[derive(Clone, Debug)]
-pub struct Smtp {
-    pub port: u16,
-    pub maildir: PathBuf,
-}
-
-impl Smtp {
-    pub fn from_env() -> Option<Self> {
-        let Some(port) = var("BMCERT_SMTP_PORT") else {
-            skipped("BMCERT_SMTP_PORT", "aiosmtpd");
-            return None;
-        };
-        Some(Self {
-            port: port.parse().expect("BMCERT_SMTP_PORT is a port"),
-            maildir: required("BMCERT_SMTP_MAILDIR", "BMCERT_SMTP_PORT").into(),
-        })
-    }
-
-    /// The messages delivered to `to`.
-    pub fn mails_to(&self, to: &str) -> Vec<String> {
-        mails_to(&self.maildir, to)
-    }
-}
-
-/// The messages in `maildir` (written by `scripts/peers/bmcert_mailbox.py`) whose envelope
-/// recipient is `to`.
-pub fn mails_to(maildir: &Path, to: &str) -> Vec<String> {
-    let first = format!("X-Envelope-To: {to}");
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(maildir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|x| x == "eml") {
-            let text = std::fs::read_to_string(&path).unwrap();
-            if text.lines().next() == Some(first.as_str()) {
-                out.push(text);
-            }
-        }
-    }
-    out
-}
-
-/// `<label>-<pid>-<nanos>.example.test`: a name no earlier order of this pebble used.
-pub fn unique(label: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!(
-        "{label}-{}-{}-{t}.example.test",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 /// A loopback port nobody listens on (bound, read, released): connections are refused.
