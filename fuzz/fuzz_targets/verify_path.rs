@@ -31,19 +31,31 @@ fn records(mut data: &[u8]) -> Vec<(u8, CertificateDer<'static>)> {
 /// Every certificate of a valid verdict's chain is one of the inputs.
 fn check_chain(verdict: &Verdict, given: &[&CertificateDer<'_>]) {
     if verdict.is_valid() {
-        assert!(!verdict.chain.is_empty(), "valid without a chain: {verdict:?}");
+        assert!(
+            !verdict.chain.is_empty(),
+            "valid without a chain: {verdict:?}"
+        );
     }
     for c in &verdict.chain {
-        assert!(given.iter().any(|g| g.as_ref() == c.as_ref()), "chain holds a certificate not given");
+        assert!(
+            given.iter().any(|g| g.as_ref() == c.as_ref()),
+            "chain holds a certificate not given"
+        );
     }
     for f in &verdict.findings {
-        assert!(!f.message.is_empty(), "finding {:?} without a message", f.code);
+        assert!(
+            !f.message.is_empty(),
+            "finding {:?} without a message",
+            f.code
+        );
     }
 }
 
 fuzz_target!(|data: &[u8]| {
     let mut records = records(data).into_iter();
-    let Some((_, leaf)) = records.next() else { return };
+    let Some((_, leaf)) = records.next() else {
+        return;
+    };
     let (mut extras, mut ca, mut platform) = (Vec::new(), Vec::new(), Vec::new());
     let (mut anchors, mut pool) = (Vec::new(), Vec::new());
     for (dest, cert) in records {
