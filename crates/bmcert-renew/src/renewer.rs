@@ -397,14 +397,10 @@ fn unix(t: OffsetDateTime) -> i64 {
     t.unix_timestamp()
 }
 
-/// `t` rounded up to the whole second.
+/// `t` to the whole second, rounded down (never later than `t`: an overdue certificate,
+/// whose planned slot is "now", is acted on now).
 fn whole_second(t: OffsetDateTime) -> OffsetDateTime {
-    let down = from_unix(t.unix_timestamp());
-    if down < t {
-        down + Duration::SECOND
-    } else {
-        down
-    }
+    from_unix(t.unix_timestamp())
 }
 
 fn from_unix(s: i64) -> OffsetDateTime {
@@ -530,7 +526,7 @@ impl Renewer {
     }
 
     /// When `installed` (an ACME certificate) is due: the CA's window, else its slot in the
-    /// rate-limit plan, else the lifetime rule; rounded up to the second, as the renewal
+    /// rate-limit plan, else the lifetime rule; to the whole second (rounded down), as the renewal
     /// record keeps it, so what status reports is exactly when a pass acts.
     async fn due_planned(
         &self,
@@ -1719,6 +1715,24 @@ mod tests {
             .lock(&lock_key(), "other", StdDuration::from_secs(5))
             .await
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_overdue_certificate_is_renewed_at_a_clock_between_two_seconds() {
+        let s = setup(StdDuration::ZERO, None, RenewerConfig::default());
+        install(
+            s.store.as_ref(),
+            &Target::System,
+            T0 - Duration::days(80),
+            90,
+        )
+        .await;
+        // Planned times are whole seconds, the clock is not: the slot "now" is not later.
+        s.clock.set(T0 + Duration::milliseconds(500));
+        assert_eq!(
+            s.renewer.run_once().await.unwrap().renewed,
+            [Target::System]
+        );
     }
 
     #[tokio::test]
