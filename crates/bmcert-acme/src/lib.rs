@@ -17,6 +17,11 @@
 //! 5. a key generated locally (ECDSA P-256 by default), the CSR built with rcgen, the chain
 //!    checked, then installed through [`AcmeState::install`].
 //!
+//! Under a lock of the store (the renewer's), [`AcmeClient::issue_fenced`] makes every store
+//! write of the order (account registration, HTTP-01 tokens, the install) carry the lock's
+//! fence, so a holder that lost its lock is refused with [`AcmeError::Fenced`] and installs
+//! nothing ([`AcmeState`]'s `*_fenced` methods; [`StoreState`] checks them in the store).
+//!
 //! Renewal information (ARI, RFC 9773): [`AcmeClient::renewal_window`] asks the CA when to
 //! renew an installed certificate (`None` when its directory offers no `renewalInfo`), named
 //! by [`ari_certificate_id`]; [`IssueRequest::replacing`] makes the order name the

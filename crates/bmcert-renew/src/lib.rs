@@ -12,10 +12,13 @@
 //! - [`Renewer`]: the background task a service starts ([`Renewer::start`]) and stops
 //!   ([`Running::stop`] waits for it). It sleeps until the next due time or retry, wakes
 //!   early on store changes, renews under the store's renewal lock (two servers place one
-//!   order, not two), keeps its state in store records (`renewal/...`, `warning/...`), and
-//!   reports every attempt and outcome as a `tracing` event. [`Renewer::renew_now`] renews one
-//!   target at any time; [`Renewer::status`] lists source, names, expiry, next renewal, last
-//!   attempt and last error per target.
+//!   order, not two; the lease is kept alive during an attempt, every write of the attempt
+//!   is fenced by it, and the attempt is abandoned when it is lost or past
+//!   [`RenewerConfig::attempt_timeout`]), keeps its state in store records
+//!   (`renewal/...`, `warning/...`), and reports every attempt and outcome as a `tracing`
+//!   event. [`Renewer::renew_now`] renews one target at any time; [`Renewer::status`] lists
+//!   source, names, expiry, next renewal (when the renewer will really act: the CA's window
+//!   or the rate-limit plan, and the back-off), last attempt and last error per target.
 //! - Warnings: when an attempt failed and the certificate expires within 5 days, one e-mail
 //!   per UTC day per target, claimed in the store by compare-and-swap first, so a restart or
 //!   another server never sends a second one the same day. [`Notifier`] is the trait,
