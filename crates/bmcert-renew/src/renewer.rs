@@ -647,6 +647,11 @@ impl Renewer {
     /// [`RenewerConfig::attempt_timeout`] it is dropped and recorded as a failure. Every
     /// store write of the attempt carries the lease's fence, so even a holder that stalled
     /// without noticing cannot install.
+    ///
+    /// The keep-alive runs in the attempt's own task, not beside it: the lease lives only
+    /// while the attempt makes progress, so a holder whose attempt is stuck (its thread
+    /// blocked, its process paused) stops renewing too, and a live server takes over after
+    /// `lock_ttl`.
     async fn attempt(
         &self,
         installed: &Installed,

@@ -7,6 +7,9 @@
 //!   server takes the lock, and when the paused holder goes on, its install through
 //!   `AcmeClient::issue_fenced` → `StoreState::install_fenced` is refused as
 //!   `AcmeError::Fenced`; the installed certificate is unchanged;
+//! - the same through the renewer (`Renewer::renew_now` with `AcmeIssuer`): paused as a
+//!   whole, its lease keep-alive stops too, another server takes the lock and installs, and
+//!   the paused renewer ends with `RenewError::LeaseLost`, its certificate never installed;
 //! - a renewer whose etcd is unreachable (a loopback TCP proxy in front of the real cluster,
 //!   switched off) places no order and reports the store's error in its status; when the
 //!   proxy is back it renews by itself (no wake-up from the test).
@@ -234,6 +237,140 @@ async fn a_holder_paused_past_its_lease_has_its_install_refused_as_fenced() {
         )
         .await
         .unwrap();
+    survivor_store.unlock(&taken).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewer_paused_mid_attempt_loses_its_lock_and_installs_nothing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let Some((pebble, endpoints)) = peers() else {
+        return;
+    };
+    let _port = PORTS.lock().await;
+    let prefix = format!("/{}/", unique_label("paused-renewer"));
+    let paused_store = connect(endpoints.clone(), &prefix, StdDuration::from_secs(5)).await;
+    let survivor_store = connect(endpoints, &prefix, StdDuration::from_secs(5)).await;
+    let host = unique_name("paused");
+    let now = OffsetDateTime::now_utc();
+    let old = acme_bundle(&host, now - Duration::days(80), now + Duration::days(10));
+    paused_store
+        .install(&Target::System, &old, &Condition::none())
+        .await
+        .unwrap();
+
+    // The renewer's ACME client stops after the certificate was downloaded and checked,
+    // before the install. The renewer runs on a thread and runtime of its own, which the
+    // pause blocks whole (its lease keep-alive included), as a paused process.
+    let board = ChallengeBoard::new();
+    let orders = Arc::new(AtomicU32::new(0));
+    let (checked_tx, mut checked_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (resume_tx, resume_rx) = std::sync::mpsc::channel::<()>();
+    let resume_rx = std::sync::Mutex::new(resume_rx);
+    let counted = orders.clone();
+    let client = bmcert_acme::AcmeClient::new(
+        pebble.acme_config(None).await,
+        Arc::new(StoreState::new(paused_store.clone())),
+        board.clone(),
+    )
+    .unwrap()
+    .with_progress(move |p| match p {
+        Progress::Ordered { .. } => {
+            counted.fetch_add(1, Ordering::SeqCst);
+        }
+        Progress::Checked => {
+            let _ = checked_tx.send(());
+            let paused = resume_rx
+                .lock()
+                .unwrap()
+                .recv_timeout(StdDuration::from_secs(60));
+            assert!(paused.is_ok(), "the test never resumed the renewer");
+        }
+        _ => {}
+    });
+    client.accept_terms().await.unwrap();
+    let _listener = http01(&pebble, &board).await;
+    let renewer = Renewer::new(
+        paused_store.clone(),
+        Arc::new(AcmeIssuer::new(Arc::new(client), topology(&host))),
+        Arc::new(MemoryNotifier::default()),
+        Arc::new(ManualClock::new(now)),
+        RenewerConfig {
+            holder: "paused-renewer".into(),
+            lock_ttl: StdDuration::from_secs(2),
+            ..RenewerConfig::default()
+        },
+    );
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _ = done_tx.send(rt.block_on(renewer.renew_now(&Target::System)));
+    });
+    let started = Instant::now();
+    tokio::time::timeout(StdDuration::from_secs(60), checked_rx.recv())
+        .await
+        .expect("the renewal reaches the install")
+        .unwrap();
+    eprintln!(
+        "renewer paused before its install after {:?}",
+        started.elapsed()
+    );
+    // Its lease is not kept alive while it is paused: another server takes the lock and
+    // installs a certificate of its own under it.
+    let lock = RecordKey::new(keys::RENEWAL_LOCK).unwrap();
+    let deadline = Instant::now() + StdDuration::from_secs(30);
+    let taken = loop {
+        match survivor_store
+            .lock(&lock, "survivor", StdDuration::from_secs(30))
+            .await
+        {
+            Ok(lease) => break lease,
+            Err(e) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the paused lease never expired: {e}"
+                );
+                tokio::time::sleep(StdDuration::from_millis(200)).await;
+            }
+        }
+    };
+    eprintln!("lock taken over after {:?}", started.elapsed());
+    let survivors = acme_bundle(&host, now, now + Duration::days(90));
+    survivor_store
+        .install(
+            &Target::System,
+            &survivors,
+            &Condition::none().fenced_by(&taken),
+        )
+        .await
+        .unwrap();
+    let after_survivor = fingerprint(survivor_store.as_ref()).await;
+    resume_tx.send(()).unwrap();
+    let result = tokio::time::timeout(StdDuration::from_secs(30), done_rx)
+        .await
+        .expect("the renewer finishes")
+        .expect("the renewer's thread ended without a result");
+    match result {
+        Err(bmcert_renew::RenewError::LeaseLost { target, reason }) => {
+            assert_eq!(target, Target::System);
+            assert!(!reason.is_empty());
+        }
+        other => panic!("the paused renewer did not lose its lock: {other:?}"),
+    }
+    // It ordered once and installed nothing: the survivor's certificate stays, and the
+    // renewal record is not the paused renewer's either.
+    assert_eq!(orders.load(Ordering::SeqCst), 1);
+    assert_eq!(fingerprint(survivor_store.as_ref()).await, after_survivor);
+    assert_eq!(after_survivor.0, survivors.meta().fingerprint);
+    assert!(survivor_store.keys("acme/http01").await.unwrap().is_empty());
+    // Its renewal record (the outcome of its attempt) was refused too: none was written.
+    let record = keys::target_key(keys::RENEWAL_PREFIX, &Target::System).unwrap();
+    assert_eq!(survivor_store.get(&record).await.unwrap(), None);
     survivor_store.unlock(&taken).await.unwrap();
 }
 
