@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bmcert_acme::*;
+use bmcert_test::pebble::{bind_http01, PortWait};
 use bmcert_test::peers::Pebble;
 use bmcert_topology::{DomainName, DomainSite, Site, Target, Topology};
 use rustls_pki_types::CertificateDer;
@@ -367,25 +368,18 @@ async fn account_is_reused_across_orders_and_restarts() {
     assert_eq!(state_record(&state, keys::ACCOUNT).await, account);
 }
 
-/// The HTTP-01 responder on pebble's port; retries (bounded) while a previous test's
-/// listener is still closing.
+/// How long a test waits for pebble's HTTP-01 port: every 50 ms for 5 s (a previous test's
+/// listener may still be closing when its runtime shuts down).
+const PORT_WAIT: PortWait = PortWait::new(Duration::from_millis(50), Duration::from_secs(5));
+
+/// The HTTP-01 responder on pebble's port.
 async fn http01(port: u16, board: ChallengeBoard) -> Http01Listener {
-    wait_port_free(port).await;
-    Http01Listener::bind(loopback(port), Arc::new(board))
-        .await
-        .unwrap()
+    bind_http01(port, &board, PORT_WAIT).await
 }
 
-/// Waits (bounded) until nothing listens on `port` (a previous test's listener may still be
-/// closing when its runtime shuts down).
+/// Waits until nothing listens on `port`.
 async fn wait_port_free(port: u16) {
-    for _ in 0..100 {
-        if std::net::TcpListener::bind(loopback(port)).is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("port {port} stays busy");
+    bmcert_test::pebble::wait_port_free(port, PORT_WAIT).await;
 }
 
 async fn state_record(state: &MemoryState, key: &str) -> Vec<u8> {

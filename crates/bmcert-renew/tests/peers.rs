@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
@@ -15,7 +14,7 @@ use std::time::Duration as StdDuration;
 use bmcert_acme::{AcmeClient, AcmeConfig, ChallengeBoard, Directory, Http01Listener, RetryBudget};
 use bmcert_renew::*;
 use bmcert_store::{DirStore, Source, Store};
-use bmcert_test::pebble::store_client_counting_orders;
+use bmcert_test::pebble::{bind_http01, store_client_counting_orders, PortWait};
 use bmcert_test::peers::{etcd_endpoints, unique_name as unique, Pebble, Smtp};
 use bmcert_topology::{Site, Target, Topology};
 use common::*;
@@ -66,19 +65,10 @@ fn acme(
     store_client_counting_orders(config, store, board.clone(), orders)
 }
 
+/// Pebble's HTTP-01 port, retried every 100 ms for 10 s while a previous listener lets go.
 async fn http01(port: u16, board: &ChallengeBoard) -> Http01Listener {
-    for _ in 0..100 {
-        if let Ok(l) = Http01Listener::bind(
-            SocketAddr::from(([127, 0, 0, 1], port)),
-            Arc::new(board.clone()),
-        )
-        .await
-        {
-            return l;
-        }
-        tokio::time::sleep(StdDuration::from_millis(100)).await;
-    }
-    panic!("HTTP-01 port {port} stays busy");
+    let wait = PortWait::new(StdDuration::from_millis(100), StdDuration::from_secs(10));
+    bind_http01(port, board, wait).await
 }
 
 fn smtp(p: &Peers) -> Arc<SmtpNotifier> {

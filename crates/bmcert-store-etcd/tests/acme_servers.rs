@@ -21,7 +21,6 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -40,6 +39,7 @@ use bmcert_store::{
 };
 // An ACME client of one server on its store, counting the orders it places.
 use bmcert_test::pebble::store_client_counting_orders as acme_client;
+use bmcert_test::pebble::{bind_loopback, PortWait};
 use bmcert_test::peers::{unique_label as unique, Pebble};
 use bmcert_topology::{Site, Target, Topology};
 use rustls::pki_types::pem::PemObject;
@@ -104,25 +104,11 @@ fn acme_bundle(host: &str, not_before: OffsetDateTime, not_after: OffsetDateTime
     .unwrap()
 }
 
-fn loopback(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
-
-/// Binds pebble's HTTP-01 port, retrying (bounded) while a previous listener lets go.
+/// Binds pebble's HTTP-01 port, retrying every 100 ms for 15 s while a previous listener
+/// lets go.
 async fn bind_http01_port(port: u16) -> tokio::net::TcpListener {
-    let deadline = Instant::now() + StdDuration::from_secs(15);
-    loop {
-        match tokio::net::TcpListener::bind(loopback(port)).await {
-            Ok(l) => return l,
-            Err(e) => {
-                assert!(
-                    Instant::now() < deadline,
-                    "HTTP-01 port {port} stays busy: {e}"
-                );
-                tokio::time::sleep(StdDuration::from_millis(100)).await;
-            }
-        }
-    }
+    let wait = PortWait::new(StdDuration::from_millis(100), StdDuration::from_secs(15));
+    bind_loopback(port, wait).await
 }
 
 /// The HTTP-01 listener of a server that does not run the order: every answer is read from

@@ -1,4 +1,5 @@
-//! ACME clients for the pebble of [`crate::peers::Pebble`] (feature `pebble`).
+//! ACME clients for the pebble of [`crate::peers::Pebble`] (feature `pebble`), and the
+//! bounded waits for pebble's fixed validation ports.
 //!
 //! Behind a feature because it links `bmcert-acme` (and `bmcert-store`, for the store-backed
 //! client): the crates below them in the dependency graph use this crate's fixtures without
@@ -9,13 +10,16 @@
 // Test helpers fail loudly: a peer that is half configured is a broken test set-up.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+use std::fmt::Display;
+use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bmcert_acme::{
-    AcmeClient, AcmeConfig, ChallengeBoard, Directory, MemoryState, Progress, RetryBudget,
-    StoreState,
+    AcmeClient, AcmeConfig, ChallengeBoard, Directory, Http01Listener, MemoryState, Progress,
+    RetryBudget, StoreState,
 };
 use bmcert_store::Store;
 
@@ -93,6 +97,84 @@ pub fn store_client_counting_orders(
     Arc::new(client)
 }
 
+/// How long to wait for one of pebble's fixed validation ports (HTTP-01, TLS-ALPN-01) on
+/// 127.0.0.1, and how often to try: the listener of the test before (in this test binary or
+/// the one cargo ran just before) may still be closing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortWait {
+    /// The pause between two attempts.
+    pub every: Duration,
+    /// The whole wait; the helper panics after it.
+    pub within: Duration,
+}
+
+impl PortWait {
+    /// Attempts every `every` until `within` has passed.
+    pub const fn new(every: Duration, within: Duration) -> Self {
+        Self { every, within }
+    }
+
+    /// Runs `attempt` until it succeeds or the wait is over (then panics, naming `what` and
+    /// the last error).
+    async fn retry<T, E: Display, F: Future<Output = Result<T, E>>>(
+        self,
+        what: &str,
+        mut attempt: impl FnMut() -> F,
+    ) -> T {
+        let deadline = Instant::now() + self.within;
+        loop {
+            match attempt().await {
+                Ok(value) => return value,
+                Err(_) if Instant::now() < deadline => tokio::time::sleep(self.every).await,
+                Err(e) => panic!("{what} stays busy after {:?}: {e}", self.within),
+            }
+        }
+    }
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// Waits until nothing listens on `127.0.0.1:port` (a test binds it and lets go at once),
+/// for tests that need the port closed (nobody answers pebble's validator).
+///
+/// # Panics
+///
+/// When the port is still taken after `wait.within`.
+pub async fn wait_port_free(port: u16, wait: PortWait) {
+    wait.retry(&format!("port {port}"), || async move {
+        std::net::TcpListener::bind(loopback(port)).map(drop)
+    })
+    .await;
+}
+
+/// The HTTP-01 responder for pebble's validator on `127.0.0.1:port`, answering from `board`;
+/// binding is retried as `wait` says.
+///
+/// # Panics
+///
+/// When the port is still taken after `wait.within`.
+pub async fn bind_http01(port: u16, board: &ChallengeBoard, wait: PortWait) -> Http01Listener {
+    wait.retry(&format!("HTTP-01 port {port}"), || {
+        Http01Listener::bind(loopback(port), Arc::new(board.clone()))
+    })
+    .await
+}
+
+/// A plain TCP listener on `127.0.0.1:port`, for a test that answers pebble's validator
+/// itself; binding is retried as `wait` says.
+///
+/// # Panics
+///
+/// When the port is still taken after `wait.within`.
+pub async fn bind_loopback(port: u16, wait: PortWait) -> tokio::net::TcpListener {
+    wait.retry(&format!("port {port}"), || {
+        tokio::net::TcpListener::bind(loopback(port))
+    })
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,5 +213,50 @@ mod tests {
         let default = p.acme_config(None).await;
         assert_eq!(default.retry.total, RetryBudget::default().total);
         assert_eq!(default.chain_roots, config.chain_roots);
+    }
+
+    const WAIT: PortWait = PortWait::new(Duration::from_millis(20), Duration::from_millis(300));
+
+    #[tokio::test]
+    async fn a_port_let_go_of_during_the_wait_is_bound() {
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = held.local_addr().unwrap().port();
+        let release = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            drop(held);
+        });
+        let listener = bind_loopback(
+            port,
+            PortWait::new(Duration::from_millis(20), Duration::from_secs(5)),
+        )
+        .await;
+        assert_eq!(listener.local_addr().unwrap().port(), port);
+        release.await.unwrap();
+        drop(listener);
+        wait_port_free(port, WAIT).await;
+        let board = ChallengeBoard::new();
+        let http = bind_http01(port, &board, WAIT).await;
+        assert!(
+            std::net::TcpListener::bind(loopback(port)).is_err(),
+            "the responder holds the port"
+        );
+        http.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_port_that_stays_taken_panics_after_the_wait() {
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = held.local_addr().unwrap().port();
+        let waited = tokio::spawn(async move { wait_port_free(port, WAIT).await }).await;
+        let message = *waited
+            .unwrap_err()
+            .into_panic()
+            .downcast::<String>()
+            .unwrap();
+        assert!(
+            message.contains(&format!("port {port} stays busy after")),
+            "{message}"
+        );
+        drop(held);
     }
 }

@@ -49,7 +49,9 @@ impl fmt::Display for Missing {
 /// The peer, or `None` after printing `SKIPPED: <why>` on standard error (the test harness
 /// shows it).
 fn or_skip<T>(found: Result<T, Missing>) -> Option<T> {
-    found.map_err(|missing| eprintln!("SKIPPED: {missing}")).ok()
+    found
+        .map_err(|missing| eprintln!("SKIPPED: {missing}"))
+        .ok()
 }
 
 /// Which of the two pebbles of `scripts/peers/pebble.sh`.
