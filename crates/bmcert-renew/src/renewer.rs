@@ -1722,6 +1722,25 @@ mod tests {
             .unwrap();
     }
 
+    proptest::proptest! {
+        #[test]
+        fn planned_times_are_never_later_than_due(
+            ns in -10_000_000_000_000_000_000i128..100_000_000_000_000_000_000i128,
+            next in proptest::option::of(-1_000_000_000i64..4_000_000_000i64),
+        ) {
+            let t = OffsetDateTime::from_unix_timestamp_nanos(ns).unwrap();
+            let w = whole_second(t);
+            proptest::prop_assert!(w <= t && t - w < Duration::SECOND);
+            proptest::prop_assert_eq!(w.nanosecond(), 0);
+            // The renewer acts at the later of the due time and the back-off.
+            let rec = RenewalRecord { next_attempt: next, ..RenewalRecord::default() };
+            let at = acts_at(w, &rec);
+            proptest::prop_assert!(at >= w);
+            proptest::prop_assert!(next.is_none_or(|n| at >= from_unix(n)));
+            proptest::prop_assert!(at == w || Some(at) == next.map(from_unix));
+        }
+    }
+
     #[tokio::test]
     async fn an_overdue_certificate_is_renewed_at_a_clock_between_two_seconds() {
         let s = setup(StdDuration::ZERO, None, RenewerConfig::default());
