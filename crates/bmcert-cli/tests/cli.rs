@@ -90,20 +90,29 @@ fn assert_code(run: &Run, exit: i32, code: &str, file: &str) {
 #[test]
 fn readme_command_accepts_the_samples() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let run = bmcert(
-        &root,
-        &[
-            "check",
-            "--cert",
-            "samples/cert.pem",
-            "--key",
-            "samples/key.pem",
-            "--ca",
-            "samples/ca.pem",
-            "--url",
-            "https://mail.example.test",
-        ],
+    // The command exactly as README.md and samples/README.md give it.
+    let prefix = "cargo run -p bmcert-cli -- ";
+    let command = |file: &str| -> Vec<String> {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        let line = text
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("{file} has no `{prefix}...` line"));
+        line[prefix.len()..]
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
+    };
+    let args = command("README.md");
+    assert_eq!(
+        args,
+        command("samples/README.md"),
+        "README.md and samples/README.md differ"
     );
+    assert_eq!(args[0], "check");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = bmcert(&root, &args);
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     assert!(run.stdout.starts_with("cert file: samples/cert.pem\nkey file: samples/key.pem\nca file: samples/ca.pem\nBundle accepted"), "{}", run.stdout);
     assert!(run.stdout.contains("CN=mail.example.test"));
