@@ -1280,6 +1280,59 @@ mod tests {
         assert!(der.windows(32).any(|w| w == digest));
     }
 
+    #[tokio::test]
+    async fn an_abandoned_order_removes_what_it_published() {
+        let state = crate::MemoryState::new();
+        let board = ChallengeBoard::new();
+        let path = |t: &str| format!("{}{t}", crate::HTTP01_PATH_PREFIX);
+        let mut published = Unpublish::new(board.clone(), state.clone());
+        for token in ["tok1", "tok2"] {
+            board.add_http01(token, &format!("{token}.thumb"));
+            state
+                .put(
+                    &format!("{}{token}", keys::HTTP01_PREFIX),
+                    b"ka".to_vec(),
+                    false,
+                )
+                .await
+                .unwrap();
+            published.push(Published::Http01(token.to_owned()));
+        }
+        assert!(crate::http01_response(&path("tok1"), &board).is_some());
+        // The order's future is dropped mid-way (the renewer lost its lock).
+        drop(published);
+        assert_eq!(crate::http01_response(&path("tok1"), &board), None);
+        assert_eq!(crate::http01_response(&path("tok2"), &board), None);
+        // The store records go by a task on the runtime.
+        for _ in 0..100 {
+            if state.record_keys().is_empty() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert!(state.record_keys().is_empty(), "{:?}", state.record_keys());
+    }
+
+    #[tokio::test]
+    async fn a_finished_order_removes_what_it_published_and_leaves_nothing_to_drop() {
+        let state = crate::MemoryState::new();
+        let board = ChallengeBoard::new();
+        let mut published = Unpublish::new(board.clone(), state.clone());
+        board.add_http01("tok", "tok.thumb");
+        state
+            .put(
+                &format!("{}tok", keys::HTTP01_PREFIX),
+                b"ka".to_vec(),
+                false,
+            )
+            .await
+            .unwrap();
+        published.push(Published::Http01("tok".to_owned()));
+        published.finish().await;
+        assert!(state.record_keys().is_empty());
+        assert!(published.items.is_empty());
+    }
+
     #[test]
     fn directory_urls() {
         assert!(Directory::default()
