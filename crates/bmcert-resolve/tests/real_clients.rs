@@ -148,12 +148,24 @@ fn s_client_sending(port: u16, servername: Option<&str>, input: Option<&str>) ->
 
 /// `curl` over TLS verified against `root`; returns (exit code, body, leaf fingerprint).
 fn curl(port: u16, name: &str, root: &Path) -> (i32, String, Option<String>) {
+    curl_with(port, name, Some(root))
+}
+
+/// `curl` without verification (`-k`), to see what a name that is not on the served
+/// certificate gets: (exit code, body, leaf fingerprint).
+fn curl_insecure(port: u16, name: &str) -> (i32, String, Option<String>) {
+    curl_with(port, name, None)
+}
+
+fn curl_with(port: u16, name: &str, root: Option<&Path>) -> (i32, String, Option<String>) {
     let mut cmd = Command::new("curl");
     cmd.args(["-sS", "--max-time", "10", "--resolve"])
-        .arg(format!("{name}:{port}:127.0.0.1"))
-        .arg("--cacert")
-        .arg(root)
-        .args(["-w", "\n%{certs}"])
+        .arg(format!("{name}:{port}:127.0.0.1"));
+    match root {
+        Some(root) => cmd.arg("--cacert").arg(root),
+        None => cmd.arg("-k"),
+    };
+    cmd.args(["-w", "\n%{certs}"])
         .arg(format!("https://{name}:{port}/"));
     let output = run_with_timeout(&mut cmd, None);
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -284,6 +296,19 @@ fn real_clients_get_the_right_certificate_and_changes_apply_live() {
         code, 60,
         "curl must refuse the system certificate for webmail.beta.test"
     );
+    // Without verification, curl shows what the fallback and an unknown name are served.
+    for (name, reason) in [
+        ("webmail.beta.test", "fallback-to-system"),
+        ("unknown.example.test", "unknown-name"),
+    ] {
+        let (code, body, leaf) = curl_insecure(https, name);
+        assert_eq!(code, 0, "curl -k {name}: {body}");
+        assert_eq!(leaf.as_ref(), Some(&system_fp), "curl -k {name}");
+        assert!(
+            body.contains(&format!("reason={reason}")),
+            "curl -k {name}: {body}"
+        );
+    }
 
     // The mail port always presents the system certificate, whatever the SNI.
     let imap = s_client_sending(mail, Some("webmail.acme.test"), Some("a1 LOGOUT\r\n"));
@@ -336,5 +361,20 @@ fn real_clients_get_the_right_certificate_and_changes_apply_live() {
     }
     let (code, body, leaf) = curl(https, "webmail.acme.test", &root);
     assert_eq!((code, leaf.as_ref()), (0, Some(&renewed_fp)), "{body}");
+
+    // A rollback through the store, from this process: the restored version is served.
+    let restored = block_on(store.rollback(&acme, &Condition::none())).unwrap();
+    let restored_fp = sha256_hex(restored.bundle.leaf());
+    assert_ne!(restored_fp, renewed_fp);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s_client(https, Some("webmail.acme.test")).fingerprint != restored_fp {
+        assert!(
+            Instant::now() < deadline,
+            "the rollback was not applied within 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (code, body, leaf) = curl(https, "webmail.acme.test", &root);
+    assert_eq!((code, leaf.as_ref()), (0, Some(&restored_fp)), "{body}");
     assert!(server.0.try_wait().unwrap().is_none(), "the server stopped");
 }
