@@ -2,14 +2,10 @@
 //! an attempt soon after `start()`. (The other renewer tests drive a `ManualClock` set to
 //! whole seconds, which hides a failure that only a sub-second `now` shows.)
 //!
-//! Ignored while it fails: since a48e49e `Renewer::due_planned` rounds the due time up to a
-//! whole second (`whole_second`), and the rate-limit plan puts an overdue certificate at
-//! `now`, so a pass at a sub-second `now` finds it due "in under a second", attempts nothing,
-//! wakes at that second, plans `now` again and rounds up again, forever. It shows whenever a
-//! pass is fast: here an issuer that answers at once; with `AcmeIssuer` the first pass is
-//! saved by a slow renewal-information (ARI) request that pushes `now` past the rounded due
-//! time, but once ARI is cached (6 hours) the retries after a failure spin the same way.
-//! Un-ignore once fixed.
+//! A regression test: a48e49e rounded planned times *up* to a whole second, and the
+//! rate-limit plan puts an overdue certificate at `now`, so a pass at a sub-second `now`
+//! found it due "in under a second", attempted nothing, woke at that second and rounded up
+//! again, forever (4a94692 rounds down).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -44,7 +40,6 @@ impl Issuer for FailingIssuer {
 }
 
 #[tokio::test]
-#[ignore = "fails: an overdue certificate is never attempted under the system clock (due times rounded up to whole seconds, see the file's doc)"]
 async fn an_overdue_certificate_is_attempted_soon_after_start_under_the_system_clock() {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(DirStore::open(dir.path().join("store")).unwrap());
