@@ -38,6 +38,12 @@ pub struct Warning {
     pub day: String,
 }
 
+/// `"{what} 1 day"`, `"{what} 3 days"`.
+fn plural(what: &str, n: i64, unit: &str) -> String {
+    let s = if n == 1 { "" } else { "s" };
+    format!("{what} {n} {unit}{s}")
+}
+
 impl Warning {
     /// The subject line.
     pub fn subject(&self, now: OffsetDateTime) -> String {
@@ -45,9 +51,9 @@ impl Warning {
         let when = if left.is_negative() {
             "has EXPIRED".to_owned()
         } else if left.whole_days() >= 1 {
-            format!("expires in {} days", left.whole_days())
+            plural("expires in", left.whole_days(), "day")
         } else {
-            format!("expires in {} hours", left.whole_hours().max(0))
+            plural("expires in", left.whole_hours().max(0), "hour")
         };
         format!("[bmcert] The TLS certificate of {} {when}", self.target)
     }
@@ -370,6 +376,9 @@ mod tests {
         };
         let subject = w.subject(datetime!(2026-03-29 10:00 UTC));
         assert!(subject.contains("expires in 3 days"), "{subject}");
+        assert_eq!(plural("expires in", 1, "day"), "expires in 1 day");
+        assert_eq!(plural("expires in", 1, "hour"), "expires in 1 hour");
+        assert_eq!(plural("expires in", 0, "hour"), "expires in 0 hours");
         let body = w.body();
         for needle in [
             "2026-04-01T12:00:00Z",
