@@ -154,13 +154,23 @@ async fn a_holder_paused_past_its_lease_has_its_install_refused_as_fenced() {
     client.accept_terms().await.unwrap();
     let _listener = http01(&pebble, &board).await;
 
-    // A short lease, and no keep-alive: the holder is paused.
+    // A short lease, kept alive (as the renewer does) until the holder pauses.
     let lock = RecordKey::new(keys::RENEWAL_LOCK).unwrap();
+    let ttl = StdDuration::from_secs(2);
     let lease = holder_store
-        .lock(&lock, "paused-holder", StdDuration::from_secs(2))
+        .lock(&lock, "paused-holder", ttl)
         .await
         .unwrap();
     let fence = lease.fence();
+    let keep_alive = {
+        let (store, lease) = (holder_store.clone(), lease.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(ttl / 4).await;
+                store.renew(&lease, ttl).await.unwrap();
+            }
+        })
+    };
     let topo = topology(&host);
     // The holder runs on a thread and runtime of its own, which the pause blocks whole,
     // as a paused process: the test's runtime goes on.
@@ -189,6 +199,9 @@ async fn a_holder_paused_past_its_lease_has_its_install_refused_as_fenced() {
         "holder paused before its install after {:?}",
         started.elapsed()
     );
+    // Paused: its keep-alive stops with it.
+    keep_alive.abort();
+    assert!(keep_alive.await.unwrap_err().is_cancelled());
     // While it is paused, its lease expires and another server takes the lock.
     let deadline = Instant::now() + StdDuration::from_secs(30);
     let taken = loop {
@@ -299,7 +312,8 @@ async fn a_renewer_paused_mid_attempt_loses_its_lock_and_installs_nothing() {
         Arc::new(ManualClock::new(now)),
         RenewerConfig {
             holder: "paused-renewer".into(),
-            lock_ttl: StdDuration::from_secs(2),
+            // Renewed every 2 s while the renewer runs (a loaded machine keeps it).
+            lock_ttl: StdDuration::from_secs(6),
             ..RenewerConfig::default()
         },
     );
