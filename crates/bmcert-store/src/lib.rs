@@ -34,7 +34,9 @@
 //! # Conformance
 //!
 //! With the `conformance` feature, `conformance::run_all` checks any [`Store`] against
-//! the trait's contract; every backend's tests call it.
+//! the trait's contract; every backend's tests call it. With the `testing` feature,
+//! `testing::FaultyStore` wraps a store for tests of code built on one: switchable failures
+//! per operation, call counts and an observer of lock grants.
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
 
@@ -46,6 +48,8 @@ mod error;
 pub mod fs_ops;
 pub mod keys;
 mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod types;
 mod watch;
 
