@@ -1303,10 +1303,8 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-    use bmcert_store::{
-        Bundle, BundleMeta, DirStore, Fingerprint, KeyFormat, Revision, SecretKey, StoreFuture,
-        Watch,
-    };
+    use bmcert_store::testing::{Fault, FaultyStore, Op};
+    use bmcert_store::{Bundle, BundleMeta, DirStore, Fingerprint, KeyFormat, SecretKey};
     use time::macros::datetime;
 
     const T0: OffsetDateTime = datetime!(2027-01-01 0:00 UTC);
@@ -1332,118 +1330,13 @@ mod tests {
         .unwrap()
     }
 
-    /// How [`Flaky::renew`] answers.
-    #[derive(Clone, Copy, PartialEq, Eq)]
-    enum RenewMode {
-        Pass,
-        Fenced,
-        Unavailable,
-    }
+    /// A directory store whose calls (lease renewals, or all while it is down) can be made
+    /// to fail.
+    type Flaky = FaultyStore<DirStore>;
 
-    /// A directory store whose lease renewals can be made to fail.
-    #[derive(Debug)]
-    struct Flaky {
-        inner: DirStore,
-        mode: Mutex<u8>,
-        renewals: AtomicU32,
-    }
-
-    impl Flaky {
-        fn set(&self, mode: RenewMode) {
-            *self.mode.lock().unwrap() = mode as u8;
-        }
-        fn mode(&self) -> RenewMode {
-            match *self.mode.lock().unwrap() {
-                0 => RenewMode::Pass,
-                1 => RenewMode::Fenced,
-                _ => RenewMode::Unavailable,
-            }
-        }
-    }
-
-    impl Store for Flaky {
-        fn revision(&self) -> StoreFuture<'_, Revision> {
-            self.inner.revision()
-        }
-        fn current<'a>(&'a self, target: &'a Target) -> StoreFuture<'a, Option<Installed>> {
-            self.inner.current(target)
-        }
-        fn history<'a>(&'a self, target: &'a Target) -> StoreFuture<'a, Vec<Installed>> {
-            self.inner.history(target)
-        }
-        fn list(&self) -> StoreFuture<'_, Vec<bmcert_store::Listed>> {
-            self.inner.list()
-        }
-        fn install<'a>(
-            &'a self,
-            target: &'a Target,
-            bundle: &'a Bundle,
-            condition: &'a Condition,
-        ) -> StoreFuture<'a, Installed> {
-            self.inner.install(target, bundle, condition)
-        }
-        fn rollback<'a>(
-            &'a self,
-            target: &'a Target,
-            condition: &'a Condition,
-        ) -> StoreFuture<'a, Installed> {
-            self.inner.rollback(target, condition)
-        }
-        fn disable<'a>(
-            &'a self,
-            target: &'a Target,
-            condition: &'a Condition,
-        ) -> StoreFuture<'a, Option<Revision>> {
-            self.inner.disable(target, condition)
-        }
-        fn get<'a>(&'a self, key: &'a RecordKey) -> StoreFuture<'a, Option<bmcert_store::Record>> {
-            self.inner.get(key)
-        }
-        fn put<'a>(
-            &'a self,
-            key: &'a RecordKey,
-            value: &'a [u8],
-            condition: &'a Condition,
-        ) -> StoreFuture<'a, Revision> {
-            self.inner.put(key, value, condition)
-        }
-        fn delete<'a>(
-            &'a self,
-            key: &'a RecordKey,
-            condition: &'a Condition,
-        ) -> StoreFuture<'a, Option<Revision>> {
-            self.inner.delete(key, condition)
-        }
-        fn keys<'a>(&'a self, prefix: &'a str) -> StoreFuture<'a, Vec<RecordKey>> {
-            self.inner.keys(prefix)
-        }
-        fn watch(&self, after: Revision) -> StoreFuture<'_, Watch> {
-            self.inner.watch(after)
-        }
-        fn lock<'a>(
-            &'a self,
-            name: &'a RecordKey,
-            holder: &'a str,
-            ttl: StdDuration,
-        ) -> StoreFuture<'a, Lease> {
-            self.inner.lock(name, holder, ttl)
-        }
-        fn renew<'a>(&'a self, lease: &'a Lease, ttl: StdDuration) -> StoreFuture<'a, Lease> {
-            self.renewals.fetch_add(1, Ordering::SeqCst);
-            match self.mode() {
-                RenewMode::Pass => self.inner.renew(lease, ttl),
-                RenewMode::Fenced => Box::pin(std::future::ready(Err(StoreError::Fenced {
-                    lock: lease.lock.to_string(),
-                    token: lease.token,
-                }))),
-                RenewMode::Unavailable => Box::pin(std::future::ready(Err(
-                    StoreError::Unavailable("etcd is down (test)".into()),
-                ))),
-            }
-        }
-        fn unlock<'a>(&'a self, lease: &'a Lease) -> StoreFuture<'a, ()> {
-            self.inner.unlock(lease)
-        }
+    /// How a renewal fails while the store is unreachable.
+    fn etcd_down() -> Fault {
+        Fault::Unavailable("etcd is down (test)".into())
     }
 
     /// Installs a fresh certificate (fenced) after `delay`; offers `window` as ARI.
@@ -1507,11 +1400,9 @@ mod tests {
         config: RenewerConfig,
     ) -> Setup {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Flaky {
-            inner: DirStore::open(dir.path().join("store")).unwrap(),
-            mode: Mutex::new(0),
-            renewals: AtomicU32::new(0),
-        });
+        let store = Arc::new(Flaky::new(
+            DirStore::open(dir.path().join("store")).unwrap(),
+        ));
         let clock = Arc::new(ManualClock::new(T0));
         let issuer = Arc::new(SlowIssuer {
             store: store.clone(),
@@ -1592,7 +1483,7 @@ mod tests {
             other => panic!("the lease lapsed during the attempt: {other:?}"),
         }
         // 1.2 s at one renewal per 100 ms.
-        assert!(s.store.renewals.load(Ordering::SeqCst) >= 3);
+        assert!(s.store.calls(Op::Renew) >= 3);
         let now = s.store.current(&Target::System).await.unwrap().unwrap();
         assert_ne!(now.bundle.meta().fingerprint, old);
         // Released at the end.
@@ -1602,7 +1493,7 @@ mod tests {
             .unwrap();
     }
 
-    async fn abandoned_when_renewals(mode: RenewMode) {
+    async fn abandoned_when_renewals(fault: Fault) {
         let config = RenewerConfig {
             lock_ttl: StdDuration::from_millis(300),
             ..RenewerConfig::default()
@@ -1615,7 +1506,7 @@ mod tests {
             90,
         )
         .await;
-        s.store.set(mode);
+        s.store.fail(Op::Renew, fault);
         let result = tokio::time::timeout(
             StdDuration::from_secs(10),
             s.renewer.renew_now(&Target::System),
@@ -1638,22 +1529,19 @@ mod tests {
 
     #[tokio::test]
     async fn a_lease_renewal_refused_as_fenced_abandons_the_attempt_before_installing() {
-        abandoned_when_renewals(RenewMode::Fenced).await;
+        abandoned_when_renewals(Fault::Fenced).await;
     }
 
     #[tokio::test]
     async fn a_lease_that_cannot_be_renewed_until_it_expires_abandons_the_attempt() {
-        abandoned_when_renewals(RenewMode::Unavailable).await;
+        abandoned_when_renewals(etcd_down()).await;
     }
 
     #[tokio::test]
     async fn keep_alive_retries_a_failed_renewal_while_the_lease_is_valid() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Flaky {
-            inner: DirStore::open(dir.path().join("store")).unwrap(),
-            mode: Mutex::new(RenewMode::Unavailable as u8),
-            renewals: AtomicU32::new(0),
-        };
+        let store = Flaky::new(DirStore::open(dir.path().join("store")).unwrap());
+        store.fail(Op::Renew, etcd_down());
         let ttl = StdDuration::from_millis(3000);
         let asked = tokio::time::Instant::now();
         let lease = store.lock(&lock_key(), "me", ttl).await.unwrap();
@@ -1666,9 +1554,9 @@ mod tests {
                 tokio::select! {
                     why = &mut keeper => return why,
                     _ = tokio::time::sleep(StdDuration::from_millis(50)) => {
-                        if store.mode() == RenewMode::Unavailable && store.renewals.load(Ordering::SeqCst) >= 1 {
-                            renewals_before_pass = store.renewals.load(Ordering::SeqCst);
-                            store.set(RenewMode::Pass);
+                        if store.fault(Op::Renew).is_some() && store.calls(Op::Renew) >= 1 {
+                            renewals_before_pass = store.calls(Op::Renew);
+                            store.heal(Op::Renew);
                         }
                     }
                 }
@@ -1677,7 +1565,7 @@ mod tests {
         .await;
         assert!(kept.is_err(), "the lease was given up: {kept:?}");
         assert!(renewals_before_pass >= 1);
-        assert!(store.renewals.load(Ordering::SeqCst) > renewals_before_pass);
+        assert!(store.calls(Op::Renew) > renewals_before_pass);
         // Still ours: the lock cannot be taken.
         assert!(matches!(
             store.lock(&lock_key(), "other", ttl).await,
@@ -1848,105 +1736,12 @@ mod tests {
 
     #[tokio::test]
     async fn status_shows_the_last_rows_with_the_error_while_the_store_is_unreachable() {
-        // A store that fails every read once `down` is set.
-        #[derive(Debug)]
-        struct Down {
-            inner: DirStore,
-            down: AtomicBool,
-        }
-        impl Down {
-            fn gate<'a, T: Send + 'a>(&'a self, f: StoreFuture<'a, T>) -> StoreFuture<'a, T> {
-                if self.down.load(Ordering::SeqCst) {
-                    Box::pin(std::future::ready(Err(StoreError::Unavailable(
-                        "no etcd member answers (test)".into(),
-                    ))))
-                } else {
-                    f
-                }
-            }
-        }
-        impl Store for Down {
-            fn revision(&self) -> StoreFuture<'_, Revision> {
-                self.gate(self.inner.revision())
-            }
-            fn current<'a>(&'a self, target: &'a Target) -> StoreFuture<'a, Option<Installed>> {
-                self.gate(self.inner.current(target))
-            }
-            fn history<'a>(&'a self, target: &'a Target) -> StoreFuture<'a, Vec<Installed>> {
-                self.gate(self.inner.history(target))
-            }
-            fn list(&self) -> StoreFuture<'_, Vec<bmcert_store::Listed>> {
-                self.gate(self.inner.list())
-            }
-            fn install<'a>(
-                &'a self,
-                target: &'a Target,
-                bundle: &'a Bundle,
-                condition: &'a Condition,
-            ) -> StoreFuture<'a, Installed> {
-                self.gate(self.inner.install(target, bundle, condition))
-            }
-            fn rollback<'a>(
-                &'a self,
-                target: &'a Target,
-                condition: &'a Condition,
-            ) -> StoreFuture<'a, Installed> {
-                self.gate(self.inner.rollback(target, condition))
-            }
-            fn disable<'a>(
-                &'a self,
-                target: &'a Target,
-                condition: &'a Condition,
-            ) -> StoreFuture<'a, Option<Revision>> {
-                self.gate(self.inner.disable(target, condition))
-            }
-            fn get<'a>(
-                &'a self,
-                key: &'a RecordKey,
-            ) -> StoreFuture<'a, Option<bmcert_store::Record>> {
-                self.gate(self.inner.get(key))
-            }
-            fn put<'a>(
-                &'a self,
-                key: &'a RecordKey,
-                value: &'a [u8],
-                condition: &'a Condition,
-            ) -> StoreFuture<'a, Revision> {
-                self.gate(self.inner.put(key, value, condition))
-            }
-            fn delete<'a>(
-                &'a self,
-                key: &'a RecordKey,
-                condition: &'a Condition,
-            ) -> StoreFuture<'a, Option<Revision>> {
-                self.gate(self.inner.delete(key, condition))
-            }
-            fn keys<'a>(&'a self, prefix: &'a str) -> StoreFuture<'a, Vec<RecordKey>> {
-                self.gate(self.inner.keys(prefix))
-            }
-            fn watch(&self, after: Revision) -> StoreFuture<'_, Watch> {
-                self.gate(self.inner.watch(after))
-            }
-            fn lock<'a>(
-                &'a self,
-                name: &'a RecordKey,
-                holder: &'a str,
-                ttl: StdDuration,
-            ) -> StoreFuture<'a, Lease> {
-                self.gate(self.inner.lock(name, holder, ttl))
-            }
-            fn renew<'a>(&'a self, lease: &'a Lease, ttl: StdDuration) -> StoreFuture<'a, Lease> {
-                self.gate(self.inner.renew(lease, ttl))
-            }
-            fn unlock<'a>(&'a self, lease: &'a Lease) -> StoreFuture<'a, ()> {
-                self.gate(self.inner.unlock(lease))
-            }
-        }
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Down {
-            inner: DirStore::open(dir.path().join("store")).unwrap(),
-            down: AtomicBool::new(false),
-        });
+        // A store that fails every call while it is down.
+        let store = Arc::new(Flaky::new(
+            DirStore::open(dir.path().join("store")).unwrap(),
+        ));
+        let down = || Fault::Unavailable("no etcd member answers (test)".into());
         let clock = Arc::new(ManualClock::new(T0));
         let issuer = Arc::new(SlowIssuer {
             store: store.clone(),
@@ -1964,7 +1759,7 @@ mod tests {
             RenewerConfig::default(),
         );
         // Before any successful read, the store's error itself.
-        store.down.store(true, Ordering::SeqCst);
+        store.fail_all(down());
         assert!(matches!(
             renewer.status().await,
             Err(RenewError::Store {
@@ -1972,11 +1767,11 @@ mod tests {
                 ..
             })
         ));
-        store.down.store(false, Ordering::SeqCst);
+        store.heal_all();
         install(store.as_ref(), &Target::System, T0 - Duration::days(80), 90).await;
         let before = renewer.status().await.unwrap();
         assert_eq!(before[0].last_error, None);
-        store.down.store(true, Ordering::SeqCst);
+        store.fail_all(down());
         // Due, but nothing is ordered while the store is down.
         assert!(matches!(
             renewer.run_once().await,
@@ -1992,7 +1787,7 @@ mod tests {
             "{error}"
         );
         // Back: the next pass renews.
-        store.down.store(false, Ordering::SeqCst);
+        store.heal_all();
         assert_eq!(renewer.run_once().await.unwrap().renewed, [Target::System]);
         assert_eq!(renewer.status().await.unwrap()[0].last_error, None);
     }

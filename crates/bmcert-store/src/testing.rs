@@ -136,6 +136,20 @@ impl<S: Store> FaultyStore<S> {
         self.set(op, None);
     }
 
+    /// Makes every operation answer `fault` (a store that cannot be reached at all).
+    pub fn fail_all(&self, fault: Fault) {
+        for op in Op::ALL {
+            self.fail(op, fault.clone());
+        }
+    }
+
+    /// Makes every operation pass through again.
+    pub fn heal_all(&self) {
+        for op in Op::ALL {
+            self.heal(op);
+        }
+    }
+
     /// How `op` answers now: `None` when it passes through.
     pub fn fault(&self, op: Op) -> Option<Fault> {
         self.faults
@@ -370,6 +384,10 @@ mod tests {
         ));
         // A refused lock is not a grant.
         assert_eq!(granted.lock().unwrap().len(), 1);
+        store.heal_all();
+        assert_eq!(store.fault(Op::Renew), None);
+        store.fail_all(Fault::Unavailable("down".into()));
+        assert!(Op::ALL.iter().all(|op| store.fault(*op).is_some()));
         let debug = format!("{store:?}");
         assert!(debug.contains("Renew") && debug.contains("Lock"), "{debug}");
     }
