@@ -6,19 +6,16 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bmcert_resolve::{
     load_all, retry_failed, FollowerThread, LiveIndex, LoadError, Reason, Service,
 };
-use bmcert_store::{
-    block_on, Bundle, Condition, DirStore, Installed, Lease, Listed, Record, RecordKey, Revision,
-    Store, StoreError, StoreFuture, Watch,
-};
+use bmcert_store::testing::{Fault, FaultyStore, Op};
+use bmcert_store::{block_on, Condition, DirStore, Store, StoreError};
 use bmcert_topology::{DomainName, Target, Topology};
-use common::{install, install_mismatched, sha256_hex, Pki};
+use common::{install, install_mismatched, sha256_hex, Leaf, Pki};
 
 const TOPOLOGY: &str = r#"
 [system]
@@ -27,6 +24,41 @@ url = "https://mail.example.test"
 name = "acme.test"
 url = "https://webmail.acme.test"
 "#;
+
+/// The system certificate and two successive ones of acme.test, from one CA.
+struct Leaves {
+    acme_target: Target,
+    system: Leaf,
+    acme1: Leaf,
+    acme2: Leaf,
+}
+
+impl Leaves {
+    fn new() -> Self {
+        let pki = Pki::new();
+        Self {
+            acme_target: Target::Domain(DomainName::new("acme.test").unwrap()),
+            system: pki.leaf(&["mail.example.test"]),
+            acme1: pki.leaf(&["webmail.acme.test"]),
+            acme2: pki.leaf(&["webmail.acme.test"]),
+        }
+    }
+}
+
+/// Installs the system certificate and the first of acme.test.
+fn install_first(store: &dyn Store, acme_target: &Target, system: &Leaf, acme1: &Leaf) {
+    install(store, &Target::System, system, &["mail.example.test"]);
+    install(store, acme_target, acme1, &["webmail.acme.test"]);
+}
+
+/// Polls `done` (bounded: 10 s) until it holds; fails with `what` otherwise.
+fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
 
 /// The fingerprint of what a lookup of `name` serves.
 fn served(index: &LiveIndex, name: &str) -> String {
@@ -51,18 +83,18 @@ fn wait_for(index: &LiveIndex, name: &str, expected: &str) {
 fn follows_install_renewal_disable_rollback_and_keeps_previous_on_failure() {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(DirStore::open(dir.path().join("store")).unwrap());
-    let pki = Pki::new();
-    let acme_target = Target::Domain(DomainName::new("acme.test").unwrap());
-    let system = pki.leaf(&["mail.example.test"]);
-    let acme1 = pki.leaf(&["webmail.acme.test"]);
-    let acme2 = pki.leaf(&["webmail.acme.test"]);
+    let Leaves {
+        acme_target,
+        system,
+        acme1,
+        acme2,
+    } = Leaves::new();
     let (system_fp, acme1_fp, acme2_fp) = (
         sha256_hex(&system.cert),
         sha256_hex(&acme1.cert),
         sha256_hex(&acme2.cert),
     );
-    install(&*store, &Target::System, &system, &["mail.example.test"]);
-    install(&*store, &acme_target, &acme1, &["webmail.acme.test"]);
+    install_first(&*store, &acme_target, &system, &acme1);
 
     let index = Arc::new(LiveIndex::new(&Topology::from_toml_str(TOPOLOGY).unwrap()));
     let follower = FollowerThread::start(store.clone(), index.clone()).unwrap();
@@ -80,11 +112,9 @@ fn follows_install_renewal_disable_rollback_and_keeps_previous_on_failure() {
 
     // A bundle whose key is not the certificate's: the previous one stays, the error is listed.
     install_mismatched(&*store, &acme_target, &acme2, &acme1);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while index.failures().is_empty() {
-        assert!(Instant::now() < deadline, "the failure was never reported");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("the failure was never reported", || {
+        !index.failures().is_empty()
+    });
     let failures = index.failures();
     assert_eq!(failures[0].target, acme_target);
     assert_eq!(failures[0].error, LoadError::KeyMismatch);
@@ -107,139 +137,61 @@ fn follows_install_renewal_disable_rollback_and_keeps_previous_on_failure() {
     follower.stop();
 }
 
-/// A directory store whose bundle reads fail while `failing` is set, and whose reads and
-/// watches all fail while `down` is set, as a store that cannot be reached does (every other
+/// A directory store whose bundle reads fail while it is "failing", and whose reads and
+/// watches all fail while it is "down", as a store that cannot be reached does (every other
 /// call goes through unchanged).
-#[derive(Debug)]
-struct Unreachable {
-    inner: DirStore,
-    failing: AtomicBool,
-    down: AtomicBool,
+type Unreachable = FaultyStore<DirStore>;
+
+fn unreachable(dir: &std::path::Path) -> Unreachable {
+    FaultyStore::new(DirStore::open(dir.join("store")).unwrap())
 }
 
-impl Unreachable {
-    fn new(dir: &std::path::Path) -> Self {
-        Self {
-            inner: DirStore::open(dir.join("store")).unwrap(),
-            failing: AtomicBool::new(false),
-            down: AtomicBool::new(false),
-        }
-    }
+fn refused() -> Fault {
+    Fault::Unavailable("connection refused".into())
+}
 
-    fn refused<'a, T: Send + 'a>(&self) -> Option<StoreFuture<'a, T>> {
-        self.down
-            .load(Ordering::SeqCst)
-            .then(|| -> StoreFuture<'a, T> {
-                Box::pin(async { Err(StoreError::Unavailable("connection refused".into())) })
-            })
+/// Bundle reads fail (`true`) or pass again.
+fn set_failing(store: &Unreachable, failing: bool) {
+    if failing {
+        store.fail(Op::Current, refused());
+    } else {
+        store.heal(Op::Current);
     }
 }
 
-impl Store for Unreachable {
-    fn revision(&self) -> StoreFuture<'_, Revision> {
-        self.refused().unwrap_or_else(|| self.inner.revision())
-    }
-    fn current<'a>(&'a self, target: &'a Target) -> StoreFuture<'a, Option<Installed>> {
-        if self.failing.load(Ordering::SeqCst) {
-            return Box::pin(async { Err(StoreError::Unavailable("connection refused".into())) });
+/// Reads and watches fail (`true`) or pass again.
+fn set_down(store: &Unreachable, down: bool) {
+    for op in [Op::Revision, Op::Current, Op::List, Op::Watch] {
+        if down {
+            store.fail(op, refused());
+        } else {
+            store.heal(op);
         }
-        self.refused().unwrap_or_else(|| self.inner.current(target))
-    }
-    fn history<'a>(&'a self, target: &'a Target) -> StoreFuture<'a, Vec<Installed>> {
-        self.inner.history(target)
-    }
-    fn list(&self) -> StoreFuture<'_, Vec<Listed>> {
-        self.refused().unwrap_or_else(|| self.inner.list())
-    }
-    fn install<'a>(
-        &'a self,
-        target: &'a Target,
-        bundle: &'a Bundle,
-        condition: &'a Condition,
-    ) -> StoreFuture<'a, Installed> {
-        self.inner.install(target, bundle, condition)
-    }
-    fn rollback<'a>(
-        &'a self,
-        target: &'a Target,
-        condition: &'a Condition,
-    ) -> StoreFuture<'a, Installed> {
-        self.inner.rollback(target, condition)
-    }
-    fn disable<'a>(
-        &'a self,
-        target: &'a Target,
-        condition: &'a Condition,
-    ) -> StoreFuture<'a, Option<Revision>> {
-        self.inner.disable(target, condition)
-    }
-    fn get<'a>(&'a self, key: &'a RecordKey) -> StoreFuture<'a, Option<Record>> {
-        self.inner.get(key)
-    }
-    fn put<'a>(
-        &'a self,
-        key: &'a RecordKey,
-        value: &'a [u8],
-        condition: &'a Condition,
-    ) -> StoreFuture<'a, Revision> {
-        self.inner.put(key, value, condition)
-    }
-    fn delete<'a>(
-        &'a self,
-        key: &'a RecordKey,
-        condition: &'a Condition,
-    ) -> StoreFuture<'a, Option<Revision>> {
-        self.inner.delete(key, condition)
-    }
-    fn keys<'a>(&'a self, prefix: &'a str) -> StoreFuture<'a, Vec<RecordKey>> {
-        self.inner.keys(prefix)
-    }
-    fn watch(&self, after: Revision) -> StoreFuture<'_, Watch> {
-        self.refused().unwrap_or_else(|| self.inner.watch(after))
-    }
-    fn lock<'a>(
-        &'a self,
-        name: &'a RecordKey,
-        holder: &'a str,
-        ttl: Duration,
-    ) -> StoreFuture<'a, Lease> {
-        self.inner.lock(name, holder, ttl)
-    }
-    fn renew<'a>(&'a self, lease: &'a Lease, ttl: Duration) -> StoreFuture<'a, Lease> {
-        self.inner.renew(lease, ttl)
-    }
-    fn unlock<'a>(&'a self, lease: &'a Lease) -> StoreFuture<'a, ()> {
-        self.inner.unlock(lease)
     }
 }
 
 #[test]
 fn a_change_whose_read_failed_is_read_again_when_the_store_is_back() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Unreachable::new(dir.path()));
-    let pki = Pki::new();
-    let acme_target = Target::Domain(DomainName::new("acme.test").unwrap());
-    let system = pki.leaf(&["mail.example.test"]);
-    let acme1 = pki.leaf(&["webmail.acme.test"]);
-    let acme2 = pki.leaf(&["webmail.acme.test"]);
-    install(&*store, &Target::System, &system, &["mail.example.test"]);
-    install(&*store, &acme_target, &acme1, &["webmail.acme.test"]);
+    let store = Arc::new(unreachable(dir.path()));
+    let Leaves {
+        acme_target,
+        system,
+        acme1,
+        acme2,
+    } = Leaves::new();
+    install_first(&*store, &acme_target, &system, &acme1);
 
     let index = Arc::new(LiveIndex::new(&Topology::from_toml_str(TOPOLOGY).unwrap()));
     let follower = FollowerThread::start(store.clone(), index.clone()).unwrap();
     assert_eq!(served(&index, "webmail.acme.test"), sha256_hex(&acme1.cert));
 
     // The renewal's change arrives, but its bundle cannot be read: the old one stays.
-    store.failing.store(true, Ordering::SeqCst);
+    set_failing(&store, true);
     install(&*store, &acme_target, &acme2, &["webmail.acme.test"]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while index.failures().is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the failed read was never reported"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("the failed read was never reported", || {
+        !index.failures().is_empty()
+    });
     let failure = &index.failures()[0];
     assert_eq!(failure.target, acme_target);
     assert!(matches!(failure.error, LoadError::Store(_)), "{failure}");
@@ -247,7 +199,7 @@ fn a_change_whose_read_failed_is_read_again_when_the_store_is_back() {
     assert_eq!(served(&index, "webmail.acme.test"), sha256_hex(&acme1.cert));
 
     // The store is back; no further change comes, yet the renewal is served.
-    store.failing.store(false, Ordering::SeqCst);
+    set_failing(&store, false);
     wait_for(&index, "webmail.acme.test", &sha256_hex(&acme2.cert));
     assert!(index.failures().is_empty());
     follower.stop();
@@ -256,17 +208,18 @@ fn a_change_whose_read_failed_is_read_again_when_the_store_is_back() {
 #[test]
 fn retry_failed_reads_again_only_what_the_store_could_not_read() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Unreachable::new(dir.path());
-    let pki = Pki::new();
-    let acme_target = Target::Domain(DomainName::new("acme.test").unwrap());
-    let system = pki.leaf(&["mail.example.test"]);
-    let acme1 = pki.leaf(&["webmail.acme.test"]);
-    let acme2 = pki.leaf(&["webmail.acme.test"]);
+    let store = unreachable(dir.path());
+    let Leaves {
+        acme_target,
+        system,
+        acme1,
+        acme2,
+    } = Leaves::new();
     install(&store, &Target::System, &system, &["mail.example.test"]);
     install_mismatched(&store, &acme_target, &acme2, &acme1);
     let index = LiveIndex::new(&Topology::from_toml_str(TOPOLOGY).unwrap());
 
-    store.failing.store(true, Ordering::SeqCst);
+    set_failing(&store, true);
     block_on(load_all(&store, &index)).unwrap();
     assert_eq!(index.failures().len(), 2, "{:?}", index.failures());
     assert_eq!(
@@ -275,7 +228,7 @@ fn retry_failed_reads_again_only_what_the_store_could_not_read() {
         "still unreachable"
     );
 
-    store.failing.store(false, Ordering::SeqCst);
+    set_failing(&store, false);
     assert_eq!(
         block_on(retry_failed(&store, &index)),
         1,
@@ -295,17 +248,17 @@ fn retry_failed_reads_again_only_what_the_store_could_not_read() {
 #[test]
 fn a_follower_spawned_while_the_store_is_down_loads_when_it_comes_back() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Unreachable::new(dir.path()));
-    let pki = Pki::new();
-    let acme_target = Target::Domain(DomainName::new("acme.test").unwrap());
-    let system = pki.leaf(&["mail.example.test"]);
-    let acme1 = pki.leaf(&["webmail.acme.test"]);
-    let acme2 = pki.leaf(&["webmail.acme.test"]);
-    install(&*store, &Target::System, &system, &["mail.example.test"]);
-    install(&*store, &acme_target, &acme1, &["webmail.acme.test"]);
+    let store = Arc::new(unreachable(dir.path()));
+    let Leaves {
+        acme_target,
+        system,
+        acme1,
+        acme2,
+    } = Leaves::new();
+    install_first(&*store, &acme_target, &system, &acme1);
     let index = Arc::new(LiveIndex::new(&Topology::from_toml_str(TOPOLOGY).unwrap()));
 
-    store.down.store(true, Ordering::SeqCst);
+    set_down(&store, true);
     assert!(matches!(
         FollowerThread::start(store.clone(), index.clone()),
         Err(StoreError::Unavailable(_))
@@ -317,15 +270,10 @@ fn a_follower_spawned_while_the_store_is_down_loads_when_it_comes_back() {
         .resolve(Service::Https, Some("webmail.acme.test"))
         .is_none());
 
-    store.down.store(false, Ordering::SeqCst);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !follower.has_loaded() {
-        assert!(
-            Instant::now() < deadline,
-            "never loaded after the store came back"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    set_down(&store, false);
+    wait_until("never loaded after the store came back", || {
+        follower.has_loaded()
+    });
     assert_eq!(served(&index, "webmail.acme.test"), sha256_hex(&acme1.cert));
     // And it follows from there.
     install(&*store, &acme_target, &acme2, &["webmail.acme.test"]);
@@ -336,8 +284,8 @@ fn a_follower_spawned_while_the_store_is_down_loads_when_it_comes_back() {
 #[test]
 fn a_follower_spawned_while_the_store_is_down_stops_promptly() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Unreachable::new(dir.path()));
-    store.down.store(true, Ordering::SeqCst);
+    let store = Arc::new(unreachable(dir.path()));
+    set_down(&store, true);
     let index = Arc::new(LiveIndex::new(&Topology::from_toml_str(TOPOLOGY).unwrap()));
     let follower = FollowerThread::spawn(store, index).unwrap();
     let started = Instant::now();
