@@ -27,12 +27,10 @@ use std::time::Duration;
 
 use bmcert_acme::{AcmeClient, AcmeConfig, ChallengeBoard, Directory, Progress, StoreState};
 use bmcert_renew::{AcmeIssuer, MemoryNotifier, Renewer, RenewerConfig, SystemClock};
-use bmcert_store::{
-    Bundle, Condition, Installed, Lease, Listed, Record, RecordKey, Revision, Store, StoreFuture,
-    Watch,
-};
+use bmcert_store::testing::FaultyStore;
+use bmcert_store::Store;
 use bmcert_store_etcd::{EtcdOptions, EtcdStore};
-use bmcert_topology::{Site, Target, Topology};
+use bmcert_topology::{Site, Topology};
 
 /// How long the process waits to be killed once the order is placed.
 const WAIT_FOR_KILL: Duration = Duration::from_secs(120);
@@ -41,93 +39,6 @@ fn say(line: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
-}
-
-/// The etcd store, reporting each lock it is granted (its fencing token) on stdout.
-#[derive(Debug)]
-struct Reporting(EtcdStore);
-
-impl Store for Reporting {
-    fn revision(&self) -> StoreFuture<'_, Revision> {
-        self.0.revision()
-    }
-    fn current<'a>(&'a self, target: &'a Target) -> StoreFuture<'a, Option<Installed>> {
-        self.0.current(target)
-    }
-    fn history<'a>(&'a self, target: &'a Target) -> StoreFuture<'a, Vec<Installed>> {
-        self.0.history(target)
-    }
-    fn list(&self) -> StoreFuture<'_, Vec<Listed>> {
-        self.0.list()
-    }
-    fn install<'a>(
-        &'a self,
-        target: &'a Target,
-        bundle: &'a Bundle,
-        condition: &'a Condition,
-    ) -> StoreFuture<'a, Installed> {
-        self.0.install(target, bundle, condition)
-    }
-    fn rollback<'a>(
-        &'a self,
-        target: &'a Target,
-        condition: &'a Condition,
-    ) -> StoreFuture<'a, Installed> {
-        self.0.rollback(target, condition)
-    }
-    fn disable<'a>(
-        &'a self,
-        target: &'a Target,
-        condition: &'a Condition,
-    ) -> StoreFuture<'a, Option<Revision>> {
-        self.0.disable(target, condition)
-    }
-    fn get<'a>(&'a self, key: &'a RecordKey) -> StoreFuture<'a, Option<Record>> {
-        self.0.get(key)
-    }
-    fn put<'a>(
-        &'a self,
-        key: &'a RecordKey,
-        value: &'a [u8],
-        condition: &'a Condition,
-    ) -> StoreFuture<'a, Revision> {
-        self.0.put(key, value, condition)
-    }
-    fn delete<'a>(
-        &'a self,
-        key: &'a RecordKey,
-        condition: &'a Condition,
-    ) -> StoreFuture<'a, Option<Revision>> {
-        self.0.delete(key, condition)
-    }
-    fn keys<'a>(&'a self, prefix: &'a str) -> StoreFuture<'a, Vec<RecordKey>> {
-        self.0.keys(prefix)
-    }
-    fn watch(&self, after: Revision) -> StoreFuture<'_, Watch> {
-        self.0.watch(after)
-    }
-    fn lock<'a>(
-        &'a self,
-        name: &'a RecordKey,
-        holder: &'a str,
-        ttl: Duration,
-    ) -> StoreFuture<'a, Lease> {
-        Box::pin(async move {
-            let lease = self.0.lock(name, holder, ttl).await?;
-            say(&format!(
-                "LOCKED {} {}",
-                lease.token,
-                lease.expires_at.unix_timestamp_nanos()
-            ));
-            Ok(lease)
-        })
-    }
-    fn renew<'a>(&'a self, lease: &'a Lease, ttl: Duration) -> StoreFuture<'a, Lease> {
-        self.0.renew(lease, ttl)
-    }
-    fn unlock<'a>(&'a self, lease: &'a Lease) -> StoreFuture<'a, ()> {
-        self.0.unlock(lease)
-    }
 }
 
 fn env(name: &str) -> Result<String, Box<dyn Error>> {
@@ -144,7 +55,14 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let mut options = EtcdOptions::new(endpoints.split(',').map(str::to_owned).collect());
     options.prefix = prefix.clone();
     let etcd = tokio::task::spawn_blocking(move || EtcdStore::connect(options)).await??;
-    let store: Arc<dyn Store> = Arc::new(Reporting(etcd));
+    // The etcd store, reporting each lock it is granted (its fencing token) on stdout.
+    let store: Arc<dyn Store> = Arc::new(FaultyStore::new(etcd).on_lock(|lease| {
+        say(&format!(
+            "LOCKED {} {}",
+            lease.token,
+            lease.expires_at.unix_timestamp_nanos()
+        ))
+    }));
 
     let ca = std::fs::read(env("BMCERT_PEBBLE_CA")?)?;
     let mut config = AcmeConfig::new(Directory::Url(env("BMCERT_PEBBLE_DIRECTORY")?));
