@@ -1304,30 +1304,13 @@ mod tests {
     use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
     use bmcert_store::testing::{Fault, FaultyStore, Op};
-    use bmcert_store::{Bundle, BundleMeta, DirStore, Fingerprint, KeyFormat, SecretKey};
+    use bmcert_store::{Bundle, DirStore, Fingerprint};
     use time::macros::datetime;
 
     const T0: OffsetDateTime = datetime!(2027-01-01 0:00 UTC);
 
     fn bundle(name: &str, not_before: OffsetDateTime, not_after: OffsetDateTime) -> Bundle {
-        let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap();
-        params.not_before = not_before;
-        params.not_after = not_after;
-        let key = rcgen::KeyPair::generate().unwrap();
-        let der = params.self_signed(&key).unwrap().der().clone();
-        let meta = BundleMeta {
-            source: Source::Acme,
-            names: vec![name.to_owned()],
-            not_after,
-            installed_at: not_before,
-            fingerprint: Fingerprint::of(&der),
-        };
-        Bundle::new(
-            vec![der],
-            SecretKey::new(KeyFormat::Pkcs8, key.serialize_der()),
-            meta,
-        )
-        .unwrap()
+        bmcert_test::renewal::self_signed_bundle(&[name], not_before, not_after, Source::Acme)
     }
 
     /// A directory store whose calls (lease renewals, or all while it is down) can be made

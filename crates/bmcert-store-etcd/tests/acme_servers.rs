@@ -33,15 +33,13 @@ use bmcert_acme::{
 };
 use bmcert_renew::{AcmeIssuer, ManualClock, MemoryNotifier, Renewer, RenewerConfig};
 use bmcert_resolve::{FollowerThread, LiveIndex};
-use bmcert_store::{
-    keys, Bundle, BundleMeta, Condition, Fingerprint, KeyFormat, Lease, RecordKey, SecretKey,
-    Source, Store, StoreError,
-};
+use bmcert_store::{keys, Condition, Lease, RecordKey, Source, Store, StoreError};
 // An ACME client of one server on its store, counting the orders it places.
 use bmcert_test::pebble::store_client_counting_orders as acme_client;
 use bmcert_test::pebble::{bind_loopback, PortWait};
 use bmcert_test::peers::{unique_label as unique, Pebble};
-use bmcert_topology::{Site, Target, Topology};
+use bmcert_test::renewal::{self_signed_bundle, topology};
+use bmcert_topology::Target;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use time::{Duration, OffsetDateTime};
@@ -54,12 +52,6 @@ fn peers() -> Option<(Pebble, Vec<String>)> {
     let p = Pebble::from_env()?;
     let endpoints = common::endpoints()?;
     Some((p, endpoints))
-}
-
-fn topology(host: &str) -> Topology {
-    let mut t = Topology::new(Site::new(&format!("https://{host}"), &[]).unwrap());
-    t.default_domain = Some("example.test".parse().unwrap());
-    t
 }
 
 /// A store client of its own (one "server") under `prefix`.
@@ -80,28 +72,6 @@ async fn acme_config(p: &Pebble) -> AcmeConfig {
         total: StdDuration::from_secs(5),
     }))
     .await
-}
-
-/// An ACME-issued-looking certificate for `host` (self-signed), as the one due for renewal.
-fn acme_bundle(host: &str, not_before: OffsetDateTime, not_after: OffsetDateTime) -> Bundle {
-    let mut params = rcgen::CertificateParams::new(vec![host.to_owned()]).unwrap();
-    params.not_before = not_before;
-    params.not_after = not_after;
-    let key = rcgen::KeyPair::generate().unwrap();
-    let der = params.self_signed(&key).unwrap().der().clone();
-    let meta = BundleMeta {
-        source: Source::Acme,
-        names: vec![host.to_owned()],
-        not_after,
-        installed_at: not_before,
-        fingerprint: Fingerprint::of(&der),
-    };
-    Bundle::new(
-        vec![der],
-        SecretKey::new(KeyFormat::Pkcs8, key.serialize_der()),
-        meta,
-    )
-    .unwrap()
 }
 
 /// Binds pebble's HTTP-01 port, retrying every 100 ms for 15 s while a previous listener
@@ -337,7 +307,12 @@ async fn the_holder_killed_mid_order_is_replaced_after_its_lease_and_fenced_out(
         server_store(&endpoints, &prefix).await,
         server_store(&endpoints, &prefix).await,
     ];
-    let old = acme_bundle(&host, now - Duration::days(80), now + Duration::days(10));
+    let old = self_signed_bundle(
+        &[&host],
+        now - Duration::days(80),
+        now + Duration::days(10),
+        Source::Acme,
+    );
     stores[0]
         .install(&Target::System, &old, &Condition::none())
         .await
@@ -515,7 +490,7 @@ async fn the_holder_killed_mid_order_is_replaced_after_its_lease_and_fenced_out(
         Err(StoreError::Fenced { token: t, .. }) => assert_eq!(t, token),
         other => panic!("a write with the dead holder's token went through: {other:?}"),
     }
-    let stale = acme_bundle(&host, now, now + Duration::days(90));
+    let stale = self_signed_bundle(&[&host], now, now + Duration::days(90), Source::Acme);
     assert!(matches!(
         store_b
             .install(&Target::System, &stale, &Condition::none().fenced_by(&dead))

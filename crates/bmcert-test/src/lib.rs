@@ -7,7 +7,8 @@
 //! [`peers`] finds the real peers `scripts/test-all` starts (pebble, etcd, aiosmtpd) from
 //! their `BMCERT_*` variables, with one skip policy for all of them; with the `pebble`
 //! feature, `pebble` builds the `AcmeConfig` and store-backed ACME clients the pebble tests
-//! share. Nothing here is a library API: only tests, doc tests and benchmarks depend on
+//! share; with the `store` feature, `renewal` makes the self-signed store bundles and the
+//! one-site topology the renewal tests share. Nothing here is a library API: only tests, doc tests and benchmarks depend on
 //! this crate, and the helpers panic on failure as tests want.
 //!
 //! # Features
@@ -15,6 +16,8 @@
 //! - `pebble` (off by default): the `pebble` module. It links `bmcert-acme` and
 //!   `bmcert-store`, so the crates those depend on can use the fixtures without it; the
 //!   crates whose tests talk ACME to pebble enable it in their `[dev-dependencies]`.
+//! - `store` (off by default, implied by `pebble`): the `renewal` module. It links
+//!   `bmcert-store` and `bmcert-topology`.
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
 
@@ -23,4 +26,6 @@ pub mod fixtures;
 #[cfg(feature = "pebble")]
 pub mod pebble;
 pub mod peers;
+#[cfg(feature = "store")]
+pub mod renewal;
 pub mod verdicts;

@@ -12,43 +12,12 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use bmcert_renew::{BoxFuture, Issuer};
-use bmcert_store::{
-    Bundle, BundleMeta, Condition, Fingerprint, KeyFormat, SecretKey, Source, Store,
-};
+use bmcert_store::{Bundle, Condition, Source, Store};
 use bmcert_topology::Target;
-use time::OffsetDateTime;
 
-/// A self-signed bundle for `names`, valid from `not_before` to `not_after`.
-pub fn bundle(
-    names: &[&str],
-    not_before: OffsetDateTime,
-    not_after: OffsetDateTime,
-    source: Source,
-) -> Bundle {
-    let mut params =
-        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-            .unwrap();
-    params.not_before = not_before;
-    params.not_after = not_after;
-    // An authority key identifier, as CA-issued certificates have (ARI needs it).
-    params.use_authority_key_identifier_extension = true;
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = params.self_signed(&key).unwrap();
-    let der = cert.der().clone();
-    let meta = BundleMeta {
-        source,
-        names: names.iter().map(|n| n.to_string()).collect(),
-        not_after,
-        installed_at: not_before,
-        fingerprint: Fingerprint::of(&der),
-    };
-    Bundle::new(
-        vec![der],
-        SecretKey::new(KeyFormat::Pkcs8, key.serialize_der()),
-        meta,
-    )
-    .unwrap()
-}
+/// A self-signed bundle for `names`, valid from `not_before` to `not_after`, with an
+/// authority key identifier as CA-issued certificates have (ARI needs it).
+pub use bmcert_test::renewal::self_signed_bundle_with_aki as bundle;
 
 pub async fn install(store: &dyn Store, target: &Target, b: &Bundle) {
     store.install(target, b, &Condition::none()).await.unwrap();

@@ -417,36 +417,8 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Events {
 // --- certificates with chosen validity ---------------------------------------------------------
 
 /// A self-signed bundle for `names`, valid from `not_before` to `not_after`, as if `source`
-/// had installed it.
-pub fn bundle(
-    names: &[&str],
-    not_before: time::OffsetDateTime,
-    not_after: time::OffsetDateTime,
-    source: bmcert_store::Source,
-) -> bmcert_store::Bundle {
-    use bmcert_store::{Bundle, BundleMeta, Fingerprint, KeyFormat, SecretKey};
-    let mut params =
-        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-            .unwrap();
-    params.not_before = not_before;
-    params.not_after = not_after;
-    params.use_authority_key_identifier_extension = true;
-    let key = rcgen::KeyPair::generate().unwrap();
-    let der = params.self_signed(&key).unwrap().der().clone();
-    let meta = BundleMeta {
-        source,
-        names: names.iter().map(|n| n.to_string()).collect(),
-        not_after,
-        installed_at: not_before,
-        fingerprint: Fingerprint::of(&der),
-    };
-    Bundle::new(
-        vec![der],
-        SecretKey::new(KeyFormat::Pkcs8, key.serialize_der()),
-        meta,
-    )
-    .unwrap()
-}
+/// had installed it (with an authority key identifier, as CA-issued certificates have).
+pub use bmcert_test::renewal::self_signed_bundle_with_aki as bundle;
 
 /// Installs `b` for `target`, unconditionally.
 pub async fn install(
