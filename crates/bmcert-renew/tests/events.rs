@@ -12,8 +12,9 @@ use std::time::Duration as StdDuration;
 
 use bmcert_acme::{AcmeClient, AcmeConfig, ChallengeBoard, Directory, MemoryState, RetryBudget};
 use bmcert_renew::*;
-use bmcert_store::{DirStore, Source, Store};
-use bmcert_topology::{Site, Target, Topology};
+use bmcert_store::{Bundle, DirStore, Source, Store};
+use bmcert_test::renewal::topology;
+use bmcert_topology::{Target, Topology};
 use support::*;
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
@@ -27,12 +28,6 @@ fn rfc3339(t: OffsetDateTime) -> String {
 /// it (see `tests/system_clock.rs`); these tests are about the events, not that.
 fn whole_second_now() -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(OffsetDateTime::now_utc().unix_timestamp()).unwrap()
-}
-
-fn topology(host: &str) -> Topology {
-    let mut t = Topology::new(Site::new(&format!("https://{host}"), &[]).unwrap());
-    t.default_domain = Some("example.test".parse().unwrap());
-    t
 }
 
 fn renewer(
@@ -53,6 +48,30 @@ fn renewer(
             ..RenewerConfig::default()
         },
     )
+}
+
+/// A directory store under `dir` whose system certificate (self-signed, for `host`) is
+/// valid from `not_before` to `not_after`; and that certificate.
+async fn store_holding(
+    dir: &std::path::Path,
+    host: &str,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> (Arc<dyn Store>, Bundle) {
+    let store: Arc<dyn Store> = Arc::new(DirStore::open(dir.join("store")).unwrap());
+    let old = bundle(&[host], not_before, not_after, Source::Acme);
+    install(store.as_ref(), &Target::System, &old).await;
+    (store, old)
+}
+
+/// One pass of `r`, with the events it logged.
+async fn pass_with_events(r: &Renewer) -> (PassReport, Events) {
+    let events = Events::default();
+    let pass = {
+        let _capture = events.capture();
+        r.run_once().await.unwrap()
+    };
+    (pass, events)
 }
 
 /// The one event with `message`, with the fields every attempt event carries.
@@ -78,14 +97,12 @@ fn the_event(events: &Events, message: &str, host: &str, not_after: &str) -> Eve
 #[tokio::test]
 async fn a_failed_attempt_is_an_event_with_target_names_expiry_and_error() {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(DirStore::open(dir.path().join("store")).unwrap());
     let host = unique("events-fail");
     let topo = topology(&host);
     let now = whole_second_now();
     // Due (past two thirds of its life) and expiring within 5 days: attempt, then warning.
     let not_after = now + Duration::days(3);
-    let old = bundle(&[&host], now - Duration::days(87), not_after, Source::Acme);
-    install(store.as_ref(), &Target::System, &old).await;
+    let (store, _) = store_holding(dir.path(), &host, now - Duration::days(87), not_after).await;
     let port = refused_port();
     let mut config = AcmeConfig::new(Directory::Url(format!("https://127.0.0.1:{port}/dir")));
     config.retry = RetryBudget {
@@ -98,11 +115,7 @@ async fn a_failed_attempt_is_an_event_with_target_names_expiry_and_error() {
     let notifier = Arc::new(MemoryNotifier::default());
     let r = renewer(&store, client, &topo, notifier.clone(), now);
 
-    let events = Events::default();
-    let pass = {
-        let _capture = events.capture();
-        r.run_once().await.unwrap()
-    };
+    let (pass, events) = pass_with_events(&r).await;
     assert_eq!(pass.failed, [Target::System], "{:#?}", events.all());
     let expiry = rfc3339(not_after);
     let status = r.status().await.unwrap();
@@ -163,13 +176,11 @@ async fn a_successful_renewal_against_pebble_is_an_event_with_the_new_expiry() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(DirStore::open(dir.path().join("store")).unwrap());
     let host = unique("events-ok");
     let topo = topology(&host);
     let now = whole_second_now();
     let not_after = now + Duration::days(10);
-    let old = bundle(&[&host], now - Duration::days(80), not_after, Source::Acme);
-    install(store.as_ref(), &Target::System, &old).await;
+    let (store, old) = store_holding(dir.path(), &host, now - Duration::days(80), not_after).await;
     let board = ChallengeBoard::new();
     let orders = Arc::new(AtomicU32::new(0));
     let client = counting_client(
@@ -183,11 +194,7 @@ async fn a_successful_renewal_against_pebble_is_an_event_with_the_new_expiry() {
     let notifier = Arc::new(MemoryNotifier::default());
     let r = renewer(&store, client, &topo, notifier.clone(), now);
 
-    let events = Events::default();
-    let pass = {
-        let _capture = events.capture();
-        r.run_once().await.unwrap()
-    };
+    let (pass, events) = pass_with_events(&r).await;
     assert_eq!(pass.renewed, [Target::System], "{:#?}", events.all());
     assert_eq!(orders.load(Ordering::SeqCst), 1);
     let new = store.current(&Target::System).await.unwrap().unwrap();

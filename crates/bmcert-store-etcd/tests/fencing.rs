@@ -24,13 +24,11 @@ use std::time::{Duration as StdDuration, Instant};
 
 use bmcert_acme::{AcmeError, ChallengeBoard, Http01Listener, IssueRequest, Progress, StoreState};
 use bmcert_renew::{AcmeIssuer, ManualClock, MemoryNotifier, Renewer, RenewerConfig};
-use bmcert_store::{
-    keys, Bundle, BundleMeta, Condition, Fingerprint, KeyFormat, RecordKey, SecretKey, Source,
-    Store,
-};
+use bmcert_store::{keys, Bundle, Condition, Fingerprint, Lease, RecordKey, Source, Store};
 use bmcert_store_etcd::{EtcdOptions, EtcdStore};
 use bmcert_test::peers::{etcd_endpoints, unique_label, unique_name, Pebble};
-use bmcert_topology::{Site, Target, Topology};
+use bmcert_test::renewal::{self_signed_bundle, topology};
+use bmcert_topology::Target;
 use time::{Duration, OffsetDateTime};
 
 /// Pebble's validator connects to one fixed HTTP-01 port: the tests of this binary take
@@ -43,12 +41,6 @@ fn peers() -> Option<(Pebble, Vec<String>)> {
     Some((pebble, endpoints))
 }
 
-fn topology(host: &str) -> Topology {
-    let mut t = Topology::new(Site::new(&format!("https://{host}"), &[]).unwrap());
-    t.default_domain = Some("example.test".parse().unwrap());
-    t
-}
-
 /// A store client of its own (one "server") on `endpoints` under `prefix`.
 async fn connect(endpoints: Vec<String>, prefix: &str, timeout: StdDuration) -> Arc<dyn Store> {
     let mut options = EtcdOptions::new(endpoints);
@@ -59,28 +51,6 @@ async fn connect(endpoints: Vec<String>, prefix: &str, timeout: StdDuration) -> 
         Arc::new(EtcdStore::connect(options).expect("connect to etcd")) as Arc<dyn Store>
     })
     .await
-    .unwrap()
-}
-
-/// An ACME-issued-looking certificate for `host` (self-signed): the one to be replaced.
-fn acme_bundle(host: &str, not_before: OffsetDateTime, not_after: OffsetDateTime) -> Bundle {
-    let mut params = rcgen::CertificateParams::new(vec![host.to_owned()]).unwrap();
-    params.not_before = not_before;
-    params.not_after = not_after;
-    let key = rcgen::KeyPair::generate().unwrap();
-    let der = params.self_signed(&key).unwrap().der().clone();
-    let meta = BundleMeta {
-        source: Source::Acme,
-        names: vec![host.to_owned()],
-        not_after,
-        installed_at: not_before,
-        fingerprint: Fingerprint::of(&der),
-    };
-    Bundle::new(
-        vec![der],
-        SecretKey::new(KeyFormat::Pkcs8, key.serialize_der()),
-        meta,
-    )
     .unwrap()
 }
 
@@ -100,6 +70,88 @@ async fn http01(pebble: &Pebble, board: &ChallengeBoard) -> Http01Listener {
     }
 }
 
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+/// Installs (unconditionally) an ACME-issued-looking certificate for `host`, self-signed,
+/// valid from `not_before` to `not_after`: the one to be replaced.
+async fn install_old(
+    store: &dyn Store,
+    host: &str,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> Bundle {
+    let old = self_signed_bundle(&[host], not_before, not_after, Source::Acme);
+    store
+        .install(&Target::System, &old, &Condition::none())
+        .await
+        .unwrap();
+    old
+}
+
+/// A point where an ACME client's progress callback pauses (its thread blocked, as a
+/// paused process) until the test resumes it.
+struct Pause {
+    reached: tokio::sync::mpsc::UnboundedReceiver<()>,
+    resume: std::sync::mpsc::Sender<()>,
+}
+
+impl Pause {
+    /// The pause and the function the callback calls to pause (for at most 60 s: then it
+    /// fails with `never_resumed`).
+    fn new(never_resumed: &'static str) -> (Self, impl Fn() + Send + Sync + 'static) {
+        let (reached_tx, reached) = tokio::sync::mpsc::unbounded_channel();
+        let (resume, resume_rx) = std::sync::mpsc::channel::<()>();
+        let resume_rx = std::sync::Mutex::new(resume_rx);
+        let pause = move || {
+            let _ = reached_tx.send(());
+            let paused = resume_rx
+                .lock()
+                .unwrap()
+                .recv_timeout(StdDuration::from_secs(60));
+            assert!(paused.is_ok(), "{never_resumed}");
+        };
+        (Self { reached, resume }, pause)
+    }
+
+    /// Waits (at most 60 s) until the client pauses; fails with `what` otherwise.
+    async fn reached(&mut self, what: &str) {
+        tokio::time::timeout(StdDuration::from_secs(60), self.reached.recv())
+            .await
+            .expect(what)
+            .unwrap();
+    }
+
+    fn resume(&self) {
+        self.resume.send(()).unwrap();
+    }
+}
+
+/// Takes `lock` for "survivor" once the paused holder's lease expires (retrying every
+/// 200 ms, for at most 30 s).
+async fn take_over(store: &dyn Store, lock: &RecordKey) -> Lease {
+    let deadline = Instant::now() + StdDuration::from_secs(30);
+    loop {
+        match store
+            .lock(lock, "survivor", StdDuration::from_secs(30))
+            .await
+        {
+            Ok(lease) => return lease,
+            Err(e) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the paused lease never expired: {e}"
+                );
+                tokio::time::sleep(StdDuration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
 async fn fingerprint(store: &dyn Store) -> (Fingerprint, u64) {
     let current = store.current(&Target::System).await.unwrap().unwrap();
     (current.bundle.meta().fingerprint, current.version)
@@ -107,10 +159,7 @@ async fn fingerprint(store: &dyn Store) -> (Fingerprint, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_holder_paused_past_its_lease_has_its_install_refused_as_fenced() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
+    init_tracing();
     let Some((pebble, endpoints)) = peers() else {
         return;
     };
@@ -120,20 +169,20 @@ async fn a_holder_paused_past_its_lease_has_its_install_refused_as_fenced() {
     let survivor_store = connect(endpoints, &prefix, StdDuration::from_secs(5)).await;
     let host = unique_name("fenced");
     let now = OffsetDateTime::now_utc();
-    let old = acme_bundle(&host, now - Duration::days(80), now + Duration::days(10));
-    holder_store
-        .install(&Target::System, &old, &Condition::none())
-        .await
-        .unwrap();
+    install_old(
+        holder_store.as_ref(),
+        &host,
+        now - Duration::days(80),
+        now + Duration::days(10),
+    )
+    .await;
     let before = fingerprint(survivor_store.as_ref()).await;
 
     // The holder's ACME client stops after the certificate was downloaded and checked,
     // before the install, until the test lets it go on: a paused process.
     let config = pebble.acme_config(None).await;
     let board = ChallengeBoard::new();
-    let (checked_tx, mut checked_rx) = tokio::sync::mpsc::unbounded_channel();
-    let (resume_tx, resume_rx) = std::sync::mpsc::channel::<()>();
-    let resume_rx = std::sync::Mutex::new(resume_rx);
+    let (mut pause, paused_at_checked) = Pause::new("the test never resumed the holder");
     let client = bmcert_acme::AcmeClient::new(
         config,
         Arc::new(StoreState::new(holder_store.clone())),
@@ -142,12 +191,7 @@ async fn a_holder_paused_past_its_lease_has_its_install_refused_as_fenced() {
     .unwrap()
     .with_progress(move |p| {
         if *p == Progress::Checked {
-            let _ = checked_tx.send(());
-            let paused = resume_rx
-                .lock()
-                .unwrap()
-                .recv_timeout(StdDuration::from_secs(60));
-            assert!(paused.is_ok(), "the test never resumed the holder");
+            paused_at_checked();
         }
     });
     let client = Arc::new(client);
@@ -191,10 +235,7 @@ async fn a_holder_paused_past_its_lease_has_its_install_refused_as_fenced() {
         });
     }
     let started = Instant::now();
-    tokio::time::timeout(StdDuration::from_secs(60), checked_rx.recv())
-        .await
-        .expect("the order reaches the install")
-        .unwrap();
+    pause.reached("the order reaches the install").await;
     eprintln!(
         "holder paused before its install after {:?}",
         started.elapsed()
@@ -203,25 +244,10 @@ async fn a_holder_paused_past_its_lease_has_its_install_refused_as_fenced() {
     keep_alive.abort();
     assert!(keep_alive.await.unwrap_err().is_cancelled());
     // While it is paused, its lease expires and another server takes the lock.
-    let deadline = Instant::now() + StdDuration::from_secs(30);
-    let taken = loop {
-        match survivor_store
-            .lock(&lock, "survivor", StdDuration::from_secs(30))
-            .await
-        {
-            Ok(lease) => break lease,
-            Err(e) => {
-                assert!(
-                    Instant::now() < deadline,
-                    "the paused lease never expired: {e}"
-                );
-                tokio::time::sleep(StdDuration::from_millis(200)).await;
-            }
-        }
-    };
+    let taken = take_over(survivor_store.as_ref(), &lock).await;
     eprintln!("lock taken over after {:?}", started.elapsed());
     assert!(taken.token > lease.token);
-    resume_tx.send(()).unwrap();
+    pause.resume();
     let result = tokio::time::timeout(StdDuration::from_secs(30), done_rx)
         .await
         .expect("the holder finishes")
@@ -245,7 +271,7 @@ async fn a_holder_paused_past_its_lease_has_its_install_refused_as_fenced() {
     survivor_store
         .install(
             &Target::System,
-            &acme_bundle(&host, now, now + Duration::days(90)),
+            &self_signed_bundle(&[&host], now, now + Duration::days(90), Source::Acme),
             &Condition::none().fenced_by(&taken),
         )
         .await
@@ -255,10 +281,7 @@ async fn a_holder_paused_past_its_lease_has_its_install_refused_as_fenced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_renewer_paused_mid_attempt_loses_its_lock_and_installs_nothing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
+    init_tracing();
     let Some((pebble, endpoints)) = peers() else {
         return;
     };
@@ -268,20 +291,20 @@ async fn a_renewer_paused_mid_attempt_loses_its_lock_and_installs_nothing() {
     let survivor_store = connect(endpoints, &prefix, StdDuration::from_secs(5)).await;
     let host = unique_name("paused");
     let now = OffsetDateTime::now_utc();
-    let old = acme_bundle(&host, now - Duration::days(80), now + Duration::days(10));
-    paused_store
-        .install(&Target::System, &old, &Condition::none())
-        .await
-        .unwrap();
+    install_old(
+        paused_store.as_ref(),
+        &host,
+        now - Duration::days(80),
+        now + Duration::days(10),
+    )
+    .await;
 
     // The renewer's ACME client stops after the certificate was downloaded and checked,
     // before the install. The renewer runs on a thread and runtime of its own, which the
     // pause blocks whole (its lease keep-alive included), as a paused process.
     let board = ChallengeBoard::new();
     let orders = Arc::new(AtomicU32::new(0));
-    let (checked_tx, mut checked_rx) = tokio::sync::mpsc::unbounded_channel();
-    let (resume_tx, resume_rx) = std::sync::mpsc::channel::<()>();
-    let resume_rx = std::sync::Mutex::new(resume_rx);
+    let (mut pause, paused_at_checked) = Pause::new("the test never resumed the renewer");
     let counted = orders.clone();
     let client = bmcert_acme::AcmeClient::new(
         pebble.acme_config(None).await,
@@ -293,14 +316,7 @@ async fn a_renewer_paused_mid_attempt_loses_its_lock_and_installs_nothing() {
         Progress::Ordered { .. } => {
             counted.fetch_add(1, Ordering::SeqCst);
         }
-        Progress::Checked => {
-            let _ = checked_tx.send(());
-            let paused = resume_rx
-                .lock()
-                .unwrap()
-                .recv_timeout(StdDuration::from_secs(60));
-            assert!(paused.is_ok(), "the test never resumed the renewer");
-        }
+        Progress::Checked => paused_at_checked(),
         _ => {}
     });
     client.accept_terms().await.unwrap();
@@ -326,10 +342,7 @@ async fn a_renewer_paused_mid_attempt_loses_its_lock_and_installs_nothing() {
         let _ = done_tx.send(rt.block_on(renewer.renew_now(&Target::System)));
     });
     let started = Instant::now();
-    tokio::time::timeout(StdDuration::from_secs(60), checked_rx.recv())
-        .await
-        .expect("the renewal reaches the install")
-        .unwrap();
+    pause.reached("the renewal reaches the install").await;
     eprintln!(
         "renewer paused before its install after {:?}",
         started.elapsed()
@@ -337,24 +350,9 @@ async fn a_renewer_paused_mid_attempt_loses_its_lock_and_installs_nothing() {
     // Its lease is not kept alive while it is paused: another server takes the lock and
     // installs a certificate of its own under it.
     let lock = RecordKey::new(keys::RENEWAL_LOCK).unwrap();
-    let deadline = Instant::now() + StdDuration::from_secs(30);
-    let taken = loop {
-        match survivor_store
-            .lock(&lock, "survivor", StdDuration::from_secs(30))
-            .await
-        {
-            Ok(lease) => break lease,
-            Err(e) => {
-                assert!(
-                    Instant::now() < deadline,
-                    "the paused lease never expired: {e}"
-                );
-                tokio::time::sleep(StdDuration::from_millis(200)).await;
-            }
-        }
-    };
+    let taken = take_over(survivor_store.as_ref(), &lock).await;
     eprintln!("lock taken over after {:?}", started.elapsed());
-    let survivors = acme_bundle(&host, now, now + Duration::days(90));
+    let survivors = self_signed_bundle(&[&host], now, now + Duration::days(90), Source::Acme);
     survivor_store
         .install(
             &Target::System,
@@ -364,7 +362,7 @@ async fn a_renewer_paused_mid_attempt_loses_its_lock_and_installs_nothing() {
         .await
         .unwrap();
     let after_survivor = fingerprint(survivor_store.as_ref()).await;
-    resume_tx.send(()).unwrap();
+    pause.resume();
     let result = tokio::time::timeout(StdDuration::from_secs(30), done_rx)
         .await
         .expect("the renewer finishes")
@@ -451,10 +449,7 @@ impl Proxy {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renewals_wait_while_etcd_is_unreachable_and_resume_by_themselves() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
+    init_tracing();
     let Some((pebble, endpoints)) = peers() else {
         return;
     };
@@ -470,11 +465,13 @@ async fn renewals_wait_while_etcd_is_unreachable_and_resume_by_themselves() {
     .await;
     let host = unique_name("outage");
     let now = OffsetDateTime::now_utc();
-    let old = acme_bundle(&host, now - Duration::days(10), now + Duration::days(80));
-    direct
-        .install(&Target::System, &old, &Condition::none())
-        .await
-        .unwrap();
+    let old = install_old(
+        direct.as_ref(),
+        &host,
+        now - Duration::days(10),
+        now + Duration::days(80),
+    )
+    .await;
 
     let orders = Arc::new(AtomicU32::new(0));
     let board = ChallengeBoard::new();
