@@ -259,6 +259,15 @@ fn install_and_list_over_etcds_with_client_certificate_and_password() {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         bmcert(&args, env)
     };
+    // `list` of `store` (with the test's topology), then `extra`, then `flags`.
+    let list_args = |store: &str, extra: &[&str], flags: &[&str]| -> Vec<String> {
+        let first = [
+            &["list", "--store", store, "--topology", s(&topology)][..],
+            extra,
+        ]
+        .concat();
+        with(&first, flags)
+    };
 
     // Install: TLS options as flags, the user as a flag, the password from the environment.
     let install = with(
@@ -331,13 +340,9 @@ fn install_and_list_over_etcds_with_client_certificate_and_password() {
 
     // Without --etcd-cacert the system's CA certificates are trusted: pointed (through
     // SSL_CERT_FILE) at the test CA, the same list works; at another CA, it is refused.
-    let list = with(
+    let list = list_args(
+        &etcds,
         &[
-            "list",
-            "--store",
-            &etcds,
-            "--topology",
-            s(&topology),
             "--etcd-cert",
             s(&client_cert),
             "--etcd-key",
@@ -355,30 +360,13 @@ fn install_and_list_over_etcds_with_client_certificate_and_password() {
 
     // The wrong password: etcd's refusal, said with the user, and neither password shown.
     let out = run(
-        &with(
-            &[
-                "list",
-                "--store",
-                &etcds,
-                "--topology",
-                s(&topology),
-                "--etcd-user",
-                USER,
-            ],
-            &tls_flags,
-        ),
+        &list_args(&etcds, &["--etcd-user", USER], &tls_flags),
         &[("BMCERT_ETCD_PASSWORD", WRONG)],
     );
     assert_refused(&out, &[&etcds, "authentication failed", "--etcd-user"]);
 
     // No user while etcd has authentication on: the hint names the user option.
-    let out = run(
-        &with(
-            &["list", "--store", &etcds, "--topology", s(&topology)],
-            &tls_flags,
-        ),
-        &[],
-    );
+    let out = run(&list_args(&etcds, &[], &tls_flags), &[]);
     assert_refused(
         &out,
         &[&etcds, "permission denied", "give --etcd-user USER"],
@@ -386,13 +374,9 @@ fn install_and_list_over_etcds_with_client_certificate_and_password() {
 
     // etcd requires a client certificate: without one the handshake is refused.
     let out = run(
-        &with(
+        &list_args(
+            &etcds,
             &[
-                "list",
-                "--store",
-                &etcds,
-                "--topology",
-                s(&topology),
                 "--etcd-cacert",
                 s(&ca_path),
                 "--etcd-user",
@@ -407,18 +391,7 @@ fn install_and_list_over_etcds_with_client_certificate_and_password() {
     // A plain etcd:// address to the TLS port: refused, pointing at etcds://.
     let plain = format!("etcd://127.0.0.1:{client_port}{PREFIX}");
     let out = run(
-        &with(
-            &[
-                "list",
-                "--store",
-                &plain,
-                "--topology",
-                s(&topology),
-                "--etcd-user",
-                USER,
-            ],
-            &[],
-        ),
+        &list_args(&plain, &["--etcd-user", USER], &[]),
         &[("BMCERT_ETCD_PASSWORD", PASSWORD)],
     );
     assert_refused(
@@ -427,30 +400,13 @@ fn install_and_list_over_etcds_with_client_certificate_and_password() {
     );
 
     // The TLS options with that plain address: refused before connecting.
-    let out = run(
-        &with(
-            &["list", "--store", &plain, "--topology", s(&topology)],
-            &tls_flags,
-        ),
-        &[],
-    );
+    let out = run(&list_args(&plain, &[], &tls_flags), &[]);
     assert_refused(&out, &["--etcd-cacert", "plain etcd://", "etcds://"]);
 
     // An unreadable CA file: the option and the path.
     let missing = d.join("no-such-ca.pem");
     let out = run(
-        &with(
-            &[
-                "list",
-                "--store",
-                &etcds,
-                "--topology",
-                s(&topology),
-                "--etcd-cacert",
-                s(&missing),
-            ],
-            &[],
-        ),
+        &list_args(&etcds, &["--etcd-cacert", s(&missing)], &[]),
         &[],
     );
     assert_refused(&out, &["--etcd-cacert", s(&missing), "does not exist"]);
