@@ -1431,6 +1431,18 @@ mod tests {
             .fingerprint
     }
 
+    /// Installs, as the system certificate, a 90-day one issued 80 days before [`T0`]:
+    /// due for renewal.
+    async fn install_due(s: &Setup) -> Fingerprint {
+        install(
+            s.store.as_ref(),
+            &Target::System,
+            T0 - Duration::days(80),
+            90,
+        )
+        .await
+    }
+
     fn lock_key() -> RecordKey {
         RecordKey::new(keys::RENEWAL_LOCK).unwrap()
     }
@@ -1442,13 +1454,7 @@ mod tests {
             ..RenewerConfig::default()
         };
         let s = setup(StdDuration::from_millis(1200), None, config);
-        let old = install(
-            s.store.as_ref(),
-            &Target::System,
-            T0 - Duration::days(80),
-            90,
-        )
-        .await;
+        let old = install_due(&s).await;
         let store = s.store.clone();
         // Another server tries to take the lock well after the first lease's ttl.
         let contender = tokio::spawn(async move {
@@ -1482,13 +1488,7 @@ mod tests {
             ..RenewerConfig::default()
         };
         let s = setup(StdDuration::from_secs(30), None, config);
-        let old = install(
-            s.store.as_ref(),
-            &Target::System,
-            T0 - Duration::days(80),
-            90,
-        )
-        .await;
+        let old = install_due(&s).await;
         s.store.fail(Op::Renew, fault);
         let result = tokio::time::timeout(
             StdDuration::from_secs(10),
@@ -1563,13 +1563,7 @@ mod tests {
             ..RenewerConfig::default()
         };
         let s = setup(StdDuration::from_secs(30), None, config);
-        let old = install(
-            s.store.as_ref(),
-            &Target::System,
-            T0 - Duration::days(80),
-            90,
-        )
-        .await;
+        let old = install_due(&s).await;
         match s.renewer.renew_now(&Target::System).await {
             Err(RenewError::Failed { error, .. }) => {
                 assert!(error.contains("did not finish within 0 s"), "{error}")
@@ -1615,13 +1609,7 @@ mod tests {
     #[tokio::test]
     async fn an_overdue_certificate_is_renewed_at_a_clock_between_two_seconds() {
         let s = setup(StdDuration::ZERO, None, RenewerConfig::default());
-        install(
-            s.store.as_ref(),
-            &Target::System,
-            T0 - Duration::days(80),
-            90,
-        )
-        .await;
+        install_due(&s).await;
         // Planned times are whole seconds, the clock is not: the slot "now" is not later.
         s.clock.set(T0 + Duration::milliseconds(500));
         assert_eq!(

@@ -25,24 +25,21 @@ name = "acme.test"
 url = "https://webmail.acme.test"
 "#;
 
-/// The system certificate and two successive ones of acme.test, from one CA.
-struct Leaves {
-    acme_target: Target,
-    system: Leaf,
-    acme1: Leaf,
-    acme2: Leaf,
+/// acme.test's target; the system certificate and two successive ones of acme.test, from
+/// one CA.
+fn leaves() -> (Target, Leaf, Leaf, Leaf) {
+    let pki = Pki::new();
+    (
+        Target::Domain(DomainName::new("acme.test").unwrap()),
+        pki.leaf(&["mail.example.test"]),
+        pki.leaf(&["webmail.acme.test"]),
+        pki.leaf(&["webmail.acme.test"]),
+    )
 }
 
-impl Leaves {
-    fn new() -> Self {
-        let pki = Pki::new();
-        Self {
-            acme_target: Target::Domain(DomainName::new("acme.test").unwrap()),
-            system: pki.leaf(&["mail.example.test"]),
-            acme1: pki.leaf(&["webmail.acme.test"]),
-            acme2: pki.leaf(&["webmail.acme.test"]),
-        }
-    }
+/// The live index of [`TOPOLOGY`], empty.
+fn index() -> LiveIndex {
+    LiveIndex::new(&Topology::from_toml_str(TOPOLOGY).unwrap())
 }
 
 /// Installs the system certificate and the first of acme.test.
@@ -83,12 +80,7 @@ fn wait_for(index: &LiveIndex, name: &str, expected: &str) {
 fn follows_install_renewal_disable_rollback_and_keeps_previous_on_failure() {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(DirStore::open(dir.path().join("store")).unwrap());
-    let Leaves {
-        acme_target,
-        system,
-        acme1,
-        acme2,
-    } = Leaves::new();
+    let (acme_target, system, acme1, acme2) = leaves();
     let (system_fp, acme1_fp, acme2_fp) = (
         sha256_hex(&system.cert),
         sha256_hex(&acme1.cert),
@@ -96,7 +88,7 @@ fn follows_install_renewal_disable_rollback_and_keeps_previous_on_failure() {
     );
     install_first(&*store, &acme_target, &system, &acme1);
 
-    let index = Arc::new(LiveIndex::new(&Topology::from_toml_str(TOPOLOGY).unwrap()));
+    let index = Arc::new(index());
     let follower = FollowerThread::start(store.clone(), index.clone()).unwrap();
     // Loaded at start.
     assert_eq!(served(&index, "webmail.acme.test"), acme1_fp);
@@ -174,15 +166,10 @@ fn set_down(store: &Unreachable, down: bool) {
 fn a_change_whose_read_failed_is_read_again_when_the_store_is_back() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(unreachable(dir.path()));
-    let Leaves {
-        acme_target,
-        system,
-        acme1,
-        acme2,
-    } = Leaves::new();
+    let (acme_target, system, acme1, acme2) = leaves();
     install_first(&*store, &acme_target, &system, &acme1);
 
-    let index = Arc::new(LiveIndex::new(&Topology::from_toml_str(TOPOLOGY).unwrap()));
+    let index = Arc::new(index());
     let follower = FollowerThread::start(store.clone(), index.clone()).unwrap();
     assert_eq!(served(&index, "webmail.acme.test"), sha256_hex(&acme1.cert));
 
@@ -209,15 +196,10 @@ fn a_change_whose_read_failed_is_read_again_when_the_store_is_back() {
 fn retry_failed_reads_again_only_what_the_store_could_not_read() {
     let dir = tempfile::tempdir().unwrap();
     let store = unreachable(dir.path());
-    let Leaves {
-        acme_target,
-        system,
-        acme1,
-        acme2,
-    } = Leaves::new();
+    let (acme_target, system, acme1, acme2) = leaves();
     install(&store, &Target::System, &system, &["mail.example.test"]);
     install_mismatched(&store, &acme_target, &acme2, &acme1);
-    let index = LiveIndex::new(&Topology::from_toml_str(TOPOLOGY).unwrap());
+    let index = index();
 
     set_failing(&store, true);
     block_on(load_all(&store, &index)).unwrap();
@@ -249,14 +231,9 @@ fn retry_failed_reads_again_only_what_the_store_could_not_read() {
 fn a_follower_spawned_while_the_store_is_down_loads_when_it_comes_back() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(unreachable(dir.path()));
-    let Leaves {
-        acme_target,
-        system,
-        acme1,
-        acme2,
-    } = Leaves::new();
+    let (acme_target, system, acme1, acme2) = leaves();
     install_first(&*store, &acme_target, &system, &acme1);
-    let index = Arc::new(LiveIndex::new(&Topology::from_toml_str(TOPOLOGY).unwrap()));
+    let index = Arc::new(index());
 
     set_down(&store, true);
     assert!(matches!(
@@ -286,7 +263,7 @@ fn a_follower_spawned_while_the_store_is_down_stops_promptly() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(unreachable(dir.path()));
     set_down(&store, true);
-    let index = Arc::new(LiveIndex::new(&Topology::from_toml_str(TOPOLOGY).unwrap()));
+    let index = Arc::new(index());
     let follower = FollowerThread::spawn(store, index).unwrap();
     let started = Instant::now();
     follower.stop();
