@@ -16,7 +16,8 @@ use bmcert_renew::*;
 use bmcert_store::{DirStore, Source, Store};
 use bmcert_test::pebble::{bind_http01, store_client_counting_orders, PortWait};
 use bmcert_test::peers::{etcd_endpoints, unique_name as unique, Pebble, Smtp};
-use bmcert_topology::{Site, Target, Topology};
+use bmcert_test::renewal::topology;
+use bmcert_topology::Target;
 use common::*;
 use time::{Duration, OffsetDateTime};
 
@@ -32,12 +33,6 @@ fn peers() -> Option<Peers> {
         pebble: Pebble::from_env()?,
         smtp: Smtp::from_env()?,
     })
-}
-
-fn topology(host: &str) -> Topology {
-    let mut t = Topology::new(Site::new(&format!("https://{host}"), &[]).unwrap());
-    t.default_domain = Some("example.test".parse().unwrap());
-    t
 }
 
 /// Pebble's configuration with the ACME directory `directory` (pebble's, or a dead one).
