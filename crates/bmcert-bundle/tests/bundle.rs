@@ -31,6 +31,22 @@ fn check(cert: &[u8], key: &[u8], ca: &[u8]) -> Report {
     BundleCheck::files(cert, key, Some(ca)).check(now())
 }
 
+/// Checks the chain's own PEM certificate, key and CA files.
+fn check_chain(c: &Chain) -> Report {
+    check(
+        c.leaf.cert_pem.as_bytes(),
+        c.leaf.key_pem.as_bytes(),
+        c.ca_pem().as_bytes(),
+    )
+}
+
+/// Checks the chain's certificate and CA with `key`, decrypted with `password`.
+fn check_with_password(c: &Chain, key: &[u8], password: &[u8]) -> Report {
+    BundleCheck::files(c.leaf.cert_pem.as_bytes(), key, Some(c.ca_pem().as_bytes()))
+        .key_password(password)
+        .check(now())
+}
+
 fn assert_valid(r: &Report) {
     assert!(r.is_valid(), "expected valid, got {:#?}", r.problems);
 }
@@ -51,6 +67,32 @@ fn write_chain(dir: &Path, c: &Chain) {
     std::fs::write(dir.join("ca.pem"), c.ca_pem()).unwrap();
 }
 
+/// `openssl pkcs12 -export` of the files [`write_chain`] wrote into `out`, protected by
+/// `passout` (openssl's `pass:...` form), with the `extra` options.
+fn export_p12(dir: &Path, out: &str, passout: &str, extra: &[&str]) {
+    let base = [
+        "pkcs12",
+        "-export",
+        "-in",
+        "cert.pem",
+        "-inkey",
+        "key.pem",
+        "-certfile",
+        "ca.pem",
+        "-passout",
+        passout,
+    ];
+    openssl(dir, &[&base[..], extra, &["-out", out]].concat());
+}
+
+/// `openssl` with `args` writing `out` encrypted with the password `s3cret`.
+fn encrypt_key(dir: &Path, args: &[&str], out: &str) {
+    openssl(
+        dir,
+        &[args, &["-out", out, "-passout", "pass:s3cret"]].concat(),
+    );
+}
+
 #[test]
 fn every_key_type_passes_in_pem_and_is_summarized() {
     for kt in [
@@ -60,11 +102,7 @@ fn every_key_type_passes_in_pem_and_is_summarized() {
         KeyType::Ed25519,
     ] {
         let c = chain(kt);
-        let r = check(
-            c.leaf.cert_pem.as_bytes(),
-            c.leaf.key_pem.as_bytes(),
-            c.ca_pem().as_bytes(),
-        );
+        let r = check_chain(&c);
         assert_valid(&r);
         assert!(r.warnings.is_empty(), "{:?}", r.warnings);
         let leaf = r.leaf.as_ref().unwrap();
@@ -110,11 +148,7 @@ fn openssl_fingerprint_and_dates_agree() {
         ],
     );
     let out = String::from_utf8(out).unwrap();
-    let r = check(
-        c.leaf.cert_pem.as_bytes(),
-        c.leaf.key_pem.as_bytes(),
-        c.ca_pem().as_bytes(),
-    );
+    let r = check_chain(&c);
     let fp = out.trim().rsplit('=').next().unwrap();
     assert_eq!(r.leaf.unwrap().sha256_fingerprint, fp);
 }
@@ -256,23 +290,7 @@ fn bom_crlf_and_bag_attributes_from_openssl_pkcs12() {
     let d = dir.path();
     let c = chain(KeyType::EcdsaP256);
     write_chain(d, &c);
-    openssl(
-        d,
-        &[
-            "pkcs12",
-            "-export",
-            "-in",
-            "cert.pem",
-            "-inkey",
-            "key.pem",
-            "-certfile",
-            "ca.pem",
-            "-out",
-            "b.p12",
-            "-passout",
-            "pass:pw",
-        ],
-    );
+    export_p12(d, "b.p12", "pass:pw", &[]);
     let certs = openssl(
         d,
         &[
@@ -318,47 +336,16 @@ fn encrypted_keys() {
     let d = dir.path();
     let c = chain(KeyType::Rsa2048);
     write_chain(d, &c);
-    openssl(
+    encrypt_key(d, &["pkcs8", "-topk8", "-in", "key.pem"], "enc.pem");
+    encrypt_key(
         d,
-        &[
-            "pkcs8",
-            "-topk8",
-            "-in",
-            "key.pem",
-            "-out",
-            "enc.pem",
-            "-passout",
-            "pass:s3cret",
-        ],
+        &["pkcs8", "-topk8", "-in", "key.pem", "-outform", "DER"],
+        "enc.der",
     );
-    openssl(
+    encrypt_key(
         d,
-        &[
-            "pkcs8",
-            "-topk8",
-            "-in",
-            "key.pem",
-            "-outform",
-            "DER",
-            "-out",
-            "enc.der",
-            "-passout",
-            "pass:s3cret",
-        ],
-    );
-    openssl(
-        d,
-        &[
-            "rsa",
-            "-in",
-            "key.pem",
-            "-aes128",
-            "-traditional",
-            "-out",
-            "legacy.pem",
-            "-passout",
-            "pass:s3cret",
-        ],
+        &["rsa", "-in", "key.pem", "-aes128", "-traditional"],
+        "legacy.pem",
     );
     let ca = c.ca_pem();
     for file in ["enc.pem", "enc.der", "legacy.pem"] {
@@ -373,13 +360,8 @@ fn encrypted_keys() {
     }
     for file in ["enc.pem", "enc.der"] {
         let key = std::fs::read(d.join(file)).unwrap();
-        let r = BundleCheck::files(c.leaf.cert_pem.as_bytes(), &key, Some(ca.as_bytes()))
-            .key_password(b"s3cret")
-            .check(now());
-        assert_valid(&r);
-        let r = BundleCheck::files(c.leaf.cert_pem.as_bytes(), &key, Some(ca.as_bytes()))
-            .key_password(b"wrong")
-            .check(now());
+        assert_valid(&check_with_password(&c, &key, b"s3cret"));
+        let r = check_with_password(&c, &key, b"wrong");
         assert_problem(&r, Code::KeyEncrypted, FileKind::Key);
         assert!(r.problems[0]
             .message
@@ -387,9 +369,7 @@ fn encrypted_keys() {
     }
     // The legacy encryption is not decrypted even with the password: the message says how.
     let key = std::fs::read(d.join("legacy.pem")).unwrap();
-    let r = BundleCheck::files(c.leaf.cert_pem.as_bytes(), &key, Some(ca.as_bytes()))
-        .key_password(b"s3cret")
-        .check(now());
+    let r = check_with_password(&c, &key, b"s3cret");
     assert_problem(&r, Code::KeyEncrypted, FileKind::Key);
     assert!(r.problems[0].message.contains("Proc-Type"));
 }
@@ -401,27 +381,13 @@ fn pkcs12_modern_legacy_and_bad_password() {
     for kt in [KeyType::Rsa2048, KeyType::EcdsaP256] {
         let c = chain(kt);
         write_chain(d, &c);
-        let base = [
-            "pkcs12",
-            "-export",
-            "-in",
-            "cert.pem",
-            "-inkey",
-            "key.pem",
-            "-certfile",
-            "ca.pem",
-            "-passout",
-            "pass:pw",
-        ];
-        openssl(d, &[&base[..], &["-out", "modern.p12"]].concat());
-        openssl(d, &[&base[..], &["-legacy", "-out", "legacy.p12"]].concat());
-        openssl(
+        export_p12(d, "modern.p12", "pass:pw", &[]);
+        export_p12(d, "legacy.p12", "pass:pw", &["-legacy"]);
+        export_p12(
             d,
-            &[
-                &base[..],
-                &["-descert", "-certpbe", "PBE-SHA1-3DES", "-out", "des.p12"],
-            ]
-            .concat(),
+            "des.p12",
+            "pass:pw",
+            &["-descert", "-certpbe", "PBE-SHA1-3DES"],
         );
         for file in ["modern.p12", "legacy.p12", "des.p12"] {
             let p12 = std::fs::read(d.join(file)).unwrap();
@@ -440,23 +406,7 @@ fn pkcs12_modern_legacy_and_bad_password() {
     // An empty password (openssl `-passout pass:`).
     let c = chain(KeyType::EcdsaP256);
     write_chain(d, &c);
-    openssl(
-        d,
-        &[
-            "pkcs12",
-            "-export",
-            "-in",
-            "cert.pem",
-            "-inkey",
-            "key.pem",
-            "-certfile",
-            "ca.pem",
-            "-out",
-            "nopass.p12",
-            "-passout",
-            "pass:",
-        ],
-    );
+    export_p12(d, "nopass.p12", "pass:", &[]);
     let p12 = std::fs::read(d.join("nopass.p12")).unwrap();
     assert_valid(&BundleCheck::pkcs12(&p12, "").check(now()));
     let contents = parse_pkcs12(&p12, "").unwrap();
@@ -695,11 +645,7 @@ fn private_key_never_leaks() {
         .lines()
         .filter(|l| !l.starts_with("-----"))
         .collect();
-    let r = check(
-        c.leaf.cert_pem.as_bytes(),
-        c.leaf.key_pem.as_bytes(),
-        c.ca_pem().as_bytes(),
-    );
+    let r = check_chain(&c);
     assert_valid(&r);
     let key = &r.bundle.as_ref().unwrap().key;
     assert_eq!(key.secret_der().secret_der(), &c.leaf.key_der[..]);
