@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use bmcert_renew::*;
-use bmcert_store::{DirStore, Source, Store};
+use bmcert_store::{Bundle, DirStore, Source, Store};
 use bmcert_topology::Target;
 use common::*;
 use time::macros::datetime;
-use time::Duration;
+use time::{Duration, OffsetDateTime};
 
 fn setup(
     dir: &std::path::Path,
@@ -35,11 +35,25 @@ fn renewer(
     clock: &Arc<ManualClock>,
     holder: &str,
 ) -> Renewer {
-    let config = RenewerConfig {
+    renewer_with(store, issuer, notifier, clock, config(holder))
+}
+
+/// The configuration of [`renewer`]: `holder`, warnings to admin@example.test.
+fn config(holder: &str) -> RenewerConfig {
+    RenewerConfig {
         holder: holder.to_owned(),
         warn_to: Some("admin@example.test".into()),
         ..RenewerConfig::default()
-    };
+    }
+}
+
+fn renewer_with(
+    store: &Arc<dyn Store>,
+    issuer: &Arc<ScriptedIssuer>,
+    notifier: &Arc<MemoryNotifier>,
+    clock: &Arc<ManualClock>,
+    config: RenewerConfig,
+) -> Renewer {
     Renewer::new(
         store.clone(),
         issuer.clone(),
@@ -49,18 +63,33 @@ fn renewer(
     )
 }
 
+/// Installs for `target` a bundle of `names` from `source`, valid for `days` days from
+/// `not_before`, and returns it.
+async fn install_new(
+    store: &dyn Store,
+    target: &Target,
+    names: &[&str],
+    not_before: OffsetDateTime,
+    days: i64,
+    source: Source,
+) -> Bundle {
+    let b = bundle(names, not_before, not_before + Duration::days(days), source);
+    install(store, target, &b).await;
+    b
+}
+
+/// [`install_new`] of an ACME certificate for `name` on the system target, valid for 90
+/// days from `issued`.
+async fn acme_on_system(store: &dyn Store, name: &str, issued: OffsetDateTime) -> Bundle {
+    install_new(store, &Target::System, &[name], issued, 90, Source::Acme).await
+}
+
 #[tokio::test]
 async fn renews_when_due_and_not_before() {
     let dir = tempfile::tempdir().unwrap();
     let (store, clock, issuer, notifier) = setup(dir.path());
     let issued = datetime!(2026-01-01 00:00 UTC);
-    let old = bundle(
-        &["mail.example.test"],
-        issued,
-        issued + Duration::days(90),
-        Source::Acme,
-    );
-    install(store.as_ref(), &Target::System, &old).await;
+    let old = acme_on_system(store.as_ref(), "mail.example.test", issued).await;
     let r = renewer(&store, &issuer, &notifier, &clock, "a");
 
     clock.set(issued + Duration::days(50));
@@ -100,15 +129,13 @@ async fn uploaded_certificates_are_never_renewed_but_can_warn() {
     let dir = tempfile::tempdir().unwrap();
     let (store, clock, issuer, notifier) = setup(dir.path());
     let issued = datetime!(2026-01-01 00:00 UTC);
-    install(
+    install_new(
         store.as_ref(),
         &Target::System,
-        &bundle(
-            &["up.example.test"],
-            issued,
-            issued + Duration::days(30),
-            Source::Files,
-        ),
+        &["up.example.test"],
+        issued,
+        30,
+        Source::Files,
     )
     .await;
     let r = renewer(&store, &issuer, &notifier, &clock, "a");
@@ -149,13 +176,15 @@ async fn failures_back_off_keep_the_certificate_and_warn_once_a_day_for_five_day
     let (store, clock, issuer, notifier) = setup(dir.path());
     // Expires at 12:00 UTC, so each simulated day below is its own UTC day.
     let not_after = datetime!(2026-04-01 12:00 UTC);
-    let old = bundle(
+    let old = install_new(
+        store.as_ref(),
+        &Target::System,
         &["mail.example.test", "autoconfig.example.test"],
         not_after - Duration::days(90),
-        not_after,
+        90,
         Source::Acme,
-    );
-    install(store.as_ref(), &Target::System, &old).await;
+    )
+    .await;
     issuer.fail.store(true, std::sync::atomic::Ordering::SeqCst);
     let mut r = renewer(&store, &issuer, &notifier, &clock, "a");
 
@@ -231,15 +260,13 @@ async fn a_failed_send_is_retried_at_the_next_wake_up() {
     let dir = tempfile::tempdir().unwrap();
     let (store, clock, issuer, notifier) = setup(dir.path());
     let not_after = datetime!(2026-04-01 12:00 UTC);
-    install(
+    install_new(
         store.as_ref(),
         &Target::System,
-        &bundle(
-            &["m.example.test"],
-            not_after - Duration::days(90),
-            not_after,
-            Source::Acme,
-        ),
+        &["m.example.test"],
+        not_after - Duration::days(90),
+        90,
+        Source::Acme,
     )
     .await;
     issuer.fail.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -262,17 +289,7 @@ async fn two_renewers_on_one_store_place_one_order() {
     Arc::get_mut(&mut issuer_).unwrap().delay = StdDuration::from_millis(300);
     let issuer = issuer_;
     let issued = datetime!(2026-01-01 00:00 UTC);
-    install(
-        store.as_ref(),
-        &Target::System,
-        &bundle(
-            &["m.example.test"],
-            issued,
-            issued + Duration::days(90),
-            Source::Acme,
-        ),
-    )
-    .await;
+    acme_on_system(store.as_ref(), "m.example.test", issued).await;
     // A second handle on the same directory: another process or server.
     let store2: Arc<dyn Store> = Arc::new(DirStore::open(dir.path().join("store")).unwrap());
     let a = renewer(&store, &issuer, &notifier, &clock, "a");
@@ -294,15 +311,13 @@ async fn manual_renewal_and_the_background_task() {
     let (store, clock, issuer, notifier) = setup(dir.path());
     let issued = datetime!(2026-01-01 00:00 UTC);
     let target = Target::Domain("example.test".parse().unwrap());
-    install(
+    install_new(
         store.as_ref(),
         &target,
-        &bundle(
-            &["webmail.example.test"],
-            issued,
-            issued + Duration::days(90),
-            Source::Acme,
-        ),
+        &["webmail.example.test"],
+        issued,
+        90,
+        Source::Acme,
     )
     .await;
     let r = renewer(&store, &issuer, &notifier, &clock, "a");
@@ -393,13 +408,7 @@ async fn the_ca_renewal_window_wins_and_the_order_names_the_replaced_certificate
     let dir = tempfile::tempdir().unwrap();
     let (store, clock, issuer, notifier) = setup(dir.path());
     let issued = datetime!(2026-01-01 00:00 UTC);
-    let old = bundle(
-        &["ari.example.test"],
-        issued,
-        issued + Duration::days(90),
-        Source::Acme,
-    );
-    install(store.as_ref(), &Target::System, &old).await;
+    let old = acme_on_system(store.as_ref(), "ari.example.test", issued).await;
     // The CA (e.g. during a mass revocation) suggests renewing on day 10-11, well before
     // the lifetime rule's day ~56-60.
     let window = policy::AriWindow::from_json(
@@ -440,13 +449,7 @@ async fn the_task_wakes_on_a_store_change() {
     // Another server installs a certificate that is already due: the task's watch sees it,
     // without `wake()` and long before its (1 hour) sleep ends.
     let other: Arc<dyn Store> = Arc::new(DirStore::open(dir.path().join("store")).unwrap());
-    let due = bundle(
-        &["late.example.test"],
-        issued,
-        issued + Duration::days(90),
-        Source::Acme,
-    );
-    install(other.as_ref(), &Target::System, &due).await;
+    acme_on_system(other.as_ref(), "late.example.test", issued).await;
     let mut waited = 0;
     while issuer.calls() == 0 && waited < 100 {
         tokio::time::sleep(StdDuration::from_millis(50)).await;
@@ -465,29 +468,16 @@ async fn the_renewer_keeps_to_the_rate_limit() {
     for i in 0..10 {
         let target = Target::Domain(format!("d{i}.example.test").parse().unwrap());
         let name = format!("webmail.d{i}.example.test");
-        install(
-            store.as_ref(),
-            &target,
-            &bundle(&[&name], issued, issued + Duration::days(90), Source::Acme),
-        )
-        .await;
+        install_new(store.as_ref(), &target, &[&name], issued, 90, Source::Acme).await;
     }
     let config = RenewerConfig {
-        holder: "a".into(),
-        warn_to: Some("admin@example.test".into()),
         rate_limit: RateLimit {
             orders: 3,
             window: Duration::hours(3),
         },
-        ..RenewerConfig::default()
+        ..config("a")
     };
-    let r = Renewer::new(
-        store.clone(),
-        issuer.clone(),
-        notifier.clone(),
-        clock.clone(),
-        config,
-    );
+    let r = renewer_with(&store, &issuer, &notifier, &clock, config);
     let start = issued + Duration::days(70);
     clock.set(start);
     let mut orders = Vec::new();
