@@ -10,7 +10,7 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bmcert_acme::{ari_certificate_id, AcmeError, IssueRequest};
+use bmcert_acme::{ari_certificate_id, AcmeClient, AcmeError, IssueRequest};
 use bmcert_topology::{Site, Target, Topology};
 use serde_json::json;
 use support::*;
@@ -44,6 +44,33 @@ fn request() -> IssueRequest {
     let mut r = IssueRequest::new(Target::System);
     r.email = Some("admin@example.test".to_owned());
     r
+}
+
+/// A client of `ca` that has accepted its terms.
+async fn registered(ca: &Ca) -> AcmeClient {
+    let acme = client(ca);
+    acme.accept_terms().await.unwrap();
+    acme
+}
+
+/// Orders the system certificate, replacing `replaces`: every order fails (the scripted CA
+/// fails them after recording them, or the client refuses first), so this is the error.
+async fn order_replacing(acme: &AcmeClient, replaces: &str) -> AcmeError {
+    acme.issue(&topology(), &request().replacing(replaces))
+        .await
+        .unwrap_err()
+}
+
+/// The CA saw two orders: the first with `replaces` (the RFC example), the second without.
+fn assert_ordered_again_without_replaces(ca: &Ca) {
+    let seen = ca.seen.lock().unwrap();
+    assert_eq!(seen.new_orders.len(), 2, "{:?}", seen.new_orders);
+    assert_eq!(seen.new_orders[0]["replaces"], RFC_ID);
+    assert!(
+        seen.new_orders[1].get("replaces").is_none(),
+        "{}",
+        seen.new_orders[1]
+    );
 }
 
 #[tokio::test]
@@ -109,12 +136,7 @@ async fn a_certificate_without_authority_key_identifier_cannot_be_asked_about() 
 #[tokio::test]
 async fn the_order_names_the_certificate_it_replaces() {
     let ca = scripted_ca(Script::default()).await;
-    let acme = client(&ca);
-    acme.accept_terms().await.unwrap();
-    let e = acme
-        .issue(&topology(), &request().replacing(RFC_ID))
-        .await
-        .unwrap_err();
+    let e = order_replacing(&registered(&ca).await, RFC_ID).await;
     // The scripted CA fails every order after recording it.
     assert!(e.to_string().contains("scripted CA"), "{e}");
     let seen = ca.seen.lock().unwrap();
@@ -134,18 +156,14 @@ async fn a_refused_replaces_does_not_block_the_renewal() {
         ..Script::default()
     })
     .await;
-    let acme = client(&ca);
-    acme.accept_terms().await.unwrap();
+    let acme = registered(&ca).await;
     let logs = Logs::default();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(logs.clone())
         .with_ansi(false)
         .finish();
     let guard = tracing::subscriber::set_default(subscriber);
-    let e = acme
-        .issue(&topology(), &request().replacing(RFC_ID))
-        .await
-        .unwrap_err();
+    let e = order_replacing(&acme, RFC_ID).await;
     drop(guard);
     let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     assert!(
@@ -157,14 +175,7 @@ async fn a_refused_replaces_does_not_block_the_renewal() {
     // The order went on past the refusal: the error is the order's, not alreadyReplaced.
     assert!(e.to_string().contains("scripted CA"), "{e}");
     assert!(!e.to_string().contains("alreadyReplaced"), "{e}");
-    let seen = ca.seen.lock().unwrap();
-    assert_eq!(seen.new_orders.len(), 2, "{:?}", seen.new_orders);
-    assert_eq!(seen.new_orders[0]["replaces"], RFC_ID);
-    assert!(
-        seen.new_orders[1].get("replaces").is_none(),
-        "{}",
-        seen.new_orders[1]
-    );
+    assert_ordered_again_without_replaces(&ca);
 }
 
 #[tokio::test]
@@ -174,17 +185,9 @@ async fn a_ca_ignoring_replaces_gets_the_order_again_without_it() {
         ..Script::default()
     })
     .await;
-    let acme = client(&ca);
-    acme.accept_terms().await.unwrap();
-    let e = acme
-        .issue(&topology(), &request().replacing(RFC_ID))
-        .await
-        .unwrap_err();
+    let e = order_replacing(&registered(&ca).await, RFC_ID).await;
     assert!(e.to_string().contains("scripted CA"), "{e}");
-    let seen = ca.seen.lock().unwrap();
-    assert_eq!(seen.new_orders.len(), 2, "{:?}", seen.new_orders);
-    assert_eq!(seen.new_orders[0]["replaces"], RFC_ID);
-    assert!(seen.new_orders[1].get("replaces").is_none());
+    assert_ordered_again_without_replaces(&ca);
 }
 
 #[tokio::test]
@@ -200,10 +203,7 @@ async fn without_renewal_information_there_is_no_window_and_no_replaces() {
         None
     );
     acme.accept_terms().await.unwrap();
-    let e = acme
-        .issue(&topology(), &request().replacing(RFC_ID))
-        .await
-        .unwrap_err();
+    let e = order_replacing(&acme, RFC_ID).await;
     assert!(e.to_string().contains("scripted CA"), "{e}");
     let seen = ca.seen.lock().unwrap();
     assert!(
@@ -219,12 +219,7 @@ async fn without_renewal_information_there_is_no_window_and_no_replaces() {
 #[tokio::test]
 async fn a_malformed_replaces_is_a_typed_error_before_any_order() {
     let ca = scripted_ca(Script::default()).await;
-    let acme = client(&ca);
-    acme.accept_terms().await.unwrap();
-    let e = acme
-        .issue(&topology(), &request().replacing("not an identifier"))
-        .await
-        .unwrap_err();
+    let e = order_replacing(&registered(&ca).await, "not an identifier").await;
     assert!(matches!(e, AcmeError::AriIdentifier(_)), "{e}");
     assert!(ca.seen.lock().unwrap().new_orders.is_empty());
 }
