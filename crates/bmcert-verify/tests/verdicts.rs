@@ -5,8 +5,8 @@
 
 use bmcert_test::chains::{ca_params, leaf_params, Alg, Chain3, Node, TEST_TIME};
 use bmcert_topology::Host;
-use bmcert_verify::{verify, ChainInput, Code, Role, Severity, Verdict};
-use rcgen::{ExtendedKeyUsagePurpose, IsCa};
+use bmcert_verify::{verify, ChainInput, Code, Finding, Role, Severity, Verdict};
+use rcgen::{CertificateParams, ExtendedKeyUsagePurpose, IsCa};
 use rustls_pki_types::{CertificateDer, UnixTime};
 
 fn der(n: &Node) -> CertificateDer<'static> {
@@ -43,16 +43,38 @@ fn codes(v: &Verdict) -> Vec<&'static str> {
     v.findings.iter().map(|f| f.code.as_str()).collect()
 }
 
+/// [`check`] of `leaf` with `c`'s intermediate and root in order in the CA file.
+fn check_in_chain(leaf: &Node, c: &Chain3, host: Option<&str>) -> Verdict {
+    check(leaf, &[], &[&c.intermediate, &c.root], &[], host)
+}
+
+/// The first problem of `v`, which must have `code`.
+fn first_problem(v: &Verdict, code: Code) -> &Finding {
+    let f = v.first_problem().unwrap();
+    assert_eq!(f.code, code, "{:?}", v.findings);
+    f
+}
+
+/// A P-256 leaf for `names` from `c`'s intermediate, its parameters changed by `edit`.
+fn issue_leaf(c: &Chain3, names: &[&str], edit: impl FnOnce(&mut CertificateParams)) -> Node {
+    let mut p = leaf_params(names);
+    edit(&mut p);
+    c.intermediate.issue(p, Alg::P256.key())
+}
+
+/// The verdict on a leaf whose only authority, a root, expired on 2025-01-01.
+fn expired_root_verdict() -> Verdict {
+    let mut p = ca_params("bmcert Old Root");
+    p.not_after = rcgen::date_time_ymd(2025, 1, 1);
+    let root = Node::self_signed(p, Alg::P256.key());
+    let leaf = root.issue(leaf_params(&["mail.example.test"]), Alg::P256.key());
+    check(&leaf, &[], &[&root], &[], None)
+}
+
 #[test]
 fn good_chain_is_valid_and_ordered() {
     let c = Chain3::new(Alg::P256, &["mail.example.test"]);
-    let v = check(
-        &c.leaf,
-        &[],
-        &[&c.intermediate, &c.root],
-        &[],
-        Some("https://mail.example.test/"),
-    );
+    let v = check_in_chain(&c.leaf, &c, Some("https://mail.example.test/"));
     assert!(v.is_valid(), "{:?}", v.findings);
     assert!(v.findings.is_empty(), "{:?}", v.findings);
     assert_eq!(v.chain, vec![der(&c.intermediate), der(&c.root)]);
@@ -98,8 +120,7 @@ fn missing_intermediate_names_the_issuer() {
     let c = Chain3::new(Alg::P256, &["mail.example.test"]);
     let v = check(&c.leaf, &[], &[&c.root], &[], None);
     assert!(!v.is_valid());
-    let f = v.first_problem().unwrap();
-    assert_eq!(f.code, Code::ChainIncomplete);
+    let f = first_problem(&v, Code::ChainIncomplete);
     assert_eq!(f.file, Role::Ca);
     assert!(
         f.message.contains("CN=bmcert Test Intermediate"),
@@ -112,8 +133,7 @@ fn missing_intermediate_names_the_issuer() {
 fn missing_root_says_which_root_to_append() {
     let c = Chain3::new(Alg::Rsa2048, &["mail.example.test"]);
     let v = check(&c.leaf, &[], &[&c.intermediate], &[], None);
-    let f = v.first_problem().unwrap();
-    assert_eq!(f.code, Code::RootMissing, "{:?}", v.findings);
+    let f = first_problem(&v, Code::RootMissing);
     assert!(
         f.message.contains("append the root certificate \"")
             && f.message.contains("CN=bmcert Test Root"),
@@ -140,8 +160,7 @@ fn wrong_authority_with_the_same_name_is_a_signature_problem() {
         .root
         .issue(ca_params("bmcert Test Intermediate"), Alg::P256.key());
     let v = check(&c.leaf, &[], &[&impostor, &c.root], &[], None);
-    let f = v.first_problem().unwrap();
-    assert_eq!(f.code, Code::ChainSignatureInvalid, "{:?}", v.findings);
+    first_problem(&v, Code::ChainSignatureInvalid);
 }
 
 #[test]
@@ -152,18 +171,13 @@ fn expired_intermediate_is_ca_expired() {
     let inter = root.issue(p, Alg::P256.key());
     let leaf = inter.issue(leaf_params(&["mail.example.test"]), Alg::P256.key());
     let v = check(&leaf, &[], &[&inter, &root], &[], None);
-    let f = v.first_problem().unwrap();
-    assert_eq!(f.code, Code::CaExpired, "{:?}", v.findings);
+    let f = first_problem(&v, Code::CaExpired);
     assert!(f.message.contains("bmcert Old Intermediate"));
 }
 
 #[test]
 fn expired_root_is_ca_expired() {
-    let mut p = ca_params("bmcert Old Root");
-    p.not_after = rcgen::date_time_ymd(2025, 1, 1);
-    let root = Node::self_signed(p, Alg::P256.key());
-    let leaf = root.issue(leaf_params(&["mail.example.test"]), Alg::P256.key());
-    let v = check(&leaf, &[], &[&root], &[], None);
+    let v = expired_root_verdict();
     assert!(!v.is_valid());
     assert!(v.has(Code::CaExpired), "{:?}", v.findings);
 }
@@ -171,75 +185,41 @@ fn expired_root_is_ca_expired() {
 #[test]
 fn expired_leaf_leads() {
     let c = Chain3::new(Alg::P256, &["mail.example.test"]);
-    let mut p = leaf_params(&["mail.example.test"]);
-    p.not_after = rcgen::date_time_ymd(2024, 1, 1);
-    let leaf = c.intermediate.issue(p, Alg::P256.key());
-    let v = check(
-        &leaf,
-        &[],
-        &[&c.intermediate, &c.root],
-        &[],
-        Some("mail.example.test"),
-    );
-    assert_eq!(
-        v.first_problem().unwrap().code,
-        Code::LeafExpired,
-        "{:?}",
-        v.findings
-    );
+    let leaf = issue_leaf(&c, &["mail.example.test"], |p| {
+        p.not_after = rcgen::date_time_ymd(2024, 1, 1);
+    });
+    let v = check_in_chain(&leaf, &c, Some("mail.example.test"));
+    first_problem(&v, Code::LeafExpired);
 }
 
 #[test]
 fn authority_as_leaf_is_leaf_is_ca() {
     let c = Chain3::new(Alg::P256, &["mail.example.test"]);
     let v = check(&c.intermediate, &[], &[&c.root], &[], None);
-    assert_eq!(
-        v.first_problem().unwrap().code,
-        Code::LeafIsCa,
-        "{:?}",
-        v.findings
-    );
+    first_problem(&v, Code::LeafIsCa);
 }
 
 #[test]
 fn client_only_eku_is_not_server_auth() {
     let c = Chain3::new(Alg::P256, &["mail.example.test"]);
-    let mut p = leaf_params(&["mail.example.test"]);
-    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    let leaf = c.intermediate.issue(p, Alg::P256.key());
-    let v = check(&leaf, &[], &[&c.intermediate, &c.root], &[], None);
-    assert_eq!(
-        v.first_problem().unwrap().code,
-        Code::NotServerAuth,
-        "{:?}",
-        v.findings
-    );
+    let leaf = issue_leaf(&c, &["mail.example.test"], |p| {
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    });
+    let v = check_in_chain(&leaf, &c, None);
+    first_problem(&v, Code::NotServerAuth);
 }
 
 #[test]
 fn name_mismatch_lists_the_covered_names() {
     let c = Chain3::new(Alg::P256, &["mail.example.test", "*.example.test"]);
-    let v = check(
-        &c.leaf,
-        &[],
-        &[&c.intermediate, &c.root],
-        &[],
-        Some("https://a.b.example.test"),
-    );
-    let f = v.first_problem().unwrap();
-    assert_eq!(f.code, Code::NameMismatch);
+    let v = check_in_chain(&c.leaf, &c, Some("https://a.b.example.test"));
+    let f = first_problem(&v, Code::NameMismatch);
     assert!(
         f.message.contains("mail.example.test, *.example.test"),
         "{}",
         f.message
     );
-    let v = check(
-        &c.leaf,
-        &[],
-        &[&c.intermediate, &c.root],
-        &[],
-        Some("https://Webmail.Example.TEST:443/"),
-    );
+    let v = check_in_chain(&c.leaf, &c, Some("https://Webmail.Example.TEST:443/"));
     assert!(v.is_valid(), "{:?}", v.findings);
 }
 
@@ -247,42 +227,24 @@ fn name_mismatch_lists_the_covered_names() {
 fn ip_reference_matches_only_ip_sans() {
     let c = Chain3::new(Alg::P256, &["127.0.0.1", "::1"]);
     for host in ["https://127.0.0.1/", "[0:0::1]"] {
-        let v = check(&c.leaf, &[], &[&c.intermediate, &c.root], &[], Some(host));
+        let v = check_in_chain(&c.leaf, &c, Some(host));
         assert!(v.is_valid(), "{host}: {:?}", v.findings);
     }
-    let v = check(
-        &c.leaf,
-        &[],
-        &[&c.intermediate, &c.root],
-        &[],
-        Some("127.0.0.2"),
-    );
+    let v = check_in_chain(&c.leaf, &c, Some("127.0.0.2"));
     assert!(v.has(Code::NameMismatch));
 }
 
 #[test]
 fn cn_only_certificate_matches_with_a_warning() {
     let c = Chain3::new(Alg::P256, &["mail.example.test"]);
-    let mut p = leaf_params(&[]);
-    p.distinguished_name
-        .push(rcgen::DnType::CommonName, "mail.example.test");
-    let leaf = c.intermediate.issue(p, Alg::P256.key());
-    let v = check(
-        &leaf,
-        &[],
-        &[&c.intermediate, &c.root],
-        &[],
-        Some("mail.example.test"),
-    );
+    let leaf = issue_leaf(&c, &[], |p| {
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, "mail.example.test");
+    });
+    let v = check_in_chain(&leaf, &c, Some("mail.example.test"));
     assert!(v.is_valid(), "{:?}", v.findings);
     assert_eq!(codes(&v), ["cn_only"]);
-    let v = check(
-        &leaf,
-        &[],
-        &[&c.intermediate, &c.root],
-        &[],
-        Some("127.0.0.1"),
-    );
+    let v = check_in_chain(&leaf, &c, Some("127.0.0.1"));
     assert!(v.has(Code::NameMismatch), "an IP never matches a CN");
 }
 
@@ -294,8 +256,7 @@ fn ca_without_basic_constraints_is_non_conformant() {
     let root = Node::self_signed(p, Alg::P256.key());
     let leaf = root.issue(leaf_params(&["mail.example.test"]), Alg::P256.key());
     let v = check(&leaf, &[], &[&root], &[], None);
-    let f = v.first_problem().unwrap();
-    assert_eq!(f.code, Code::NonConformant, "{:?}", v.findings);
+    let f = first_problem(&v, Code::NonConformant);
     assert!(f.message.contains("basicConstraints"), "{}", f.message);
 }
 
@@ -342,18 +303,13 @@ fn garbage_is_a_typed_finding_not_a_panic() {
 fn self_signed_leaf_says_so() {
     let leaf = Node::self_signed(leaf_params(&["mail.example.test"]), Alg::P256.key());
     let v = check(&leaf, &[], &[], &[], Some("mail.example.test"));
-    let f = v.first_problem().unwrap();
-    assert_eq!(f.code, Code::ChainIncomplete);
+    let f = first_problem(&v, Code::ChainIncomplete);
     assert!(f.message.contains("self-signed"), "{}", f.message);
 }
 
 #[test]
 fn expired_root_is_reported_once() {
-    let mut p = ca_params("bmcert Old Root");
-    p.not_after = rcgen::date_time_ymd(2025, 1, 1);
-    let root = Node::self_signed(p, Alg::P256.key());
-    let leaf = root.issue(leaf_params(&["mail.example.test"]), Alg::P256.key());
-    let v = check(&leaf, &[], &[&root], &[], None);
+    let v = expired_root_verdict();
     assert_eq!(
         v.findings
             .iter()
@@ -363,16 +319,16 @@ fn expired_root_is_reported_once() {
         "{:?}",
         v.findings
     );
-    assert_eq!(v.first_problem().unwrap().code, Code::CaExpired);
+    first_problem(&v, Code::CaExpired);
 }
 
 #[test]
 fn profile_rules_are_warnings_by_default_and_problems_when_pedantic() {
     use bmcert_verify::{verify_with, Options, Strictness};
     let c = Chain3::new(Alg::P256, &["mail.example.test"]);
-    let mut p = leaf_params(&["mail.example.test"]);
-    p.use_authority_key_identifier_extension = false;
-    let leaf = c.intermediate.issue(p, Alg::P256.key());
+    let leaf = issue_leaf(&c, &["mail.example.test"], |p| {
+        p.use_authority_key_identifier_extension = false;
+    });
     let leaf = der(&leaf);
     let ca = [der(&c.intermediate), der(&c.root)];
     let input = ChainInput {
