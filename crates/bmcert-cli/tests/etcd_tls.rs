@@ -7,69 +7,16 @@
 //! message that says what to fix and never shows a password.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, SanType};
+use bmcert_test::etcd::{issue_loopback, start_tls_member, test_ca};
 
 const PREFIX: &str = "/bmcert-tls/";
 const USER: &str = "bluemind";
 const PASSWORD: &str = "Pw-7Kq2-etcd-tls";
 const WRONG: &str = "Wrong-9Zr4-attempt";
-
-/// The etcd this test started: killed and reaped when the test ends, however it ends.
-struct Member(Child);
-
-impl Drop for Member {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, name);
-    CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
-}
-
-/// Writes a certificate for `names` (and 127.0.0.1) signed by `issuer` and its key.
-fn issue(
-    issuer: &CertifiedIssuer<'static, KeyPair>,
-    cn: &str,
-    dir: &Path,
-    stem: &str,
-) -> (PathBuf, PathBuf) {
-    let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-    params
-        .subject_alt_names
-        .push(SanType::IpAddress([127, 0, 0, 1].into()));
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, cn);
-    let key = KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, issuer).unwrap();
-    let (cert_path, key_path) = (
-        dir.join(format!("{stem}.pem")),
-        dir.join(format!("{stem}.key")),
-    );
-    std::fs::write(&cert_path, cert.pem()).unwrap();
-    std::fs::write(&key_path, key.serialize_pem()).unwrap();
-    (cert_path, key_path)
-}
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -204,43 +151,25 @@ fn install_and_list_over_etcds_with_client_certificate_and_password() {
     };
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let root = ca("bmcert cli etcd tls test CA");
+    let root = test_ca("bmcert cli etcd tls test CA");
     let ca_path = d.join("etcd-ca.pem");
     std::fs::write(&ca_path, root.pem()).unwrap();
-    let (server_cert, server_key) = issue(&root, "etcd", d, "server");
-    let (client_cert, client_key) = issue(&root, "bmcert-client", d, "client");
+    let (server_cert, server_key) = issue_loopback(&root, Some("etcd"), d, "server");
+    let (client_cert, client_key) = issue_loopback(&root, Some("bmcert-client"), d, "client");
     let other_ca = d.join("other-ca.pem");
-    std::fs::write(&other_ca, ca("some other CA").pem()).unwrap();
+    std::fs::write(&other_ca, test_ca("some other CA").pem()).unwrap();
     let topology = d.join("topology.toml");
     std::fs::write(&topology, "[system]\nurl = \"https://mail.example.test\"\n").unwrap();
     let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../samples");
 
-    let (client_port, peer_port) = (free_port(), free_port());
-    let client_url = format!("https://127.0.0.1:{client_port}");
-    let peer_url = format!("http://127.0.0.1:{peer_port}");
-    let log = std::fs::File::create(d.join("etcd.log")).unwrap();
-    let _member = Member(
-        Command::new(bin)
-            .args(["--name", "tls", "--data-dir"])
-            .arg(d.join("data"))
-            .args(["--listen-client-urls", &client_url])
-            .args(["--advertise-client-urls", &client_url])
-            .args(["--listen-peer-urls", &peer_url])
-            .args(["--initial-advertise-peer-urls", &peer_url])
-            .args(["--initial-cluster", &format!("tls={peer_url}")])
-            .arg("--cert-file")
-            .arg(&server_cert)
-            .arg("--key-file")
-            .arg(&server_key)
-            .arg("--client-cert-auth")
-            .arg("--trusted-ca-file")
-            .arg(&ca_path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
+    let member = start_tls_member(
+        Path::new(&bin),
+        d,
+        &server_cert,
+        &server_key,
+        Some(&ca_path),
     );
+    let client_port = member.client_port();
     set_up_auth(client_port, &root.pem(), &client_cert, &client_key);
 
     let etcds = format!("etcds://127.0.0.1:{client_port}{PREFIX}");

@@ -4,39 +4,11 @@
 //! and the password shows in no output.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bmcert_store::{block_on, Condition, RecordKey, Store, StoreError};
 use bmcert_store_etcd::{EtcdOptions, EtcdStore, EtcdTls};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, SanType};
-
-struct Member(Child);
-
-impl Drop for Member {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, name);
-    CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
-}
+use bmcert_test::etcd::{issue_loopback, start_tls_member, test_ca};
 
 fn options(port: u16, ca_pem: &str) -> EtcdOptions {
     let mut o = EtcdOptions::new(vec![format!("127.0.0.1:{port}")]);
@@ -57,38 +29,10 @@ fn the_store_talks_to_etcd_over_verified_tls_with_authentication() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let root = ca("bmcert etcd tls test CA");
-    let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-    params
-        .subject_alt_names
-        .push(SanType::IpAddress([127, 0, 0, 1].into()));
-    let key = KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, &root).unwrap();
-    std::fs::write(dir.path().join("server.pem"), cert.pem()).unwrap();
-    std::fs::write(dir.path().join("server.key"), key.serialize_pem()).unwrap();
-    let (client, peer) = (free_port(), free_port());
-    let client_url = format!("https://127.0.0.1:{client}");
-    let peer_url = format!("http://127.0.0.1:{peer}");
-    let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();
-    let _member = Member(
-        Command::new(bin)
-            .args(["--name", "tls", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .args(["--listen-client-urls", &client_url])
-            .args(["--advertise-client-urls", &client_url])
-            .args(["--listen-peer-urls", &peer_url])
-            .args(["--initial-advertise-peer-urls", &peer_url])
-            .args(["--initial-cluster", &format!("tls={peer_url}")])
-            .arg("--cert-file")
-            .arg(dir.path().join("server.pem"))
-            .arg("--key-file")
-            .arg(dir.path().join("server.key"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
+    let root = test_ca("bmcert etcd tls test CA");
+    let (cert, key) = issue_loopback(&root, None, dir.path(), "server");
+    let member = start_tls_member(bin.as_ref(), dir.path(), &cert, &key, None);
+    let client = member.client_port();
 
     let store = EtcdStore::connect(options(client, &root.pem())).unwrap();
     let key = RecordKey::new("acme/terms").unwrap();
@@ -135,7 +79,7 @@ fn the_store_talks_to_etcd_over_verified_tls_with_authentication() {
     ));
 
     // A client trusting another CA refuses the server: a typed error, nothing read.
-    let other = ca("some other CA");
+    let other = test_ca("some other CA");
     let stranger = EtcdStore::connect(options(client, &other.pem())).unwrap();
     match block_on(stranger.get(&key)) {
         Err(StoreError::Unavailable(message)) => {

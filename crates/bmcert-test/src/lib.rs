@@ -5,7 +5,8 @@
 //! encodings (PKCS#12, encrypted keys); [`chains`] builds chains certificate by certificate,
 //! each one's fields changeable before signing (validity, CA flag, EKU, names, keys);
 //! [`peers`] finds the real peers `scripts/test-all` starts (pebble, etcd, aiosmtpd) from
-//! their `BMCERT_*` variables, with one skip policy for all of them; with the `pebble`
+//! their `BMCERT_*` variables, with one skip policy for all of them; [`etcd`] starts a
+//! one-member TLS etcd of a test's own, with its test CA; with the `pebble`
 //! feature, `pebble` builds the `AcmeConfig` and store-backed ACME clients the pebble tests
 //! share; with the `store` feature, `renewal` makes the self-signed store bundles and the
 //! one-site topology the renewal tests share. Nothing here is a library API: only tests, doc tests and benchmarks depend on
@@ -22,7 +23,9 @@
 #![warn(unreachable_pub)]
 
 pub mod chains;
+pub mod etcd;
 pub mod fixtures;
+pub mod openssl_files;
 #[cfg(feature = "pebble")]
 pub mod pebble;
 pub mod peers;

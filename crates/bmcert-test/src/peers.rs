@@ -318,6 +318,15 @@ pub fn unique_name(label: &str) -> String {
     format!("{}.example.test", unique_label(label))
 }
 
+/// A TCP port on 127.0.0.1 that was free a moment ago (the system's pick for port 0), for a
+/// peer a test starts itself. Another process may take it before the peer binds it.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("cannot bind a free port on 127.0.0.1: {e}"))
+}
+
 fn env(key: &str) -> Option<String> {
     std::env::var(key).ok()
 }
@@ -501,6 +510,13 @@ mod tests {
         subjects.sort();
         assert_eq!(subjects, ["Subject: one", "Subject: three"]);
         assert!(smtp.mails_to("c@example.test").is_empty());
+    }
+
+    #[test]
+    fn free_ports_are_bindable_on_loopback() {
+        let port = free_port();
+        assert_ne!(port, 0);
+        std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
     }
 
     #[test]
