@@ -10,6 +10,7 @@ use bmcert_bundle::{
     KeyFormat, Report,
 };
 use bmcert_test::fixtures::{openssl, Chain, ChainSpec, KeyType};
+use bmcert_test::openssl_files::{export_p12, self_signed};
 use bmcert_verify::Code as VerifyCode;
 use proptest::prelude::*;
 use rustls_pki_types::UnixTime;
@@ -65,24 +66,6 @@ fn write_chain(dir: &Path, c: &Chain) {
     std::fs::write(dir.join("cert.pem"), &c.leaf.cert_pem).unwrap();
     std::fs::write(dir.join("key.pem"), &c.leaf.key_pem).unwrap();
     std::fs::write(dir.join("ca.pem"), c.ca_pem()).unwrap();
-}
-
-/// `openssl pkcs12 -export` of the files [`write_chain`] wrote into `out`, protected by
-/// `passout` (openssl's `pass:...` form), with the `extra` options.
-fn export_p12(dir: &Path, out: &str, passout: &str, extra: &[&str]) {
-    let base = [
-        "pkcs12",
-        "-export",
-        "-in",
-        "cert.pem",
-        "-inkey",
-        "key.pem",
-        "-certfile",
-        "ca.pem",
-        "-passout",
-        passout,
-    ];
-    openssl(dir, &[&base[..], extra, &["-out", out]].concat());
 }
 
 /// `openssl` with `args` writing `out` encrypted with the password `s3cret`.
@@ -574,24 +557,7 @@ fn validity_codes_at_chosen_times() {
 fn weak_rsa_key_from_openssl() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    openssl(
-        d,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:1024",
-            "-noenc",
-            "-keyout",
-            "k.pem",
-            "-out",
-            "c.pem",
-            "-subj",
-            "/CN=mail.example.test",
-            "-days",
-            "90",
-        ],
-    );
+    self_signed(d, "rsa:1024", 90);
     let r = BundleCheck::files(
         &std::fs::read(d.join("c.pem")).unwrap(),
         &std::fs::read(d.join("k.pem")).unwrap(),

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use bmcert_test::fixtures::{openssl, ChainSpec, KeyType};
+use bmcert_test::openssl_files::{export_p12, self_signed};
 
 struct Run {
     code: i32,
@@ -270,24 +271,7 @@ fn encrypted_key_with_and_without_password_file() {
 fn weak_key_from_openssl() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    openssl(
-        d,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:1024",
-            "-noenc",
-            "-keyout",
-            "k.pem",
-            "-out",
-            "c.pem",
-            "-subj",
-            "/CN=mail.example.test",
-            "-days",
-            "30",
-        ],
-    );
+    self_signed(d, "rsa:1024", 30);
     let run = bmcert(
         d,
         &[
@@ -315,32 +299,9 @@ fn pkcs12_check_and_split() {
     std::fs::write(d.join("empty"), "").unwrap();
     std::fs::write(d.join("wrong"), "wrong").unwrap();
     std::fs::write(d.join("garbage.p12"), "garbage").unwrap();
-    let export = [
-        "pkcs12",
-        "-export",
-        "-in",
-        "cert.pem",
-        "-inkey",
-        "key.pem",
-        "-certfile",
-        "ca.pem",
-    ];
-    openssl(
-        d,
-        &[&export[..], &["-passout", "pass:pw", "-out", "modern.p12"]].concat(),
-    );
-    openssl(
-        d,
-        &[
-            &export[..],
-            &["-passout", "pass:pw", "-legacy", "-out", "legacy.p12"],
-        ]
-        .concat(),
-    );
-    openssl(
-        d,
-        &[&export[..], &["-passout", "pass:", "-out", "nopass.p12"]].concat(),
-    );
+    export_p12(d, "modern.p12", "pass:pw", &[]);
+    export_p12(d, "legacy.p12", "pass:pw", &["-legacy"]);
+    export_p12(d, "nopass.p12", "pass:", &[]);
 
     let p12check = |file: &str, pw: &str| {
         bmcert(
