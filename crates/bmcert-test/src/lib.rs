@@ -25,7 +25,6 @@
 pub mod chains;
 pub mod etcd;
 pub mod fixtures;
-pub mod openssl_files;
 #[cfg(feature = "pebble")]
 pub mod pebble;
 pub mod peers;
