@@ -1,6 +1,9 @@
 //! One generated upload per chain and name code of `bmcert-verify` that the existing
 //! fixtures do not already make, as the files an administrator hands `bmcert check`: the
 //! certificate file, its key and the CA file, for [`URL`], checked at [`Upload::at`].
+//! The `openssl` steps behind its SHA-1 upload ([`openssl_sha1_leaf`], built from
+//! [`write_issuer`], [`openssl_p256_csr`] and [`openssl_sign`]) are public too: the
+//! differential test of `bmcert-verify` makes its SHA-1 chains with them.
 //!
 //! ```
 //! use bmcert_test::verdicts::{upload, Code};
@@ -167,53 +170,7 @@ pub fn upload(code: Code) -> Upload {
 fn sha1_leaf(root: &Node) -> Upload {
     let dir = tempfile::tempdir().expect("temporary directory");
     let d = dir.path();
-    std::fs::write(d.join("root.pem"), &root.pem).expect("write root");
-    std::fs::write(d.join("root.key"), root.key.serialize_pem()).expect("write root key");
-    std::fs::write(
-        d.join("ext.cnf"),
-        "basicConstraints=critical,CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:mail.example.test\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n",
-    )
-    .expect("write extensions");
-    openssl(
-        d,
-        &[
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "leaf.key",
-            "-subj",
-            "/CN=mail.example.test",
-            "-out",
-            "leaf.csr",
-        ],
-    );
-    openssl(
-        d,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "leaf.csr",
-            "-CA",
-            "root.pem",
-            "-CAkey",
-            "root.key",
-            "-sha1",
-            "-days",
-            "365",
-            "-set_serial",
-            "2",
-            "-extfile",
-            "ext.cnf",
-            "-out",
-            "leaf.pem",
-        ],
-    );
+    openssl_sha1_leaf(d, root, 365);
     let read = |name: &str| std::fs::read_to_string(d.join(name)).expect("read openssl output");
     let now = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
@@ -226,4 +183,87 @@ fn sha1_leaf(root: &Node) -> Upload {
         ca_pem: root.pem.clone(),
         at: now,
     }
+}
+
+/// The extensions `openssl x509 -req -extfile` gives a TLS server leaf for
+/// `mail.example.test`: not a CA, digitalSignature, serverAuth, the name as its SAN, and key
+/// identifiers.
+pub const LEAF_EXTENSIONS: &str = "basicConstraints=critical,CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:mail.example.test\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n";
+
+/// Writes `node`'s certificate to `dir/<stem>.pem` and its key to `dir/<stem>.key`, where
+/// [`openssl_sign`] finds an issuer.
+pub fn write_issuer(dir: &Path, stem: &str, node: &Node) {
+    std::fs::write(dir.join(format!("{stem}.pem")), &node.pem).expect("write the certificate");
+    std::fs::write(dir.join(format!("{stem}.key")), node.key.serialize_pem())
+        .expect("write the key");
+}
+
+/// `openssl req -new` in `dir`: a new unencrypted P-256 key `<name>.key` and a certificate
+/// request `<name>.csr` for `subject` (as `/CN=mail.example.test`).
+pub fn openssl_p256_csr(dir: &Path, name: &str, subject: &str) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-subj",
+            subject,
+            "-out",
+            &format!("{name}.csr"),
+        ],
+    );
+}
+
+/// `openssl x509 -req` in `dir`: signs `<name>.csr` with `<issuer>.pem` and `<issuer>.key`
+/// using `digest` (`sha1`, `sha256`), valid for `days` days from now, with `serial` and the
+/// extensions of the file `ext`, into `<name>.pem`.
+pub fn openssl_sign(
+    dir: &Path,
+    name: &str,
+    issuer: &str,
+    digest: &str,
+    ext: &str,
+    days: u32,
+    serial: &str,
+) {
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            &format!("{issuer}.pem"),
+            "-CAkey",
+            &format!("{issuer}.key"),
+            &format!("-{digest}"),
+            "-days",
+            &days.to_string(),
+            "-set_serial",
+            serial,
+            "-extfile",
+            ext,
+            "-out",
+            &format!("{name}.pem"),
+        ],
+    );
+}
+
+/// Makes, in `dir`, `leaf.pem`, a leaf for `mail.example.test` ([`LEAF_EXTENSIONS`]) signed
+/// with SHA-1 by `root` (serial 2, valid for `days` days from now: openssl stamps notBefore
+/// with the current time) and its key `leaf.key`, with the `openssl` CLI since rcgen cannot
+/// sign with SHA-1. Also leaves `root.pem`, `root.key`, `ext.cnf` and `leaf.csr` there.
+pub fn openssl_sha1_leaf(dir: &Path, root: &Node, days: u32) {
+    write_issuer(dir, "root", root);
+    std::fs::write(dir.join("ext.cnf"), LEAF_EXTENSIONS).expect("write extensions");
+    openssl_p256_csr(dir, "leaf", "/CN=mail.example.test");
+    openssl_sign(dir, "leaf", "root", "sha1", "ext.cnf", days, "2");
 }

@@ -9,6 +9,9 @@ use std::path::Path;
 use std::process::Command;
 
 use bmcert_test::chains::{ca_params, leaf_params, Alg, Chain3, Node, TEST_TIME};
+use bmcert_test::verdicts::{
+    openssl_p256_csr, openssl_sha1_leaf, openssl_sign, write_issuer, LEAF_EXTENSIONS,
+};
 use bmcert_topology::{DomainName, Host};
 use bmcert_verify::names::{covers, dns_name_matches};
 use bmcert_verify::{verify, ChainInput};
@@ -253,78 +256,14 @@ fn sha1_signed_leaf_is_weak_signature_for_both() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let root = Node::self_signed(ca_params("bmcert SHA-1 Test Root"), Alg::P256.key());
-    std::fs::write(d.join("root.pem"), &root.pem).unwrap();
-    std::fs::write(d.join("root.key"), root.key.serialize_pem()).unwrap();
-    std::fs::write(
-        d.join("ext.cnf"),
-        "basicConstraints=critical,CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:mail.example.test\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n",
-    )
-    .unwrap();
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .current_dir(d)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(&[
-        "req",
-        "-new",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        "leaf.key",
-        "-subj",
-        "/CN=mail.example.test",
-        "-out",
-        "leaf.csr",
-    ]);
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "leaf.csr",
-        "-CA",
-        "root.pem",
-        "-CAkey",
-        "root.key",
-        "-sha1",
-        "-days",
-        "30",
-        "-set_serial",
-        "2",
-        "-extfile",
-        "ext.cnf",
-        "-out",
-        "leaf.pem",
-    ]);
+    openssl_sha1_leaf(d, &root, 30);
     // Not `-attime`: openssl stamps notBefore with the current time. `openssl verify` does
     // not apply a security level unless asked; 2 is Debian's default for TLS, the level at
     // which SHA-1 (80 bits) is too weak.
-    let out = Command::new("openssl")
-        .current_dir(d)
-        .args([
-            "verify",
-            "-x509_strict",
-            "-auth_level",
-            "2",
-            "-purpose",
-            "sslserver",
-            "-CAfile",
-            "root.pem",
-            "leaf.pem",
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success(), "openssl accepted a SHA-1 signature");
+    assert!(
+        !openssl_verify_level2(d, "root.pem", None, "leaf.pem"),
+        "openssl accepted a SHA-1 signature"
+    );
     let leaf = CertificateDer::from_pem_file(d.join("leaf.pem")).unwrap();
     let v = verify(&ChainInput {
         leaf: &leaf,
@@ -342,25 +281,26 @@ fn sha1_signed_leaf_is_weak_signature_for_both() {
     );
 }
 
-/// `openssl verify` at Debian's default TLS security level (2, where SHA-1 is too weak).
-fn openssl_verify_level2(dir: &Path, ca: &str, untrusted: &str, leaf: &str) -> bool {
-    Command::new("openssl")
-        .current_dir(dir)
-        .args([
-            "verify",
-            "-x509_strict",
-            "-auth_level",
-            "2",
-            "-purpose",
-            "sslserver",
-            "-CAfile",
-            ca,
-            "-untrusted",
-            untrusted,
-            leaf,
-        ])
+/// `openssl verify` at Debian's default TLS security level (2, where SHA-1 is too weak),
+/// with `-untrusted` when given.
+fn openssl_verify_level2(dir: &Path, ca: &str, untrusted: Option<&str>, leaf: &str) -> bool {
+    let mut cmd = Command::new("openssl");
+    cmd.current_dir(dir).args([
+        "verify",
+        "-x509_strict",
+        "-auth_level",
+        "2",
+        "-purpose",
+        "sslserver",
+        "-CAfile",
+        ca,
+    ]);
+    if let Some(untrusted) = untrusted {
+        cmd.args(["-untrusted", untrusted]);
+    }
+    cmd.arg(leaf)
         .output()
-        .unwrap()
+        .expect("the openssl command must be installed (scripts/test-all installs it)")
         .status
         .success()
 }
@@ -374,61 +314,16 @@ fn sha1_signed_intermediate_is_weak_signature_for_both() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let root = Node::self_signed(ca_params("bmcert SHA-1 Test Root"), Alg::P256.key());
-    std::fs::write(d.join("root.pem"), &root.pem).unwrap();
-    std::fs::write(d.join("root.key"), root.key.serialize_pem()).unwrap();
+    write_issuer(d, "root", &root);
     std::fs::write(
         d.join("ca.cnf"),
         "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n",
     )
     .unwrap();
-    std::fs::write(
-        d.join("leaf.cnf"),
-        "basicConstraints=critical,CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:mail.example.test\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n",
-    )
-    .unwrap();
-    let csr = |name: &str, subject: &str| {
-        bmcert_test::fixtures::openssl(
-            d,
-            &[
-                "req",
-                "-new",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                &format!("{name}.key"),
-                "-subj",
-                subject,
-                "-out",
-                &format!("{name}.csr"),
-            ],
-        )
-    };
+    std::fs::write(d.join("leaf.cnf"), LEAF_EXTENSIONS).unwrap();
+    let csr = |name: &str, subject: &str| openssl_p256_csr(d, name, subject);
     let sign = |name: &str, issuer: &str, digest: &str, ext: &str, serial: &str| {
-        bmcert_test::fixtures::openssl(
-            d,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &format!("{name}.csr"),
-                "-CA",
-                &format!("{issuer}.pem"),
-                "-CAkey",
-                &format!("{issuer}.key"),
-                &format!("-{digest}"),
-                "-days",
-                "30",
-                "-set_serial",
-                serial,
-                "-extfile",
-                ext,
-                "-out",
-                &format!("{name}.pem"),
-            ],
-        )
+        openssl_sign(d, name, issuer, digest, ext, 30, serial)
     };
     for (digest, serial) in [("sha256", "10"), ("sha1", "11")] {
         let inter = format!("inter-{digest}");
@@ -444,7 +339,7 @@ fn sha1_signed_intermediate_is_weak_signature_for_both() {
         let theirs = openssl_verify_level2(
             d,
             "root.pem",
-            &format!("{inter}.pem"),
+            Some(&format!("{inter}.pem")),
             &format!("{leaf}.pem"),
         );
         let leaf_der = CertificateDer::from_pem_file(d.join(format!("{leaf}.pem"))).unwrap();
