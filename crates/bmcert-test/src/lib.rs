@@ -25,6 +25,7 @@
 pub mod chains;
 pub mod etcd;
 pub mod fixtures;
+pub mod openssl_files;
 #[cfg(feature = "pebble")]
 pub mod pebble;
 pub mod peers;
