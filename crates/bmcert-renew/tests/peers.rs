@@ -15,7 +15,7 @@ use bmcert_acme::{AcmeClient, AcmeConfig, ChallengeBoard, Directory, Http01Liste
 use bmcert_renew::*;
 use bmcert_store::{DirStore, Source, Store};
 use bmcert_test::pebble::{bind_http01, store_client_counting_orders, PortWait};
-use bmcert_test::peers::{etcd_endpoints, unique_name as unique, Pebble, Smtp};
+use bmcert_test::peers::{etcd_endpoints, free_port, unique_name as unique, Pebble, Smtp};
 use bmcert_test::renewal::topology;
 use bmcert_topology::Target;
 use common::*;
@@ -485,14 +485,6 @@ impl Drop for Child {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Starts aiosmtpd on loopback with `tls_args`, writing messages to `dir`.

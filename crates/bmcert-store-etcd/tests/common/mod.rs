@@ -31,6 +31,7 @@ use bmcert_store::{
     block_on, Bundle, BundleMeta, Condition, Fingerprint, Installed, KeyFormat, SecretKey, Source,
     Store, StoreError,
 };
+use bmcert_test::peers::free_port;
 use bmcert_topology::{Target, Topology};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -217,14 +218,6 @@ pub(crate) struct Cluster {
     client: Vec<u16>,
     peer: Vec<u16>,
     members: Vec<Option<Child>>,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Cluster {
