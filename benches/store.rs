@@ -13,34 +13,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bmcert_store::fs_ops::{FsOps, RealFs};
-use bmcert_store::{
-    block_on, Bundle, BundleMeta, Condition, DirStore, DirStoreOptions, Fingerprint, KeyFormat,
-    SecretKey, Source, Store,
-};
+use bmcert_store::{block_on, Condition, DirStore, DirStoreOptions, Store};
 use bmcert_topology::Target;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use rustls_pki_types::CertificateDer;
-use time::OffsetDateTime;
 
-fn bundle() -> Bundle {
-    let ck = rcgen::generate_simple_self_signed(vec!["mail.example.test".to_owned()]).unwrap();
-    let der = ck.cert.der().to_vec();
-    Bundle::new(
-        vec![
-            CertificateDer::from(der.clone()),
-            CertificateDer::from(der.clone()),
-        ],
-        SecretKey::new(KeyFormat::Pkcs8, ck.signing_key.serialize_der()),
-        BundleMeta {
-            source: Source::Files,
-            names: vec!["mail.example.test".into()],
-            not_after: OffsetDateTime::from_unix_timestamp(2_000_000_000).unwrap(),
-            installed_at: OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap(),
-            fingerprint: Fingerprint::of(&der),
-        },
-    )
-    .unwrap()
-}
+use bmcert_benches::store_bundle as bundle;
 
 fn durable_write(dir: &Path, name: &str, bytes: &[u8], mode: u32) {
     use std::io::Write;
