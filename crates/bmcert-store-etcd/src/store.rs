@@ -484,6 +484,20 @@ impl Shared {
         }
         Err(contention(&bkey))
     }
+    /// [`Shared::mutate_target`] for a plan that always writes a bundle (install, rollback):
+    /// the bundle now current.
+    async fn put_target(
+        &self,
+        target: &Target,
+        condition: &Condition,
+        plan: impl Fn(Option<(i64, &StoredBundle)>, &mut StoredHistory) -> Result<Plan, StoreError>,
+    ) -> Result<Installed, StoreError> {
+        let key = self.keys.bundle(target);
+        match self.mutate_target(target, condition, plan).await? {
+            Some((rev, Plan::Put(stored))) => installed(target, stored.version, rev, &stored, &key),
+            _ => Err(contention(&key)),
+        }
+    }
 }
 
 /// What a target mutation writes.
@@ -641,29 +655,21 @@ impl Store for EtcdStore {
         let condition = condition.clone();
         let new = StoredBundle::from_bundle(0, bundle);
         self.run(move |s| async move {
-            let done = s
-                .mutate_target(&target, &condition, |current, history| {
-                    if let Some((rev, cur)) = current {
-                        history.entries.insert(
-                            0,
-                            HistoryEntry {
-                                revision: to_u64(rev),
-                                bundle: cur.with_version(cur.version),
-                            },
-                        );
-                        history.entries.truncate(HISTORY_DEPTH);
-                    }
-                    history.last_version += 1;
-                    Ok(Plan::Put(new.with_version(history.last_version)))
-                })
-                .await?;
-            match done {
-                Some((rev, Plan::Put(stored))) => {
-                    let key = s.keys.bundle(&target);
-                    installed(&target, stored.version, rev, &stored, &key)
+            s.put_target(&target, &condition, |current, history| {
+                if let Some((rev, cur)) = current {
+                    history.entries.insert(
+                        0,
+                        HistoryEntry {
+                            revision: to_u64(rev),
+                            bundle: cur.with_version(cur.version),
+                        },
+                    );
+                    history.entries.truncate(HISTORY_DEPTH);
                 }
-                _ => Err(contention(&s.keys.bundle(&target))),
-            }
+                history.last_version += 1;
+                Ok(Plan::Put(new.with_version(history.last_version)))
+            })
+            .await
         })
     }
 
@@ -676,24 +682,16 @@ impl Store for EtcdStore {
         let condition = condition.clone();
         self.run(move |s| async move {
             let name = target.to_string();
-            let done = s
-                .mutate_target(&target, &condition, |_, history| {
-                    if history.entries.is_empty() {
-                        return Err(StoreError::NoPreviousVersion {
-                            target: name.clone(),
-                        });
-                    }
-                    let back = history.entries.remove(0);
-                    Ok(Plan::Put(back.bundle.with_version(back.bundle.version)))
-                })
-                .await?;
-            match done {
-                Some((rev, Plan::Put(stored))) => {
-                    let key = s.keys.bundle(&target);
-                    installed(&target, stored.version, rev, &stored, &key)
+            s.put_target(&target, &condition, |_, history| {
+                if history.entries.is_empty() {
+                    return Err(StoreError::NoPreviousVersion {
+                        target: name.clone(),
+                    });
                 }
-                _ => Err(contention(&s.keys.bundle(&target))),
-            }
+                let back = history.entries.remove(0);
+                Ok(Plan::Put(back.bundle.with_version(back.bundle.version)))
+            })
+            .await
         })
     }
 
