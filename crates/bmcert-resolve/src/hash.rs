@@ -61,7 +61,7 @@ impl NameTable {
     /// Maps `name` (lower case, as [`bmcert_topology::DomainName`] holds it) to `slot`,
     /// unless it is already mapped: then the slot that keeps it is returned.
     pub(crate) fn insert(&mut self, name: &str, slot: u32) -> Result<(), u32> {
-        let hash = self.hash_stored(name);
+        let hash = hash_stored(self.seed, name);
         if let Some(kept) = self.table.find(hash, |e| e.name.eq_ignore_ascii_case(name)) {
             return Err(kept.slot);
         }
@@ -99,10 +99,6 @@ impl NameTable {
 
     pub(crate) fn len(&self) -> usize {
         self.table.len()
-    }
-
-    fn hash_stored(&self, name: &str) -> u64 {
-        hash_stored(self.seed, name)
     }
 }
 
