@@ -88,8 +88,8 @@ fn open_topology_and_dir_store(
 /// Snippet 1 on several servers: the etcd store.
 fn open_etcd_store(store_url: &str) -> Result<Arc<dyn Store>, Error> {
     // Several servers: one etcd store shared by all (TLS and authentication in EtcdOptions).
-    let options = bmcert_store_etcd::parse_store_url(store_url)?;
-    let store: Arc<dyn Store> = Arc::new(bmcert_store_etcd::EtcdStore::connect(options)?);
+    let options = bmcert::store_etcd::parse_store_url(store_url)?;
+    let store: Arc<dyn Store> = Arc::new(bmcert::store_etcd::EtcdStore::connect(options)?);
     Ok(store)
 }
 

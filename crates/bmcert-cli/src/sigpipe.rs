@@ -14,6 +14,7 @@
 /// Runs `f` with SIGPIPE blocked in this thread, so that the threads `f` starts (the etcd
 /// store's runtime) inherit the block; the calling thread's mask is restored afterwards.
 #[cfg(unix)]
+#[cfg_attr(not(feature = "etcd"), allow(dead_code))]
 pub(crate) fn with_blocked<T>(f: impl FnOnce() -> T) -> T {
     // SAFETY: plain libc calls on stack values initialised by sigemptyset; pthread_sigmask
     // only changes this thread's mask, which is restored before returning.
@@ -39,6 +40,7 @@ pub(crate) fn with_blocked<T>(f: impl FnOnce() -> T) -> T {
 }
 
 #[cfg(not(unix))]
+#[cfg_attr(not(feature = "etcd"), allow(dead_code))]
 pub(crate) fn with_blocked<T>(f: impl FnOnce() -> T) -> T {
     f()
 }

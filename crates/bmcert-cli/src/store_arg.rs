@@ -27,16 +27,24 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 
-use bmcert::store::{DirStore, Store, StoreError};
+#[cfg(feature = "etcd")]
+use bmcert::store::StoreError;
+use bmcert::store::{DirStore, Store};
+#[cfg(feature = "etcd")]
 use bmcert_store_etcd::{EtcdOptions, EtcdStore};
 use clap::Args;
+#[cfg(feature = "etcd")]
 use rustls_pki_types::pem::PemObject as _;
+#[cfg(feature = "etcd")]
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use zeroize::Zeroizing;
 
-use crate::input::{self, UsageError};
+#[cfg(feature = "etcd")]
+use crate::input;
+use crate::input::UsageError;
 
 /// The environment variable holding the etcd password for `--etcd-user USER`.
+#[cfg_attr(not(feature = "etcd"), allow(dead_code))]
 pub(crate) const PASSWORD_VAR: &str = "BMCERT_ETCD_PASSWORD";
 
 /// Where the store is, and how to reach it when it is on etcd.
@@ -98,6 +106,7 @@ impl fmt::Debug for UserArg {
 
 /// A setting and where it came from (`--etcd-cacert` or `BMCERT_ETCD_CACERT`).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(not(feature = "etcd"), allow(dead_code))]
 pub(crate) struct Sourced<T> {
     pub(crate) value: T,
     /// The option or environment variable, as messages name it.
@@ -111,10 +120,12 @@ pub(crate) enum StorePlan {
     /// The directory store.
     Dir(PathBuf),
     /// The etcd store.
+    #[cfg(feature = "etcd")]
     Etcd(Box<EtcdPlan>),
 }
 
 /// An etcd store to open: options from the address and the user, files still to read.
+#[cfg(feature = "etcd")]
 #[derive(Debug)]
 pub(crate) struct EtcdPlan {
     /// `--store` as given (it holds no secret: `@` is refused in endpoints).
@@ -190,8 +201,11 @@ pub(crate) fn plan(
     let is_etcd = spec.store.starts_with("etcd://") || spec.store.starts_with("etcds://");
     if !is_etcd && spec.store.contains("://") {
         // An address of another kind, or a misspelt scheme: not a directory to create.
-        let e = bmcert_store_etcd::StoreUrlError::NotEtcd(spec.store.clone());
-        return Err(UsageError(format!("--store: {e}, or a directory path")));
+        return Err(UsageError(format!(
+            "--store: `{}` is not an etcd address (etcd://HOST:PORT[,HOST:PORT...][/PREFIX] \
+             or etcds://...), or a directory path",
+            spec.store
+        )));
     }
     if !is_etcd {
         let explicit = tls_settings
@@ -212,7 +226,35 @@ pub(crate) fn plan(
         // ignores them.
         return Ok(StorePlan::Dir(PathBuf::from(&spec.store)));
     }
+    plan_etcd(spec, env, [cacert, cert, key], user)
+}
 
+/// Without the `etcd` feature an etcd address is refused with the way to get a build that
+/// has it.
+#[cfg(not(feature = "etcd"))]
+fn plan_etcd(
+    spec: &StoreSpec,
+    _env: &dyn Fn(&str) -> Option<OsString>,
+    _files: [Option<Sourced<PathBuf>>; 3],
+    _user: Option<Sourced<UserArg>>,
+) -> Result<StorePlan, UsageError> {
+    Err(UsageError(format!(
+        "--store {}: this bmcert was built without the etcd store; build it with \
+         `cargo build --release -p bmcert-cli --features etcd` (needs protoc, Debian package \
+         protobuf-compiler), or give a directory",
+        spec.store
+    )))
+}
+
+/// The etcd half of [`plan`].
+#[cfg(feature = "etcd")]
+fn plan_etcd(
+    spec: &StoreSpec,
+    env: &dyn Fn(&str) -> Option<OsString>,
+    [cacert, cert, key]: [Option<Sourced<PathBuf>>; 3],
+    user: Option<Sourced<UserArg>>,
+) -> Result<StorePlan, UsageError> {
+    let tls_settings = [&cacert, &cert, &key];
     let mut options = bmcert_store_etcd::parse_store_url(&spec.store)
         .map_err(|e| UsageError(format!("--store: {e}")))?;
     let tls = options.tls.is_some();
@@ -309,10 +351,12 @@ pub(crate) fn plan(
     })))
 }
 
+#[cfg(feature = "etcd")]
 fn what(setting: &Sourced<PathBuf>, thing: &str) -> String {
     format!("{thing} ({})", setting.from)
 }
 
+#[cfg(feature = "etcd")]
 /// Reads a PEM file of certificates; at least one is required.
 fn read_pem_certs(setting: &Sourced<PathBuf>, thing: &str) -> Result<Vec<u8>, UsageError> {
     let what = what(setting, thing);
@@ -342,6 +386,7 @@ fn read_pem_certs(setting: &Sourced<PathBuf>, thing: &str) -> Result<Vec<u8>, Us
     Ok(bytes)
 }
 
+#[cfg(feature = "etcd")]
 /// The platform's CA certificates as PEM, for `etcds://` without `--etcd-cacert`.
 fn platform_roots_pem() -> Result<Vec<u8>, UsageError> {
     let loaded = rustls_native_certs::load_native_certs();
@@ -363,6 +408,7 @@ fn platform_roots_pem() -> Result<Vec<u8>, UsageError> {
     Ok(out)
 }
 
+#[cfg(feature = "etcd")]
 /// Reads the files an [`EtcdPlan`] names and completes its TLS settings.
 pub(crate) fn load(plan: EtcdPlan) -> Result<EtcdOptions, UsageError> {
     let mut options = plan.options;
@@ -394,6 +440,7 @@ pub(crate) fn load(plan: EtcdPlan) -> Result<EtcdOptions, UsageError> {
     Ok(options)
 }
 
+#[cfg(feature = "etcd")]
 /// What [`hint`] needs of the settings used: no secret.
 #[derive(Debug)]
 struct Used {
@@ -403,6 +450,7 @@ struct Used {
     prefix: String,
 }
 
+#[cfg(feature = "etcd")]
 impl Used {
     fn of(options: &EtcdOptions) -> Self {
         Self {
@@ -414,6 +462,7 @@ impl Used {
     }
 }
 
+#[cfg(feature = "etcd")]
 /// What to check after the etcd store could not be opened, from the settings used and the
 /// failure's text (etcd's and tonic's messages; the most specific cause first).
 fn hint(url: &str, options: &Used, failure: &str) -> String {
@@ -476,14 +525,20 @@ fn hint(url: &str, options: &Used, failure: &str) -> String {
 /// one request, so a wrong address, CA or password is reported here, with a hint), anything
 /// else a directory.
 pub(crate) fn open_store(spec: &StoreSpec) -> Result<Arc<dyn Store>, UsageError> {
-    let plan = match plan(spec, &|name| std::env::var_os(name))? {
+    match plan(spec, &|name| std::env::var_os(name))? {
         StorePlan::Dir(path) => {
             let store = DirStore::open(Path::new(&path))
                 .map_err(|e| UsageError(format!("--store {}: {e}", path.display())))?;
-            return Ok(Arc::new(store));
+            Ok(Arc::new(store))
         }
-        StorePlan::Etcd(plan) => *plan,
-    };
+        #[cfg(feature = "etcd")]
+        StorePlan::Etcd(plan) => open_etcd(*plan),
+    }
+}
+
+/// Opens the etcd store of an [`EtcdPlan`].
+#[cfg(feature = "etcd")]
+fn open_etcd(plan: EtcdPlan) -> Result<Arc<dyn Store>, UsageError> {
     for warning in &plan.warnings {
         eprintln!("bmcert: warning: {warning}");
     }
@@ -505,6 +560,7 @@ pub(crate) fn open_store(spec: &StoreSpec) -> Result<Arc<dyn Store>, UsageError>
 }
 
 #[cfg(test)]
+#[cfg(feature = "etcd")]
 mod tests {
     use super::*;
     use clap::Parser;

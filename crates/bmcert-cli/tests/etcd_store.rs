@@ -33,11 +33,9 @@ fn a_bad_etcd_address_is_a_usage_error() {
 
 #[test]
 fn install_through_one_endpoint_lists_through_another() {
-    let Ok(endpoints) = std::env::var("BMCERT_ETCD_ENDPOINTS") else {
-        eprintln!("skipped: BMCERT_ETCD_ENDPOINTS is not set (scripts/test-all starts etcd)");
+    let Some(endpoints) = bmcert_test::peers::etcd_endpoints() else {
         return;
     };
-    let endpoints: Vec<&str> = endpoints.split(',').collect();
     let prefix = format!("/cli-{}/", std::process::id());
     let first = format!("etcd://{}{prefix}", endpoints[0]);
     let last = format!("etcd://{}{prefix}", endpoints[endpoints.len() - 1]);

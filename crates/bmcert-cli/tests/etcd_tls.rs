@@ -145,8 +145,7 @@ fn set_up_auth(port: u16, ca_pem: &str, client_cert: &Path, client_key: &Path) {
 
 #[test]
 fn install_and_list_over_etcds_with_client_certificate_and_password() {
-    let Ok(bin) = std::env::var("BMCERT_ETCD_BIN") else {
-        eprintln!("skipped: BMCERT_ETCD_BIN is not set (scripts/test-all sets it)");
+    let Some(bin) = bmcert_test::peers::etcd_bin() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

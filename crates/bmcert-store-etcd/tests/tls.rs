@@ -24,8 +24,7 @@ fn options(port: u16, ca_pem: &str) -> EtcdOptions {
 
 #[test]
 fn the_store_talks_to_etcd_over_verified_tls_with_authentication() {
-    let Ok(bin) = std::env::var("BMCERT_ETCD_BIN") else {
-        eprintln!("skipped: BMCERT_ETCD_BIN is not set (scripts/test-all sets it)");
+    let Some(bin) = bmcert_test::peers::etcd_bin() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

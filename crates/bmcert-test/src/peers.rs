@@ -10,7 +10,8 @@
 //!   `*from_env` functions print `SKIPPED: <variable> is not set; run scripts/test-all to start
 //!   <peer>` on standard error and return `None`, and the test returns early. Nothing is skipped
 //!   silently, and under `scripts/test-all` nothing is skipped at all: it stops with an error
-//!   when a peer does not start, before any test runs.
+//!   when a peer does not start, before any test runs, and it sets `BMCERT_REQUIRE_PEERS`, so
+//!   a test that still finds its peer missing fails instead of returning early.
 //! - that variable is set but a companion variable is missing or malformed, or pebble's CA file
 //!   cannot be read: the helper panics naming the variable. A half-configured peer is a broken
 //!   set-up, not a reason to skip.
@@ -46,12 +47,23 @@ impl fmt::Display for Missing {
     }
 }
 
+/// Set by `scripts/test-all`: a missing peer then fails the test instead of skipping it.
+pub const REQUIRE_PEERS: &str = "BMCERT_REQUIRE_PEERS";
+
 /// The peer, or `None` after printing `SKIPPED: <why>` on standard error (the test harness
-/// shows it).
+/// shows it). Under the test command ([`REQUIRE_PEERS`] set) a missing peer panics: a test
+/// whose peer is missing fails there, it does not pass by returning early.
 fn or_skip<T>(found: Result<T, Missing>) -> Option<T> {
-    found
-        .map_err(|missing| eprintln!("SKIPPED: {missing}"))
-        .ok()
+    match found {
+        Ok(peer) => Some(peer),
+        Err(missing) if std::env::var_os(REQUIRE_PEERS).is_some_and(|v| !v.is_empty()) => {
+            panic!("{REQUIRE_PEERS} is set (scripts/test-all) and a peer is missing: {missing}")
+        }
+        Err(missing) => {
+            eprintln!("SKIPPED: {missing}");
+            None
+        }
+    }
 }
 
 /// Which of the two pebbles of `scripts/peers/pebble.sh`.
