@@ -148,3 +148,31 @@ impl Chain3 {
         }
     }
 }
+
+/// `n` hostile look-alikes of `of`: authorities with `of`'s subject (and so `of`'s name as
+/// issuer of everything `of` signed), each with its own key and key identifier, signed by
+/// `issuer`. A CA file that lists them before the real intermediate makes a naive path
+/// builder try each of them for every certificate `of` issued (issue 13).
+///
+/// ```
+/// use bmcert_test::chains::{look_alikes, Alg, Chain3};
+/// let chain = Chain3::new(Alg::P256, &["mail.example.test"]);
+/// let fakes = look_alikes(&chain.intermediate, &chain.root, 3);
+/// assert_eq!(fakes.len(), 3);
+/// assert!(fakes.iter().all(|der| *der != chain.intermediate.der));
+/// ```
+pub fn look_alikes(of: &Node, issuer: &Node, n: usize) -> Vec<Vec<u8>> {
+    let signer = Issuer::from_params(&issuer.params, &issuer.key);
+    (0..n)
+        .map(|i| {
+            let mut params = of.params.clone();
+            params.serial_number = Some(rcgen::SerialNumber::from((i as u64 + 1) << 8));
+            let key = Alg::P256.key();
+            params
+                .signed_by(&key, &signer)
+                .expect("sign a look-alike")
+                .der()
+                .to_vec()
+        })
+        .collect()
+}

@@ -21,6 +21,12 @@
 //! * checks the RFC 5280 certificate profile webpki leaves out (trust anchor validity and
 //!   extensions, criticality rules, key identifiers, ...), on every candidate path through
 //!   webpki's `verify_path` hook, so an alternative good path is still found;
+//! * selects, before webpki runs, the certificates that can be on a valid path: candidates
+//!   indexed by subject name and narrowed by key identifiers, each signature checked at most
+//!   once per (certificate, issuer key) pair under a budget of 1,024 checks, so a CA file of
+//!   thousands of look-alike authorities costs milliseconds and its valid chain is still
+//!   found (refused with [`Code::LookAlikes`] when the budget runs out); webpki validates
+//!   the path over that selection;
 //! * explains a refusal link by link ([`Code`]), with the most useful finding first;
 //! * matches the host name per RFC 9525 ([`names`]), with the CN fallback the issue asks for.
 //!
@@ -49,16 +55,19 @@
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
 
+mod issuers;
 mod light;
 pub mod names;
 mod profile;
 
 use core::cell::RefCell;
 use core::fmt;
+use std::collections::HashMap;
 
+use crate::issuers::{Issuers, Signatures};
 use crate::light::CertRef as Certificate;
 use bmcert_topology::Host;
-use der::{Decode, Encode};
+use der::Decode;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, TrustAnchor, UnixTime};
 use webpki::{EndEntityCert, KeyUsage, VerifiedPath};
 
@@ -187,6 +196,9 @@ pub enum Code {
     RootMissing,
     /// A signature of the chain does not verify.
     ChainSignatureInvalid,
+    /// The issuer search gave up: the files hold too many look-alike certificates (same
+    /// name, other keys) to check them all.
+    LookAlikes,
     /// An intermediate or the root is outside its validity period.
     CaExpired,
     /// A certificate below the root is signed with SHA-1 or MD5.
@@ -224,6 +236,7 @@ impl Code {
         Self::ChainIncomplete,
         Self::RootMissing,
         Self::ChainSignatureInvalid,
+        Self::LookAlikes,
         Self::CaExpired,
         Self::WeakSignature,
         Self::NotServerAuth,
@@ -245,6 +258,7 @@ impl Code {
             Self::ChainIncomplete => "chain_incomplete",
             Self::RootMissing => "root_missing",
             Self::ChainSignatureInvalid => "chain_signature_invalid",
+            Self::LookAlikes => "look_alikes",
             Self::CaExpired => "ca_expired",
             Self::WeakSignature => "weak_signature",
             Self::LeafIsCa => "leaf_is_ca",
@@ -271,16 +285,17 @@ impl Code {
             Self::ChainIncomplete => 5,
             Self::RootMissing => 6,
             Self::ChainSignatureInvalid => 7,
-            Self::CaExpired => 8,
-            Self::WeakSignature => 9,
-            Self::NotServerAuth => 10,
-            Self::NonConformant => 11,
-            Self::ChainInvalid => 12,
-            Self::RootFromPlatform => 13,
-            Self::CnOnly => 14,
-            Self::ChainReordered => 15,
-            Self::ChainInCertFile => 16,
-            Self::ExtraCertificates => 17,
+            Self::LookAlikes => 8,
+            Self::CaExpired => 9,
+            Self::WeakSignature => 10,
+            Self::NotServerAuth => 11,
+            Self::NonConformant => 12,
+            Self::ChainInvalid => 13,
+            Self::RootFromPlatform => 14,
+            Self::CnOnly => 15,
+            Self::ChainReordered => 16,
+            Self::ChainInCertFile => 17,
+            Self::ExtraCertificates => 18,
         }
     }
 }
@@ -361,31 +376,32 @@ pub fn verify(input: &ChainInput<'_>) -> Verdict {
 }
 
 /// Checks an upload: see [`ChainInput`].
-pub fn verify_with(input: &ChainInput<'_>, options: &Options) -> Verdict {
+pub fn verify_with<'a>(input: &ChainInput<'a>, options: &Options) -> Verdict {
     let leaf = match Certificate::parse(input.leaf.as_ref()) {
         Ok(c) => c,
         Err(e) => return malformed_leaf(&e),
     };
     // The CA file's self-issued certificates are the anchors; the rest is the pool.
-    let mut anchors = Vec::new();
-    let mut pool = Vec::new();
+    let mut anchors: Vec<&'a CertificateDer<'a>> = Vec::new();
+    let mut pool: Vec<&'a CertificateDer<'a>> = Vec::new();
     let cache = Cache::new(&[input.ca_file, input.cert_file_extras, input.platform_roots]);
     for der in input.ca_file {
         match cache.get(der.as_ref()) {
-            Some(c) if is_self_issued(c) => anchors.push(der.clone()),
-            _ => pool.push(der.clone()),
+            Some(c) if is_self_issued(c) => anchors.push(der),
+            _ => pool.push(der),
         }
     }
-    pool.extend(input.cert_file_extras.iter().cloned());
+    pool.extend(input.cert_file_extras.iter());
     let engine = Engine::new(cache, input.leaf, leaf, input.time, options, &[]);
     let mut result = engine.attempt(&anchors, &pool);
     let mut from_platform = false;
     if result.is_err() && !input.platform_roots.is_empty() {
         // The root may be missing from the CA file: try the platform store, keeping the
         // CA file's own self-signed certificates usable as cross-signed intermediates.
+        let platform: Vec<&'a CertificateDer<'a>> = input.platform_roots.iter().collect();
         let mut pool2 = pool.clone();
-        pool2.extend(anchors.iter().cloned());
-        if let Ok(ok) = engine.attempt(input.platform_roots, &pool2) {
+        pool2.extend(anchors.iter().copied());
+        if let Ok(ok) = engine.attempt(&platform, &pool2) {
             from_platform = true;
             result = Ok(ok);
         }
@@ -403,11 +419,8 @@ pub fn verify_with(input: &ChainInput<'_>, options: &Options) -> Verdict {
         Err(failure) => {
             let mut known: Vec<Known<'_>> = Vec::new();
             for (i, der) in input.ca_file.iter().enumerate() {
-                known.push(Known::new(
-                    der,
-                    Origin::Ca(i),
-                    anchors.iter().any(|a| a == der),
-                ));
+                let anchor = engine.cache.get(der.as_ref()).is_some_and(is_self_issued);
+                known.push(Known::new(der, Origin::Ca(i), anchor));
             }
             for (i, der) in input.cert_file_extras.iter().enumerate() {
                 known.push(Known::new(der, Origin::CertFile(i), false));
@@ -424,7 +437,7 @@ pub fn verify_with(input: &ChainInput<'_>, options: &Options) -> Verdict {
 }
 
 /// Validates `leaf` against separately given anchors and pool; see [`PathInput`].
-pub fn verify_path(input: &PathInput<'_>, options: &Options) -> Verdict {
+pub fn verify_path<'a>(input: &PathInput<'a>, options: &Options) -> Verdict {
     let leaf = match Certificate::parse(input.leaf.as_ref()) {
         Ok(c) => c,
         Err(e) => return malformed_leaf(&e),
@@ -436,7 +449,9 @@ pub fn verify_path(input: &PathInput<'_>, options: &Options) -> Verdict {
         findings: Vec::new(),
         names: None,
     };
-    match engine.attempt(input.anchors, input.intermediates) {
+    let anchors: Vec<&'a CertificateDer<'a>> = input.anchors.iter().collect();
+    let pool: Vec<&'a CertificateDer<'a>> = input.intermediates.iter().collect();
+    match engine.attempt(&anchors, &pool) {
         Ok(success) => {
             for v in &success.warnings {
                 verdict.findings.push(violation_finding(
@@ -513,26 +528,24 @@ impl<'a> Known<'a> {
     }
 }
 
-/// Every input certificate parsed once with x509-cert, looked up by its DER bytes.
-struct Cache<'a> {
-    items: Vec<(&'a [u8], Option<Certificate<'a>>)>,
+/// Every input certificate parsed once, looked up by its DER bytes.
+pub(crate) struct Cache<'a> {
+    items: HashMap<&'a [u8], Option<Certificate<'a>>>,
 }
 
 impl<'a> Cache<'a> {
-    fn new<'b: 'a>(lists: &[&'a [CertificateDer<'b>]]) -> Self {
-        let items = lists
-            .iter()
-            .flat_map(|l| l.iter())
-            .map(|d| (d.as_ref(), Certificate::parse(d.as_ref()).ok()))
-            .collect();
+    pub(crate) fn new<'b: 'a>(lists: &[&'a [CertificateDer<'b>]]) -> Self {
+        let mut items = HashMap::new();
+        for d in lists.iter().flat_map(|l| l.iter()) {
+            items
+                .entry(d.as_ref())
+                .or_insert_with(|| Certificate::parse(d.as_ref()).ok());
+        }
         Self { items }
     }
 
-    fn get(&self, der: &[u8]) -> Option<&Certificate<'a>> {
-        self.items
-            .iter()
-            .find(|(d, _)| *d == der)
-            .and_then(|(_, c)| c.as_ref())
+    pub(crate) fn get(&self, der: &[u8]) -> Option<&Certificate<'a>> {
+        self.items.get(der).and_then(Option::as_ref)
     }
 
     fn subject(&self, der: &[u8]) -> String {
@@ -554,6 +567,9 @@ struct Failure {
     error: webpki::Error,
     /// Profile problems of the rejected candidate paths, with the path's subjects.
     violations: Vec<(Vec<String>, Vec<Violation>)>,
+    /// The issuer search ran out of signature checks: the name whose candidates were being
+    /// checked (raw DER contents) and how many certificates carry it.
+    stopped_at: Option<(Vec<u8>, usize)>,
 }
 
 struct Engine<'a> {
@@ -564,6 +580,8 @@ struct Engine<'a> {
     options: Options,
     crls: Vec<webpki::CertRevocationList<'a>>,
     crl_problems: Vec<String>,
+    /// Signature checks of the issuer search and the diagnosis, memoized and budgeted.
+    sigs: Signatures<'a>,
 }
 
 impl<'a> Engine<'a> {
@@ -594,17 +612,60 @@ impl<'a> Engine<'a> {
             options: *options,
             crls: parsed,
             crl_problems,
+            sigs: Signatures::default(),
         }
     }
 
+    /// Builds a path from the leaf to one of `anchors` through `pool`: the issuer index
+    /// ([`issuers`]) selects the certificates that can be on a valid path, webpki validates
+    /// over those.
     fn attempt(
         &self,
-        anchors: &[CertificateDer<'_>],
-        pool: &[CertificateDer<'_>],
+        anchors: &[&'a CertificateDer<'a>],
+        pool: &[&'a CertificateDer<'a>],
+    ) -> Result<Success, Failure> {
+        let issuers = Issuers::new(
+            (self.leaf_der.as_ref(), &self.leaf),
+            anchors,
+            pool,
+            &self.cache,
+        );
+        let mut selection = issuers.select(&self.sigs, true);
+        let pick = |sel: &issuers::Selection| {
+            let a: Vec<&'a CertificateDer<'a>> = sel.anchors.iter().map(|&i| anchors[i]).collect();
+            let p: Vec<CertificateDer<'a>> = sel
+                .pool
+                .iter()
+                .map(|&i| CertificateDer::from(pool[i].as_ref()))
+                .collect();
+            (a, p)
+        };
+        let (a, p) = pick(&selection);
+        let mut result = self.validate(&a, &p);
+        if result.is_err() && selection.set_aside && selection.stopped_at.is_none() {
+            // No valid path among the candidates the key identifiers point to: try the
+            // ones they rule out too (webpki itself ignores key identifiers).
+            selection = issuers.select(&self.sigs, false);
+            let (a, p) = pick(&selection);
+            result = self.validate(&a, &p);
+        }
+        result.map_err(|mut f| {
+            f.stopped_at = selection.stopped_at;
+            f
+        })
+    }
+
+    /// webpki's verification of the leaf over these anchors and intermediates, with the
+    /// profile checks on every candidate path.
+    fn validate(
+        &self,
+        anchors: &[&'a CertificateDer<'a>],
+        pool: &[CertificateDer<'a>],
     ) -> Result<Success, Failure> {
         let ee = EndEntityCert::try_from(self.leaf_der).map_err(|error| Failure {
             error,
             violations: Vec::new(),
+            stopped_at: None,
         })?;
         let mut tas: Vec<TrustAnchor<'_>> = Vec::new();
         let mut ta_certs: Vec<(usize, &Certificate<'_>)> = Vec::new();
@@ -713,11 +774,13 @@ impl<'a> Engine<'a> {
                 None => Err(Failure {
                     error: webpki::Error::UnknownIssuer,
                     violations: rejected.into_inner(),
+                    stopped_at: None,
                 }),
             },
             Err(error) => Err(Failure {
                 error,
                 violations: rejected.into_inner(),
+                stopped_at: None,
             }),
         }
     }
@@ -727,7 +790,7 @@ impl<'a> Engine<'a> {
     }
 
     /// Explains a refusal: the first broken link, or webpki's reason.
-    fn diagnose(&self, failure: &Failure, known: &[Known<'_>], out: &mut Vec<Finding>) {
+    fn diagnose(&self, failure: &Failure, known: &[Known<'a>], out: &mut Vec<Finding>) {
         use webpki::Error as E;
         let problem = |code, file, message: String| Finding {
             code,
@@ -762,6 +825,11 @@ impl<'a> Engine<'a> {
             )),
             _ => {}
         }
+        if let Some(finding) = look_alikes(failure, known) {
+            // The search stopped early: a walk over the same candidates would too.
+            out.push(finding);
+            return;
+        }
         let profile_failure = !failure.violations.is_empty()
             && matches!(failure.error, E::ExtensionValueInvalid | E::UnknownIssuer);
         if profile_failure {
@@ -790,9 +858,9 @@ impl<'a> Engine<'a> {
         }
     }
 
-    fn walk(&self, known: &[Known<'_>], out: &mut Vec<Finding>) {
+    fn walk(&self, known: &[Known<'a>], out: &mut Vec<Finding>) {
         let now = self.time.as_secs();
-        let mut current: (&Certificate<'_>, &[u8], Role) =
+        let mut current: (&Certificate<'_>, &'a [u8], Role) =
             (&self.leaf, self.leaf_der.as_ref(), Role::Cert);
         let mut visited: Vec<usize> = Vec::new();
         for depth in 0..8 {
@@ -849,10 +917,25 @@ impl<'a> Engine<'a> {
                 });
                 return;
             }
-            let Some(&next) = candidates
-                .iter()
-                .find(|&&i| signed_by(der, known[i].der.as_ref()))
-            else {
+            let Some((signed, _)) = issuers::parts(der) else {
+                return;
+            };
+            let mut next = None;
+            for &i in &candidates {
+                let Some((_, key)) = issuers::parts(known[i].der.as_ref()) else {
+                    continue;
+                };
+                match self.sigs.verifies(&signed, &key) {
+                    Some(true) => {
+                        next = Some(i);
+                        break;
+                    }
+                    Some(false) => {}
+                    // Out of budget: say nothing rather than something wrong.
+                    None => return,
+                }
+            }
+            let Some(next) = next else {
                 out.push(Finding {
                     code: Code::ChainSignatureInvalid,
                     severity: Severity::Problem,
@@ -879,6 +962,54 @@ impl<'a> Engine<'a> {
             current = (kc, k.der.as_ref(), k.origin.role());
         }
     }
+}
+
+/// The refusal when the issuer search gave up (our budget, or webpki's own): the files
+/// hold too many certificates that look like an issuer of the chain.
+fn look_alikes(failure: &Failure, known: &[Known<'_>]) -> Option<Finding> {
+    use webpki::Error as E;
+    let (name, count) = match &failure.stopped_at {
+        Some((name, count)) => (Some(name.as_slice()), *count),
+        None if matches!(
+            failure.error,
+            E::MaximumSignatureChecksExceeded | E::MaximumPathBuildCallsExceeded
+        ) =>
+        {
+            (None, known.len())
+        }
+        None => return None,
+    };
+    // Attribute them to the file most of them came from.
+    let same_name = |k: &&Known<'_>| match (name, k.cert.as_ref()) {
+        (Some(n), Some(c)) => c.tbs.subject.value() == n,
+        (None, _) => true,
+        _ => false,
+    };
+    let in_cert_file = known
+        .iter()
+        .filter(same_name)
+        .filter(|k| k.origin.role() == Role::Cert)
+        .count();
+    let in_total = known.iter().filter(same_name).count().max(1);
+    let file = if in_cert_file * 2 > in_total {
+        Role::Cert
+    } else {
+        Role::Ca
+    };
+    let which = match name {
+        Some(n) => format!("{count} certificates named \"{}\"", light::name_text(n)),
+        None => format!("{count} certificates that could issue one another"),
+    };
+    Some(Finding {
+        code: Code::LookAlikes,
+        severity: Severity::Problem,
+        file,
+        message: format!(
+            "the {} file holds too many look-alike certificates ({which}, with different keys) to check them all: the search for the chain stopped after {} signature checks. Keep only the intermediate certificates of your authority and its root in the CA file",
+            file.as_str(),
+            issuers::SIGNATURE_BUDGET
+        ),
+    })
 }
 
 fn violation_finding(v: &Violation, severity: Severity, subjects: &[String]) -> Finding {
@@ -976,31 +1107,53 @@ fn success_findings(
             format!("the certificate file also holds the chain certificate(s) {}; they were used, but belong in the CA file", in_cert.join(", ")),
         ));
     }
-    let unused: Vec<String> = input
-        .ca_file
-        .iter()
-        .chain(input.cert_file_extras.iter())
-        .filter(|d| {
-            !success.chain.iter().any(|c| c.as_ref() == d.as_ref())
-                && d.as_ref() != input.leaf.as_ref()
-        })
-        .map(|d| format!("\"{}\"", cache.subject(d.as_ref())))
-        .collect();
-    if !unused.is_empty() {
+    // Each file's unused certificates, attributed to that file, listed in short.
+    for (file, list) in [
+        (Role::Ca, input.ca_file),
+        (Role::Cert, input.cert_file_extras),
+    ] {
+        let unused: Vec<&[u8]> = list
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(|d| {
+                !success.chain.iter().any(|c| c.as_ref() == *d) && *d != input.leaf.as_ref()
+            })
+            .collect();
+        if unused.is_empty() {
+            continue;
+        }
+        let names = in_short(
+            unused.iter().map(|d| format!("\"{}\"", cache.subject(d))),
+            unused.len(),
+        );
+        let what = if unused.len() == 1 {
+            format!("one certificate of the {} file is", file.as_str())
+        } else {
+            format!(
+                "{} certificates of the {} file are",
+                unused.len(),
+                file.as_str()
+            )
+        };
         verdict.findings.push(warn(
             Code::ExtraCertificates,
-            Role::Ca,
-            format!(
-                "{} unrelated to this chain and dropped: {}",
-                if unused.len() == 1 {
-                    "one certificate is"
-                } else {
-                    "some certificates are"
-                },
-                unused.join(", ")
-            ),
+            file,
+            format!("{what} unrelated to this chain and dropped: {names}"),
         ));
     }
+}
+
+/// How many items of a list a message shows before it says how many more there are.
+pub(crate) const LIST_SHOWN: usize = 3;
+
+/// The first [`LIST_SHOWN`] of `total` items, comma separated, then "and N more".
+fn in_short(items: impl Iterator<Item = String>, total: usize) -> String {
+    let shown: Vec<String> = items.take(LIST_SHOWN).collect();
+    let mut out = shown.join(", ");
+    if total > shown.len() {
+        out.push_str(&format!(" and {} more", total - shown.len()));
+    }
+    out
 }
 
 fn name_findings(verdict: &mut Verdict, engine: &Engine<'_>, reference: Option<&Host>) {
@@ -1063,35 +1216,6 @@ fn within_validity(c: &Certificate<'_>, now: u64) -> bool {
 fn validity_text(c: &Certificate<'_>) -> String {
     let v = &c.tbs.validity;
     format!("{} to {}", v.not_before, v.not_after)
-}
-
-/// Whether `child`'s signature verifies with `issuer`'s public key.
-fn signed_by(child: &[u8], issuer: &[u8]) -> bool {
-    let Some((tbs, alg, sig)) = split_signed(child) else {
-        return false;
-    };
-    let issuer = CertificateDer::from(issuer);
-    let Ok(ee) = EndEntityCert::try_from(&issuer) else {
-        return false;
-    };
-    webpki::ALL_VERIFICATION_ALGS
-        .iter()
-        .filter(|a| a.signature_alg_id().as_ref() == alg.as_slice())
-        .any(|a| ee.verify_signature(*a, &tbs, &sig).is_ok())
-}
-
-/// The signed bytes, the signature algorithm's contents and the signature of a certificate.
-fn split_signed(der: &[u8]) -> Option<(Vec<u8>, Vec<u8>, Vec<u8>)> {
-    let outer = der::asn1::AnyRef::from_der(der).ok()?;
-    let mut r = der::SliceReader::new(outer.value()).ok()?;
-    let tbs = der::asn1::AnyRef::decode(&mut r).ok()?;
-    let alg = der::asn1::AnyRef::decode(&mut r).ok()?;
-    let sig = der::asn1::BitStringRef::decode(&mut r).ok()?;
-    Some((
-        tbs.to_der().ok()?,
-        alg.value().to_vec(),
-        sig.raw_bytes().to_vec(),
-    ))
 }
 
 /// Profile rules for CRLs (RFC 5280 5.2.3): a CRL number, not critical.

@@ -124,6 +124,14 @@ impl<'a> CertRef<'a> {
     }
 }
 
+/// A Name's text (RFC 4514) from the contents of its SEQUENCE, for messages.
+pub(crate) fn name_text(contents: &[u8]) -> String {
+    match AnyRef::new(der::Tag::Sequence, contents) {
+        Ok(any) => text_of(any),
+        Err(_) => "(an unreadable name)".to_owned(),
+    }
+}
+
 fn name_of(any: AnyRef<'_>) -> Option<Name> {
     any.decode_as::<Name>().ok()
 }

@@ -1,0 +1,152 @@
+//! Issue 13: a CA file of thousands of certificates that share the intermediate's name
+//! ("look-alikes", each with its own key), listed before the real intermediate and root.
+//! The valid chain inside it is found, unused certificates are reported in short and
+//! attributed to their file, and when key identifiers cannot narrow the search the refusal
+//! says what is wrong. Cost is measured in benches/verify.rs (`look_alikes`), not here; the
+//! bound on work is asserted by counting signature checks (`issuers` unit tests).
+
+// Test code: a failed fixture step should stop the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use bmcert_test::chains::{leaf_params, look_alikes, Alg, Chain3, TEST_TIME};
+use bmcert_verify::{verify, ChainInput, Code, Role, Severity};
+use rustls_pki_types::{CertificateDer, UnixTime};
+
+fn time() -> UnixTime {
+    UnixTime::since_unix_epoch(core::time::Duration::from_secs(TEST_TIME))
+}
+
+fn ders(list: Vec<Vec<u8>>) -> Vec<CertificateDer<'static>> {
+    list.into_iter().map(CertificateDer::from).collect()
+}
+
+#[test]
+fn the_valid_chain_is_found_behind_ten_thousand_look_alikes() {
+    let chain = Chain3::new(Alg::P256, &["mail.example.test"]);
+    let mut ca = ders(look_alikes(&chain.intermediate, &chain.root, 10_000));
+    ca.push(chain.intermediate.der.clone().into());
+    ca.push(chain.root.der.clone().into());
+    let leaf = CertificateDer::from(chain.leaf.der.clone());
+    let v = verify(&ChainInput {
+        leaf: &leaf,
+        cert_file_extras: &[],
+        ca_file: &ca,
+        platform_roots: &[],
+        reference: None,
+        time: time(),
+    });
+    assert!(v.is_valid(), "{:?}", v.first_problem());
+    assert_eq!(
+        v.chain,
+        vec![
+            CertificateDer::from(chain.intermediate.der.clone()),
+            CertificateDer::from(chain.root.der.clone())
+        ]
+    );
+    // The 10,000 unused certificates are one short warning, not a 3 MB line.
+    let extra: Vec<_> = v
+        .findings
+        .iter()
+        .filter(|f| f.code == Code::ExtraCertificates)
+        .collect();
+    assert_eq!(extra.len(), 1, "{extra:?}");
+    assert_eq!(extra[0].file, Role::Ca);
+    assert!(
+        extra[0]
+            .message
+            .starts_with("10000 certificates of the ca file are unrelated"),
+        "{}",
+        extra[0].message
+    );
+    assert!(
+        extra[0].message.ends_with("and 9997 more"),
+        "{}",
+        extra[0].message
+    );
+    assert!(extra[0].message.len() < 400, "{}", extra[0].message);
+}
+
+#[test]
+fn look_alikes_in_the_certificate_file_are_attributed_to_it() {
+    let chain = Chain3::new(Alg::P256, &["mail.example.test"]);
+    let extras = ders(look_alikes(&chain.intermediate, &chain.root, 50));
+    let ca = ders(vec![chain.intermediate.der.clone(), chain.root.der.clone()]);
+    let leaf = CertificateDer::from(chain.leaf.der.clone());
+    let v = verify(&ChainInput {
+        leaf: &leaf,
+        cert_file_extras: &extras,
+        ca_file: &ca,
+        platform_roots: &[],
+        reference: None,
+        time: time(),
+    });
+    assert!(v.is_valid(), "{:?}", v.first_problem());
+    let extra: Vec<_> = v
+        .findings
+        .iter()
+        .filter(|f| f.code == Code::ExtraCertificates)
+        .collect();
+    assert_eq!(extra.len(), 1, "{extra:?}");
+    assert_eq!(extra[0].file, Role::Cert, "{}", extra[0].message);
+    assert!(
+        extra[0]
+            .message
+            .starts_with("50 certificates of the cert file"),
+        "{}",
+        extra[0].message
+    );
+}
+
+#[test]
+fn without_key_identifiers_too_many_look_alikes_are_refused_in_plain_words() {
+    let chain = Chain3::new(Alg::P256, &["mail.example.test"]);
+    // A leaf without authorityKeyIdentifier: every look-alike is a candidate issuer.
+    let mut params = leaf_params(&["mail.example.test"]);
+    params.use_authority_key_identifier_extension = false;
+    let leaf = chain.intermediate.issue(params, Alg::P256.key());
+    let mut ca = ders(look_alikes(&chain.intermediate, &chain.root, 2_000));
+    ca.push(chain.intermediate.der.clone().into());
+    ca.push(chain.root.der.clone().into());
+    let leaf = CertificateDer::from(leaf.der);
+    let v = verify(&ChainInput {
+        leaf: &leaf,
+        cert_file_extras: &[],
+        ca_file: &ca,
+        platform_roots: &[],
+        reference: None,
+        time: time(),
+    });
+    let first = v.first_problem().expect("refused");
+    assert_eq!(first.code, Code::LookAlikes, "{}", first.message);
+    assert_eq!(first.severity, Severity::Problem);
+    assert_eq!(first.file, Role::Ca);
+    assert!(
+        first
+            .message
+            .contains("too many look-alike certificates (2001 certificates named \"O=bmcert test authority,CN=bmcert Test Intermediate\""),
+        "{}",
+        first.message
+    );
+}
+
+#[test]
+fn without_key_identifiers_a_few_look_alikes_are_searched_through() {
+    let chain = Chain3::new(Alg::P256, &["mail.example.test"]);
+    let mut params = leaf_params(&["mail.example.test"]);
+    params.use_authority_key_identifier_extension = false;
+    let leaf = chain.intermediate.issue(params, Alg::P256.key());
+    let mut ca = ders(look_alikes(&chain.intermediate, &chain.root, 200));
+    ca.push(chain.intermediate.der.clone().into());
+    ca.push(chain.root.der.clone().into());
+    let leaf = CertificateDer::from(leaf.der);
+    let v = verify(&ChainInput {
+        leaf: &leaf,
+        cert_file_extras: &[],
+        ca_file: &ca,
+        platform_roots: &[],
+        reference: None,
+        time: time(),
+    });
+    assert!(v.is_valid(), "{:?}", v.first_problem());
+    assert_eq!(v.chain.len(), 2);
+}
