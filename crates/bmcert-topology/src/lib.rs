@@ -2,6 +2,12 @@
 //! points at, certificate *targets* (the system certificate or one domain's), and the
 //! installation [`Topology`] that says which URL and names each target serves.
 //!
+//! URLs are parsed with the `url` crate, the WHATWG URL standard browsers implement, so that
+//! the host bmcert checks a certificate against is the host a browser connects to (see
+//! [`Host`]); a hand-written split read `https://evil.test\@mail.example.test` as
+//! `mail.example.test` where browsers go to `evil.test`. Text from input that error messages
+//! repeat goes through [`Escaped`]: control characters are shown as escapes, long input cut.
+//!
 //! This crate does no I/O and holds no certificates. Parsing and checking uploads is
 //! `bmcert-bundle`'s job, chain and name verdicts are `bmcert-verify`'s, and storage is
 //! `bmcert-store`'s.
@@ -27,10 +33,12 @@
 
 mod host;
 mod name;
+mod plain;
 mod target;
 mod topology;
 
 pub use host::{Host, HostError};
 pub use name::{DomainName, NameError};
+pub use plain::{is_unsafe_char, Escaped, ECHO_LIMIT};
 pub use target::{Target, TargetError};
 pub use topology::{DomainSite, Site, Topology, TopologyError};

@@ -1,6 +1,8 @@
 use core::fmt;
 use core::str::FromStr;
 
+use crate::plain::Escaped;
+
 /// A validated DNS domain name: lower-case, A-labels only (IDNA applied), no trailing dot.
 ///
 /// Every label is 1 to 63 characters of letters, digits and hyphens, not starting or ending
@@ -26,7 +28,7 @@ pub enum NameError {
     #[error("the domain name is {0} characters long; DNS allows at most 253")]
     TooLong(usize),
     /// One label is longer than 63 characters.
-    #[error("the label `{0}` is longer than the 63 characters DNS allows")]
+    #[error("the label `{}` is longer than the 63 characters DNS allows", Escaped(.0))]
     LabelTooLong(String),
     /// Two dots in a row, or a leading dot.
     #[error("the domain name has an empty label (two dots in a row, or a leading dot)")]
@@ -35,13 +37,13 @@ pub enum NameError {
     #[error("the domain name contains {0:?}, which is not allowed in a host name (letters, digits, hyphens and dots only)")]
     BadCharacter(char),
     /// A label starts or ends with a hyphen.
-    #[error("the label `{0}` starts or ends with a hyphen")]
+    #[error("the label `{}` starts or ends with a hyphen", Escaped(.0))]
     BadHyphen(String),
     /// IDNA processing of an internationalized name failed.
-    #[error("the internationalized name `{0}` cannot be converted to its ASCII (A-label) form")]
+    #[error("the internationalized name `{}` cannot be converted to its ASCII (A-label) form", Escaped(.0))]
     Idna(String),
     /// The last label is all digits, so the name looks like an IP address.
-    #[error("`{0}` looks like an IP address, not a domain name")]
+    #[error("`{}` looks like an IP address, not a domain name", Escaped(.0))]
     Numeric(String),
 }
 

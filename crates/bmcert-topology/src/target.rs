@@ -2,6 +2,7 @@ use core::fmt;
 use core::str::FromStr;
 
 use crate::name::{DomainName, NameError};
+use crate::plain::Escaped;
 
 /// What a certificate is installed for: the system certificate, or one domain's.
 ///
@@ -20,10 +21,10 @@ pub enum Target {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TargetError {
     /// Neither `system` nor `domain:NAME`.
-    #[error("`{0}` is not a target: write `system` or `domain:NAME`")]
+    #[error("`{}` is not a target: write `system` or `domain:NAME`", Escaped(.0))]
     Syntax(String),
     /// `domain:NAME` with an invalid name.
-    #[error("`{name}` is not a valid domain name: {reason}")]
+    #[error("`{}` is not a valid domain name: {reason}", Escaped(.name))]
     BadDomain {
         /// The name as given.
         name: String,

@@ -2,6 +2,7 @@ use serde::Deserialize;
 
 use crate::host::{Host, HostError};
 use crate::name::{DomainName, NameError};
+use crate::plain::Escaped;
 use crate::target::Target;
 
 /// The installation's sites: the system external URL and the domains, each with the extra DNS
@@ -55,10 +56,10 @@ pub struct DomainSite {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TopologyError {
     /// The TOML text does not parse or lacks a field.
-    #[error("the topology file is not valid: {0}")]
+    #[error("the topology file is not valid: {}", escape_lines(.0))]
     Syntax(String),
     /// A URL whose host cannot be read.
-    #[error("the URL of {whose} is not usable: {reason}")]
+    #[error("the URL of {} is not usable: {reason}", Escaped(.whose))]
     BadUrl {
         /// `system` or `domain NAME`.
         whose: String,
@@ -66,7 +67,7 @@ pub enum TopologyError {
         reason: HostError,
     },
     /// A name that is not a valid DNS name.
-    #[error("`{name}` ({whose}) is not a valid domain name: {reason}")]
+    #[error("`{}` ({}) is not a valid domain name: {reason}", Escaped(.name), Escaped(.whose))]
     BadName {
         /// `default_domain`, `system` or `domain NAME`.
         whose: String,
@@ -81,6 +82,14 @@ pub enum TopologyError {
     /// A target that the topology does not list.
     #[error("the topology has no domain `{0}`; add it as a [[domain]] first")]
     UnknownDomain(DomainName),
+}
+
+/// A parser's multi-line message with each line [`Escaped`].
+fn escape_lines(text: &str) -> String {
+    text.lines()
+        .map(|l| Escaped(l).to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[derive(Deserialize)]
@@ -289,5 +298,20 @@ name = "other.test"
             Topology::from_toml_str(bad),
             Err(TopologyError::BadUrl { .. })
         ));
+    }
+
+    #[test]
+    fn messages_escape_nul_and_esc_from_the_file() {
+        let cases = [
+            "[system]\nurl='https://a\u{1b}[2J.test/'\n",
+            "[system]\nurl='https://a.test'\n[[domain]]\nname='x\u{0}\u{1b}]0;pwn\u{7}.test'\n",
+            "[system]\nurl='https://a.test'\n[[domain]]\nname='b.test'\nurl='https://b.test:99999/'\n",
+            "[system]\nurl='https://a.test'\nnames=['\u{1b}[31m.test']\n",
+            "[sys\u{1b}tem]\n",
+        ];
+        for text in cases {
+            let e = Topology::from_toml_str(text).unwrap_err().to_string();
+            assert!(!e.chars().any(|c| c.is_control() && c != '\n'), "{e:?}");
+        }
     }
 }
