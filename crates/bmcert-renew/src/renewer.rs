@@ -237,10 +237,11 @@ pub struct WarningRecord {
 pub struct RenewerConfig {
     /// This server's name in locks and records.
     pub holder: String,
-    /// Where warnings go; when `None`, the ACME account's contact address.
+    /// The installation's administrator address. Warnings for an ACME certificate go to
+    /// the address given when Let's Encrypt was activated for its target, else to the ACME
+    /// account's contact, else here; warnings for uploaded (and bootstrap) certificates go
+    /// here, and only when it is set.
     pub warn_to: Option<String>,
-    /// Also warn about uploaded certificates about to expire (needs `warn_to`).
-    pub warn_uploaded: bool,
     /// The lease of the renewal lock: an attempt renews it every third of this (keep-alive),
     /// and a holder that stops (killed, paused, cut off from the store) loses the lock this
     /// long after its last renewal, so another server can take over.
@@ -265,7 +266,6 @@ impl Default for RenewerConfig {
         Self {
             holder: format!("renewer-{}", std::process::id()),
             warn_to: None,
-            warn_uploaded: false,
             lock_ttl: StdDuration::from_secs(60),
             attempt_timeout: StdDuration::from_secs(900),
             pass_retry: StdDuration::from_secs(30),
@@ -854,21 +854,33 @@ impl Renewer {
         }
     }
 
-    /// The warning address: configured, else the ACME account's contact.
-    async fn warn_to(&self) -> Option<String> {
-        if let Some(to) = &self.inner.config.warn_to {
-            return Some(to.clone());
-        }
+    /// Where the warning for `target` goes: for an ACME certificate the address given when
+    /// Let's Encrypt was activated for the target (`contact/<target>`), else the ACME
+    /// account's contact, else the administrator address ([`RenewerConfig::warn_to`]); for
+    /// an uploaded one the administrator address.
+    async fn recipient(&self, target: &Target, uploaded: bool) -> Option<String> {
         #[derive(Deserialize)]
         struct Contact {
             contact: String,
         }
-        let key = RecordKey::new(keys::ACME_ACCOUNT).ok()?;
-        let record = self.inner.store.get(&key).await.ok()??;
-        let value = zeroize::Zeroizing::new(record.secret_value().to_vec());
-        serde_json::from_slice::<Contact>(&value)
-            .ok()
-            .map(|c| c.contact)
+        let admin = self.inner.config.warn_to.clone();
+        if uploaded {
+            return admin;
+        }
+        let read = |key: Option<RecordKey>| async move {
+            let record = self.inner.store.get(&key?).await.ok()??;
+            let value = zeroize::Zeroizing::new(record.secret_value().to_vec());
+            serde_json::from_slice::<Contact>(&value)
+                .ok()
+                .map(|c| c.contact)
+        };
+        if let Some(to) = read(keys::target_key(keys::CONTACT_PREFIX, target).ok()).await {
+            return Some(to);
+        }
+        if let Some(to) = read(RecordKey::new(keys::ACME_ACCOUNT).ok()).await {
+            return Some(to);
+        }
+        admin
     }
 
     /// Sends today's warning for `installed` unless this or another server already did.
@@ -882,8 +894,8 @@ impl Renewer {
         let now = self.inner.clock.now();
         let target = &installed.target;
         let tomorrow = policy::next_utc_day(now);
-        let Some(to) = self.warn_to().await else {
-            tracing::warn!(target = %target, "renewal: a warning is due but no address is configured and the ACME account has no contact");
+        let Some(to) = self.recipient(target, uploaded).await else {
+            tracing::warn!(target = %target, uploaded, "renewal: a warning is due but there is no address: none given at activation, no ACME account contact, no administrator address (RenewerConfig::warn_to)");
             return Ok((false, tomorrow));
         };
         let store = &self.inner.store;
@@ -978,7 +990,7 @@ impl Renewer {
             let (_, na) = validity(&installed);
             let target = installed.target.clone();
             if installed.bundle.meta().source != Source::Acme {
-                if self.inner.config.warn_uploaded && self.inner.config.warn_to.is_some() {
+                if self.inner.config.warn_to.is_some() {
                     if policy::warning_due(now, na, true) {
                         let (sent, next) = self.warn(&installed, None, true).await?;
                         if sent {
