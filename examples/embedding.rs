@@ -36,7 +36,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use bmcert::acme::{AcmeClient, ChallengeBoard, Directory, MemoryState};
+use bmcert::acme::{AcmeClient, ChallengeBoard, Directory, IssueRequest, MemoryState};
 use bmcert::renew::Renewer;
 use bmcert::InstallOutcome;
 use bmcert_store::Fingerprint;
@@ -247,8 +247,13 @@ fn acme_https_config(
 async fn renewer_lifecycle(
     renewer: &Renewer,
     acme: &AcmeClient,
+    topology: &Topology,
 ) -> Result<Vec<bmcert::renew::TargetStatus>, Error> {
     acme.accept_terms().await?; // once, when the administrator accepts the CA's terms
+                                // Activating Let's Encrypt for a target: its first certificate (an uploaded one is never
+                                // renewed: renew_now refuses it with RenewError::NotAcme).
+    acme.issue(topology, &IssueRequest::new(Target::System))
+        .await?;
     let running = renewer.start(); // a task on the current tokio runtime
     renewer.renew_now(&Target::System).await?; // by hand, e.g. from the admin API
     let rows = renewer.status().await?; // what `bmcert status` prints
@@ -394,6 +399,7 @@ struct Servers {
     server: HttpsServer,
     renewer: Renewer,
     acme: Arc<AcmeClient>,
+    topology: Topology,
     https: SocketAddr,
     acme_https: SocketAddr,
 }
@@ -494,6 +500,7 @@ fn serve_and_install(
         server,
         renewer,
         acme,
+        topology: topology.clone(),
         https,
         acme_https,
     })
@@ -575,7 +582,7 @@ fn renew_with_pebble(
     println!("\nACME: pebble at {}", pebble.directory);
     let rows = runtime.block_on(async {
         let http01 = serve_http01(pebble.http01_port, servers.acme.clone()).await?;
-        let rows = renewer_lifecycle(&servers.renewer, &servers.acme).await;
+        let rows = renewer_lifecycle(&servers.renewer, &servers.acme, &servers.topology).await;
         http01.abort();
         rows
     })?;

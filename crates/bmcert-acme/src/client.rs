@@ -155,7 +155,11 @@ impl AcmeConfig {
 pub struct IssueRequest {
     /// The target the certificate is for.
     pub target: Target,
-    /// The account's contact address; `no-reply@<default domain>` when absent.
+    /// The contact address given when Let's Encrypt is activated for the target: kept per
+    /// target once the certificate is installed (`contact/<target>`: the renewer's expiry
+    /// warnings for the target go there), used to register the installation's account when
+    /// there is none yet (`no-reply@<default domain>` when absent), and made the account's
+    /// contact when given for the system target.
     pub email: Option<String>,
     /// DNS names beyond the topology's URL host and additional names.
     pub extra_names: Vec<String>,
@@ -233,6 +237,12 @@ type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
 struct TermsRecord {
     url: String,
     accepted_at: i64,
+}
+
+/// The `contact/<target>` record: the address given when Let's Encrypt was activated.
+#[derive(Serialize, Deserialize)]
+struct ContactRecord {
+    contact: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -665,9 +675,68 @@ impl AcmeClient {
             .install_fenced(&request.target, &issued, fence)
             .await
             .map_err(|e| state_err("installing the certificate", e))?;
+        if let Some(email) = request.email.as_deref() {
+            self.keep_contact(topology, &account, &request.target, email, fence)
+                .await?;
+        }
         self.report(Progress::Installed);
         tracing::info!(target = %request.target, names = ?issued.names, not_after = issued.not_after, "ACME certificate installed");
         Ok(issued)
+    }
+
+    /// Keeps the address given when Let's Encrypt was activated for `target` (the
+    /// `contact/<target>` record: the renewer's warnings for the target go there) and, for
+    /// the system target, makes it the ACME account's contact when it changed (the CA's
+    /// expiry notices then reach the installation's administrator).
+    async fn keep_contact(
+        &self,
+        topology: &Topology,
+        account: &Account,
+        target: &Target,
+        email: &str,
+        fence: Option<&Fence>,
+    ) -> Result<(), AcmeError> {
+        let contact = contact_address(topology, Some(email))?;
+        let key = bmcert_store::keys::target_key(bmcert_store::keys::CONTACT_PREFIX, target)
+            .map_err(|e| store_err("naming the contact record", e))?;
+        let value = serde_json::to_vec(&ContactRecord {
+            contact: contact.clone(),
+        })
+        .map_err(|e| store_err("recording the contact address", e))?;
+        self.state
+            .put_fenced(key.as_str(), value, false, fence)
+            .await
+            .map_err(|e| state_err("recording the contact address", e))?;
+        if !target.is_system() {
+            return Ok(());
+        }
+        let Some(bytes) = self
+            .state
+            .get(keys::ACCOUNT)
+            .await
+            .map_err(|e| store_err("reading the ACME account", e))?
+            .map(Zeroizing::new)
+        else {
+            return Ok(());
+        };
+        let Ok(mut record) = serde_json::from_slice::<AccountRecord>(&bytes) else {
+            return Ok(());
+        };
+        if record.contact == contact {
+            return Ok(());
+        }
+        let mailto = format!("mailto:{contact}");
+        nonce_retry!(account.update_contacts(&[mailto.as_str()]).await)
+            .map_err(|e| self.acme_err("updating the account's contact", e))?;
+        tracing::info!(from = %record.contact, to = %contact, "ACME account contact updated");
+        record.contact = contact;
+        let bytes = Zeroizing::new(
+            serde_json::to_vec(&record).map_err(|e| store_err("saving the ACME account", e))?,
+        );
+        self.state
+            .put_fenced(keys::ACCOUNT, bytes.to_vec(), true, fence)
+            .await
+            .map_err(|e| state_err("saving the ACME account", e))
     }
 
     async fn issue_with(

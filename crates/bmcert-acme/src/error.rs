@@ -255,7 +255,10 @@ impl AcmeError {
     pub fn is_refusal(&self) -> bool {
         matches!(
             self,
-            Self::Refused { .. } | Self::Check { .. } | Self::BadName { .. }
+            Self::Refused { .. }
+                | Self::Check { .. }
+                | Self::BadName { .. }
+                | Self::Topology(TopologyError::DomainWithoutUrl(_))
         )
     }
 }

@@ -2,8 +2,9 @@
 //! hand.
 //!
 //! Exit status: 0 done; 1 the renewal failed (the CA refused or could not be reached; the
-//! current certificate stays, the reason is printed); 2 usage or I/O error, or another
-//! server holding the renewal lock.
+//! current certificate stays, the reason is printed) or was refused (`not_acme`: the
+//! certificate was uploaded; `nothing_installed`); 2 usage or I/O error, or another server
+//! holding the renewal lock.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -194,6 +195,10 @@ pub(crate) fn renew(args: RenewArgs) -> Result<ExitCode, UsageError> {
             }
             Err(e @ RenewError::Failed { .. }) => {
                 eprintln!("bmcert: {e}");
+                Ok(ExitCode::from(1))
+            }
+            Err(e) if e.code().is_some() => {
+                eprintln!("bmcert: refused: {e}");
                 Ok(ExitCode::from(1))
             }
             Err(e) => Err(UsageError(e.to_string())),

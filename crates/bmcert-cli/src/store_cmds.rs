@@ -3,13 +3,13 @@
 //! Each takes `--store DIR` (the directory store) or `--store etcd://HOST:PORT,...[/PREFIX]`
 //! (the etcd store shared by several servers; `etcds://` with the `--etcd-*` options for TLS
 //! and authentication, see [`crate::store_arg`]) and `--topology FILE` (the installation's
-//! TOML topology). Exit status: 0 done; 1 refused (the bundle report's problems, disabling
-//! the system certificate, nothing to roll back or export); 2 usage or I/O error.
+//! TOML topology). Exit status: 0 done; 1 refused (the bundle report's problems, a domain
+//! without its own URL, disabling the system certificate, nothing to roll back or export);
+//! 2 usage or I/O error.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use bmcert::store::StoreError;
 use bmcert::topology::Target;
 use bmcert::{block_on, CertManager, ManagerError};
 use clap::{ArgGroup, Args};
@@ -100,19 +100,17 @@ fn open_for_install(common: &StoreArgs) -> Result<CertManager, UsageError> {
     Ok(open(common)?.with_platform_roots(crate::check::platform_roots()))
 }
 
-/// Store and topology errors are I/O or usage errors (2); policy refusals are 1.
+/// Store errors are I/O or usage errors (2); refusals with a problem code
+/// ([`ManagerError::code`]: `domain_without_url`, `nothing_installed`, ...) are 1.
 fn refused_or_error(e: ManagerError, json: bool) -> Result<ExitCode, UsageError> {
-    let refusal = matches!(
-        e,
-        ManagerError::SystemCannotBeDisabled
-            | ManagerError::NothingInstalled(_)
-            | ManagerError::Store(StoreError::NoPreviousVersion { .. })
-    );
-    if !refusal {
+    let Some(code) = e.code() else {
         return Err(UsageError(e.to_string()));
-    }
+    };
     if json {
-        println!("{}", json!({ "done": false, "refused": e.to_string() }));
+        println!(
+            "{}",
+            json!({ "done": false, "code": code, "refused": e.to_string() })
+        );
     }
     eprintln!("bmcert: refused: {e}");
     Ok(ExitCode::from(1))
@@ -148,7 +146,10 @@ pub(crate) fn install(args: InstallArgs) -> Result<ExitCode, UsageError> {
         };
         block_on(manager.install_files(&target, &cert, &key, ca.as_deref(), now))
     };
-    let outcome = result.map_err(|e| UsageError(e.to_string()))?;
+    let outcome = match result {
+        Ok(outcome) => outcome,
+        Err(e) => return refused_or_error(e, args.common.json),
+    };
     if args.common.json {
         let report = serde_json::to_value(&outcome.report)
             .map_err(|e| UsageError(format!("cannot write the JSON report: {e}")))?;

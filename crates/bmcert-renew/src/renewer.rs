@@ -69,8 +69,10 @@ impl Clock for ManualClock {
 
 /// Obtains a new certificate for a target and installs it (the ACME flow).
 pub trait Issuer: fmt::Debug + Send + Sync {
-    /// Orders a certificate for `target` covering at least `names`, installs it, and returns
-    /// nothing or the error in plain words. `replaces` is the ARI identifier
+    /// Orders a certificate for `target`, installs it, and returns nothing or the error in
+    /// plain words. `names` are the names the current certificate covers; an issuer orders
+    /// what the installation gives now ([`AcmeIssuer`]: the topology's URL host and
+    /// additional names), so a name removed from the topology is not renewed. `replaces` is the ARI identifier
     /// ([`policy::ari_cert_id`]) of the certificate being replaced, when the CA offers
     /// renewal information; the order names it (RFC 9773 section 5).
     ///
@@ -142,12 +144,13 @@ impl AcmeIssuer {
 }
 
 impl Issuer for AcmeIssuer {
-    /// Orders through `AcmeClient::issue_fenced`: the account registration, the HTTP-01
-    /// tokens and the install carry `fence`.
+    /// Orders through `AcmeClient::issue_fenced` the names the topology gives now (the
+    /// target's URL host and additional names; not the old certificate's `_names`): the
+    /// account registration, the HTTP-01 tokens and the install carry `fence`.
     fn issue<'a>(
         &'a self,
         target: &'a Target,
-        names: &'a [String],
+        _names: &'a [String],
         replaces: Option<&'a str>,
         fence: &'a Fence,
     ) -> BoxFuture<'a, Result<(), String>> {
@@ -158,8 +161,6 @@ impl Issuer for AcmeIssuer {
                 .map(|t| t.clone())
                 .map_err(|_| "the topology lock was poisoned".to_owned())?;
             let mut request = IssueRequest::new(target.clone());
-            // Keep every name the current certificate covers (order_names de-duplicates).
-            request.extra_names = names.to_vec();
             // The order names the certificate it replaces (RFC 9773 section 5); bmcert-acme
             // orders once more without it when the CA refuses it.
             request.replaces = replaces.map(str::to_owned);
@@ -236,10 +237,11 @@ pub struct WarningRecord {
 pub struct RenewerConfig {
     /// This server's name in locks and records.
     pub holder: String,
-    /// Where warnings go; when `None`, the ACME account's contact address.
+    /// The installation's administrator address. Warnings for an ACME certificate go to
+    /// the address given when Let's Encrypt was activated for its target, else to the ACME
+    /// account's contact, else here; warnings for uploaded (and bootstrap) certificates go
+    /// here, and only when it is set.
     pub warn_to: Option<String>,
-    /// Also warn about uploaded certificates about to expire (needs `warn_to`).
-    pub warn_uploaded: bool,
     /// The lease of the renewal lock: an attempt renews it every third of this (keep-alive),
     /// and a holder that stops (killed, paused, cut off from the store) loses the lock this
     /// long after its last renewal, so another server can take over.
@@ -264,7 +266,6 @@ impl Default for RenewerConfig {
         Self {
             holder: format!("renewer-{}", std::process::id()),
             warn_to: None,
-            warn_uploaded: false,
             lock_ttl: StdDuration::from_secs(60),
             attempt_timeout: StdDuration::from_secs(900),
             pass_retry: StdDuration::from_secs(30),
@@ -316,6 +317,39 @@ pub enum RenewError {
         /// The error in plain words.
         error: String,
     },
+    /// The target's current certificate was not obtained through ACME (it was uploaded, or
+    /// is the bootstrap certificate): renewing it would silently turn the target into an
+    /// ACME one, so nothing is ordered and nothing changes.
+    #[error("not_acme: the current certificate of {target} was not obtained from Let's Encrypt (source `{from}`), so it is not renewed; upload its replacement (bmcert install), or switch the target to Let's Encrypt explicitly (bmcert acme issue)")]
+    NotAcme {
+        /// The target.
+        target: Target,
+        /// The current certificate's source.
+        from: Source,
+    },
+}
+
+impl RenewError {
+    /// The stable problem code of a refusal (`not_acme`, `nothing_installed`), `None` for a
+    /// failure. The CLI exits with 1 for refusals and failed renewals.
+    pub fn code(&self) -> Option<&'static str> {
+        match self {
+            Self::NotAcme { .. } => Some("not_acme"),
+            Self::NotInstalled(_) => Some("nothing_installed"),
+            _ => None,
+        }
+    }
+}
+
+/// [`RenewError::NotAcme`] unless `installed` came from ACME.
+fn not_acme(installed: &Installed) -> Result<(), RenewError> {
+    match installed.bundle.meta().source {
+        Source::Acme => Ok(()),
+        from => Err(RenewError::NotAcme {
+            target: installed.target.clone(),
+            from,
+        }),
+    }
 }
 
 fn store_err(during: &'static str) -> impl FnOnce(StoreError) -> RenewError {
@@ -589,6 +623,8 @@ impl Renewer {
     }
 
     /// Renews `target` now, whether due or not (`bmcert renew`), under the renewal lock.
+    /// Only an ACME certificate is renewed: any other is [`RenewError::NotAcme`], and
+    /// nothing is ordered or changed.
     pub async fn renew_now(&self, target: &Target) -> Result<Outcome, RenewError> {
         let installed = self
             .inner
@@ -597,6 +633,7 @@ impl Renewer {
             .await
             .map_err(store_err("reading the certificate"))?
             .ok_or_else(|| RenewError::NotInstalled(target.clone()))?;
+        not_acme(&installed)?;
         let now = self.inner.clock.now();
         self.attempt(&installed, true, now).await
     }
@@ -759,6 +796,8 @@ impl Renewer {
         else {
             return Err(RenewError::NotInstalled(target.clone()));
         };
+        // Replaced by an upload since it was seen: never order over it.
+        not_acme(&installed)?;
         let now = self.inner.clock.now();
         let rec = self.record_for(&installed).await?;
         if !force {
@@ -815,21 +854,33 @@ impl Renewer {
         }
     }
 
-    /// The warning address: configured, else the ACME account's contact.
-    async fn warn_to(&self) -> Option<String> {
-        if let Some(to) = &self.inner.config.warn_to {
-            return Some(to.clone());
-        }
+    /// Where the warning for `target` goes: for an ACME certificate the address given when
+    /// Let's Encrypt was activated for the target (`contact/<target>`), else the ACME
+    /// account's contact, else the administrator address ([`RenewerConfig::warn_to`]); for
+    /// an uploaded one the administrator address.
+    async fn recipient(&self, target: &Target, uploaded: bool) -> Option<String> {
         #[derive(Deserialize)]
         struct Contact {
             contact: String,
         }
-        let key = RecordKey::new(keys::ACME_ACCOUNT).ok()?;
-        let record = self.inner.store.get(&key).await.ok()??;
-        let value = zeroize::Zeroizing::new(record.secret_value().to_vec());
-        serde_json::from_slice::<Contact>(&value)
-            .ok()
-            .map(|c| c.contact)
+        let admin = self.inner.config.warn_to.clone();
+        if uploaded {
+            return admin;
+        }
+        let read = |key: Option<RecordKey>| async move {
+            let record = self.inner.store.get(&key?).await.ok()??;
+            let value = zeroize::Zeroizing::new(record.secret_value().to_vec());
+            serde_json::from_slice::<Contact>(&value)
+                .ok()
+                .map(|c| c.contact)
+        };
+        if let Some(to) = read(keys::target_key(keys::CONTACT_PREFIX, target).ok()).await {
+            return Some(to);
+        }
+        if let Some(to) = read(RecordKey::new(keys::ACME_ACCOUNT).ok()).await {
+            return Some(to);
+        }
+        admin
     }
 
     /// Sends today's warning for `installed` unless this or another server already did.
@@ -843,8 +894,8 @@ impl Renewer {
         let now = self.inner.clock.now();
         let target = &installed.target;
         let tomorrow = policy::next_utc_day(now);
-        let Some(to) = self.warn_to().await else {
-            tracing::warn!(target = %target, "renewal: a warning is due but no address is configured and the ACME account has no contact");
+        let Some(to) = self.recipient(target, uploaded).await else {
+            tracing::warn!(target = %target, uploaded, "renewal: a warning is due but there is no address: none given at activation, no ACME account contact, no administrator address (RenewerConfig::warn_to)");
             return Ok((false, tomorrow));
         };
         let store = &self.inner.store;
@@ -939,7 +990,7 @@ impl Renewer {
             let (_, na) = validity(&installed);
             let target = installed.target.clone();
             if installed.bundle.meta().source != Source::Acme {
-                if self.inner.config.warn_uploaded && self.inner.config.warn_to.is_some() {
+                if self.inner.config.warn_to.is_some() {
                     if policy::warning_due(now, na, true) {
                         let (sent, next) = self.warn(&installed, None, true).await?;
                         if sent {

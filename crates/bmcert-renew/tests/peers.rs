@@ -579,3 +579,170 @@ async fn smtp_over_starttls_and_implicit_tls_to_a_real_aiosmtpd() {
         assert!(text.contains("the CA could not be reached"), "{text}");
     }
 }
+
+/// The address given when Let's Encrypt is activated for a target is kept per target, and
+/// that target's warnings go there: two domains with two addresses get their own e-mails,
+/// through the real SMTP peer. The system target's address becomes the ACME account's
+/// contact (the account was registered with the first domain's).
+#[tokio::test]
+async fn each_target_is_warned_at_the_address_given_at_activation() {
+    let Some(p) = peers() else { return };
+    let _ports = PORTS.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(DirStore::open(dir.path().join("store")).unwrap());
+    let (sys, a, b) = (
+        unique("contact-s"),
+        unique("contact-a"),
+        unique("contact-b"),
+    );
+    let mut topo = topology(&sys);
+    for host in [&a, &b] {
+        topo.domains.push(bmcert_topology::DomainSite {
+            name: host.parse().unwrap(),
+            site: Some(bmcert_topology::Site::new(&format!("https://{host}"), &[]).unwrap()),
+        });
+    }
+    let addr =
+        |who: &str, host: &str| format!("{who}-{}@example.test", host.split('.').next().unwrap());
+    let (to_sys, to_a, to_b, admin) = (
+        addr("sys", &sys),
+        addr("a", &a),
+        addr("b", &b),
+        addr("admin", &sys),
+    );
+
+    // Activation: one order per target, each with its administrator's address.
+    let board = ChallengeBoard::new();
+    let orders = Arc::new(AtomicU32::new(0));
+    let live = acme(
+        config(&p, &p.pebble.directory).await,
+        &store,
+        &board,
+        &orders,
+    );
+    accept_terms(&live).await;
+    {
+        let _http = http01(p.pebble.http01, &board).await;
+        for (host, to) in [(&a, &to_a), (&sys, &to_sys), (&b, &to_b)] {
+            let target = if *host == sys {
+                Target::System
+            } else {
+                Target::Domain(host.parse().unwrap())
+            };
+            let mut request = bmcert_acme::IssueRequest::new(target);
+            request.email = Some(to.clone());
+            live.issue(&topo, &request).await.unwrap();
+        }
+    }
+    let account = store
+        .get(&bmcert_store::RecordKey::new("acme/account").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let account: serde_json::Value = serde_json::from_slice(account.secret_value()).unwrap();
+    assert_eq!(
+        account["contact"], to_sys,
+        "the system target's address is the account's contact now"
+    );
+
+    // Four days before expiry the CA is unreachable: every renewal fails, each target's
+    // warning goes to its own address, none to the administrator address.
+    let current = store.list().await.unwrap();
+    assert_eq!(current.len(), 3);
+    let expiry = current.iter().map(|l| l.meta.not_after).min().unwrap();
+    let clock = Arc::new(ManualClock::new(expiry - Duration::days(4)));
+    let dead = acme(
+        config(&p, "https://127.0.0.1:1/dir").await,
+        &store,
+        &board,
+        &orders,
+    );
+    let r = renewer(
+        &store,
+        Arc::new(AcmeIssuer::new(dead, topo.clone())),
+        smtp(&p),
+        &clock,
+        "contact-server",
+        &admin,
+    );
+    // The rate-limit plan spreads the three renewals over a few minutes: pass until each
+    // has failed and warned (ten minutes at most).
+    let mut warned = std::collections::BTreeSet::new();
+    for _ in 0..10 {
+        let pass = r.run_once().await.unwrap();
+        warned.extend(pass.warned);
+        if warned.len() == 3 {
+            break;
+        }
+        clock.advance(Duration::minutes(1));
+    }
+    assert_eq!(warned.len(), 3, "{warned:?}");
+    for (to, host) in [(&to_sys, &sys), (&to_a, &a), (&to_b, &b)] {
+        let mails = mails_to(&p, to);
+        assert_eq!(mails.len(), 1, "one warning for {host} to {to}");
+        assert!(mails[0].contains(host.as_str()), "{}", mails[0]);
+        for other in [&sys, &a, &b].into_iter().filter(|o| *o != host) {
+            assert!(
+                !mails[0].contains(other.as_str()),
+                "{to} got {other}'s warning"
+            );
+        }
+    }
+    assert!(
+        mails_to(&p, &admin).is_empty(),
+        "the administrator address is the last fallback"
+    );
+}
+
+/// A renewal orders the names the topology gives now: a name removed from the topology is
+/// not renewed, a name added is.
+#[tokio::test]
+async fn a_renewal_orders_the_topologys_current_names() {
+    let Some(p) = peers() else { return };
+    let _ports = PORTS.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(DirStore::open(dir.path().join("store")).unwrap());
+    let (host, old_name, new_name) = (unique("names"), unique("names-old"), unique("names-new"));
+    let with = |extra: &str| {
+        let mut t = topology(&host);
+        t.system = bmcert_topology::Site::new(&format!("https://{host}"), &[extra]).unwrap();
+        t
+    };
+    let board = ChallengeBoard::new();
+    let orders = Arc::new(AtomicU32::new(0));
+    let client = acme(
+        config(&p, &p.pebble.directory).await,
+        &store,
+        &board,
+        &orders,
+    );
+    accept_terms(&client).await;
+    let _http = http01(p.pebble.http01, &board).await;
+    client
+        .issue(
+            &with(&old_name),
+            &bmcert_acme::IssueRequest::new(Target::System),
+        )
+        .await
+        .unwrap();
+    let names = |i: &bmcert_store::Installed| i.bundle.meta().names.clone();
+    let first = store.current(&Target::System).await.unwrap().unwrap();
+    assert!(names(&first).contains(&old_name), "{:?}", names(&first));
+
+    // The administrator replaced the additional name in the topology.
+    let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
+    let r = renewer(
+        &store,
+        Arc::new(AcmeIssuer::new(client.clone(), with(&new_name))),
+        smtp(&p),
+        &clock,
+        "names-server",
+        "admin@example.test",
+    );
+    assert_eq!(
+        r.renew_now(&Target::System).await.unwrap(),
+        Outcome::Renewed
+    );
+    let renewed = store.current(&Target::System).await.unwrap().unwrap();
+    assert_eq!(names(&renewed), [host.clone(), new_name.clone()]);
+}

@@ -125,7 +125,7 @@ async fn renews_when_due_and_not_before() {
 }
 
 #[tokio::test]
-async fn uploaded_certificates_are_never_renewed_but_can_warn() {
+async fn uploaded_certificates_are_never_renewed_and_warn_the_administrator_address() {
     let dir = tempfile::tempdir().unwrap();
     let (store, clock, issuer, notifier) = setup(dir.path());
     let issued = datetime!(2026-01-01 00:00 UTC);
@@ -138,35 +138,32 @@ async fn uploaded_certificates_are_never_renewed_but_can_warn() {
         Source::Files,
     )
     .await;
-    let r = renewer(&store, &issuer, &notifier, &clock, "a");
+    // No administrator address: nobody to warn (an ACME account contact is not used for an
+    // uploaded certificate).
+    let config = RenewerConfig {
+        holder: "a".into(),
+        warn_to: None,
+        ..RenewerConfig::default()
+    };
+    let r = renewer_with(&store, &issuer, &notifier, &clock, config);
     clock.set(issued + Duration::days(29));
     let pass = r.run_once().await.unwrap();
     assert_eq!(issuer.calls(), 0);
     assert!(
         pass.warned.is_empty(),
-        "uploaded warnings are off by default"
+        "no administrator address: no warning"
     );
     assert_eq!(r.status().await.unwrap()[0].next_renewal, None);
 
-    let config = RenewerConfig {
-        holder: "b".into(),
-        warn_to: Some("admin@example.test".into()),
-        warn_uploaded: true,
-        ..RenewerConfig::default()
-    };
-    let r = Renewer::new(
-        store.clone(),
-        issuer.clone(),
-        notifier.clone(),
-        clock.clone(),
-        config,
-    );
+    // The default recipient of uploaded certificates: the administrator address.
+    let r = renewer(&store, &issuer, &notifier, &clock, "b");
     let pass = r.run_once().await.unwrap();
     assert_eq!(pass.warned, [Target::System]);
     r.run_once().await.unwrap();
     assert_eq!(issuer.calls(), 0);
     let sent = notifier.sent();
     assert_eq!(sent.len(), 1, "once a day");
+    assert_eq!(sent[0].to, "admin@example.test");
     assert!(sent[0].uploaded && sent[0].body().contains("not renewed automatically"));
 }
 

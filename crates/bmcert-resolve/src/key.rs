@@ -26,6 +26,29 @@ pub enum LoadError {
     /// The private key does not belong to the server certificate.
     #[error("the private key does not match the server certificate; install the key that was generated with this certificate's request")]
     KeyMismatch,
+    /// The certificate does not name the target's external URL host in the current topology
+    /// (the URL changed, or the domain gained its own URL, after it was installed): it is not
+    /// served for that host.
+    #[error("the certificate does not name {host}, the target's external URL host now; install a certificate checked for it (bmcert install, or bmcert acme issue)")]
+    NotForHost {
+        /// The target's URL host in the current topology.
+        host: String,
+    },
+}
+
+/// Whether the server certificate of `certified` names `host` (RFC 6125/9525 matching by
+/// webpki), so serving it for the target whose URL has that host passes a client's check.
+pub(crate) fn names_host(certified: &CertifiedKey, host: &bmcert_topology::Host) -> bool {
+    let Some(leaf) = certified.cert.first() else {
+        return false;
+    };
+    let Ok(ee) = webpki::EndEntityCert::try_from(leaf) else {
+        return false;
+    };
+    let Ok(name) = rustls::pki_types::ServerName::try_from(host.to_string()) else {
+        return false;
+    };
+    ee.verify_is_valid_for_subject_name(&name).is_ok()
 }
 
 /// Builds the [`CertifiedKey`] rustls serves from a chain (server certificate first) and its

@@ -30,7 +30,12 @@
 //! - [`LiveIndex`]: the current snapshot behind an `arc-swap` pointer, with serialized
 //!   writers and a per-thread cache of the last snapshot used, so a lookup while nothing
 //!   changes is one atomic load plus the hash lookup. A certificate that fails to load keeps
-//!   the previous one in service and is listed by [`LiveIndex::failures`].
+//!   the previous one in service and is listed by [`LiveIndex::failures`]. A certificate is
+//!   served for a target only when it names the target's URL host in the current topology
+//!   (checked when it is placed, and again when [`LiveIndex::set_topology`] changes that
+//!   host): after a domain's URL changed, the certificate checked for the old host is kept
+//!   aside ([`LoadError::NotForHost`]) and the system certificate answers until one for the
+//!   new host is installed.
 //! - [`ResolvesServerCertUsingSniWithFallback`] (HTTPS) and [`ResolvesSystemCert`] (mail):
 //!   the [`rustls::server::ResolvesServerCert`] implementations, logging at `trace` only.
 //! - [`certified_key`]: chain + key to a rustls `CertifiedKey` with the aws-lc-rs provider.

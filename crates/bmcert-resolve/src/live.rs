@@ -7,11 +7,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
-use bmcert_topology::{Target, Topology};
+use bmcert_topology::{Host, Target, Topology};
 use rustls::sign::CertifiedKey;
 
 use crate::index::{CertIndex, CertificateChange, Explanation};
-use crate::key::LoadError;
+use crate::key::{names_host, LoadError};
 use crate::service::Service;
 
 /// A target whose latest certificate could not be loaded.
@@ -41,10 +41,64 @@ impl fmt::Display for LoadFailure {
 #[derive(Default)]
 struct Writer {
     /// Certificates of targets that have no slot in the current index (a domain not in the
-    /// topology, or without its own site); they move into the index when the topology gives
-    /// them a slot.
+    /// topology, or without its own site), or whose certificate does not name the target's
+    /// URL host; they move into the index when the topology gives them a slot they name.
     parked: HashMap<Target, Arc<CertifiedKey>>,
     failures: BTreeMap<Target, LoadFailure>,
+    /// The URL host of every target with a site of its own in the current topology.
+    hosts: HashMap<Target, Host>,
+}
+
+/// The URL host of every target the topology gives a site of its own.
+fn hosts_of(topology: &Topology) -> HashMap<Target, Host> {
+    let mut hosts = HashMap::with_capacity(1 + topology.domains.len());
+    hosts.insert(Target::System, topology.system.host.clone());
+    for domain in &topology.domains {
+        let target = Target::Domain(domain.name.clone());
+        if let Ok(site) = topology.site_for(&target) {
+            hosts.insert(target, site.host.clone());
+        }
+    }
+    hosts
+}
+
+impl Writer {
+    /// Splits `changes` into those that may be placed and certificates that do not name
+    /// their target's URL host (parked, with a failure recorded: never served for a host
+    /// they were not checked for, for instance after the target's URL changed).
+    /// `unchanged(target, host)` says which need no new check (served for that host before).
+    fn admit(
+        &mut self,
+        changes: Vec<CertificateChange>,
+        unchanged: impl Fn(&Target, &Host) -> bool,
+    ) -> Vec<CertificateChange> {
+        let mut admitted = Vec::with_capacity(changes.len());
+        for (target, certificate) in changes {
+            let refused = match (&certificate, self.hosts.get(&target)) {
+                (Some(cert), Some(host))
+                    if !unchanged(&target, host) && !names_host(cert, host) =>
+                {
+                    Some(host.to_string())
+                }
+                _ => None,
+            };
+            match (refused, certificate) {
+                (Some(host), Some(cert)) => {
+                    let failure = LoadFailure {
+                        target: target.clone(),
+                        error: LoadError::NotForHost { host },
+                        kept_previous: false,
+                    };
+                    tracing::error!(%failure, "certificate not served: it does not name the target's URL host");
+                    self.failures.insert(target.clone(), failure);
+                    self.parked.insert(target.clone(), cert);
+                    admitted.push((target, None));
+                }
+                (_, certificate) => admitted.push((target, certificate)),
+            }
+        }
+        admitted
+    }
 }
 
 /// The snapshot a thread used last, so that a lookup costs no atomic read-modify-write
@@ -101,7 +155,10 @@ impl LiveIndex {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             generation: AtomicU64::new(0),
             current: ArcSwap::from_pointee(index),
-            writer: Mutex::new(Writer::default()),
+            writer: Mutex::new(Writer {
+                hosts: hosts_of(topology),
+                ..Writer::default()
+            }),
         }
     }
 
@@ -160,19 +217,12 @@ impl LiveIndex {
 
     /// Installs (`Some`) or removes (`None`) the certificate of `target`, and clears any load
     /// failure recorded for it. Takes effect on the next handshake.
+    ///
+    /// A certificate that does not name the target's URL host in the current topology is
+    /// not served (the target gets the system certificate): it is kept aside with a
+    /// [`LoadError::NotForHost`] failure until the topology gives the target a host it names.
     pub fn set_certificate(&self, target: &Target, certificate: Option<Arc<CertifiedKey>>) {
-        let mut writer = self.lock();
-        writer.failures.remove(target);
-        let current = self.current.load();
-        match current.with_certificate(target, certificate.clone()) {
-            Some(next) => self.publish(next),
-            None => {
-                match certificate {
-                    Some(cert) => writer.parked.insert(target.clone(), cert),
-                    None => writer.parked.remove(target),
-                };
-            }
-        }
+        self.set_certificates([(target.clone(), certificate)]);
         tracing::debug!(%target, "certificate applied");
     }
 
@@ -183,7 +233,9 @@ impl LiveIndex {
         let changes: Vec<CertificateChange> = changes.into_iter().collect();
         for (target, _) in &changes {
             writer.failures.remove(target);
+            writer.parked.remove(target);
         }
+        let changes = writer.admit(changes, |_, _| false);
         let count = changes.len();
         let (next, unplaced) = self.current.load().with_certificates(changes);
         for (target, certificate) in unplaced {
@@ -227,16 +279,28 @@ impl LiveIndex {
         for conflict in fresh.conflicts() {
             tracing::warn!(%conflict, "name conflict in the topology");
         }
+        let parked = core::mem::take(&mut writer.parked);
         let carried: Vec<CertificateChange> = old
             .targets()
             .iter()
             .filter_map(|t| old.get(t).map(|c| (t.clone(), Some(c))))
-            .chain(
-                core::mem::take(&mut writer.parked)
-                    .into_iter()
-                    .map(|(t, c)| (t, Some(c))),
-            )
+            .chain(parked.iter().map(|(t, c)| (t.clone(), Some(c.clone()))))
             .collect();
+        // A served certificate whose target kept its URL host is carried as it is; any
+        // other (the host changed, the domain gained its URL, or it was kept aside) must
+        // name the target's new host to be served.
+        let old_hosts = core::mem::replace(&mut writer.hosts, hosts_of(topology));
+        for target in parked.keys() {
+            if matches!(writer.failures.get(target), Some(f) if matches!(f.error, LoadError::NotForHost { .. }))
+            {
+                writer.failures.remove(target);
+            }
+        }
+        let carried = writer.admit(carried, |t, host| {
+            !parked.contains_key(t) && old_hosts.get(t) == Some(host)
+        });
+        let carried: Vec<CertificateChange> =
+            carried.into_iter().filter(|(_, c)| c.is_some()).collect();
         let (next, unplaced) = fresh.with_certificates(carried);
         for (target, cert) in unplaced {
             if let Some(cert) = cert {

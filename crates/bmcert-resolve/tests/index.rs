@@ -498,3 +498,56 @@ fn domain_with_names_but_no_url_keeps_its_names_without_a_conflict() {
         .unwrap();
     assert!(Arc::ptr_eq(&got, &system));
 }
+
+/// A certificate is served for a target only when it names the target's URL host in the
+/// current topology: when a domain changes its URL (or gains one), the certificate checked
+/// for the old host is kept aside, listed as a failure, and the system certificate is served
+/// until one for the new host is installed; back on the old URL, it is served again.
+#[test]
+fn a_certificate_is_not_served_for_a_url_host_it_does_not_name() {
+    let pki = Pki::new();
+    let topology = |acme_url: &str| {
+        Topology::from_toml_str(&format!(
+            "[system]\nurl = \"https://mail.example.test\"\n[[domain]]\nname = \"acme.test\"\nurl = \"{acme_url}\"\n"
+        ))
+        .unwrap()
+    };
+    let index = LiveIndex::new(&topology("https://webmail.acme.test"));
+    let system = pki.leaf(&["mail.example.test"]).certified();
+    let acme = pki.leaf(&["webmail.acme.test"]).certified();
+    index.set_certificate(&Target::System, Some(system.clone()));
+    index.set_certificate(&domain("acme.test"), Some(acme.clone()));
+    let https = |name: &str| index.resolve(Service::Https, Some(name)).unwrap();
+    assert!(Arc::ptr_eq(&https("webmail.acme.test"), &acme));
+
+    // The domain's URL changes: the old certificate does not name the new host.
+    index.set_topology(&topology("https://portal.acme.test"));
+    assert!(Arc::ptr_eq(&https("portal.acme.test"), &system));
+    let failures = index.failures();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(
+        failures[0].error,
+        LoadError::NotForHost {
+            host: "portal.acme.test".into()
+        }
+    );
+    assert!(failures[0]
+        .to_string()
+        .contains("install a certificate checked for it"));
+
+    // An install for a host the certificate does not name is kept aside too.
+    index.set_certificate(&domain("acme.test"), Some(acme.clone()));
+    assert!(Arc::ptr_eq(&https("portal.acme.test"), &system));
+    assert_eq!(index.failures().len(), 1);
+
+    // One that names the new host is served, and clears the failure.
+    let portal = pki.leaf(&["portal.acme.test"]).certified();
+    index.set_certificate(&domain("acme.test"), Some(portal.clone()));
+    assert!(Arc::ptr_eq(&https("portal.acme.test"), &portal));
+    assert!(index.failures().is_empty());
+
+    // Back to the old URL: the portal certificate does not name it.
+    index.set_topology(&topology("https://webmail.acme.test"));
+    assert!(Arc::ptr_eq(&https("webmail.acme.test"), &system));
+    assert_eq!(index.failures().len(), 1);
+}

@@ -705,17 +705,12 @@ impl Store for EtcdStore {
         self.run(move |s| async move {
             let done = s
                 .mutate_target(&target, &condition, |current, history| {
-                    let Some((rev, cur)) = current else {
+                    // The bundle and every kept version go (the keys with them); the version
+                    // counter stays, so a later install gets a new number.
+                    if current.is_none() && history.entries.is_empty() {
                         return Ok(Plan::Nothing);
-                    };
-                    history.entries.insert(
-                        0,
-                        HistoryEntry {
-                            revision: to_u64(rev),
-                            bundle: cur.with_version(cur.version),
-                        },
-                    );
-                    history.entries.truncate(HISTORY_DEPTH);
+                    }
+                    history.entries.clear();
                     Ok(Plan::Delete)
                 })
                 .await?;

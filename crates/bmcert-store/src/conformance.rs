@@ -38,7 +38,7 @@ pub async fn run_all(new_store: NewStore<'_>) {
     revisions_increase(&*new_store()).await;
     compare_and_swap_on_bundles(&*new_store()).await;
     history_and_rollback(&*new_store()).await;
-    disable_keeps_history(&*new_store()).await;
+    disable_deletes_every_version(&*new_store()).await;
     list_is_sorted_with_metadata(&*new_store()).await;
     records_round_trip_with_cas(&*new_store()).await;
     watch_delivers_and_resumes(&*new_store()).await;
@@ -214,8 +214,8 @@ pub async fn history_and_rollback(store: &dyn Store) {
     assert_eq!(next.version, 6);
 }
 
-/// Disabling removes the current bundle, keeps the history, and can be undone by rollback.
-pub async fn disable_keeps_history(store: &dyn Store) {
+/// Disabling deletes the current bundle and every older version: nothing to roll back to.
+pub async fn disable_deletes_every_version(store: &dyn Store) {
     let target = domain("off.test");
     assert_eq!(
         store.disable(&target, &Condition::none()).await.unwrap(),
@@ -241,8 +241,18 @@ pub async fn disable_keeps_history(store: &dyn Store) {
         store.disable(&target, &Condition::none()).await.unwrap(),
         None
     );
-    let restored = store.rollback(&target, &Condition::none()).await.unwrap();
-    assert_eq!(restored.bundle, sample_bundle(2));
+    assert!(store.history(&target).await.unwrap().is_empty());
+    assert!(matches!(
+        store.rollback(&target, &Condition::none()).await,
+        Err(StoreError::NoPreviousVersion { .. })
+    ));
+    // A later install gets a version number never used before.
+    let next = store
+        .install(&target, &sample_bundle(3), &Condition::none())
+        .await
+        .unwrap();
+    assert_eq!(next.version, 3);
+    assert!(store.history(&target).await.unwrap().is_empty());
 }
 
 /// `list` returns every target with a current bundle, sorted, with its metadata.

@@ -15,6 +15,9 @@ pub const ACME_HTTP01_PREFIX: &str = "acme/http01";
 pub const RENEWAL_PREFIX: &str = "renewal";
 /// Warning e-mails sent per target: `warning/system`, `warning/domain/NAME`.
 pub const WARNING_PREFIX: &str = "warning";
+/// The contact address given when Let's Encrypt was activated for a target (warnings go
+/// there): `contact/system`, `contact/domain/NAME`.
+pub const CONTACT_PREFIX: &str = "contact";
 /// The renewal lock: only its holder orders certificates.
 pub const RENEWAL_LOCK: &str = "renewal";
 

@@ -26,7 +26,7 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>>
 /// - **Bundles are atomic.** A reader sees a target's previous bundle or its new one, whole:
 ///   never a chain without its key, even across a crash of the writer.
 /// - **History.** Installing keeps the last 3 previous versions; [`Store::rollback`] makes
-///   the one before the current one current again.
+///   the one before the current one current again; [`Store::disable`] deletes them all.
 /// - **Watch.** [`Store::watch`] delivers every change after a revision, in order, including
 ///   changes made by other processes or servers, so a client can resume after a restart.
 /// - **Locks** expire unless renewed; the fencing token of a grant is larger than any
@@ -66,9 +66,13 @@ pub trait Store: Debug + Send + Sync {
         condition: &'a Condition,
     ) -> StoreFuture<'a, Installed>;
 
-    /// Removes the current bundle of `target` (its history is kept). Returns the revision of
-    /// the change, or `None` when nothing was installed. The store does not forbid
-    /// disabling the system target: that policy is the facade's.
+    /// Deletes the current bundle of `target` and every kept older version, private keys
+    /// included (the administrator manual: disabling removes the domain's certificate from
+    /// the servers); afterwards [`current`](Self::current) is `None`, [`history`](Self::history)
+    /// is empty and [`rollback`](Self::rollback) finds no version. Version numbers are not
+    /// reused by a later install. Returns the revision of the change, or `None` when there
+    /// was nothing to delete. The store does not forbid disabling the system target: that
+    /// policy is the facade's.
     fn disable<'a>(
         &'a self,
         target: &'a Target,

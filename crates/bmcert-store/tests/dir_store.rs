@@ -522,3 +522,57 @@ proptest::proptest! {
         proptest::prop_assert_eq!(got.secret_value(), value.as_slice());
     }
 }
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
+fn disable_deletes_every_file_holding_the_targets_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = DirStore::open(dir.path()).unwrap();
+    let target: Target = "domain:acme.test".parse().unwrap();
+    let pairs: Vec<Pair> = (0..5)
+        .map(|_| Pair::generate("webmail.acme.test"))
+        .collect();
+    for (i, pair) in pairs.iter().enumerate() {
+        block_on(store.install(&target, &pair.bundle(i as i64), &Condition::none())).unwrap();
+    }
+    // The PEM body of each key as the store writes it (the last four are kept).
+    let pem_bodies: Vec<String> = pairs
+        .iter()
+        .map(|p| {
+            let pem = pem::encode(&pem::Pem::new("PRIVATE KEY", p.key_der.clone()));
+            pem.lines().nth(1).unwrap().to_owned()
+        })
+        .collect();
+    let holding = |body: &str| {
+        files_under(dir.path())
+            .into_iter()
+            .filter(|f| String::from_utf8_lossy(&std::fs::read(f).unwrap()).contains(body))
+            .count()
+    };
+    assert_eq!(holding(&pem_bodies[4]), 1, "the check sees the stored key");
+
+    assert!(block_on(store.disable(&target, &Condition::none()))
+        .unwrap()
+        .is_some());
+    for body in &pem_bodies {
+        assert_eq!(holding(body), 0, "a private key is still in the store");
+    }
+    assert!(block_on(store.history(&target)).unwrap().is_empty());
+    assert!(matches!(
+        block_on(store.rollback(&target, &Condition::none())),
+        Err(StoreError::NoPreviousVersion { .. })
+    ));
+}

@@ -18,7 +18,8 @@ use crate::target::Target;
 /// names = ["autodiscover.example.test"]   # optional additional DNS names
 /// [[domain]]
 /// name = "acme.test"
-/// url = "https://webmail.acme.test"        # optional: a domain without url uses the system URL
+/// url = "https://webmail.acme.test"        # optional: a domain without url is served the system
+///                                          # certificate and cannot have one of its own
 /// names = []
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,6 +83,22 @@ pub enum TopologyError {
     /// A target that the topology does not list.
     #[error("the topology has no domain `{0}`; add it as a [[domain]] first")]
     UnknownDomain(DomainName),
+    /// A domain certificate for a domain that has no external URL of its own: such a domain
+    /// is served the system certificate, so a certificate of its own would never be served.
+    #[error("domain_without_url: the domain `{0}` has no external URL of its own, so it is served the system certificate and cannot have a dedicated one; set the domain's external URL first (`url = \"https://...\"` in its [[domain]] entry), then install or order its certificate")]
+    DomainWithoutUrl(DomainName),
+}
+
+impl TopologyError {
+    /// The stable problem code of a refusal of a target the topology lists
+    /// (`domain_without_url`); `None` for a topology that cannot be used or a target it does
+    /// not list (usage errors).
+    pub fn code(&self) -> Option<&'static str> {
+        match self {
+            Self::DomainWithoutUrl(_) => Some("domain_without_url"),
+            _ => None,
+        }
+    }
 }
 
 /// A parser's multi-line message with each line [`Escaped`].
@@ -215,8 +232,13 @@ impl Topology {
         self.domains.iter().find(|d| &d.name == name)
     }
 
-    /// The site a target's certificate serves: the system site, or the domain's own site,
-    /// or the system site for a domain without its own URL.
+    /// The site a target's certificate serves: the system site, or the domain's own site.
+    ///
+    /// A domain without an external URL of its own (no `url`, or one whose host is the
+    /// system URL's) is served the system certificate: a certificate of its own would never
+    /// be served, so it has no site here ([`TopologyError::DomainWithoutUrl`]). The manual:
+    /// "if a specific URL is set for a domain, this domain can be associated with a
+    /// dedicated certificate".
     pub fn site_for(&self, target: &Target) -> Result<&Site, TopologyError> {
         match target {
             Target::System => Ok(&self.system),
@@ -224,12 +246,16 @@ impl Topology {
                 let d = self
                     .domain(name)
                     .ok_or_else(|| TopologyError::UnknownDomain(name.clone()))?;
-                Ok(d.site.as_ref().unwrap_or(&self.system))
+                d.site
+                    .as_ref()
+                    .filter(|site| site.host != self.system.host)
+                    .ok_or_else(|| TopologyError::DomainWithoutUrl(name.clone()))
             }
         }
     }
 
-    /// The host of the external URL a target's certificate must match.
+    /// The host of the external URL a target's certificate must match
+    /// ([`site_for`](Self::site_for)'s refusals apply).
     pub fn host_for(&self, target: &Target) -> Result<&Host, TopologyError> {
         self.site_for(target).map(|s| &s.host)
     }
@@ -269,10 +295,24 @@ name = "other.test"
     }
 
     #[test]
-    fn domain_without_url_uses_the_system_site() {
+    fn a_domain_without_url_has_no_site_of_its_own() {
         let t = Topology::from_toml_str(SAMPLE).unwrap();
         let other: Target = "domain:other.test".parse().unwrap();
-        assert_eq!(t.host_for(&other).unwrap().to_string(), "mail.example.test");
+        let refused = t.host_for(&other).unwrap_err();
+        assert_eq!(refused.code(), Some("domain_without_url"));
+        assert!(refused
+            .to_string()
+            .contains("set the domain's external URL"));
+        // Extra names without a URL borrow the system URL: still no site of its own.
+        let borrowed = Topology::from_toml_str(
+            "[system]\nurl='https://mail.example.test'\n[[domain]]\nname='b.test'\nnames=['x.b.test']\n",
+        )
+        .unwrap();
+        let b: Target = "domain:b.test".parse().unwrap();
+        assert!(matches!(
+            borrowed.site_for(&b),
+            Err(TopologyError::DomainWithoutUrl(_))
+        ));
         let acme: Target = "domain:acme.test".parse().unwrap();
         assert_eq!(t.host_for(&acme).unwrap().to_string(), "webmail.acme.test");
         let unknown: Target = "domain:nope.test".parse().unwrap();

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use bmcert_bundle::{BundleCheck, Report};
 use bmcert_store::{
-    BundleMeta, Condition, DirStore, Fingerprint, Installed, Revision, SecretKey, Source, Store,
-    StoreError,
+    keys, BundleMeta, Condition, DirStore, Fingerprint, Installed, Revision, SecretKey, Source,
+    Store, StoreError,
 };
 use bmcert_topology::{DomainName, Target, Topology, TopologyError};
 use rustls_pki_types::{CertificateDer, UnixTime};
@@ -37,7 +37,33 @@ pub enum ManagerError {
     /// The private key could not be taken over into the store.
     #[error("the private key format is not supported by the store")]
     UnsupportedKey,
+    /// A target's record key could not be formed (a bug: every domain name fits).
+    #[error("the store has no record key for this target")]
+    NoRecordKey,
 }
+
+impl ManagerError {
+    /// The stable problem code of a refusal the administrator can act on
+    /// (`domain_without_url`, `system_cannot_be_disabled`, `nothing_installed`,
+    /// `no_previous_version`), `None` for a failure (store, bug). The CLI exits with 1 for
+    /// the refusals and prints the code.
+    pub fn code(&self) -> Option<&'static str> {
+        match self {
+            Self::Topology(t) => t.code(),
+            Self::SystemCannotBeDisabled => Some("system_cannot_be_disabled"),
+            Self::NothingInstalled(_) => Some("nothing_installed"),
+            Self::Store(StoreError::NoPreviousVersion { .. }) => Some("no_previous_version"),
+            _ => None,
+        }
+    }
+}
+
+/// The per-target records a disable deletes with the certificate.
+const TARGET_RECORDS: [&str; 3] = [
+    keys::RENEWAL_PREFIX,
+    keys::WARNING_PREFIX,
+    keys::CONTACT_PREFIX,
+];
 
 /// What an install attempt did: the report, always, and the installed version when the
 /// report had no problem.
@@ -288,14 +314,26 @@ impl CertManager {
         })
     }
 
-    /// Removes a domain's certificate: the domain falls back to the system certificate.
-    /// Returns `None` when the domain had none. The system certificate cannot be disabled
+    /// Deletes a domain's certificate: the domain falls back to the system certificate.
+    ///
+    /// As the administrator manual says ("this operation will remove the domain
+    /// certificates from the servers"), the store keeps nothing of it: the certificate, its
+    /// private key and its older versions are deleted (on every backend,
+    /// [`Store::disable`]), and so are the domain's renewal and warning records, so
+    /// [`rollback`](Self::rollback) and [`export`](Self::export) then answer
+    /// [`ManagerError::NothingInstalled`]. Returns `None` when the domain had nothing to
+    /// delete. The system certificate cannot be disabled
     /// ([`ManagerError::SystemCannotBeDisabled`]): replace it instead.
     pub async fn disable(&self, target: &Target) -> Result<Option<Revision>, ManagerError> {
         if target.is_system() {
             return Err(ManagerError::SystemCannotBeDisabled);
         }
-        Ok(self.store.disable(target, &Condition::none()).await?)
+        let revision = self.store.disable(target, &Condition::none()).await?;
+        for prefix in TARGET_RECORDS {
+            let key = keys::target_key(prefix, target).map_err(|_| ManagerError::NoRecordKey)?;
+            self.store.delete(&key, &Condition::none()).await?;
+        }
+        Ok(revision)
     }
 
     /// [`disable`](Self::disable) by domain name.
@@ -327,8 +365,12 @@ impl CertManager {
             .collect())
     }
 
-    /// Makes the previous version of `target` current again.
+    /// Makes the previous version of `target` current again. A target without a current
+    /// certificate (never installed, or disabled) is [`ManagerError::NothingInstalled`].
     pub async fn rollback(&self, target: &Target) -> Result<InstalledVersion, ManagerError> {
+        if self.store.current(target).await?.is_none() {
+            return Err(ManagerError::NothingInstalled(target.clone()));
+        }
         let installed = self.store.rollback(target, &Condition::none()).await?;
         Ok(summary(installed))
     }

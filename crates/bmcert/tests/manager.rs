@@ -181,15 +181,71 @@ fn disabling_the_system_certificate_is_refused_and_a_domain_falls_back() {
 }
 
 #[test]
-fn a_domain_without_url_is_checked_against_the_system_url() {
+fn a_domain_without_url_is_refused_before_anything_is_written() {
     let tmp = tempfile::tempdir().unwrap();
     let m = manager(tmp.path());
+    let before = snapshot(tmp.path());
     let plain: Target = "domain:plain.test".parse().unwrap();
-    let outcome = install(&m, &plain, &ChainSpec::new(&["mail.example.test"]).build());
-    assert_eq!(
-        outcome.report.host.as_ref().unwrap().to_string(),
-        "mail.example.test"
+    let chain = ChainSpec::new(&["mail.example.test"]).build();
+    let err = block_on(m.install_files(
+        &plain,
+        chain.leaf.cert_pem.as_bytes(),
+        chain.leaf.key_pem.as_bytes(),
+        Some(chain.ca_pem().as_bytes()),
+        UnixTime::now(),
+    ))
+    .unwrap_err();
+    assert_eq!(err.code(), Some("domain_without_url"));
+    assert!(
+        err.to_string().contains("set the domain's external URL"),
+        "{err}"
     );
+    // Refused before the PKCS#12 is even read.
+    let err = block_on(m.install_p12(&plain, b"any bytes", "pw", UnixTime::now())).unwrap_err();
+    assert_eq!(err.code(), Some("domain_without_url"));
+    assert_eq!(snapshot(tmp.path()), before, "nothing was written");
+}
+
+#[test]
+fn disable_deletes_the_certificate_its_versions_and_records() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = manager(tmp.path());
+    let domain: Target = "domain:acme.test".parse().unwrap();
+    let chains: Vec<Chain> = (0..3)
+        .map(|_| ChainSpec::new(&["webmail.acme.test"]).build())
+        .collect();
+    for c in &chains {
+        assert!(install(&m, &domain, c).is_installed());
+    }
+    let store = m.store().clone();
+    for prefix in ["renewal", "warning", "contact"] {
+        let key = bmcert::store::keys::target_key(prefix, &domain).unwrap();
+        block_on(store.put(&key, b"{}", &bmcert::store::Condition::none())).unwrap();
+    }
+    assert!(block_on(m.disable(&domain)).unwrap().is_some());
+
+    // No file of the store holds any of the domain's keys any more.
+    let files = snapshot(tmp.path());
+    for c in &chains {
+        let body = c.leaf.key_pem.lines().nth(1).unwrap();
+        assert!(
+            !files
+                .values()
+                .any(|(bytes, _)| String::from_utf8_lossy(bytes).contains(body)),
+            "a private key of the disabled domain is still stored"
+        );
+    }
+    for prefix in ["renewal", "warning", "contact"] {
+        let key = bmcert::store::keys::target_key(prefix, &domain).unwrap();
+        assert!(block_on(store.get(&key)).unwrap().is_none(), "{prefix}");
+    }
+    let err = block_on(m.rollback(&domain)).unwrap_err();
+    assert_eq!(err, ManagerError::NothingInstalled(domain.clone()));
+    assert_eq!(err.code(), Some("nothing_installed"));
+    assert!(matches!(
+        block_on(m.export(&domain)),
+        Err(ManagerError::NothingInstalled(_))
+    ));
 }
 
 #[test]

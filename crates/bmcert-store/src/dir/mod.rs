@@ -695,18 +695,26 @@ impl DirStore {
             guard.check_fence(condition.fence.as_ref())?;
             return Ok(None);
         };
+        // Left over by a crash during an earlier disable or install.
+        self.remove_unreferenced(&dir, &state);
         check_expect(&key, condition.expect, current_revision(&state))?;
         guard.check_fence(condition.fence.as_ref())?;
-        if state.current.is_none() {
+        if state.current.is_none() && state.versions.is_empty() {
             return Ok(None);
         }
         let revision = guard.next();
         guard.write_intent(revision, &key, ChangeKind::Delete)?;
+        // First the state without any version (readers never see a version whose files are
+        // going), then the files: certificates and private keys of every kept version. A
+        // crash in between leaves unreferenced version directories, removed by the next
+        // disable or install of the target (`remove_unreferenced`).
         state.current = None;
+        state.versions.clear();
         state.revision = revision.0;
         self.write_state(&dir, &state)?;
         guard.commit(revision, &key, ChangeKind::Delete);
-        tracing::info!(target = %target, revision = revision.0, "disabled");
+        self.remove_unreferenced(&dir, &state);
+        tracing::info!(target = %target, revision = revision.0, "disabled: the certificate, its key and its older versions are deleted");
         Ok(Some(revision))
     }
 
