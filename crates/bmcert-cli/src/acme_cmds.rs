@@ -1,7 +1,8 @@
 //! `bmcert acme terms|accept|issue`: Let's Encrypt through ACME.
 //!
-//! Exit status: 0 done (issued and installed); 1 refused by the CA or by the checks (the
-//! reason is printed); 2 usage or I/O error, unreachable CA, or terms not accepted yet.
+//! Exit status: 0 done (issued and installed); 1 refused by the CA or by the checks, or the
+//! terms not accepted yet (the reason is printed); 2 usage or I/O error (no usable contact
+//! address included), or an unreachable CA.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,8 +14,11 @@ use bmcert::acme::{
 };
 use bmcert::topology::Target;
 use clap::{Args, Subcommand, ValueEnum};
+use serde_json::json;
 
 use crate::input::{self, UsageError};
+use crate::output::{print_json, refused};
+use crate::settings::{Origin, Setting, Settings};
 
 /// Let's Encrypt through ACME: terms, account and certificates.
 #[derive(Args, Debug)]
@@ -33,17 +37,26 @@ enum AcmeCommand {
     Issue(IssueArgs),
 }
 
+/// Which ACME CA: these options win over `[acme]` in the configuration file.
 #[derive(Args, Debug)]
-struct CaArgs {
-    #[command(flatten)]
-    store: crate::store_arg::StoreSpec,
+pub(crate) struct CaArgs {
     /// The ACME directory URL (Let's Encrypt production by default; `staging` for
-    /// Let's Encrypt's staging).
+    /// Let's Encrypt's staging). [config: acme.directory]
     #[arg(long, value_name = "URL")]
     directory: Option<String>,
     /// A PEM file with the root that signed the directory's HTTPS certificate (test CAs).
+    /// [config: acme.directory_ca]
     #[arg(long, value_name = "FILE")]
     directory_ca: Option<PathBuf>,
+}
+
+/// The roots the issued chain must lead to.
+#[derive(Args, Debug)]
+pub(crate) struct ChainArgs {
+    /// A PEM file with the roots the issued chain must lead to (default: the system's).
+    /// [config: acme.chain_ca]
+    #[arg(long, value_name = "FILE")]
+    chain_ca: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -58,13 +71,13 @@ enum KeyArg {
 struct IssueArgs {
     #[command(flatten)]
     ca: CaArgs,
-    /// The topology file (external URLs, default domain, additional names).
-    #[arg(long, value_name = "FILE")]
-    topology: PathBuf,
+    #[command(flatten)]
+    chain: ChainArgs,
     /// `system` or `domain:NAME`.
     #[arg(long)]
     target: String,
-    /// The account's contact address (default: no-reply@<default domain>).
+    /// The account's contact address (default: acme.contact in the configuration file,
+    /// else no-reply@<default domain>).
     #[arg(long, value_name = "ADDR")]
     email: Option<String>,
     /// An additional DNS name for the certificate (repeatable).
@@ -76,70 +89,138 @@ struct IssueArgs {
     /// Answer TLS-ALPN-01 on this address instead of HTTP-01 (port 80 closed).
     #[arg(long, value_name = "ADDR", conflicts_with = "http01_listen")]
     tls_alpn01_listen: Option<SocketAddr>,
-    /// A PEM file with the roots the issued chain must lead to (default: the system's).
-    #[arg(long, value_name = "FILE")]
-    chain_ca: Option<PathBuf>,
     /// The certificate key type.
     #[arg(long, value_enum, default_value = "ecdsa-p256")]
     key: KeyArg,
 }
 
-pub(crate) fn run(args: AcmeArgs) -> Result<ExitCode, UsageError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+/// The option if given, else the configuration file's setting.
+fn flag_or<T: Clone>(
+    flag: Option<&T>,
+    name: &'static str,
+    file: Option<&Setting<T>>,
+) -> Option<Setting<T>> {
+    match flag {
+        Some(v) => Some(Setting::new(v.clone(), Origin::Flag(name))),
+        None => file.cloned(),
+    }
+}
+
+impl CaArgs {
+    /// The configuration with the directory and its roots from the options or the file.
+    pub(crate) fn config(
+        &self,
+        settings: &Settings,
+        mut config: AcmeConfig,
+    ) -> Result<AcmeConfig, UsageError> {
+        let directory = flag_or(
+            self.directory.as_ref(),
+            "--directory",
+            settings.acme.directory.as_ref(),
+        );
+        config.directory = match &directory {
+            None => Directory::LetsEncrypt,
+            Some(d) if d.value == "staging" => Directory::LetsEncryptStaging,
+            Some(d) if d.value.starts_with("https://") => Directory::Url(d.value.clone()),
+            Some(d) => {
+                return Err(UsageError(format!(
+                    "{} `{}` is not an https:// URL (or `staging`)",
+                    d.origin, d.value
+                )))
+            }
+        };
+        let ca = flag_or(
+            self.directory_ca.as_ref(),
+            "--directory-ca",
+            settings.acme.directory_ca.as_ref(),
+        );
+        if let Some(ca) = ca {
+            config.directory_roots =
+                input::read_certs(&ca.value, &format!("directory CA file ({})", ca.origin))?;
+        }
+        Ok(config)
+    }
+}
+
+impl ChainArgs {
+    /// Sets the chain roots from the option or the file.
+    pub(crate) fn apply(
+        &self,
+        settings: &Settings,
+        config: &mut AcmeConfig,
+    ) -> Result<(), UsageError> {
+        let chain = flag_or(
+            self.chain_ca.as_ref(),
+            "--chain-ca",
+            settings.acme.chain_ca.as_ref(),
+        );
+        if let Some(chain) = chain {
+            config.chain_roots =
+                input::read_certs(&chain.value, &format!("chain CA file ({})", chain.origin))?;
+        }
+        Ok(())
+    }
+}
+
+/// The async runtime of the ACME and renewal commands.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, UsageError> {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .on_thread_start(crate::sigpipe::block_in_this_thread)
         .enable_all()
         .build()
-        .map_err(|e| UsageError(format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(async move {
+        .map_err(|e| UsageError(format!("cannot start the async runtime: {e}")))
+}
+
+pub(crate) fn run(args: AcmeArgs, settings: &Settings) -> Result<ExitCode, UsageError> {
+    runtime()?.block_on(async move {
         match args.command {
             AcmeCommand::Terms(ca) => {
-                let client = client(&ca, AcmeConfig::default())?;
-                match client.terms_url().await {
-                    Ok(Some(url)) => println!("{url}"),
-                    Ok(None) => println!("the CA's directory names no terms of service"),
-                    Err(e) => return Ok(fail(&e)),
+                let client = client(&ca, settings, AcmeConfig::default())?;
+                let url = match client.terms_url().await {
+                    Ok(url) => url,
+                    Err(e) => return fail(e, settings.json),
+                };
+                if settings.json {
+                    print_json(&json!({ "terms_url": url }))?;
+                } else {
+                    match url {
+                        Some(url) => println!("{url}"),
+                        None => println!("the CA's directory names no terms of service"),
+                    }
                 }
                 Ok(ExitCode::SUCCESS)
             }
             AcmeCommand::Accept(ca) => {
-                let client = client(&ca, AcmeConfig::default())?;
+                let client = client(&ca, settings, AcmeConfig::default())?;
                 match client.accept_terms().await {
                     Ok(url) => {
-                        println!(
-                            "accepted the terms of service: {}",
-                            url.as_deref().unwrap_or("(none named)")
-                        );
+                        if settings.json {
+                            print_json(&json!({ "done": true, "terms_url": url }))?;
+                        } else {
+                            println!(
+                                "accepted the terms of service: {}",
+                                url.as_deref().unwrap_or("(none named)")
+                            );
+                        }
                         Ok(ExitCode::SUCCESS)
                     }
-                    Err(e) => Ok(fail(&e)),
+                    Err(e) => fail(e, settings.json),
                 }
             }
-            AcmeCommand::Issue(issue) => run_issue(issue).await,
+            AcmeCommand::Issue(issue) => run_issue(issue, settings).await,
         }
     })
 }
 
-fn client(ca: &CaArgs, mut config: AcmeConfig) -> Result<AcmeClient, UsageError> {
-    config.directory = match ca.directory.as_deref() {
-        None => Directory::LetsEncrypt,
-        Some("staging") => Directory::LetsEncryptStaging,
-        Some(url) if url.starts_with("https://") => Directory::Url(url.to_owned()),
-        Some(other) => {
-            return Err(UsageError(format!(
-                "--directory `{other}` is not an https:// URL (or `staging`)"
-            )))
-        }
-    };
-    if let Some(path) = &ca.directory_ca {
-        config.directory_roots = input::read_certs(path, "directory CA file")?;
-    }
-    let store = crate::store_arg::open_store(&ca.store)?;
+fn client(ca: &CaArgs, settings: &Settings, config: AcmeConfig) -> Result<AcmeClient, UsageError> {
+    let config = ca.config(settings, config)?;
+    let store = crate::store_arg::open_store(settings)?;
     client_for_store(store, config).map_err(|e| UsageError(e.to_string()))
 }
 
-async fn run_issue(args: IssueArgs) -> Result<ExitCode, UsageError> {
-    let topology = input::read_topology(&args.topology)?;
+async fn run_issue(args: IssueArgs, settings: &Settings) -> Result<ExitCode, UsageError> {
+    let topology = settings.topology()?;
     let target: Target = args
         .target
         .parse()
@@ -156,10 +237,16 @@ async fn run_issue(args: IssueArgs) -> Result<ExitCode, UsageError> {
     if args.tls_alpn01_listen.is_some() {
         config.challenge = ChallengeKind::TlsAlpn01;
     }
-    if let Some(path) = &args.chain_ca {
-        config.chain_roots = input::read_certs(path, "chain CA file")?;
-    }
-    let client = client(&args.ca, config)?.with_progress(|p| println!("acme: {p}"));
+    args.chain.apply(settings, &mut config)?;
+    let json = settings.json;
+    let client = client(&args.ca, settings, config)?.with_progress(move |p| {
+        // With --json, standard output is the document alone: progress goes to stderr.
+        if json {
+            eprintln!("acme: {p}");
+        } else {
+            println!("acme: {p}");
+        }
+    });
     let _http = match args.http01_listen {
         Some(addr) => Some(
             Http01Listener::bind(addr, std::sync::Arc::new(client.board().clone()))
@@ -176,9 +263,12 @@ async fn run_issue(args: IssueArgs) -> Result<ExitCode, UsageError> {
         ),
         None => None,
     };
+    let email = args
+        .email
+        .or_else(|| settings.acme.contact.as_ref().map(|c| c.value.clone()));
     let request = IssueRequest {
         target: target.clone(),
-        email: args.email,
+        email,
         extra_names: args.names,
         replaces: None,
     };
@@ -192,17 +282,36 @@ async fn run_issue(args: IssueArgs) -> Result<ExitCode, UsageError> {
                         .ok()
                 })
                 .unwrap_or_else(|| issued.not_after.to_string());
-            println!(
-                "issued and installed for {target}: {} (valid until {until})",
-                names.join(", ")
-            );
+            if json {
+                print_json(&json!({
+                    "target": target.to_string(),
+                    "done": true,
+                    "names": names,
+                    "not_after": until,
+                }))?;
+            } else {
+                println!(
+                    "issued and installed for {target}: {} (valid until {until})",
+                    names.join(", ")
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
-        Err(e) => Ok(fail(&e)),
+        Err(e) => fail(e, json),
     }
 }
 
-fn fail(e: &AcmeError) -> ExitCode {
-    eprintln!("bmcert: {e}");
-    ExitCode::from(if e.is_refusal() { 1 } else { 2 })
+/// Whether the CLI counts an ACME failure as a refusal (exit 1): the CA's or the checks'
+/// refusals, and the terms of service not accepted yet. A missing or unusable contact
+/// address is a usage error (exit 2, like a bad option), and so is an unreachable CA.
+fn is_refusal(e: &AcmeError) -> bool {
+    e.is_refusal() || matches!(e, AcmeError::TermsNotAccepted { .. })
+}
+
+fn fail(e: AcmeError, json: bool) -> Result<ExitCode, UsageError> {
+    if is_refusal(&e) {
+        refused(json, &e)
+    } else {
+        Err(UsageError(e.to_string()))
+    }
 }

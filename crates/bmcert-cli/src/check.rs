@@ -40,9 +40,6 @@ pub(crate) struct CheckArgs {
     /// Check at this time instead of now (RFC 3339, for example 2027-01-31T12:00:00Z).
     #[arg(long, value_name = "RFC3339")]
     at: Option<String>,
-    /// Print one JSON object instead of the readable report.
-    #[arg(long)]
-    json: bool,
 }
 
 pub(crate) fn parse_at(at: Option<&str>) -> Result<UnixTime, UsageError> {
@@ -75,7 +72,7 @@ pub(crate) fn platform_roots() -> Vec<CertificateDer<'static>> {
     loaded.certs
 }
 
-pub(crate) fn run(args: CheckArgs) -> Result<ExitCode, UsageError> {
+pub(crate) fn run(args: CheckArgs, json: bool) -> Result<ExitCode, UsageError> {
     let host =
         Host::parse(&args.url).map_err(|e| UsageError(format!("--url `{}`: {e}", args.url)))?;
     let now = parse_at(args.at.as_deref())?;
@@ -129,9 +126,8 @@ pub(crate) fn run(args: CheckArgs) -> Result<ExitCode, UsageError> {
         }
     }
 
-    if args.json {
-        let mut value = serde_json::to_value(&report)
-            .map_err(|e| UsageError(format!("cannot write the JSON report: {e}")))?;
+    if json {
+        let mut value = crate::output::to_json(&report)?;
         if let serde_json::Value::Object(map) = &mut value {
             let paths = files
                 .iter()
@@ -139,9 +135,7 @@ pub(crate) fn run(args: CheckArgs) -> Result<ExitCode, UsageError> {
                 .collect();
             map.insert("files".to_owned(), serde_json::Value::Object(paths));
         }
-        let text = serde_json::to_string_pretty(&value)
-            .map_err(|e| UsageError(format!("cannot write the JSON report: {e}")))?;
-        println!("{text}");
+        crate::output::print_json(&value)?;
     } else {
         for (kind, path) in &files {
             println!("{kind} file: {}", path.display());

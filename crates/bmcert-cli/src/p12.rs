@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use bmcert_bundle::{pem_encode, BundleCheck};
 use clap::Args;
 use rustls_pki_types::UnixTime;
+use serde_json::json;
 
 use crate::input::{self, UsageError};
 
@@ -23,15 +24,19 @@ pub(crate) struct P12Args {
     out_dir: PathBuf,
 }
 
-pub(crate) fn run(args: P12Args) -> Result<ExitCode, UsageError> {
+pub(crate) fn run(args: P12Args, json: bool) -> Result<ExitCode, UsageError> {
     let p12 = input::read(&args.p12, "PKCS#12 file")?;
     let password = input::read_password(&args.password_file, "password file")?;
     let report = BundleCheck::pkcs12(&p12, &password).check(UnixTime::now());
     let Some(bundle) = &report.bundle else {
-        for p in &report.problems {
-            eprintln!("bmcert: {p}");
+        let reasons: Vec<String> = report.problems.iter().map(ToString::to_string).collect();
+        return crate::output::refused(json, &reasons.join("; "));
+    };
+    // With --json the document replaces the readable lines.
+    let say = |line: String| {
+        if !json {
+            println!("{line}");
         }
-        return Ok(ExitCode::from(1));
     };
     input::ensure_dir(&args.out_dir)?;
     let cert_path = args.out_dir.join("cert.pem");
@@ -43,13 +48,17 @@ pub(crate) fn run(args: P12Args) -> Result<ExitCode, UsageError> {
         false,
     )?;
     input::write(&key_path, bundle.key.to_secret_pem().as_bytes(), true)?;
-    println!("wrote {}", cert_path.display());
-    println!("wrote {} (mode 0600)", key_path.display());
+    let mut written = vec![
+        cert_path.display().to_string(),
+        key_path.display().to_string(),
+    ];
+    say(format!("wrote {}", cert_path.display()));
+    say(format!("wrote {} (mode 0600)", key_path.display()));
     if bundle.chain.is_empty() {
-        println!(
+        say(format!(
             "no CA certificate in the PKCS#12 file: {} not written",
             ca_path.display()
-        );
+        ));
     } else {
         let ca: String = bundle
             .chain
@@ -57,14 +66,29 @@ pub(crate) fn run(args: P12Args) -> Result<ExitCode, UsageError> {
             .map(|c| pem_encode("CERTIFICATE", c))
             .collect();
         input::write(&ca_path, ca.as_bytes(), false)?;
-        println!(
+        written.push(ca_path.display().to_string());
+        say(format!(
             "wrote {} ({} certificate(s))",
             ca_path.display(),
             bundle.chain.len()
-        );
+        ));
     }
     for f in report.problems.iter().chain(&report.warnings) {
         eprintln!("bmcert: note: {f}");
+    }
+    if json {
+        let notes: Vec<String> = report
+            .problems
+            .iter()
+            .chain(&report.warnings)
+            .map(ToString::to_string)
+            .collect();
+        crate::output::print_json(&json!({
+            "done": true,
+            "files": written,
+            "chain_certificates": bundle.chain.len(),
+            "notes": notes,
+        }))?;
     }
     Ok(ExitCode::SUCCESS)
 }

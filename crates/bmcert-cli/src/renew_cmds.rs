@@ -1,79 +1,50 @@
 //! `bmcert status` and `bmcert renew`: the renewal state of every target, and a renewal by
 //! hand.
 //!
-//! Exit status: 0 done; 1 the renewal failed (the CA refused or could not be reached; the
-//! current certificate stays, the reason is printed) or was refused (`not_acme`: the
-//! certificate was uploaded; `nothing_installed`); 2 usage or I/O error, or another server
-//! holding the renewal lock.
+//! Exit status: 0 done; 1 refused: the renewal failed (the CA refused or could not be
+//! reached; the current certificate stays, the reason is printed), another server is
+//! renewing, the target has no certificate, or its certificate was uploaded (`not_acme`);
+//! 2 usage or I/O error.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use bmcert::acme::{client_for_store, AcmeConfig, Directory, Http01Listener};
+use bmcert::acme::{client_for_store, AcmeConfig, Http01Listener};
 use bmcert::renew::{
     AcmeIssuer, MemoryNotifier, Outcome, RenewError, Renewer, RenewerConfig, SystemClock,
 };
 use bmcert::topology::Target;
 use clap::Args;
+use serde_json::json;
 
-use crate::input::{self, UsageError};
-
-/// `bmcert status`.
-#[derive(Args, Debug)]
-pub(crate) struct StatusArgs {
-    #[command(flatten)]
-    store: crate::store_arg::StoreSpec,
-    /// JSON instead of a table.
-    #[arg(long)]
-    json: bool,
-}
+use crate::acme_cmds::{runtime, CaArgs, ChainArgs};
+use crate::input::UsageError;
+use crate::output::{print_json, refused, to_json};
+use crate::settings::Settings;
 
 /// `bmcert renew`.
 #[derive(Args, Debug)]
 pub(crate) struct RenewArgs {
-    #[command(flatten)]
-    store: crate::store_arg::StoreSpec,
-    /// The topology file (external URLs, default domain, additional names).
-    #[arg(long, value_name = "FILE")]
-    topology: PathBuf,
     /// `system` or `domain:NAME`.
     #[arg(long)]
     target: String,
-    /// The ACME directory URL (Let's Encrypt production by default; `staging` for
-    /// Let's Encrypt's staging).
-    #[arg(long, value_name = "URL")]
-    directory: Option<String>,
-    /// A PEM file with the root that signed the directory's HTTPS certificate (test CAs).
-    #[arg(long, value_name = "FILE")]
-    directory_ca: Option<PathBuf>,
-    /// A PEM file with the roots the issued chain must lead to (default: the system's).
-    #[arg(long, value_name = "FILE")]
-    chain_ca: Option<PathBuf>,
+    #[command(flatten)]
+    ca: CaArgs,
+    #[command(flatten)]
+    chain: ChainArgs,
     /// Answer HTTP-01 on this address while the order runs.
     #[arg(long, value_name = "ADDR")]
     http01_listen: Option<SocketAddr>,
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, UsageError> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .on_thread_start(crate::sigpipe::block_in_this_thread)
-        .enable_all()
-        .build()
-        .map_err(|e| UsageError(format!("cannot start the async runtime: {e}")))
-}
-
-pub(crate) fn status(args: StatusArgs) -> Result<ExitCode, UsageError> {
-    let store = crate::store_arg::open_store(&args.store)?;
+pub(crate) fn status(settings: &Settings) -> Result<ExitCode, UsageError> {
+    let store = crate::store_arg::open_store(settings)?;
     let rows = runtime()?
         .block_on(bmcert::renew::status(store.as_ref()))
         .map_err(|e| UsageError(e.to_string()))?;
-    if args.json {
-        let text = serde_json::to_string_pretty(&rows)
-            .map_err(|e| UsageError(format!("cannot write JSON: {e}")))?;
-        println!("{text}");
+    if settings.json {
+        print_json(&to_json(&rows)?)?;
         return Ok(ExitCode::SUCCESS);
     }
     if rows.is_empty() {
@@ -129,35 +100,28 @@ pub(crate) fn status(args: StatusArgs) -> Result<ExitCode, UsageError> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn renew(args: RenewArgs) -> Result<ExitCode, UsageError> {
-    let topology = input::read_topology(&args.topology)?;
+pub(crate) fn renew(args: RenewArgs, settings: &Settings) -> Result<ExitCode, UsageError> {
+    let topology = settings.topology()?;
     let target: Target = args
         .target
         .parse()
         .map_err(|e| UsageError(format!("--target: {e}")))?;
-    let directory = match args.directory.as_deref() {
-        None => Directory::LetsEncrypt,
-        Some("staging") => Directory::LetsEncryptStaging,
-        Some(url) if url.starts_with("https://") => Directory::Url(url.to_owned()),
-        Some(other) => {
-            return Err(UsageError(format!(
-                "--directory `{other}` is not an https:// URL (or `staging`)"
-            )))
-        }
-    };
-    let mut config = AcmeConfig::new(directory);
-    if let Some(path) = &args.directory_ca {
-        config.directory_roots = input::read_certs(path, "directory CA file")?;
-    }
-    if let Some(path) = &args.chain_ca {
-        config.chain_roots = input::read_certs(path, "chain CA file")?;
-    }
+    let mut config = args.ca.config(settings, AcmeConfig::default())?;
+    args.chain.apply(settings, &mut config)?;
+    let json = settings.json;
     runtime()?.block_on(async move {
-        let store = crate::store_arg::open_store(&args.store)?;
+        let store = crate::store_arg::open_store(settings)?;
         let client = Arc::new(
             client_for_store(store.clone(), config)
                 .map_err(|e| UsageError(e.to_string()))?
-                .with_progress(|p| println!("acme: {p}")),
+                .with_progress(move |p| {
+                    // With --json, standard output is the document alone.
+                    if json {
+                        eprintln!("acme: {p}");
+                    } else {
+                        println!("acme: {p}");
+                    }
+                }),
         );
         let _http = match args.http01_listen {
             Some(addr) => Some(
@@ -184,7 +148,15 @@ pub(crate) fn renew(args: RenewArgs) -> Result<ExitCode, UsageError> {
                     .await
                     .map_err(|e| UsageError(e.to_string()))?;
                 let arg = bmcert::renew::target_arg(&target);
-                if let Some(row) = rows.iter().find(|r| r.target == arg) {
+                let row = rows.iter().find(|r| r.target == arg);
+                if json {
+                    print_json(&json!({
+                        "target": arg,
+                        "done": true,
+                        "names": row.map(|r| r.names.clone()).unwrap_or_default(),
+                        "not_after": row.map(|r| r.not_after.clone()),
+                    }))?;
+                } else if let Some(row) = row {
                     println!(
                         "renewed {arg}: {} (valid until {})",
                         row.names.join(", "),
@@ -193,14 +165,13 @@ pub(crate) fn renew(args: RenewArgs) -> Result<ExitCode, UsageError> {
                 }
                 Ok(ExitCode::SUCCESS)
             }
-            Err(e @ RenewError::Failed { .. }) => {
-                eprintln!("bmcert: {e}");
-                Ok(ExitCode::from(1))
-            }
-            Err(e) if e.code().is_some() => {
-                eprintln!("bmcert: refused: {e}");
-                Ok(ExitCode::from(1))
-            }
+            Err(
+                e @ (RenewError::Failed { .. }
+                | RenewError::Busy { .. }
+                | RenewError::NotInstalled(_)
+                | RenewError::LeaseLost { .. }),
+            ) => refused(json, &e),
+            Err(e) if e.code().is_some() => refused(json, &e),
             Err(e) => Err(UsageError(e.to_string())),
         }
     })

@@ -1,30 +1,24 @@
-//! `--store` and the etcd connection options, defined once and flattened into every command
-//! that opens the store (`install`, `disable`, `list`, `rollback`, `export`, `status`,
-//! `renew`, `acme ...`).
+//! Opening the store the settings name (`--store`, `BMCERT_STORE` or `store` in the
+//! configuration file), with the etcd connection settings (see [`crate::settings`]).
 //!
 //! The etcd options follow etcdctl's so that administrators recognise them:
 //!
 //! | bmcert | etcdctl | environment |
 //! |---|---|---|
-//! | `--store etcds://HOST:PORT,...` | `--endpoints https://...` | |
+//! | `--store etcds://HOST:PORT,...` | `--endpoints https://...` | `BMCERT_STORE` |
 //! | `--etcd-cacert FILE` | `--cacert` | `BMCERT_ETCD_CACERT` |
 //! | `--etcd-cert FILE` | `--cert` | `BMCERT_ETCD_CERT` |
 //! | `--etcd-key FILE` | `--key` | `BMCERT_ETCD_KEY` |
 //! | `--etcd-user USER[:PASSWORD]` | `--user` | `BMCERT_ETCD_USER`, password `BMCERT_ETCD_PASSWORD` |
 //!
-//! The environment is read here rather than through clap's `env` attribute so that every
-//! message names where a setting came from (`--etcd-cacert` or `BMCERT_ETCD_CACERT`), and so
-//! that settings exported for the etcd store do not break a command run on a directory store:
-//! a flag given with a directory store is refused, the same setting from the environment is
-//! ignored.
+//! Settings exported for the etcd store (or written in the configuration file) do not break
+//! a command run on a directory store: an etcd option given on the command line with a
+//! directory store is refused, the same setting from the environment or the file is ignored.
 //!
-//! Resolution is split in two: [`plan`] decides from the arguments and the environment alone
-//! (no file read, unit-tested with a fake environment), [`load`] reads the files it names.
+//! Resolution is split in two: [`plan`] decides from the settings alone (no file read,
+//! unit-tested), [`load`] reads the files it names.
 
-use std::ffi::OsString;
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::Arc;
 
 #[cfg(feature = "etcd")]
@@ -32,87 +26,19 @@ use bmcert::store::StoreError;
 use bmcert::store::{DirStore, Store};
 #[cfg(feature = "etcd")]
 use bmcert_store_etcd::{EtcdOptions, EtcdStore};
-use clap::Args;
 #[cfg(feature = "etcd")]
 use rustls_pki_types::pem::PemObject as _;
 #[cfg(feature = "etcd")]
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+#[cfg(feature = "etcd")]
 use zeroize::Zeroizing;
 
 #[cfg(feature = "etcd")]
 use crate::input;
 use crate::input::UsageError;
-
-/// The environment variable holding the etcd password for `--etcd-user USER`.
-#[cfg_attr(not(feature = "etcd"), allow(dead_code))]
-pub(crate) const PASSWORD_VAR: &str = "BMCERT_ETCD_PASSWORD";
-
-/// Where the store is, and how to reach it when it is on etcd.
-#[derive(Args, Debug)]
-pub(crate) struct StoreSpec {
-    /// The certificate store: a directory (created with mode 0700 if missing),
-    /// `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]` for the etcd store of a multi-server
-    /// installation, or `etcds://...` for the same over TLS.
-    #[arg(long, value_name = "DIR|etcd://...|etcds://...")]
-    pub(crate) store: String,
-    #[command(flatten)]
-    pub(crate) etcd: EtcdArgs,
-}
-
-/// The help section of the etcd options.
-const HEADING: &str = "etcd store (--store etcds://... or etcd://...)";
-
-/// etcd TLS and authentication, named as etcdctl names them.
-#[derive(Args, Debug, Default, Clone)]
-pub(crate) struct EtcdArgs {
-    /// The CA certificate(s) (PEM) that signed the etcd servers' certificates, as etcd's
-    /// --trusted-ca-file; etcds:// only. Without it the system's CA certificates are used.
-    /// [env: BMCERT_ETCD_CACERT]
-    #[arg(long, value_name = "FILE", help_heading = HEADING)]
-    pub(crate) etcd_cacert: Option<PathBuf>,
-    /// A client certificate (PEM, chain allowed) for an etcd that requires one
-    /// (--client-cert-auth); etcds:// only, with --etcd-key. [env: BMCERT_ETCD_CERT]
-    #[arg(long, value_name = "FILE", help_heading = HEADING)]
-    pub(crate) etcd_cert: Option<PathBuf>,
-    /// The client certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
-    /// [env: BMCERT_ETCD_KEY]
-    #[arg(long, value_name = "FILE", help_heading = HEADING)]
-    pub(crate) etcd_key: Option<PathBuf>,
-    /// The etcd user; the password is taken from BMCERT_ETCD_PASSWORD (preferred: it does not
-    /// show in the process list), or written USER:PASSWORD as etcdctl's --user.
-    /// [env: BMCERT_ETCD_USER]
-    #[arg(long, value_name = "USER[:PASSWORD]", help_heading = HEADING)]
-    pub(crate) etcd_user: Option<UserArg>,
-}
-
-/// `--etcd-user` as given: it may hold a password, so it is zeroized on drop and its Debug
-/// shows the user name only.
-#[derive(Clone)]
-pub(crate) struct UserArg(Zeroizing<String>);
-
-impl FromStr for UserArg {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Self(Zeroizing::new(s.to_owned())))
-    }
-}
-
-impl fmt::Debug for UserArg {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let user = self.0.split_once(':').map_or(self.0.as_str(), |(u, _)| u);
-        f.debug_tuple("UserArg").field(&user).finish()
-    }
-}
-
-/// A setting and where it came from (`--etcd-cacert` or `BMCERT_ETCD_CACERT`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(not(feature = "etcd"), allow(dead_code))]
-pub(crate) struct Sourced<T> {
-    pub(crate) value: T,
-    /// The option or environment variable, as messages name it.
-    pub(crate) from: &'static str,
-    pub(crate) explicit: bool,
-}
+#[cfg(feature = "etcd")]
+use crate::settings::PASSWORD_VAR;
+use crate::settings::{EtcdSettings, Setting, Settings};
 
 /// What [`plan`] decided, before any file is read.
 #[derive(Debug)]
@@ -128,146 +54,89 @@ pub(crate) enum StorePlan {
 #[cfg(feature = "etcd")]
 #[derive(Debug)]
 pub(crate) struct EtcdPlan {
-    /// `--store` as given (it holds no secret: `@` is refused in endpoints).
+    /// The store address as given (it holds no secret: `@` is refused in endpoints).
     pub(crate) url: String,
     /// Endpoints, prefix, user; `tls` is set (with no CA yet) for `etcds://`.
     pub(crate) options: EtcdOptions,
     /// `--etcd-cacert`; `None` with `etcds://` means the platform's CA certificates.
-    pub(crate) cacert: Option<Sourced<PathBuf>>,
+    pub(crate) cacert: Option<Setting<PathBuf>>,
     /// `--etcd-cert` and `--etcd-key`.
-    pub(crate) identity: Option<(Sourced<PathBuf>, Sourced<PathBuf>)>,
+    pub(crate) identity: Option<(Setting<PathBuf>, Setting<PathBuf>)>,
     /// Things worth telling the administrator (printed on stderr), never an error.
     pub(crate) warnings: Vec<String>,
 }
 
-fn pick<T>(
-    flag: Option<T>,
-    flag_name: &'static str,
-    var: &'static str,
-    env: &dyn Fn(&str) -> Option<OsString>,
-    from_env: impl Fn(OsString) -> T,
-) -> Option<Sourced<T>> {
-    match flag {
-        Some(value) => Some(Sourced {
-            value,
-            from: flag_name,
-            explicit: true,
-        }),
-        None => env(var).filter(|v| !v.is_empty()).map(|v| Sourced {
-            value: from_env(v),
-            from: var,
-            explicit: false,
-        }),
-    }
-}
-
-/// Decides how to open the store from `--store`, the etcd options and the environment
-/// (`env`: `std::env::var_os` in the command), reading no file.
-pub(crate) fn plan(
-    spec: &StoreSpec,
-    env: &dyn Fn(&str) -> Option<OsString>,
-) -> Result<StorePlan, UsageError> {
-    let args = spec.etcd.clone();
-    let cacert = pick(
-        args.etcd_cacert,
-        "--etcd-cacert",
-        "BMCERT_ETCD_CACERT",
-        env,
-        PathBuf::from,
-    );
-    let cert = pick(
-        args.etcd_cert,
-        "--etcd-cert",
-        "BMCERT_ETCD_CERT",
-        env,
-        PathBuf::from,
-    );
-    let key = pick(
-        args.etcd_key,
-        "--etcd-key",
-        "BMCERT_ETCD_KEY",
-        env,
-        PathBuf::from,
-    );
-    let user = pick(
-        args.etcd_user,
-        "--etcd-user",
-        "BMCERT_ETCD_USER",
-        env,
-        |v| UserArg(Zeroizing::new(v.to_string_lossy().into_owned())),
-    );
-    let tls_settings = [&cacert, &cert, &key];
-
-    let is_etcd = spec.store.starts_with("etcd://") || spec.store.starts_with("etcds://");
-    if !is_etcd && spec.store.contains("://") {
+/// Decides how to open the store from the store setting and the etcd settings, reading no
+/// file.
+pub(crate) fn plan(store: &Setting<String>, etcd: &EtcdSettings) -> Result<StorePlan, UsageError> {
+    let url = &store.value;
+    let is_etcd = url.starts_with("etcd://") || url.starts_with("etcds://");
+    if !is_etcd && url.contains("://") {
         // An address of another kind, or a misspelt scheme: not a directory to create.
         return Err(UsageError(format!(
-            "--store: `{}` is not an etcd address (etcd://HOST:PORT[,HOST:PORT...][/PREFIX] \
-             or etcds://...), or a directory path",
-            spec.store
+            "{}: `{url}` is not an etcd address (etcd://HOST:PORT[,HOST:PORT...][/PREFIX] \
+             or etcds://HOST:PORT[,HOST:PORT...][/PREFIX] for TLS), or a directory path",
+            store.origin
         )));
     }
     if !is_etcd {
-        let explicit = tls_settings
-            .iter()
-            .filter_map(|s| s.as_ref().filter(|s| s.explicit).map(|s| s.from))
-            .chain(user.as_ref().filter(|u| u.explicit).map(|u| u.from))
+        let origins = [
+            etcd.cacert.as_ref().map(|s| &s.origin),
+            etcd.cert.as_ref().map(|s| &s.origin),
+            etcd.key.as_ref().map(|s| &s.origin),
+            etcd.user.as_ref().map(|s| &s.origin),
+        ];
+        let explicit = origins
+            .into_iter()
+            .flatten()
+            .filter(|o| o.is_flag())
+            .map(ToString::to_string)
             .collect::<Vec<_>>();
         if !explicit.is_empty() {
             return Err(UsageError(format!(
-                "{} only apply to an etcd store, and --store `{}` is a directory; write \
-                 --store etcds://HOST:PORT[,...][/PREFIX] for an etcd cluster, or drop {}",
+                "{} only apply to an etcd store, and the store `{url}` ({}) is a directory; \
+                 write --store etcds://HOST:PORT[,...][/PREFIX] for an etcd cluster, or drop {}",
                 explicit.join(", "),
-                spec.store,
+                store.origin,
                 if explicit.len() == 1 { "it" } else { "them" },
             )));
         }
-        // Settings from the environment are meant for the etcd store: a directory store
-        // ignores them.
-        return Ok(StorePlan::Dir(PathBuf::from(&spec.store)));
+        // Settings from the environment or the file are meant for the etcd store: a
+        // directory store ignores them.
+        return Ok(StorePlan::Dir(PathBuf::from(url)));
     }
-    plan_etcd(spec, env, [cacert, cert, key], user)
+    plan_etcd(store, etcd)
 }
 
 /// Without the `etcd` feature an etcd address is refused with the way to get a build that
 /// has it.
 #[cfg(not(feature = "etcd"))]
-fn plan_etcd(
-    spec: &StoreSpec,
-    _env: &dyn Fn(&str) -> Option<OsString>,
-    _files: [Option<Sourced<PathBuf>>; 3],
-    _user: Option<Sourced<UserArg>>,
-) -> Result<StorePlan, UsageError> {
+fn plan_etcd(store: &Setting<String>, _etcd: &EtcdSettings) -> Result<StorePlan, UsageError> {
     Err(UsageError(format!(
-        "--store {}: this bmcert was built without the etcd store; build it with \
+        "{} {}: this bmcert was built without the etcd store; build it with \
          `cargo build --release -p bmcert-cli --features etcd` (needs protoc, Debian package \
          protobuf-compiler), or give a directory",
-        spec.store
+        store.origin, store.value
     )))
 }
 
 /// The etcd half of [`plan`].
 #[cfg(feature = "etcd")]
-fn plan_etcd(
-    spec: &StoreSpec,
-    env: &dyn Fn(&str) -> Option<OsString>,
-    [cacert, cert, key]: [Option<Sourced<PathBuf>>; 3],
-    user: Option<Sourced<UserArg>>,
-) -> Result<StorePlan, UsageError> {
-    let tls_settings = [&cacert, &cert, &key];
-    let mut options = bmcert_store_etcd::parse_store_url(&spec.store)
-        .map_err(|e| UsageError(format!("--store: {e}")))?;
+fn plan_etcd(store: &Setting<String>, etcd: &EtcdSettings) -> Result<StorePlan, UsageError> {
+    let url = &store.value;
+    let mut options = bmcert_store_etcd::parse_store_url(url)
+        .map_err(|e| UsageError(format!("{}: {e}", store.origin)))?;
     let tls = options.tls.is_some();
     if !tls {
         // A TLS setting, even from the environment, says the cluster is expected to be
         // reached over TLS: going plain instead would send keys and password in clear.
-        let given: Vec<&str> = tls_settings
+        let given: Vec<String> = [&etcd.cacert, &etcd.cert, &etcd.key]
             .iter()
-            .filter_map(|s| s.as_ref().map(|s| s.from))
+            .filter_map(|s| s.as_ref().map(|s| s.origin.to_string()))
             .collect();
         if !given.is_empty() {
             return Err(UsageError(format!(
-                "{} {} TLS to etcd, but --store `{}` is a plain etcd:// address; write \
+                "{} {} TLS to etcd, but the store `{url}` is a plain etcd:// address; write \
                  etcds://{} to use TLS, or drop {}",
                 given.join(", "),
                 if given.len() == 1 {
@@ -275,90 +144,72 @@ fn plan_etcd(
                 } else {
                     "are for"
                 },
-                spec.store,
-                &spec.store["etcd://".len()..],
+                &url["etcd://".len()..],
                 if given.len() == 1 { "it" } else { "them" },
             )));
         }
     }
-    let identity = match (cert, key) {
-        (Some(cert), Some(key)) => Some((cert, key)),
+    let identity = match (&etcd.cert, &etcd.key) {
+        (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
         (None, None) => None,
         (Some(cert), None) => {
             return Err(UsageError(format!(
                 "{} `{}` needs its private key: give --etcd-key FILE too (etcdctl's --key)",
-                cert.from,
+                cert.origin,
                 cert.value.display()
             )))
         }
         (None, Some(key)) => {
             return Err(UsageError(format!(
                 "{} `{}` needs its certificate: give --etcd-cert FILE too (etcdctl's --cert)",
-                key.from,
+                key.origin,
                 key.value.display()
             )))
         }
     };
 
     let mut warnings = Vec::new();
-    if let Some(user) = user {
-        let text = &user.value.0;
-        let (name, inline) = match text.split_once(':') {
-            Some((name, password)) => (name, Some(password)),
-            None => (text.as_str(), None),
-        };
+    if let Some(user) = &etcd.user {
+        let name = &user.value;
         if name.is_empty() {
             return Err(UsageError(format!(
                 "{}: the user name is empty; write USER or USER:PASSWORD",
-                user.from
+                user.origin
             )));
         }
-        let password = match inline {
-            Some(p) => Zeroizing::new(p.to_owned()),
-            None => match env(PASSWORD_VAR).filter(|v| !v.is_empty()) {
-                Some(p) => match p.into_string() {
-                    Ok(text) => Zeroizing::new(text),
-                    Err(_) => {
-                        return Err(UsageError(format!(
-                            "{PASSWORD_VAR} is not valid UTF-8 text"
-                        )))
-                    }
-                },
-                None => {
-                    return Err(UsageError(format!(
-                        "{} `{name}` has no password: set the environment variable \
-                         {PASSWORD_VAR} (preferred: it does not show in the process list), \
-                         or write {} {name}:PASSWORD",
-                        user.from, user.from
-                    )))
-                }
-            },
+        let Some(password) = &etcd.password else {
+            return Err(UsageError(format!(
+                "{} `{name}` has no password: set the environment variable \
+                 {PASSWORD_VAR} (preferred: it does not show in the process list), \
+                 or write --etcd-user {name}:PASSWORD",
+                user.origin
+            )));
         };
         if !tls {
             warnings.push(format!(
-                "the etcd password of `{name}` travels unencrypted over --store etcd://; \
+                "the etcd password of `{name}` travels unencrypted over etcd://; \
                  write etcds:// if the cluster serves TLS"
             ));
         }
-        options.user = Some((name.to_owned(), password));
+        options.user = Some((name.clone(), Zeroizing::new(password.value.to_string())));
     }
     Ok(StorePlan::Etcd(Box::new(EtcdPlan {
-        url: spec.store.clone(),
+        url: url.clone(),
         options,
-        cacert: if tls { cacert } else { None },
+        cacert: if tls { etcd.cacert.clone() } else { None },
         identity: if tls { identity } else { None },
         warnings,
     })))
 }
 
 #[cfg(feature = "etcd")]
-fn what(setting: &Sourced<PathBuf>, thing: &str) -> String {
-    format!("{thing} ({})", setting.from)
+fn what(setting: &Setting<PathBuf>, thing: &str) -> String {
+    format!("{thing} ({})", setting.origin)
 }
 
 #[cfg(feature = "etcd")]
 /// Reads a PEM file of certificates; at least one is required.
-fn read_pem_certs(setting: &Sourced<PathBuf>, thing: &str) -> Result<Vec<u8>, UsageError> {
+fn read_pem_certs(setting: &Setting<PathBuf>, thing: &str) -> Result<Vec<u8>, UsageError> {
     let what = what(setting, thing);
     let path = &setting.value;
     let bytes = input::read(path, &what)?;
@@ -431,7 +282,7 @@ pub(crate) fn load(plan: EtcdPlan) -> Result<EtcdOptions, UsageError> {
                 "the {key_what} `{}` holds no PEM private key; give the key of {} `{}` as \
                  PEM (PKCS#8, PKCS#1 or SEC1: -----BEGIN ... PRIVATE KEY-----)",
                 key.value.display(),
-                cert.from,
+                cert.origin,
                 cert.value.display()
             )));
         }
@@ -521,14 +372,16 @@ fn hint(url: &str, options: &Used, failure: &str) -> String {
     hint
 }
 
-/// Opens the store `spec` names: `etcd://` and `etcds://` are the etcd store (checked with
-/// one request, so a wrong address, CA or password is reported here, with a hint), anything
-/// else a directory.
-pub(crate) fn open_store(spec: &StoreSpec) -> Result<Arc<dyn Store>, UsageError> {
-    match plan(spec, &|name| std::env::var_os(name))? {
+/// Opens the store the settings name: `etcd://` and `etcds://` are the etcd store (checked
+/// with one request, so a wrong address, CA or password is reported here, with a hint),
+/// anything else a directory.
+pub(crate) fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, UsageError> {
+    let store = settings.store()?;
+    tracing::info!(store = %store.value, from = %store.origin, "opening the store");
+    match plan(store, &settings.etcd)? {
         StorePlan::Dir(path) => {
             let store = DirStore::open(Path::new(&path))
-                .map_err(|e| UsageError(format!("--store {}: {e}", path.display())))?;
+                .map_err(|e| UsageError(format!("the store {}: {e}", path.display())))?;
             Ok(Arc::new(store))
         }
         #[cfg(feature = "etcd")]
@@ -540,7 +393,7 @@ pub(crate) fn open_store(spec: &StoreSpec) -> Result<Arc<dyn Store>, UsageError>
 #[cfg(feature = "etcd")]
 fn open_etcd(plan: EtcdPlan) -> Result<Arc<dyn Store>, UsageError> {
     for warning in &plan.warnings {
-        eprintln!("bmcert: warning: {warning}");
+        tracing::warn!("{warning}");
     }
     let url = plan.url.clone();
     let options = load(plan)?;
@@ -562,33 +415,61 @@ fn open_etcd(plan: EtcdPlan) -> Result<Arc<dyn Store>, UsageError> {
 #[cfg(test)]
 #[cfg(feature = "etcd")]
 mod tests {
+    use std::ffi::OsString;
+
     use super::*;
-    use clap::Parser;
+    use crate::settings::{GlobalArgs, Origin};
+    use clap::{CommandFactory as _, FromArgMatches as _, Parser};
 
     #[derive(Parser, Debug)]
     struct Cli {
         #[command(flatten)]
-        spec: StoreSpec,
+        global: GlobalArgs,
     }
 
-    fn spec(args: &[&str]) -> StoreSpec {
+    /// The settings of `bmcert ARGS` with the environment `env` (given here rather than
+    /// set in the process, which the tests share).
+    fn settings_of(args: &[&str], env: &[(&str, &str)]) -> Settings {
         let mut argv = vec!["bmcert"];
         argv.extend_from_slice(args);
-        Cli::try_parse_from(argv).unwrap().spec
-    }
-
-    fn no_env(_: &str) -> Option<OsString> {
-        None
-    }
-
-    fn plan_of(args: &[&str], env: &[(&str, &str)]) -> Result<StorePlan, UsageError> {
-        let env: Vec<(String, OsString)> = env
+        let matches = Cli::command().try_get_matches_from(argv).unwrap();
+        let cli = Cli::from_arg_matches(&matches).unwrap();
+        let vars: Vec<(String, OsString)> = env
             .iter()
             .map(|(k, v)| ((*k).to_owned(), OsString::from(v)))
             .collect();
-        plan(&spec(args), &move |name| {
-            env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
-        })
+        let var = |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let mut s = Settings::resolve(cli.global, &matches, &var).unwrap();
+        // What clap's `env` would have read.
+        let from_env = |name: &'static str| {
+            var(name).map(|v| Setting::new(PathBuf::from(v), Origin::Env(name)))
+        };
+        s.etcd.cacert = s
+            .etcd
+            .cacert
+            .take()
+            .or_else(|| from_env("BMCERT_ETCD_CACERT"));
+        s.etcd.cert = s.etcd.cert.take().or_else(|| from_env("BMCERT_ETCD_CERT"));
+        s.etcd.key = s.etcd.key.take().or_else(|| from_env("BMCERT_ETCD_KEY"));
+        if s.etcd.user.is_none() {
+            if let Some(user) = var("BMCERT_ETCD_USER") {
+                let user = user.into_string().unwrap();
+                let origin = Origin::Env("BMCERT_ETCD_USER");
+                match user.split_once(':') {
+                    Some((name, pw)) => {
+                        s.etcd.user = Some(Setting::new(name.to_owned(), origin.clone()));
+                        s.etcd.password = Some(Setting::new(Zeroizing::new(pw.to_owned()), origin));
+                    }
+                    None => s.etcd.user = Some(Setting::new(user, origin)),
+                }
+            }
+        }
+        s
+    }
+
+    fn plan_of(args: &[&str], env: &[(&str, &str)]) -> Result<StorePlan, UsageError> {
+        let s = settings_of(args, env);
+        plan(s.store.as_ref().unwrap(), &s.etcd)
     }
 
     fn etcd(plan: Result<StorePlan, UsageError>) -> EtcdPlan {
@@ -607,7 +488,7 @@ mod tests {
 
     #[test]
     fn a_directory_stays_a_directory() {
-        match plan(&spec(&["--store", "/var/lib/bmcert"]), &no_env).unwrap() {
+        match plan_of(&["--store", "/var/lib/bmcert"], &[]).unwrap() {
             StorePlan::Dir(p) => assert_eq!(p, Path::new("/var/lib/bmcert")),
             other => panic!("{other:?}"),
         }
@@ -675,7 +556,7 @@ mod tests {
         assert!(p.options.tls.is_some());
         let cacert = p.cacert.unwrap();
         assert_eq!(
-            (cacert.value.to_str(), cacert.from),
+            (cacert.value.to_str(), cacert.origin.to_string().as_str()),
             (Some("/etc/etcd/ca.pem"), "--etcd-cacert")
         );
         let (cert, key) = p.identity.unwrap();
@@ -704,7 +585,7 @@ mod tests {
         assert_eq!((user.as_str(), password.as_str()), ("root", "a:b c"));
         let cacert = p.cacert.unwrap();
         assert_eq!(
-            (cacert.value.to_str(), cacert.from),
+            (cacert.value.to_str(), cacert.origin.to_string().as_str()),
             (Some("/env/ca.pem"), "BMCERT_ETCD_CACERT")
         );
 
@@ -811,10 +692,13 @@ mod tests {
 
     #[test]
     fn the_password_is_in_no_debug_output() {
-        let s = spec(&["--store", "etcds://h:1", "--etcd-user", "root:hunter2"]);
+        let s = settings_of(
+            &["--store", "etcds://h:1", "--etcd-user", "root:hunter2"],
+            &[],
+        );
         let text = format!("{s:?}");
         assert!(text.contains("root") && !text.contains("hunter2"), "{text}");
-        let p = etcd(plan(&s, &no_env));
+        let p = etcd(plan(s.store.as_ref().unwrap(), &s.etcd));
         let text = format!("{p:?}");
         assert!(text.contains("root") && !text.contains("hunter2"), "{text}");
     }
@@ -845,19 +729,15 @@ mod tests {
         }
     }
 
-    fn write(dir: &Path, name: &str, text: &str) -> Sourced<PathBuf> {
+    fn write(dir: &Path, name: &str, text: &str) -> Setting<PathBuf> {
         let path = dir.join(name);
         std::fs::write(&path, text).unwrap();
-        Sourced {
-            value: path,
-            from: "--etcd-test",
-            explicit: true,
-        }
+        Setting::new(path, Origin::Flag("--etcd-test"))
     }
 
     fn tls_plan(
-        cacert: Option<Sourced<PathBuf>>,
-        identity: Option<(Sourced<PathBuf>, Sourced<PathBuf>)>,
+        cacert: Option<Setting<PathBuf>>,
+        identity: Option<(Setting<PathBuf>, Setting<PathBuf>)>,
     ) -> EtcdPlan {
         let mut p = etcd(plan_of(&["--store", "etcds://h:1"], &[]));
         p.cacert = cacert;
@@ -895,11 +775,7 @@ mod tests {
             (cert_pem.as_bytes(), key_pem.as_bytes())
         );
 
-        let missing = Sourced {
-            value: dir.path().join("nope.pem"),
-            from: "--etcd-cacert",
-            explicit: true,
-        };
+        let missing = Setting::new(dir.path().join("nope.pem"), Origin::Flag("--etcd-cacert"));
         let e = load(tls_plan(Some(missing), None)).unwrap_err().0;
         assert!(
             e.contains("--etcd-cacert") && e.contains("nope.pem") && e.contains("does not exist"),
@@ -956,10 +832,11 @@ mod tests {
                 args.push(format!("--etcd-user={u}"));
             }
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let Ok(cli) = Cli::try_parse_from(std::iter::once("bmcert").chain(args)) else {
+            if Cli::try_parse_from(std::iter::once("bmcert").chain(args.iter().copied())).is_err() {
                 return Ok(());
-            };
-            match plan(&cli.spec, &|_| Some(OsString::from("pw"))) {
+            }
+            let s = settings_of(&args, &[(PASSWORD_VAR, "pw")]);
+            match plan(s.store.as_ref().unwrap(), &s.etcd) {
                 Ok(StorePlan::Dir(p)) => {
                     proptest::prop_assert!(!store.contains("://"));
                     proptest::prop_assert_eq!(p, PathBuf::from(&store));

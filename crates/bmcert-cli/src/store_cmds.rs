@@ -1,10 +1,11 @@
 //! The store commands: `install`, `disable`, `list`, `rollback`, `export`.
 //!
-//! Each takes `--store DIR` (the directory store) or `--store etcd://HOST:PORT,...[/PREFIX]`
-//! (the etcd store shared by several servers; `etcds://` with the `--etcd-*` options for TLS
-//! and authentication, see [`crate::store_arg`]) and `--topology FILE` (the installation's
-//! TOML topology). Exit status: 0 done; 1 refused (the bundle report's problems, a domain
-//! without its own URL, disabling the system certificate, nothing to roll back or export);
+//! Each uses the store (`--store DIR`, or `--store etcd://HOST:PORT,...[/PREFIX]` for the
+//! etcd store shared by several servers, see [`crate::store_arg`]) and the topology
+//! (`--topology FILE`), global settings that may also come from the environment or the
+//! configuration file ([`crate::settings`]). Exit status: 0 done; 1 refused (the bundle
+//! report's problems, a domain without its own URL, disabling the system certificate,
+//! nothing to roll back or export);
 //! 2 usage or I/O error.
 
 use std::path::{Path, PathBuf};
@@ -17,27 +18,14 @@ use rustls_pki_types::UnixTime;
 use serde_json::json;
 
 use crate::input::{self, UsageError};
-use crate::store_arg::{open_store, StoreSpec};
-
-/// Where the store is and what the installation looks like.
-#[derive(Args, Debug)]
-pub(crate) struct StoreArgs {
-    #[command(flatten)]
-    store: StoreSpec,
-    /// The installation topology (TOML: system URL, default domain, domains).
-    #[arg(long, value_name = "FILE")]
-    topology: PathBuf,
-    /// Print one JSON object instead of readable text.
-    #[arg(long)]
-    json: bool,
-}
+use crate::output::{print_json, to_json};
+use crate::settings::Settings;
+use crate::store_arg::open_store;
 
 /// Install a certificate bundle after checking it against the target's external URL.
 #[derive(Args, Debug)]
 #[command(group(ArgGroup::new("bundle").required(true).args(["cert", "p12"])))]
 pub(crate) struct InstallArgs {
-    #[command(flatten)]
-    common: StoreArgs,
     /// `system` or `domain:NAME`.
     #[arg(long, value_name = "TARGET")]
     target: String,
@@ -61,18 +49,9 @@ pub(crate) struct InstallArgs {
 /// A command acting on one target.
 #[derive(Args, Debug)]
 pub(crate) struct TargetArgs {
-    #[command(flatten)]
-    common: StoreArgs,
     /// `system` or `domain:NAME`.
     #[arg(long, value_name = "TARGET")]
     target: String,
-}
-
-/// List the installed certificates.
-#[derive(Args, Debug)]
-pub(crate) struct ListArgs {
-    #[command(flatten)]
-    common: StoreArgs,
 }
 
 /// Write the current certificate of a target as files.
@@ -90,14 +69,14 @@ fn parse_target(text: &str) -> Result<Target, UsageError> {
         .map_err(|e| UsageError(format!("--target `{text}`: {e}")))
 }
 
-fn open(common: &StoreArgs) -> Result<CertManager, UsageError> {
-    let topology = input::read_topology(&common.topology)?;
-    Ok(CertManager::new(open_store(&common.store)?, topology))
+fn open(settings: &Settings) -> Result<CertManager, UsageError> {
+    let store = open_store(settings)?;
+    Ok(CertManager::new(store, settings.topology()?))
 }
 
 /// Like [`open`], with the platform trust store for the bundle report (as `bmcert check`).
-fn open_for_install(common: &StoreArgs) -> Result<CertManager, UsageError> {
-    Ok(open(common)?.with_platform_roots(crate::check::platform_roots()))
+fn open_for_install(settings: &Settings) -> Result<CertManager, UsageError> {
+    Ok(open(settings)?.with_platform_roots(crate::check::platform_roots()))
 }
 
 /// Store errors are I/O or usage errors (2); refusals with a problem code
@@ -107,25 +86,15 @@ fn refused_or_error(e: ManagerError, json: bool) -> Result<ExitCode, UsageError>
         return Err(UsageError(e.to_string()));
     };
     if json {
-        println!(
-            "{}",
-            json!({ "done": false, "code": code, "refused": e.to_string() })
-        );
+        print_json(&json!({ "done": false, "code": code, "refused": e.to_string() }))?;
     }
     eprintln!("bmcert: refused: {e}");
-    Ok(ExitCode::from(1))
+    Ok(ExitCode::from(crate::output::REFUSED))
 }
 
-fn print_json(value: &serde_json::Value) -> Result<(), UsageError> {
-    let text = serde_json::to_string_pretty(value)
-        .map_err(|e| UsageError(format!("cannot write JSON: {e}")))?;
-    println!("{text}");
-    Ok(())
-}
-
-pub(crate) fn install(args: InstallArgs) -> Result<ExitCode, UsageError> {
+pub(crate) fn install(args: InstallArgs, settings: &Settings) -> Result<ExitCode, UsageError> {
     let target = parse_target(&args.target)?;
-    let manager = open_for_install(&args.common)?;
+    let manager = open_for_install(settings)?;
     let now = UnixTime::now();
     let result = if let Some(p12_path) = &args.p12 {
         let p12 = input::read(p12_path, "PKCS#12 file")?;
@@ -148,11 +117,10 @@ pub(crate) fn install(args: InstallArgs) -> Result<ExitCode, UsageError> {
     };
     let outcome = match result {
         Ok(outcome) => outcome,
-        Err(e) => return refused_or_error(e, args.common.json),
+        Err(e) => return refused_or_error(e, settings.json),
     };
-    if args.common.json {
-        let report = serde_json::to_value(&outcome.report)
-            .map_err(|e| UsageError(format!("cannot write the JSON report: {e}")))?;
+    if settings.json {
+        let report = to_json(&outcome.report)?;
         print_json(&json!({
             "target": target.to_string(),
             "installed": outcome.is_installed(),
@@ -177,14 +145,14 @@ pub(crate) fn install(args: InstallArgs) -> Result<ExitCode, UsageError> {
     })
 }
 
-pub(crate) fn disable(args: TargetArgs) -> Result<ExitCode, UsageError> {
+pub(crate) fn disable(args: TargetArgs, settings: &Settings) -> Result<ExitCode, UsageError> {
     let target = parse_target(&args.target)?;
-    let manager = open(&args.common)?;
+    let manager = open(settings)?;
     let revision = match block_on(manager.disable(&target)) {
         Ok(r) => r,
-        Err(e) => return refused_or_error(e, args.common.json),
+        Err(e) => return refused_or_error(e, settings.json),
     };
-    if args.common.json {
+    if settings.json {
         print_json(&json!({
             "target": target.to_string(),
             "done": true,
@@ -199,13 +167,11 @@ pub(crate) fn disable(args: TargetArgs) -> Result<ExitCode, UsageError> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn list(args: ListArgs) -> Result<ExitCode, UsageError> {
-    let manager = open(&args.common)?;
+pub(crate) fn list(settings: &Settings) -> Result<ExitCode, UsageError> {
+    let manager = open(settings)?;
     let rows = block_on(manager.list(UnixTime::now())).map_err(|e| UsageError(e.to_string()))?;
-    if args.common.json {
-        let value = serde_json::to_value(&rows)
-            .map_err(|e| UsageError(format!("cannot write JSON: {e}")))?;
-        print_json(&value)?;
+    if settings.json {
+        print_json(&to_json(&rows)?)?;
         return Ok(ExitCode::SUCCESS);
     }
     if rows.is_empty() {
@@ -228,14 +194,14 @@ pub(crate) fn list(args: ListArgs) -> Result<ExitCode, UsageError> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn rollback(args: TargetArgs) -> Result<ExitCode, UsageError> {
+pub(crate) fn rollback(args: TargetArgs, settings: &Settings) -> Result<ExitCode, UsageError> {
     let target = parse_target(&args.target)?;
-    let manager = open(&args.common)?;
+    let manager = open(settings)?;
     let back = match block_on(manager.rollback(&target)) {
         Ok(v) => v,
-        Err(e) => return refused_or_error(e, args.common.json),
+        Err(e) => return refused_or_error(e, settings.json),
     };
-    if args.common.json {
+    if settings.json {
         print_json(&json!({
             "target": target.to_string(),
             "done": true,
@@ -252,12 +218,12 @@ pub(crate) fn rollback(args: TargetArgs) -> Result<ExitCode, UsageError> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn export(args: ExportArgs) -> Result<ExitCode, UsageError> {
+pub(crate) fn export(args: ExportArgs, settings: &Settings) -> Result<ExitCode, UsageError> {
     let target = parse_target(&args.target.target)?;
-    let manager = open(&args.target.common)?;
+    let manager = open(settings)?;
     let exported = match block_on(manager.export(&target)) {
         Ok(e) => e,
-        Err(e) => return refused_or_error(e, args.target.common.json),
+        Err(e) => return refused_or_error(e, settings.json),
     };
     input::ensure_dir(&args.out_dir)?;
     let files: [(&str, &[u8], bool); 3] = [
@@ -271,7 +237,7 @@ pub(crate) fn export(args: ExportArgs) -> Result<ExitCode, UsageError> {
         input::write(&path, bytes, secret)?;
         written.push(path.display().to_string());
     }
-    if args.target.common.json {
+    if settings.json {
         print_json(&json!({
             "target": target.to_string(),
             "done": true,
