@@ -27,31 +27,105 @@ fn describe(e: &std::io::Error) -> String {
     }
 }
 
-/// Reads a whole input file; `what` names it in messages ("certificate file").
+/// The most bytes read from a certificate, key, CA, PKCS#12, password, etcd or
+/// configuration file: 1 MiB. A real chain of a dozen RSA-4096 certificates is under 30 KiB;
+/// anything larger is not what the option asks for (a device, a log, a disk image).
+pub(crate) const FILE_LIMIT: u64 = 1 << 20;
+
+/// The most bytes read from the topology file: 4 MiB, room for 100,000 domains with a URL
+/// each.
+pub(crate) const TOPOLOGY_LIMIT: u64 = 4 << 20;
+
+/// Reads a whole input file of at most [`FILE_LIMIT`] bytes; `what` names it in messages
+/// ("certificate file").
 pub(crate) fn read(path: &Path, what: &str) -> Result<Vec<u8>, UsageError> {
-    if path.is_dir() {
-        return Err(UsageError(format!(
-            "cannot read the {what} `{}`: it is a directory, not a file",
+    read_up_to(path, what, FILE_LIMIT)
+}
+
+/// Reads a whole input file of at most `limit` bytes.
+///
+/// Only a regular file is read: a FIFO, a device (`/dev/zero`), a socket or a directory is
+/// refused at once, without a byte read and without waiting for a writer (the file is opened
+/// non-blocking and checked through the open handle, so a path swapped in between cannot make
+/// the command hang). A file over the limit is refused from its size, and a file that grows
+/// while it is read stops at the limit.
+pub(crate) fn read_up_to(path: &Path, what: &str, limit: u64) -> Result<Vec<u8>, UsageError> {
+    use std::io::Read as _;
+    let cannot = |why: String| {
+        UsageError(format!(
+            "cannot read the {what} `{}`: {why}",
             path.display()
+        ))
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        // A FIFO without a writer would block in open(2) itself.
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let mut file = options.open(path).map_err(|e| cannot(describe(&e)))?;
+    let meta = file.metadata().map_err(|e| cannot(describe(&e)))?;
+    if !meta.is_file() {
+        return Err(cannot(format!(
+            "it is {}, not a regular file; give the path of the file itself",
+            kind_of(&meta)
         )));
     }
-    std::fs::read(path).map_err(|e| {
-        UsageError(format!(
-            "cannot read the {what} `{}`: {}",
-            path.display(),
-            describe(&e)
-        ))
-    })
+    if meta.len() > limit {
+        return Err(cannot(format!(
+            "it is {} bytes, more than the {} bytes a {what} may have; check that the path \
+             names the right file",
+            meta.len(),
+            limit
+        )));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.by_ref()
+        .take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| cannot(describe(&e)))?;
+    if bytes.len() as u64 > limit {
+        return Err(cannot(format!(
+            "it grew past the {limit} bytes a {what} may have while it was read"
+        )));
+    }
+    Ok(bytes)
+}
+
+/// What a non-regular file is, for messages.
+fn kind_of(meta: &std::fs::Metadata) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt as _;
+        let t = meta.file_type();
+        if t.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if t.is_char_device() || t.is_block_device() {
+            return "a device";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+    }
+    if meta.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
+    }
 }
 
 /// Reads and parses the topology file (`--topology`).
 pub(crate) fn read_topology(path: &Path) -> Result<bmcert::topology::Topology, UsageError> {
-    let text = String::from_utf8(read(path, "topology file")?).map_err(|_| {
-        UsageError(format!(
-            "the topology file `{}` is not UTF-8 text",
-            path.display()
-        ))
-    })?;
+    let text =
+        String::from_utf8(read_up_to(path, "topology file", TOPOLOGY_LIMIT)?).map_err(|_| {
+            UsageError(format!(
+                "the topology file `{}` is not UTF-8 text",
+                path.display()
+            ))
+        })?;
     bmcert::topology::Topology::from_toml_str(&text)
         .map_err(|e| UsageError(format!("the topology file `{}`: {e}", path.display())))
 }
@@ -165,6 +239,40 @@ mod tests {
         std::fs::write(dir.path().join("bin"), b"\xff\xfe").unwrap();
         let err = read_password(&dir.path().join("bin"), "password file").unwrap_err();
         assert!(err.0.contains("not UTF-8"));
+    }
+
+    #[test]
+    fn only_regular_files_within_the_limit_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let at_limit = dir.path().join("at-limit");
+        std::fs::write(&at_limit, vec![b'a'; 64]).unwrap();
+        assert_eq!(
+            read_up_to(&at_limit, "certificate file", 64).unwrap().len(),
+            64
+        );
+        let err = read_up_to(&at_limit, "certificate file", 63).unwrap_err().0;
+        assert!(err.contains("64 bytes, more than the 63 bytes"), "{err}");
+
+        let err = read(Path::new("/dev/zero"), "certificate file")
+            .unwrap_err()
+            .0;
+        assert!(err.contains("`/dev/zero`: it is a device"), "{err}");
+        let err = read(dir.path(), "key file").unwrap_err().0;
+        assert!(err.contains("it is a directory"), "{err}");
+
+        #[cfg(unix)]
+        {
+            // A FIFO nobody writes to: refused at once instead of waiting for a writer.
+            let fifo = dir.path().join("fifo");
+            let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+            // SAFETY: a valid NUL-terminated path; mkfifo only creates the node.
+            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+            let err = read(&fifo, "CA file").unwrap_err().0;
+            assert!(
+                err.contains("it is a FIFO (named pipe), not a regular file"),
+                "{err}"
+            );
+        }
     }
 
     #[test]
