@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
 use crate::AcmeError;
@@ -224,8 +224,121 @@ pub fn parse_request_line(head: &[u8]) -> Option<(&str, &str)> {
     Some((method, target))
 }
 
-/// A minimal HTTP/1.1 listener answering only `/.well-known/acme-challenge/` from a
+/// How many connections a challenge listener serves at once; further ones wait in the
+/// kernel's accept queue until one ends. A CA validates from a handful of vantage points, so
+/// this is far above real use and only bounds what a flood of idle connections can hold.
+pub(crate) const MAX_CHALLENGE_CONNECTIONS: usize = 256;
+
+/// The longest a challenge connection may take, from accept to close (request read, answer
+/// written, or TLS handshake done). An idle connection is closed then, freeing its slot.
+pub(crate) const CHALLENGE_CONNECTION_TIME_LIMIT: core::time::Duration =
+    core::time::Duration::from_secs(10);
+
+/// The longest pause after a failed `accept` (see [`accept_loop`]).
+const MAX_ACCEPT_BACKOFF: core::time::Duration = core::time::Duration::from_secs(1);
+
+/// The accept loop both challenge listeners share.
+///
+/// - At most [`MAX_CHALLENGE_CONNECTIONS`] connections are open at once: a slot is taken
+///   *before* `accept`, so a full listener leaves new connections in the kernel's queue
+///   instead of accepting and dropping them.
+/// - Each connection gets [`CHALLENGE_CONNECTION_TIME_LIMIT`] in all.
+/// - A failed `accept` (out of file descriptors, `EMFILE`/`ENFILE`, or of memory) is
+///   retried after a pause that doubles from 5 ms to [`MAX_ACCEPT_BACKOFF`] while the
+///   failures last, as Go's `net/http` and hyper's examples do: the loop never spins on an
+///   error that only time (connections ending) can clear. A connection reset before it was
+///   accepted is skipped without a pause.
+async fn accept_loop<F, Fut>(listener: TcpListener, what: &'static str, serve: F)
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: core::future::Future<Output = ()> + Send + 'static,
+{
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CHALLENGE_CONNECTIONS));
+    let mut backoff = core::time::Duration::ZERO;
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                if !backoff.is_zero() {
+                    tracing::info!(listener = what, "accepting connections again");
+                    backoff = core::time::Duration::ZERO;
+                }
+                let connection = serve(stream);
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(CHALLENGE_CONNECTION_TIME_LIMIT, connection).await;
+                    drop(slot);
+                });
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionAborted
+                        | std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => {
+                drop(slot);
+                if backoff.is_zero() {
+                    tracing::warn!(listener = what, error = %e, "accept failed; retrying with back-off (out of file descriptors?)");
+                }
+                backoff = next_backoff(backoff);
+                tokio::time::sleep(backoff).await;
+            }
+        }
+    }
+}
+
+/// 5 ms, then doubled, at most [`MAX_ACCEPT_BACKOFF`].
+fn next_backoff(previous: core::time::Duration) -> core::time::Duration {
+    if previous.is_zero() {
+        core::time::Duration::from_millis(5)
+    } else {
+        (previous * 2).min(MAX_ACCEPT_BACKOFF)
+    }
+}
+
+/// The HTTP-01 answer to one request: 200 with the key authorization for a pending token,
+/// 404 for anything else, 405 for methods other than GET and HEAD (hyper leaves out the body
+/// of a HEAD answer).
+fn http01_answer(
+    request: &http::Request<hyper::body::Incoming>,
+    tokens: &dyn TokenLookup,
+) -> http::Response<http_body_util::Full<bytes::Bytes>> {
+    let (status, body) =
+        if request.method() != http::Method::GET && request.method() != http::Method::HEAD {
+            (http::StatusCode::METHOD_NOT_ALLOWED, None)
+        } else {
+            match http01_response(request.uri().path(), tokens) {
+                Some(key_authorization) => (http::StatusCode::OK, Some(key_authorization)),
+                None => (http::StatusCode::NOT_FOUND, None),
+            }
+        };
+    let mut response = http::Response::new(http_body_util::Full::new(bytes::Bytes::from(
+        body.clone().unwrap_or_default(),
+    )));
+    *response.status_mut() = status;
+    if body.is_some() {
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/octet-stream"),
+        );
+    }
+    response
+}
+
+/// An HTTP/1.1 listener answering only `/.well-known/acme-challenge/` from a
 /// [`TokenLookup`] (like certbot's standalone mode). Stops when dropped or [`stop`]ped.
+///
+/// Requests are parsed by hyper's HTTP/1 server (one request per connection, at most 8 KiB
+/// buffered). At most 256 connections are served at once (further ones wait in the kernel's
+/// queue), each for at most 10 s from accept to close, and a failed `accept` (out of file
+/// descriptors) is retried after a pause doubling from 5 ms to 1 s, so a flood of idle
+/// connections neither exhausts the process nor makes it spin.
 ///
 /// [`stop`]: Http01Listener::stop
 #[derive(Debug)]
@@ -244,46 +357,22 @@ impl Http01Listener {
                 reason: e.to_string(),
             })?;
         let addr = listener.local_addr().unwrap_or(addr);
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((mut stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let tokens = tokens.clone();
-                tokio::spawn(async move {
-                    let mut buf = vec![0u8; 4096];
-                    let mut len = 0;
-                    let read = tokio::time::timeout(std::time::Duration::from_secs(10), async {
-                        while len < buf.len() {
-                            match stream.read(&mut buf[len..]).await {
-                                Ok(0) | Err(_) => break,
-                                Ok(n) => len += n,
-                            }
-                            if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
-                                break;
-                            }
-                        }
-                    })
-                    .await;
-                    if read.is_err() {
-                        return;
-                    }
-                    let response = match parse_request_line(&buf[..len]) {
-                        Some((method, path)) => match http01_response(path, tokens.as_ref()) {
-                            Some(body) => format!(
-                                "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
-                                body.len(),
-                                if method == "HEAD" { "" } else { body.as_str() }
-                            ),
-                            None => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned(),
-                        },
-                        None => "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned(),
-                    };
-                    let _ = stream.write_all(response.as_bytes()).await;
-                    let _ = stream.shutdown().await;
+        let task = tokio::spawn(accept_loop(listener, "http-01", move |stream| {
+            let tokens = tokens.clone();
+            async move {
+                let service = hyper::service::service_fn(move |request| {
+                    let answer = http01_answer(&request, tokens.as_ref());
+                    async move { Ok::<_, core::convert::Infallible>(answer) }
                 });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(false)
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(CHALLENGE_CONNECTION_TIME_LIMIT)
+                    .max_buf_size(8192)
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
             }
-        });
+        }));
         Ok(Self { addr, task })
     }
 
@@ -308,7 +397,8 @@ impl Drop for Http01Listener {
 
 /// A TLS listener that answers only TLS-ALPN-01 validation handshakes from a
 /// [`ChallengeBoard`] and closes every connection after the handshake (standalone issuance
-/// when port 443 is not served by anything else). Stops when dropped or [`stop`]ped.
+/// when port 443 is not served by anything else). Connections are capped and `accept`
+/// errors backed off as for [`Http01Listener`]. Stops when dropped or [`stop`]ped.
 ///
 /// [`stop`]: TlsAlpn01Listener::stop
 #[derive(Debug)]
@@ -339,24 +429,14 @@ impl TlsAlpn01Listener {
             .await
             .map_err(|e| listen_err(e.to_string()))?;
         let addr = listener.local_addr().unwrap_or(addr);
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
-                    let handshake = tokio::time::timeout(
-                        std::time::Duration::from_secs(10),
-                        acceptor.accept(stream),
-                    )
-                    .await;
-                    if let Ok(Ok(mut tls)) = handshake {
-                        let _ = tls.shutdown().await;
-                    }
-                });
+        let task = tokio::spawn(accept_loop(listener, "tls-alpn-01", move |stream| {
+            let acceptor = acceptor.clone();
+            async move {
+                if let Ok(mut tls) = acceptor.accept(stream).await {
+                    let _ = tls.shutdown().await;
+                }
             }
-        });
+        }));
         Ok(Self { addr, task })
     }
 
