@@ -36,7 +36,7 @@ pub enum CertError {
     /// PEM blocks, but none is a certificate.
     #[error("the file holds no CERTIFICATE block (found: {found})")]
     NoCertificate {
-        /// The labels found, comma separated.
+        /// The labels found, comma separated: each once, escaped, the first five.
         found: String,
     },
     /// The file holds a private key where a certificate was expected.
@@ -77,11 +77,7 @@ pub fn parse_certificates(input: &[u8]) -> Result<Vec<CertificateDer<'static>>, 
                 if blocks.iter().any(|b| b.label.ends_with("PRIVATE KEY")) {
                     return Err(CertError::PrivateKeyInstead);
                 }
-                let found = blocks
-                    .iter()
-                    .map(|b| b.label.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ");
+                let found = text::labels_in_short(&blocks);
                 return Err(CertError::NoCertificate { found });
             }
             certs

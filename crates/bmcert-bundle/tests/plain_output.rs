@@ -161,3 +161,30 @@ fn control_characters_in_certificate_names_are_escaped_everywhere() {
         no_control_characters(&text);
     }
 }
+
+#[test]
+fn pem_labels_from_the_file_are_escaped_and_listed_once_in_short() {
+    let mut file = String::new();
+    for i in 0..1_000 {
+        file.push_str(&format!(
+            "-----BEGIN THING\u{1b}[{i}m-----\nAAAA\n-----END THING\u{1b}[{i}m-----\n"
+        ));
+    }
+    let report = BundleCheck::files(file.as_bytes(), file.as_bytes(), None).check(at());
+    let (text, _) = text_and_json(&report);
+    no_control_characters(&text);
+    assert!(text.len() < 4_000, "{} bytes: {text}", text.len());
+    let cert = report
+        .problems
+        .iter()
+        .find(|p| p.code == Code::CertUnreadable)
+        .unwrap();
+    assert!(
+        cert.message.contains("THING\\u{1b}[0m") && cert.message.contains("and other labels"),
+        "{}",
+        cert.message
+    );
+    // An unterminated block names its label escaped too.
+    let report = BundleCheck::files(b"-----BEGIN A\x07B-----\nAAAA\n", b"", None).check(at());
+    no_control_characters(&report.to_string());
+}
