@@ -1151,9 +1151,25 @@ fn success_findings(
         if unused.is_empty() {
             continue;
         }
+        // Grouped by subject (look-alikes share one), in first-seen order.
+        let mut groups: Vec<(&[u8], usize)> = Vec::new();
+        let mut by_subject: HashMap<&[u8], usize> = HashMap::new();
+        for d in &unused {
+            let key = cache.get(d).map_or(*d, |c| c.tbs.subject.value());
+            match by_subject.get(key) {
+                Some(&g) => groups[g].1 += 1,
+                None => {
+                    by_subject.insert(key, groups.len());
+                    groups.push((d, 1));
+                }
+            }
+        }
         let names = in_short(
-            unused.iter().map(|d| format!("\"{}\"", cache.subject(d))),
-            unused.len(),
+            groups.iter().map(|(d, n)| match n {
+                1 => format!("\"{}\"", cache.subject(d)),
+                n => format!("{n} named \"{}\"", cache.subject(d)),
+            }),
+            groups.len(),
         );
         let what = if unused.len() == 1 {
             format!("one certificate of the {} file is", file.as_str())
