@@ -10,9 +10,43 @@
 use bmcert_test::chains::{look_alikes, Alg, Chain3, TEST_TIME};
 use bmcert_topology::Host;
 use bmcert_verify::{verify, ChainInput};
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use rustls_pki_types::{CertificateDer, UnixTime};
 use webpki::{EndEntityCert, KeyUsage};
+
+/// The reference: what a rustls client does on `chain` (leaf, one intermediate, anchor
+/// parsed once up front), rustls-webpki's `verify_for_usage` alone.
+fn webpki_reference(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    chain: &Chain3,
+    time: UnixTime,
+) {
+    let leaf = CertificateDer::from(chain.leaf.der.clone());
+    let root = CertificateDer::from(chain.root.der.clone());
+    let anchors = vec![webpki::anchor_from_trusted_cert(&root)
+        .expect("anchor")
+        .to_owned()];
+    let intermediates = vec![CertificateDer::from(chain.intermediate.der.clone())];
+    group.bench_function(name, |b| {
+        b.iter(|| {
+            let ee = EndEntityCert::try_from(&leaf).expect("leaf");
+            let path = ee
+                .verify_for_usage(
+                    webpki::ALL_VERIFICATION_ALGS,
+                    &anchors,
+                    &intermediates,
+                    time,
+                    KeyUsage::server_auth(),
+                    None,
+                    None,
+                )
+                .map(|_| ());
+            std::hint::black_box(path).expect("valid");
+        })
+    });
+}
 
 fn bench(c: &mut Criterion) {
     let time = UnixTime::since_unix_epoch(core::time::Duration::from_secs(TEST_TIME));
@@ -37,28 +71,7 @@ fn bench(c: &mut Criterion) {
         group.bench_function("bmcert_verify", |b| {
             b.iter(|| std::hint::black_box(verify(std::hint::black_box(&input))))
         });
-        // The reference: what a rustls client does, anchors parsed once up front.
-        let anchors = vec![webpki::anchor_from_trusted_cert(&root)
-            .expect("anchor")
-            .to_owned()];
-        let intermediates = vec![inter.clone()];
-        group.bench_function("webpki_verify_for_usage", |b| {
-            b.iter(|| {
-                let ee = EndEntityCert::try_from(&leaf).expect("leaf");
-                let path = ee
-                    .verify_for_usage(
-                        webpki::ALL_VERIFICATION_ALGS,
-                        &anchors,
-                        &intermediates,
-                        time,
-                        KeyUsage::server_auth(),
-                        None,
-                        None,
-                    )
-                    .map(|_| ());
-                std::hint::black_box(path).expect("valid");
-            })
-        });
+        webpki_reference(&mut group, "webpki_verify_for_usage", &chain, time);
         group.finish();
     }
 }
@@ -80,27 +93,7 @@ fn bench_look_alikes(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("look_alikes");
     group.sample_size(20);
-    let anchors = vec![webpki::anchor_from_trusted_cert(&root)
-        .expect("anchor")
-        .to_owned()];
-    let intermediates = vec![inter.clone()];
-    group.bench_function("webpki_clean_chain", |b| {
-        b.iter(|| {
-            let ee = EndEntityCert::try_from(&leaf).expect("leaf");
-            let path = ee
-                .verify_for_usage(
-                    webpki::ALL_VERIFICATION_ALGS,
-                    &anchors,
-                    &intermediates,
-                    time,
-                    KeyUsage::server_auth(),
-                    None,
-                    None,
-                )
-                .map(|_| ());
-            std::hint::black_box(path).expect("valid");
-        })
-    });
+    webpki_reference(&mut group, "webpki_clean_chain", &chain, time);
     for n in [0, 100, 1_000, 10_000] {
         let mut ca_file: Vec<CertificateDer<'static>> = fakes[..n].to_vec();
         ca_file.push(inter.clone());
