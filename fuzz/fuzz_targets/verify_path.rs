@@ -48,6 +48,13 @@ fn check_chain(verdict: &Verdict, given: &[&CertificateDer<'_>]) {
             "finding {:?} without a message",
             f.code
         );
+        // Plain and bounded: names from certificates are escaped, long lists cut.
+        assert!(
+            !f.message.chars().any(bmcert_topology::is_unsafe_char),
+            "{:?}",
+            f.message
+        );
+        assert!(f.message.len() < 8192, "{} bytes: {:?}", f.message.len(), f.code);
     }
 }
 

@@ -3,6 +3,7 @@
 use core::fmt;
 use core::time::Duration;
 
+use bmcert_topology::Escaped;
 use der::asn1::ObjectIdentifier;
 use der::{Decode, Reader as _};
 use rustls_pki_types::CertificateDer;
@@ -35,7 +36,7 @@ pub enum CertError {
     /// PEM blocks, but none is a certificate.
     #[error("the file holds no CERTIFICATE block (found: {found})")]
     NoCertificate {
-        /// The labels found, comma separated.
+        /// The labels found, comma separated: each once, escaped, the first five.
         found: String,
     },
     /// The file holds a private key where a certificate was expected.
@@ -76,11 +77,7 @@ pub fn parse_certificates(input: &[u8]) -> Result<Vec<CertificateDer<'static>>, 
                 if blocks.iter().any(|b| b.label.ends_with("PRIVATE KEY")) {
                     return Err(CertError::PrivateKeyInstead);
                 }
-                let found = blocks
-                    .iter()
-                    .map(|b| b.label.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ");
+                let found = text::labels_in_short(&blocks);
                 return Err(CertError::NoCertificate { found });
             }
             certs
@@ -212,6 +209,9 @@ pub(crate) fn spki_key(spki: &SubjectPublicKeyInfoRef<'_>) -> (KeyAlgorithm, Opt
     (alg, bits)
 }
 
+/// How many names of a certificate the text report lists before it counts the rest.
+const NAMES_SHOWN: usize = 20;
+
 /// What an administrator wants to know about one certificate.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct CertSummary {
@@ -320,19 +320,32 @@ impl CertSummary {
     }
 
     /// A short label for messages: the subject, or the fingerprint when the subject is empty.
-    pub fn label(&self) -> &str {
+    /// Control characters of the subject are shown as escapes ([`Escaped`]).
+    pub fn label(&self) -> String {
         if self.subject.is_empty() {
-            &self.sha256_fingerprint
+            self.sha256_fingerprint.clone()
         } else {
-            &self.subject
+            Escaped(&self.subject).to_string()
         }
     }
 
+    /// The text report's description. Names and subjects come from the certificate: they
+    /// are escaped, and a long list of names is shown in short.
     pub(crate) fn fmt_indented(&self, f: &mut fmt::Formatter<'_>, indent: &str) -> fmt::Result {
-        writeln!(f, "{indent}subject:     {}", self.subject)?;
-        writeln!(f, "{indent}issuer:      {}", self.issuer)?;
+        writeln!(f, "{indent}subject:     {}", Escaped(&self.subject))?;
+        writeln!(f, "{indent}issuer:      {}", Escaped(&self.issuer))?;
         if !self.sans.is_empty() {
-            writeln!(f, "{indent}names:       {}", self.sans.join(", "))?;
+            let shown: Vec<String> = self
+                .sans
+                .iter()
+                .take(NAMES_SHOWN)
+                .map(|n| Escaped(n).to_string())
+                .collect();
+            write!(f, "{indent}names:       {}", shown.join(", "))?;
+            if self.sans.len() > NAMES_SHOWN {
+                write!(f, " and {} more", self.sans.len() - NAMES_SHOWN)?;
+            }
+            writeln!(f)?;
         }
         writeln!(
             f,

@@ -118,7 +118,7 @@ pub enum KeyError {
     /// PEM blocks, but none is a private key.
     #[error("the file holds no private key block (found: {found})")]
     NoKey {
-        /// The labels found, comma separated.
+        /// The labels found, comma separated: each once, escaped, the first five.
         found: String,
     },
     /// More than one private key.
@@ -339,11 +339,7 @@ pub fn parse_private_key(input: &[u8], password: Option<&[u8]>) -> Result<Privat
                     Err(KeyError::CertificateInstead)
                 }
                 [] => Err(KeyError::NoKey {
-                    found: blocks
-                        .iter()
-                        .map(|b| b.label.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    found: text::labels_in_short(&blocks),
                 }),
                 several => Err(KeyError::SeveralKeys(several.len())),
             }

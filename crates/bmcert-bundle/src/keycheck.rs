@@ -53,6 +53,23 @@ pub(crate) enum KeyCheck {
     BadCertificate(String),
 }
 
+/// webpki's refusal of a server certificate, in words.
+fn certificate_error_words(e: &webpki::Error, cert: &CertificateDer<'_>) -> String {
+    match e {
+        // The outer SEQUENCE's length must fit in two bytes: 64 KiB at most.
+        webpki::Error::TrailingData(_) if cert.len() > 65_535 => {
+            let names = crate::cert::CertSummary::from_der(cert)
+                .map(|s| format!(" and lists {} names", s.sans.len()))
+                .unwrap_or_default();
+            format!("it is {} bytes{names}, more than the 65,535 bytes TLS libraries accept; ask for several smaller certificates, each with fewer names", cert.len())
+        }
+        webpki::Error::UnsupportedCertVersion => {
+            "it is not an X.509 version 3 certificate".to_owned()
+        }
+        other => format!("{other:?}"),
+    }
+}
+
 /// Loads the key into the provider once.
 pub(crate) fn load(key: &PrivateKey) -> Result<Arc<dyn SigningKey>, String> {
     any_supported_type(&key.secret_der()).map_err(|e| e.to_string())
@@ -62,7 +79,7 @@ pub(crate) fn load(key: &PrivateKey) -> Result<Arc<dyn SigningKey>, String> {
 pub(crate) fn check(signing_key: &dyn SigningKey, cert: &CertificateDer<'_>) -> KeyCheck {
     let ee = match webpki::EndEntityCert::try_from(cert) {
         Ok(ee) => ee,
-        Err(e) => return KeyCheck::BadCertificate(format!("{e:?}")),
+        Err(e) => return KeyCheck::BadCertificate(certificate_error_words(&e, cert)),
     };
     let Some(signer) = signing_key.choose_scheme(SCHEMES) else {
         return KeyCheck::Unloadable("the key supports none of the TLS signature schemes".into());

@@ -63,7 +63,7 @@ pub use cert::{parse_certificates, sha256_fingerprint, CertError, CertSummary, K
 pub use check::{BundleCheck, EXPIRES_SOON, MIN_RSA_BITS};
 pub use key::{parse_private_key, KeyError, KeyFormat, PrivateKey};
 pub use keycheck::TEST_MESSAGE;
-pub use pkcs12::{parse_pkcs12, Pkcs12Contents, Pkcs12Error};
+pub use pkcs12::{parse_pkcs12, Pkcs12Contents, Pkcs12Error, PKCS12_MAX_ITERATIONS};
 pub use report::{Bundle, Code, FileKind, Finding, Report};
 pub use text::{pem_encode, TextError};
 

@@ -56,6 +56,39 @@ pub enum Pkcs12Error {
     /// The key inside is damaged.
     #[error("the private key inside the PKCS#12 file is damaged: {0}")]
     BadKey(String),
+    /// The file asks for more password-hashing work than is accepted, or its encryption
+    /// parameters are missing.
+    #[error("{}; export it again with the default settings (`openssl pkcs12 -export` uses 2,048 iterations)", match mac_iterations {
+        Some(n) => format!("the PKCS#12 file asks for {n} password-hashing iterations for its integrity check, more than the {PKCS12_MAX_ITERATIONS} accepted (a damaged or hostile file would make each check take minutes)"),
+        None => format!("the PKCS#12 file's encryption parameters are missing or ask for more password-hashing work than accepted (more than {PKCS12_MAX_ITERATIONS} iterations, or a costly scrypt setting)"),
+    })]
+    TooCostly {
+        /// The MAC iteration count, when that is what is over the limit.
+        mac_iterations: Option<u64>,
+    },
+}
+
+/// The most password-hashing iterations accepted, for the MAC and for key encryption
+/// (p12-keystore's limit; OpenSSL 3 exports with 2,048).
+pub const PKCS12_MAX_ITERATIONS: u64 = 1_000_000;
+
+/// The MAC iteration count of a PFX (RFC 7292: `PFX ::= SEQUENCE { version, authSafe,
+/// macData MacData OPTIONAL }`, `MacData ::= SEQUENCE { mac, macSalt, iterations INTEGER
+/// DEFAULT 1 }`), read without decrypting anything.
+fn mac_iterations(input: &[u8]) -> Option<u64> {
+    use der::{Decode, Reader, SliceReader};
+    let pfx = der::asn1::AnyRef::from_der(input).ok()?;
+    let mut r = SliceReader::new(pfx.value()).ok()?;
+    r.tlv_bytes().ok()?; // version
+    r.tlv_bytes().ok()?; // authSafe
+    let mac_data = der::asn1::AnyRef::from_der(r.tlv_bytes().ok()?).ok()?;
+    let mut m = SliceReader::new(mac_data.value()).ok()?;
+    m.tlv_bytes().ok()?; // mac
+    m.tlv_bytes().ok()?; // macSalt
+    if m.is_finished() {
+        return Some(1);
+    }
+    u64::decode(&mut m).ok()
 }
 
 /// Opens a PKCS#12 file with `password` (empty for none).
@@ -67,6 +100,10 @@ pub fn parse_pkcs12(input: &[u8], password: &str) -> Result<Pkcs12Contents, Pkcs
         p12_keystore::error::Error::MacError(_) | p12_keystore::error::Error::UnpadError => {
             Pkcs12Error::BadPassword
         }
+        // p12-keystore's word for "over the iteration limit" (and for missing parameters).
+        p12_keystore::error::Error::InvalidParameters => Pkcs12Error::TooCostly {
+            mac_iterations: mac_iterations(input).filter(|&n| n > PKCS12_MAX_ITERATIONS),
+        },
         other => Pkcs12Error::Malformed {
             reason: other.to_string(),
         },

@@ -269,6 +269,9 @@ impl Serialize for Report {
     }
 }
 
+/// How many chain certificates the text report describes before it counts the rest.
+const CHAIN_SHOWN: usize = 10;
+
 impl fmt::Display for Report {
     /// The readable report the `bmcert check` command prints.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -301,9 +304,18 @@ impl fmt::Display for Report {
             writeln!(f, "\nCertificate:")?;
             leaf.fmt_indented(f, "  ")?;
         }
-        for (i, c) in self.chain.iter().enumerate() {
+        // A file may hold thousands of certificates: the text shows the first ones and a
+        // count (the JSON report lists them all).
+        for (i, c) in self.chain.iter().enumerate().take(CHAIN_SHOWN) {
             writeln!(f, "\nChain certificate {}:", i + 1)?;
             c.fmt_indented(f, "  ")?;
+        }
+        if self.chain.len() > CHAIN_SHOWN {
+            writeln!(
+                f,
+                "\n... and {} more chain certificates (the JSON report lists them all).",
+                self.chain.len() - CHAIN_SHOWN
+            )?;
         }
         Ok(())
     }

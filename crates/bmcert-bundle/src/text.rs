@@ -7,6 +7,7 @@
 //! crate for base64 decoding. Decoded bytes live in [`Zeroizing`] buffers because a block
 //! may hold a private key.
 
+use bmcert_topology::Escaped;
 use zeroize::Zeroizing;
 
 /// One decoded PEM block.
@@ -39,7 +40,7 @@ pub enum TextError {
     #[error("the file holds neither PEM blocks (no `-----BEGIN ...-----` line) nor DER data")]
     NotPemOrDer,
     /// A BEGIN line without its END line.
-    #[error("the PEM block `{label}` starting on line {line} has no `-----END {label}-----` line (the file looks truncated)")]
+    #[error("the PEM block `{}` starting on line {line} has no `-----END {}-----` line (the file looks truncated)", Escaped(.label), Escaped(.label))]
     Unterminated {
         /// The block label.
         label: String,
@@ -47,7 +48,7 @@ pub enum TextError {
         line: usize,
     },
     /// The base64 text of a block does not decode.
-    #[error("the PEM block `{label}` starting on line {line} is damaged (its base64 text does not decode)")]
+    #[error("the PEM block `{}` starting on line {line} is damaged (its base64 text does not decode)", Escaped(.label))]
     BadBase64 {
         /// The block label.
         label: String,
@@ -57,6 +58,31 @@ pub enum TextError {
 }
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// The labels of `blocks` for a message: each once, escaped (they come from the file), the
+/// first few and a count of the others.
+pub(crate) fn labels_in_short(blocks: &[Block]) -> String {
+    const SHOWN: usize = 5;
+    let mut distinct: Vec<&str> = Vec::new();
+    for b in blocks {
+        if !distinct.contains(&b.label.as_str()) {
+            distinct.push(&b.label);
+            if distinct.len() > SHOWN {
+                break;
+            }
+        }
+    }
+    let mut out = distinct
+        .iter()
+        .take(SHOWN)
+        .map(|l| Escaped(l).to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    if distinct.len() > SHOWN {
+        out.push_str(" and other labels");
+    }
+    out
+}
 
 fn trim(line: &[u8]) -> &[u8] {
     line.trim_ascii()

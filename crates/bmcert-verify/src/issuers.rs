@@ -12,9 +12,11 @@
 //! * a candidate whose subject key identifier differs from the child's authority key
 //!   identifier is set aside in a first pass (RFC 5280 4.2.1.1: the AKI names the signing
 //!   key); only when no valid path is found among the others does a second pass try them;
-//! * each signature is checked at most once per (certificate, issuer key) pair, and a
-//!   budget caps the checks: when it runs out the search stops and says so, instead of
-//!   spending seconds of CPU on a hostile file.
+//! * signatures choose between candidates: a certificate with a single candidate issuer
+//!   (the usual chain) costs no check here, as webpki checks the path anyway; where there
+//!   are several, each signature is checked at most once per (certificate, issuer key)
+//!   pair, and a budget caps the checks: when it runs out the search stops and says so,
+//!   instead of spending seconds of CPU on a hostile file.
 //!
 //! webpki then validates over the anchors and intermediates selected here only. Certificates
 //! on a valid path are linked by matching names and verifying signatures, so every one of
@@ -250,44 +252,64 @@ impl<'a> Issuers<'a> {
             };
             let Some(child) = child else { continue };
             let aki = child.aki.as_deref();
-            let lists = [
-                (true, self.anchors_by_subject.get(child.issuer)),
-                (false, self.pool_by_subject.get(child.issuer)),
-            ];
-            for (is_anchor, candidates) in lists {
-                for &c in candidates.map(Vec::as_slice).unwrap_or_default() {
-                    let (nodes, used) = if is_anchor {
-                        (&self.anchors, &mut anchor_used)
-                    } else {
-                        (&self.pool, &mut pool_used)
-                    };
-                    if used[c] {
-                        continue;
-                    }
+            // The candidates: every certificate named as the child's issuer, without those
+            // the key identifiers rule out (first pass). (true, i) is anchor i.
+            let mut candidates: Vec<(bool, usize)> = Vec::new();
+            for (is_anchor, nodes, index) in [
+                (true, &self.anchors, &self.anchors_by_subject),
+                (false, &self.pool, &self.pool_by_subject),
+            ] {
+                for &c in index
+                    .get(child.issuer)
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+                {
                     let Some(issuer) = nodes[c].as_ref() else {
                         continue;
                     };
                     if trust_aki && !keys_agree(aki, issuer.ski.as_deref()) {
                         out.set_aside = true;
-                        continue;
+                    } else {
+                        candidates.push((is_anchor, c));
                     }
-                    match sigs.verifies(&child.signed, &issuer.key) {
-                        Some(true) => {
-                            used[c] = true;
-                            if !is_anchor {
-                                queue.push(Some(c));
-                            }
+                }
+            }
+            // A single candidate needs no signature check to be selected: webpki checks it.
+            // Only a choice between candidates is made by their signatures.
+            let choose = candidates.len() > 1;
+            for (is_anchor, c) in candidates {
+                let (nodes, used) = if is_anchor {
+                    (&self.anchors, &mut anchor_used)
+                } else {
+                    (&self.pool, &mut pool_used)
+                };
+                if used[c] {
+                    continue;
+                }
+                let Some(issuer) = nodes[c].as_ref() else {
+                    continue;
+                };
+                let signed = if choose {
+                    sigs.verifies(&child.signed, &issuer.key)
+                } else {
+                    Some(true)
+                };
+                match signed {
+                    Some(true) => {
+                        used[c] = true;
+                        if !is_anchor {
+                            queue.push(Some(c));
                         }
-                        Some(false) => {}
-                        None => {
-                            let count = self
-                                .anchors_by_subject
-                                .get(child.issuer)
-                                .map_or(0, Vec::len)
-                                + self.pool_by_subject.get(child.issuer).map_or(0, Vec::len);
-                            out.stopped_at = Some((child.issuer.to_vec(), count));
-                            break 'search;
-                        }
+                    }
+                    Some(false) => {}
+                    None => {
+                        let count = self
+                            .anchors_by_subject
+                            .get(child.issuer)
+                            .map_or(0, Vec::len)
+                            + self.pool_by_subject.get(child.issuer).map_or(0, Vec::len);
+                        out.stopped_at = Some((child.issuer.to_vec(), count));
+                        break 'search;
                     }
                 }
             }
@@ -367,8 +389,9 @@ mod tests {
         let h = hostile(1_000);
         let sigs = Signatures::default();
         let sel = select(&h, &sigs, true);
-        // leaf <- intermediate, intermediate <- root: two checks, whatever the file holds.
-        assert_eq!(sigs.checks(), 2);
+        // One candidate per link once the key identifiers are read: no check needed to
+        // select them (webpki checks the path), whatever the file holds.
+        assert_eq!(sigs.checks(), 0);
         assert_eq!(sel.pool, vec![1_000]);
         assert_eq!(sel.anchors, vec![0]);
         assert!(sel.set_aside && sel.stopped_at.is_none());
@@ -379,12 +402,13 @@ mod tests {
         let h = hostile(500);
         let sigs = Signatures::default();
         let sel = select(&h, &sigs, false);
-        // Every look-alike once against the leaf, the intermediate once, the root once.
-        assert_eq!(sigs.checks(), 502);
+        // Every look-alike and the intermediate once against the leaf; the root, the only
+        // candidate for the intermediate, needs no check.
+        assert_eq!(sigs.checks(), 501);
         assert_eq!(sel.pool, vec![500]);
         // Asking again costs nothing: the memo answers.
         let again = select(&h, &sigs, false);
-        assert_eq!(sigs.checks(), 502);
+        assert_eq!(sigs.checks(), 501);
         assert_eq!(again.pool, vec![500]);
     }
 

@@ -22,8 +22,9 @@
 //!   extensions, criticality rules, key identifiers, ...), on every candidate path through
 //!   webpki's `verify_path` hook, so an alternative good path is still found;
 //! * selects, before webpki runs, the certificates that can be on a valid path: candidates
-//!   indexed by subject name and narrowed by key identifiers, each signature checked at most
-//!   once per (certificate, issuer key) pair under a budget of 1,024 checks, so a CA file of
+//!   indexed by subject name and narrowed by key identifiers, signatures checked only to
+//!   choose between several candidates, at most once per (certificate, issuer key) pair and
+//!   under a budget of 1,024 checks, so a CA file of
 //!   thousands of look-alike authorities costs milliseconds and its valid chain is still
 //!   found (refused with [`Code::LookAlikes`] when the budget runs out); webpki validates
 //!   the path over that selection;
@@ -818,6 +819,17 @@ impl<'a> Engine<'a> {
                 Role::Cert,
                 format!("the server certificate ({leaf_subject}) has an extended key usage without TLS server authentication; ask your authority for a certificate with serverAuth"),
             )),
+            E::TrailingData(_) if self.leaf_der.len() > TLS_CERTIFICATE_MAX => {
+                let names = match self.leaf.get::<x509_cert::ext::pkix::SubjectAltName>() {
+                    Some(Ok((_, san))) => format!(" (it lists {} names)", san.0.len()),
+                    _ => String::new(),
+                };
+                out.push(problem(
+                    Code::Malformed,
+                    Role::Cert,
+                    format!("the server certificate is {} bytes{names}, more than the 65,535 bytes TLS libraries accept; ask your authority for several smaller certificates, each with fewer names", self.leaf_der.len()),
+                ));
+            }
             E::CertRevoked => out.push(problem(
                 Code::Revoked,
                 Role::Cert,
@@ -853,7 +865,7 @@ impl<'a> Engine<'a> {
             out.push(problem(
                 Code::ChainInvalid,
                 Role::Ca,
-                format!("the chain is refused by rustls-webpki ({:?}); check that the CA file holds the intermediates and root of your authority", failure.error),
+                format!("the chain is refused by rustls-webpki ({}); check that the CA file holds the intermediates and root of your authority", webpki_words(&failure.error)),
             ));
         }
     }
@@ -1012,6 +1024,23 @@ fn look_alikes(failure: &Failure, known: &[Known<'_>]) -> Option<Finding> {
     })
 }
 
+/// The largest certificate rustls-webpki reads: its outer SEQUENCE has a length of at most
+/// two bytes, so 65,535 bytes of contents (webpki refuses more with `TrailingData`).
+const TLS_CERTIFICATE_MAX: usize = 65_535 + 4;
+
+/// webpki's error in words where its name says little, else its name.
+fn webpki_words(e: &webpki::Error) -> String {
+    use webpki::Error as E;
+    match e {
+        E::TrailingData(_) | E::BadDer => {
+            "a certificate is not valid DER, or larger than the 64 KiB TLS libraries accept".into()
+        }
+        E::UnsupportedCertVersion => "a certificate is not an X.509 version 3 certificate".into(),
+        E::MaximumPathDepthExceeded => "the chain is longer than TLS clients accept".into(),
+        other => format!("{other:?}"),
+    }
+}
+
 fn violation_finding(v: &Violation, severity: Severity, subjects: &[String]) -> Finding {
     let who = subjects
         .get(v.position)
@@ -1122,9 +1151,25 @@ fn success_findings(
         if unused.is_empty() {
             continue;
         }
+        // Grouped by subject (look-alikes share one), in first-seen order.
+        let mut groups: Vec<(&[u8], usize)> = Vec::new();
+        let mut by_subject: HashMap<&[u8], usize> = HashMap::new();
+        for d in &unused {
+            let key = cache.get(d).map_or(*d, |c| c.tbs.subject.value());
+            match by_subject.get(key) {
+                Some(&g) => groups[g].1 += 1,
+                None => {
+                    by_subject.insert(key, groups.len());
+                    groups.push((d, 1));
+                }
+            }
+        }
         let names = in_short(
-            unused.iter().map(|d| format!("\"{}\"", cache.subject(d))),
-            unused.len(),
+            groups.iter().map(|(d, n)| match n {
+                1 => format!("\"{}\"", cache.subject(d)),
+                n => format!("{n} named \"{}\"", cache.subject(d)),
+            }),
+            groups.len(),
         );
         let what = if unused.len() == 1 {
             format!("one certificate of the {} file is", file.as_str())
@@ -1147,7 +1192,7 @@ fn success_findings(
 pub(crate) const LIST_SHOWN: usize = 3;
 
 /// The first [`LIST_SHOWN`] of `total` items, comma separated, then "and N more".
-fn in_short(items: impl Iterator<Item = String>, total: usize) -> String {
+pub(crate) fn in_short(items: impl Iterator<Item = String>, total: usize) -> String {
     let shown: Vec<String> = items.take(LIST_SHOWN).collect();
     let mut out = shown.join(", ");
     if total > shown.len() {

@@ -5,6 +5,7 @@
 //! DER (compared byte for byte, decoded with x509-cert only to print them) and extensions
 //! are borrowed; each extension value is decoded with x509-cert's types when checked.
 
+use bmcert_topology::Escaped;
 use der::asn1::{AnyRef, BitStringRef, ObjectIdentifier, OctetStringRef};
 use der::{Decode, Encode, Sequence};
 use x509_cert::name::Name;
@@ -136,9 +137,10 @@ fn name_of(any: AnyRef<'_>) -> Option<Name> {
     any.decode_as::<Name>().ok()
 }
 
+/// RFC 4514 text, with control characters escaped: names come from the certificate.
 fn text_of(any: AnyRef<'_>) -> String {
     match name_of(any) {
-        Some(n) => n.to_string(),
+        Some(n) => Escaped(&n.to_string()).to_string(),
         None => "(an unreadable name)".to_owned(),
     }
 }

@@ -17,7 +17,7 @@
 use core::fmt;
 use std::net::IpAddr;
 
-use bmcert_topology::{DomainName, Host};
+use bmcert_topology::{DomainName, Escaped, Host};
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::pkix::SubjectAltName;
 
@@ -131,7 +131,12 @@ impl fmt::Display for NameVerdict {
         let list = if covered.is_empty() {
             "no host name at all".to_owned()
         } else {
-            covered.join(", ")
+            // Escaped (names come from the certificate) and in short: a certificate may
+            // carry thousands of names.
+            crate::in_short(
+                covered.iter().map(|n| Escaped(n).to_string()),
+                covered.len(),
+            )
         };
         match &self.matched {
             Some(_) => write!(

@@ -10,6 +10,7 @@
 //! or [`Level::Pedantic`] (a CA/Browser Forum profile rule most clients do not enforce: a
 //! warning, or a problem under [`crate::Strictness::Pedantic`]).
 
+use bmcert_topology::Escaped;
 use der::asn1::UintRef;
 use der::oid::ObjectIdentifier as Oid;
 use der::Decode;
@@ -412,7 +413,7 @@ fn check_cert(
                     && !san_ips.contains(&cn)
                     && is_distorted_copy(&cn, &san_dns, &san_ips)
                 {
-                    push(Pedantic, format!("the common name `{cn}` is a differently written copy of a subjectAltName entry; it must repeat it byte for byte (CA/B BR 7.1.4.3)"));
+                    push(Pedantic, format!("the common name `{}` is a differently written copy of a subjectAltName entry; it must repeat it byte for byte (CA/B BR 7.1.4.3)", Escaped(&cn)));
                 }
             }
         }
