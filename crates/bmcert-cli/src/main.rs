@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod acme_cmds;
 mod check;
+mod init_cmd;
 mod input;
 mod p12;
 mod renew_cmds;
@@ -35,6 +36,9 @@ enum Command {
     P12(p12::P12Args),
     /// Let's Encrypt through ACME: `terms`, `accept`, `issue`.
     Acme(acme_cmds::AcmeArgs),
+    /// Make the self-signed system certificate when the system target has none (the servers
+    /// then answer from their first start; replace it with the real one).
+    Init(init_cmd::InitArgs),
     /// Check a bundle against the target's URL and install it into the store when it passes.
     Install(store_cmds::InstallArgs),
     /// Remove a domain's certificate (the domain falls back to the system certificate).
@@ -79,6 +83,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check::run(args),
         Command::P12(args) => p12::run(args),
         Command::Acme(args) => acme_cmds::run(args),
+        Command::Init(args) => init_cmd::run(args),
         Command::Install(args) => store_cmds::install(args),
         Command::Disable(args) => store_cmds::disable(args),
         Command::List(args) => store_cmds::list(args),

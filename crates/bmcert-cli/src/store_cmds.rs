@@ -224,6 +224,9 @@ pub(crate) fn list(args: ListArgs) -> Result<ExitCode, UsageError> {
             row.version,
             row.names.join(",")
         );
+        if let Some(warning) = row.warning {
+            println!("    warning: {warning}");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
