@@ -338,13 +338,14 @@ fn cap_repeated(findings: &mut Vec<Finding>) {
             continue;
         }
         let key = (f.code, f.file);
-        let n = match counts.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, n)) => n,
+        let at = match counts.iter().position(|(k, _)| *k == key) {
+            Some(at) => at,
             None => {
                 counts.push((key, 0));
-                &mut counts.last_mut().expect("just pushed").1
+                counts.len() - 1
             }
         };
+        let n = &mut counts[at].1;
         *n += 1;
         if *n <= REPEATS_SHOWN {
             kept.push(f);

@@ -53,6 +53,7 @@
 
 mod cert;
 mod check;
+mod checked;
 mod key;
 mod keycheck;
 mod pkcs12;
@@ -61,6 +62,7 @@ mod text;
 
 pub use cert::{parse_certificates, sha256_fingerprint, CertError, CertSummary, KeyAlgorithm};
 pub use check::{BundleCheck, EXPIRES_SOON, MIN_RSA_BITS};
+pub use checked::CheckedBundle;
 pub use key::{parse_private_key, KeyError, KeyFormat, PrivateKey};
 pub use keycheck::TEST_MESSAGE;
 pub use pkcs12::{parse_pkcs12, Pkcs12Contents, Pkcs12Error, PKCS12_MAX_ITERATIONS};

@@ -102,7 +102,7 @@ pub(crate) fn run(args: CheckArgs, json: bool) -> Result<ExitCode, UsageError> {
         let ca = match &args.ca {
             Some(p) => {
                 files.push((FileKind::Ca, p));
-                Some(input::read(p, "CA file")?)
+                Some(input::read_up_to(p, "CA file", input::CA_FILE_LIMIT)?)
             }
             None => None,
         };

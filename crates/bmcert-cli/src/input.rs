@@ -27,10 +27,16 @@ fn describe(e: &std::io::Error) -> String {
     }
 }
 
-/// The most bytes read from a certificate, key, CA, PKCS#12, password, etcd or
-/// configuration file: 1 MiB. A real chain of a dozen RSA-4096 certificates is under 30 KiB;
+/// The most bytes read from a certificate, key, PKCS#12, password, etcd or configuration
+/// file: 1 MiB. A real chain of a dozen RSA-4096 certificates is under 30 KiB;
 /// anything larger is not what the option asks for (a device, a log, a disk image).
 pub(crate) const FILE_LIMIT: u64 = 1 << 20;
+
+/// The most bytes read from a CA file (`--ca`, `--chain-ca`, `--directory-ca`): 16 MiB. An
+/// authority's chain is a few KiB and a whole platform trust store under 1 MiB, but a file
+/// crowded with thousands of certificates is still read, so that the check can name what is
+/// wrong with it (`look_alikes`, `extra_certificates`) instead of refusing it unread.
+pub(crate) const CA_FILE_LIMIT: u64 = 16 << 20;
 
 /// The most bytes read from the topology file: 4 MiB, room for 100,000 domains with a URL
 /// each.
@@ -140,7 +146,7 @@ pub(crate) fn read_certs(
     path: &Path,
     what: &str,
 ) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, UsageError> {
-    let bytes = read(path, what)?;
+    let bytes = read_up_to(path, what, CA_FILE_LIMIT)?;
     bmcert::acme::AcmeConfig::certificates_from_pem(
         &bytes,
         &format!("the {what} `{}`", path.display()),

@@ -10,6 +10,7 @@ use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 mod acme_cmds;
 mod check;
+mod init_cmd;
 mod input;
 mod output;
 mod p12;
@@ -55,6 +56,9 @@ enum Command {
     P12(p12::P12Args),
     /// Let's Encrypt through ACME: `terms`, `accept`, `issue`.
     Acme(acme_cmds::AcmeArgs),
+    /// Make the self-signed system certificate when the system target has none (the servers
+    /// then answer from their first start; replace it with the real one).
+    Init,
     /// Check a bundle against the target's URL and install it into the store when it passes.
     Install(store_cmds::InstallArgs),
     /// Remove a domain's certificate (the domain falls back to the system certificate).
@@ -146,6 +150,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check::run(args, json),
         Command::P12(args) => p12::run(args, json),
         Command::Acme(args) => acme_cmds::run(args, &settings),
+        Command::Init => init_cmd::run(&settings),
         Command::Install(args) => store_cmds::install(args, &settings),
         Command::Disable(args) => store_cmds::disable(args, &settings),
         Command::List => store_cmds::list(&settings),

@@ -68,7 +68,7 @@ pub(crate) fn status(settings: &Settings) -> Result<ExitCode, UsageError> {
                 r.not_after.clone(),
                 r.next_renewal
                     .clone()
-                    .unwrap_or_else(|| "never (uploaded)".into()),
+                    .unwrap_or_else(|| format!("never ({})", r.source)),
                 r.last_attempt.clone().unwrap_or_else(|| "-".into()),
                 r.names.join(","),
             ]
@@ -95,6 +95,9 @@ pub(crate) fn status(settings: &Settings) -> Result<ExitCode, UsageError> {
         println!("{}", line(row));
         if let Some(e) = &r.last_error {
             println!("    last error: {e}");
+        }
+        if let Some(w) = r.warning {
+            println!("    warning: {w}");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -110,7 +110,7 @@ pub(crate) fn install(args: InstallArgs, settings: &Settings) -> Result<ExitCode
         let cert = input::read(cert_path, "certificate file")?;
         let key = zeroize::Zeroizing::new(input::read(key_path, "key file")?);
         let ca = match &args.ca {
-            Some(p) => Some(input::read(p, "CA file")?),
+            Some(p) => Some(input::read_up_to(p, "CA file", input::CA_FILE_LIMIT)?),
             None => None,
         };
         block_on(manager.install_files(&target, &cert, &key, ca.as_deref(), now))
@@ -190,6 +190,9 @@ pub(crate) fn list(settings: &Settings) -> Result<ExitCode, UsageError> {
             row.version,
             row.names.join(",")
         );
+        if let Some(warning) = row.warning {
+            println!("    warning: {warning}");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

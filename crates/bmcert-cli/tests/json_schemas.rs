@@ -320,6 +320,20 @@ fn every_command_output_matches_its_documented_schema() {
     install("domain:acme.test", "acme", 0, seen);
     install("system", "system", 0, seen);
 
+    // `init` on a store of its own: it makes the bootstrap certificate once.
+    let init = [
+        "--store",
+        "init-store",
+        "--topology",
+        "topology.toml",
+        "--json",
+        "init",
+    ];
+    let doc = check_command(&schemas, seen, &s, "init", &init, 0);
+    assert_eq!(doc["bootstrapped"], true, "{doc}");
+    let doc = check_command(&schemas, seen, &s, "init", &init, 0);
+    assert_eq!(doc["bootstrapped"], false, "{doc}");
+
     let doc = check_command(&schemas, seen, &s, "list", &with(&["list"]), 0);
     assert_eq!(doc.as_array().unwrap().len(), 2);
     let doc = check_command(&schemas, seen, &s, "status", &with(&["status"]), 0);

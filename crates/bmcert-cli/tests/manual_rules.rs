@@ -60,7 +60,12 @@ impl Setup {
             .args(args)
             .args(["--store", store.to_str().unwrap()])
             .args(extra)
-            .args(["--topology", topology.to_str().unwrap()])
+            .args(
+                (args != ["status"])
+                    .then_some(["--topology", topology.to_str().unwrap()])
+                    .into_iter()
+                    .flatten(),
+            )
             .output()
             .unwrap()
     }
@@ -201,4 +206,47 @@ fn renewing_an_uploaded_certificate_is_refused_and_changes_nothing() {
     assert!(text(&out).contains("not_acme"), "{}", text(&out));
     assert_eq!(list(&s), before);
     assert_eq!(s.store_files(), files, "nothing changed");
+}
+
+#[test]
+fn init_makes_the_bootstrap_certificate_that_the_first_upload_replaces() {
+    let s = Setup::new();
+    let out = s.run(&["init"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("browsers"), "{}", text(&out));
+    let list = s.run(&["list"], &[]);
+    let listed = text(&list);
+    assert!(listed.contains("system\tbootstrap\t"), "{listed}");
+    assert!(
+        listed.contains("warning: self-signed bootstrap certificate"),
+        "{listed}"
+    );
+    let status = s.run(&["status"], &[]);
+    assert!(text(&status).contains("bootstrap"), "{}", text(&status));
+    assert!(
+        text(&status).contains("warning: self-signed"),
+        "{}",
+        text(&status)
+    );
+    // Only once: the system target has a certificate now.
+    let again = s.run(&["init", "--json"], &[]);
+    let value: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(value["bootstrapped"], false);
+    // It is not renewed as an ACME certificate.
+    let renew = s.run(
+        &["renew", "--target", "system"],
+        &strings(&["--directory", NO_CA]),
+    );
+    assert_eq!(renew.status.code(), Some(1), "{}", text(&renew));
+    assert!(text(&renew).contains("not_acme"), "{}", text(&renew));
+
+    // The first upload replaces it.
+    let system = ChainSpec::new(&["mail.example.test"]).build();
+    let ok = s.run(&["install", "--target", "system"], &s.files("sys", &system));
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
+    let list = text(&s.run(&["list"], &[]));
+    assert!(
+        list.contains("system\tfiles\t") && !list.contains("warning"),
+        "{list}"
+    );
 }

@@ -361,7 +361,7 @@ fn store_err(during: &'static str) -> impl FnOnce(StoreError) -> RenewError {
 pub struct TargetStatus {
     /// `system` or `domain:NAME`.
     pub target: String,
-    /// `acme` or `uploaded`.
+    /// `acme`, `uploaded` or `bootstrap`.
     pub source: String,
     /// The names covered.
     pub names: Vec<String>,
@@ -373,6 +373,9 @@ pub struct TargetStatus {
     pub last_attempt: Option<String>,
     /// The last error.
     pub last_error: Option<String>,
+    /// What the administrator must know about the certificate (the bootstrap certificate
+    /// is not trusted by browsers), if anything.
+    pub warning: Option<&'static str>,
 }
 
 /// What a renewal attempt ended in.
@@ -1216,11 +1219,12 @@ fn status_row(
     let meta = installed.bundle.meta();
     TargetStatus {
         target: crate::notify::target_arg(&installed.target),
-        source: if meta.source == Source::Acme {
-            "acme".into()
-        } else {
-            "uploaded".into()
+        source: match meta.source {
+            Source::Acme => "acme".into(),
+            Source::Bootstrap => "bootstrap".into(),
+            _ => "uploaded".into(),
         },
+        warning: meta.source.warning(),
         names: meta.names.clone(),
         not_after: rfc3339(meta.not_after),
         next_renewal: next.map(rfc3339),

@@ -45,6 +45,21 @@ pub enum Source {
     Files,
     /// Obtained through ACME (Let's Encrypt).
     Acme,
+    /// The self-signed system certificate made at installation (`bmcert init`) so the
+    /// servers answer from the first start; browsers do not trust it. The first upload or
+    /// ACME certificate replaces it.
+    Bootstrap,
+}
+
+impl Source {
+    /// What an administrator must know about a certificate of this source, for listings
+    /// (`bmcert list`, `bmcert status`): the bootstrap certificate is not trusted by browsers.
+    pub fn warning(self) -> Option<&'static str> {
+        match self {
+            Self::Bootstrap => Some("self-signed bootstrap certificate: browsers and mail clients do not trust it; install the real certificate (bmcert install) or activate Let's Encrypt (bmcert acme issue)"),
+            Self::Files | Self::Acme => None,
+        }
+    }
 }
 
 impl fmt::Display for Source {
@@ -52,6 +67,7 @@ impl fmt::Display for Source {
         f.write_str(match self {
             Self::Files => "files",
             Self::Acme => "acme",
+            Self::Bootstrap => "bootstrap",
         })
     }
 }

@@ -48,16 +48,19 @@
 #![warn(unreachable_pub)]
 
 pub mod acme;
+mod bootstrap;
 mod manager;
 pub mod renew;
 
 pub use bmcert_bundle as bundle;
+pub use bmcert_resolve as resolve;
 pub use bmcert_store as store;
 pub use bmcert_store::block_on;
 /// The etcd store (feature `etcd`).
 #[cfg(feature = "etcd")]
 pub use bmcert_store_etcd as store_etcd;
 pub use bmcert_topology as topology;
+pub use bootstrap::BootstrapError;
 pub use manager::{
     CertManager, Exported, InstallOutcome, InstalledVersion, ManagerError, TargetStatus,
 };

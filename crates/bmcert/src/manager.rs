@@ -2,12 +2,12 @@
 
 use std::sync::Arc;
 
-use bmcert_bundle::{BundleCheck, Report};
+use bmcert_bundle::{BundleCheck, CheckedBundle, Report};
 use bmcert_store::{
-    keys, BundleMeta, Condition, DirStore, Fingerprint, Installed, Revision, SecretKey, Source,
-    Store, StoreError,
+    keys, BundleMeta, Condition, DirStore, Fence, Fingerprint, Installed, Revision, SecretKey,
+    Source, Store, StoreError,
 };
-use bmcert_topology::{DomainName, Target, Topology, TopologyError};
+use bmcert_topology::{DomainName, Host, Target, Topology, TopologyError};
 use rustls_pki_types::{CertificateDer, UnixTime};
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
@@ -37,6 +37,20 @@ pub enum ManagerError {
     /// The private key could not be taken over into the store.
     #[error("the private key format is not supported by the store")]
     UnsupportedKey,
+    /// The gate refused a bundle checked for another host than the target's URL host in
+    /// the current topology (the URL changed since the check): check it again.
+    #[error("the certificate for {target} was checked for {checked}, but {target}'s external URL host is now {current}; check and install it again for {current}")]
+    CheckedForAnotherHost {
+        /// The target.
+        target: Target,
+        /// The host it was checked for.
+        checked: Host,
+        /// The target's URL host now.
+        current: Host,
+    },
+    /// The bootstrap certificate could not be made.
+    #[error("the bootstrap certificate could not be made: {0}")]
+    Bootstrap(#[from] crate::bootstrap::BootstrapError),
     /// A target's record key could not be formed (a bug: every domain name fits).
     #[error("the store has no record key for this target")]
     NoRecordKey,
@@ -53,6 +67,7 @@ impl ManagerError {
             Self::SystemCannotBeDisabled => Some("system_cannot_be_disabled"),
             Self::NothingInstalled(_) => Some("nothing_installed"),
             Self::Store(StoreError::NoPreviousVersion { .. }) => Some("no_previous_version"),
+            Self::CheckedForAnotherHost { .. } => Some("checked_for_another_host"),
             _ => None,
         }
     }
@@ -102,7 +117,7 @@ pub struct TargetStatus {
     /// `system` or `domain:NAME`.
     #[serde(serialize_with = "display")]
     pub target: Target,
-    /// `files` or `acme`.
+    /// `files`, `acme` or `bootstrap`.
     pub source: Source,
     /// The names the certificate covers.
     pub names: Vec<String>,
@@ -118,6 +133,9 @@ pub struct TargetStatus {
     pub installed_at: OffsetDateTime,
     /// SHA-256 of the leaf certificate.
     pub fingerprint: String,
+    /// What the administrator must know (the bootstrap certificate is not trusted by
+    /// browsers), if anything.
+    pub warning: Option<&'static str>,
 }
 
 fn display<T: core::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
@@ -211,7 +229,8 @@ impl CertManager {
     }
 
     /// Checks a certificate, key and CA file against `target`'s external URL and installs
-    /// them when the report has no problem (source `files`).
+    /// them through the gate ([`install_checked`](Self::install_checked)) when the report
+    /// has no problem (source `files`).
     pub async fn install_files(
         &self,
         target: &Target,
@@ -221,12 +240,10 @@ impl CertManager {
         now: UnixTime,
     ) -> Result<InstallOutcome, ManagerError> {
         let host = self.topology.host_for(target)?.clone();
-        let report = BundleCheck::files(cert, key, ca)
-            .host(host)
+        let checked = BundleCheck::files(cert, key, ca)
             .platform_roots(&self.platform_roots)
-            .check(now);
-        self.install_checked(target, report, Source::Files, now)
-            .await
+            .check_for(host, now);
+        self.install_outcome(target, checked, Source::Files).await
     }
 
     /// Like [`install_files`](Self::install_files) for a PKCS#12 file and its password.
@@ -238,80 +255,124 @@ impl CertManager {
         now: UnixTime,
     ) -> Result<InstallOutcome, ManagerError> {
         let host = self.topology.host_for(target)?.clone();
-        let report = BundleCheck::pkcs12(p12, password)
-            .host(host)
+        let checked = BundleCheck::pkcs12(p12, password)
             .platform_roots(&self.platform_roots)
-            .check(now);
-        self.install_checked(target, report, Source::Files, now)
-            .await
+            .check_for(host, now);
+        self.install_outcome(target, checked, Source::Files).await
     }
 
-    /// Installs the bundle of a report that was already produced against `target`'s URL
-    /// (the ACME flow uses this with source `acme`). Installs nothing when the report has
-    /// a problem.
+    async fn install_outcome(
+        &self,
+        target: &Target,
+        checked: Result<CheckedBundle, Box<Report>>,
+        source: Source,
+    ) -> Result<InstallOutcome, ManagerError> {
+        match checked {
+            Ok(checked) => self.install_checked(target, checked, source, None).await,
+            Err(report) if report.is_valid() => Err(ManagerError::NoBundleInReport),
+            Err(report) => {
+                tracing::info!(target = %target, problems = report.problems.len(), "bundle refused by its report; nothing installed");
+                Ok(InstallOutcome {
+                    report: *report,
+                    installed: None,
+                })
+            }
+        }
+    }
+
+    /// The gate: the only way a certificate reaches the store. Uploads, PKCS#12 files,
+    /// ACME issues and renewals, and the bootstrap certificate all pass here.
+    ///
+    /// It takes a [`CheckedBundle`], which only the check makes (`BundleCheck::check_for`),
+    /// re-checks that the host it was checked for is `target`'s URL host in the current
+    /// topology ([`ManagerError::CheckedForAnotherHost`] otherwise, and
+    /// `domain_without_url` for a domain without its own URL), and writes it with `fence`
+    /// (the renewal lock's, when a renewal installs) checked atomically by the store. A
+    /// hand-made report cannot be installed:
+    ///
+    /// ```compile_fail
+    /// # use bmcert::{CertManager, store::Source, topology::Target};
+    /// # async fn f(manager: CertManager) {
+    /// let forged = bmcert::bundle::Report::default();
+    /// manager.install_checked(&Target::System, forged, Source::Files, None).await;
+    /// # }
+    /// ```
     pub async fn install_checked(
         &self,
         target: &Target,
-        mut report: Report,
+        checked: CheckedBundle,
         source: Source,
-        now: UnixTime,
+        fence: Option<&Fence>,
     ) -> Result<InstallOutcome, ManagerError> {
-        let parsed = report.bundle.take();
-        if !report.is_valid() {
-            tracing::info!(target = %target, problems = report.problems.len(), "bundle refused by its report; nothing installed");
-            return Ok(InstallOutcome {
-                report,
-                installed: None,
+        let condition = Condition {
+            fence: fence.cloned(),
+            ..Condition::none()
+        };
+        self.gate(target, checked, source, condition).await
+    }
+
+    async fn gate(
+        &self,
+        target: &Target,
+        checked: CheckedBundle,
+        source: Source,
+        condition: Condition,
+    ) -> Result<InstallOutcome, ManagerError> {
+        let host = self.topology.host_for(target)?;
+        if host != checked.host() {
+            return Err(ManagerError::CheckedForAnotherHost {
+                target: target.clone(),
+                checked: checked.host().clone(),
+                current: host.clone(),
             });
         }
-        let Some(parsed) = parsed else {
-            return Err(ManagerError::NoBundleInReport);
-        };
-        let names = report
-            .leaf
-            .as_ref()
-            .map(|leaf| {
-                leaf.sans
-                    .iter()
-                    .filter_map(|san| {
-                        san.strip_prefix("DNS:")
-                            .or_else(|| san.strip_prefix("IP:"))
-                            .map(str::to_owned)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let not_after = report
-            .leaf
-            .as_ref()
-            .and_then(|leaf| OffsetDateTime::from_unix_timestamp(leaf.not_after_unix).ok())
-            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
         let meta = BundleMeta {
             source,
-            names,
-            not_after,
-            installed_at: to_datetime(now),
-            fingerprint: Fingerprint::of(&parsed.leaf),
+            names: checked.names(),
+            not_after: OffsetDateTime::from_unix_timestamp(checked.not_after_unix())
+                .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+            installed_at: to_datetime(checked.checked_at()),
+            fingerprint: Fingerprint::of(checked.leaf()),
         };
+        let (parsed, report) = checked.into_parts();
         let key = SecretKey::from_private_key_der(&parsed.key.secret_der())
             .ok_or(ManagerError::UnsupportedKey)?;
         let mut chain = Vec::with_capacity(1 + parsed.chain.len());
         chain.push(parsed.leaf);
         chain.extend(parsed.chain);
         let bundle = bmcert_store::Bundle::new(chain, key, meta)?;
-        let installed = self
-            .store
-            .install(target, &bundle, &Condition::none())
-            .await?;
+        let installed = self.store.install(target, &bundle, &condition).await?;
         Ok(InstallOutcome {
             report,
-            installed: Some(InstalledVersion {
-                target: installed.target,
-                version: installed.version,
-                revision: installed.revision,
-                meta: installed.bundle.meta().clone(),
-            }),
+            installed: Some(summary(installed)),
         })
+    }
+
+    /// When the system target has no certificate, makes the bootstrap certificate: a
+    /// self-signed one for the system URL's host and additional names (source `bootstrap`,
+    /// valid a year), through the gate like any other, so the HTTPS, IMAP and SMTP servers
+    /// answer from their first start. Browsers do not trust it: [`list`](Self::list) flags
+    /// it, and the first upload or ACME certificate replaces it. Returns `None` (and changes
+    /// nothing) when the system target already has a certificate, also when another process
+    /// made one meanwhile.
+    pub async fn bootstrap(&self, now: UnixTime) -> Result<Option<InstallOutcome>, ManagerError> {
+        if self.store.current(&Target::System).await?.is_some() {
+            return Ok(None);
+        }
+        let checked = crate::bootstrap::bootstrap_bundle(&self.topology, now)?;
+        match self
+            .gate(
+                &Target::System,
+                checked,
+                Source::Bootstrap,
+                Condition::absent(),
+            )
+            .await
+        {
+            Ok(outcome) => Ok(Some(outcome)),
+            Err(ManagerError::Store(StoreError::Conflict { .. })) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Deletes a domain's certificate: the domain falls back to the system certificate.
@@ -361,6 +422,7 @@ impl CertManager {
                 version: l.version,
                 installed_at: l.meta.installed_at,
                 fingerprint: l.meta.fingerprint.to_string(),
+                warning: l.meta.source.warning(),
             })
             .collect())
     }

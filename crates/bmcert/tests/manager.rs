@@ -353,3 +353,71 @@ fn a_chain_without_its_root_needs_the_platform_roots() {
     let outcome = install_without_root(&m);
     assert!(outcome.is_installed(), "{}", outcome.report);
 }
+
+#[test]
+fn bootstrap_makes_a_self_signed_system_certificate_through_the_gate_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = manager(tmp.path());
+    let now = UnixTime::now();
+    let made = block_on(m.bootstrap(now)).unwrap().expect("made");
+    let installed = made.installed.unwrap();
+    assert_eq!(installed.meta.source, Source::Bootstrap);
+    assert_eq!(
+        installed.meta.names,
+        ["mail.example.test", "autodiscover.example.test"]
+    );
+    assert_eq!(
+        made.report.host.as_ref().unwrap().to_string(),
+        "mail.example.test"
+    );
+    let rows = block_on(m.list(now)).unwrap();
+    assert_eq!(rows[0].source, Source::Bootstrap);
+    assert!(rows[0].warning.unwrap().contains("browsers"));
+    assert!(rows[0].days_left >= 364);
+    // Served: the resolver loads it and it names the system host.
+    let current = block_on(m.store().current(&Target::System))
+        .unwrap()
+        .unwrap();
+    let key = current.bundle.secret_key().secret_private_key_der();
+    bmcert_resolve_key(current.bundle.chain().to_vec(), &key);
+    // Once only.
+    assert!(block_on(m.bootstrap(now)).unwrap().is_none());
+    // An upload replaces it.
+    install(
+        &m,
+        &Target::System,
+        &ChainSpec::new(&["mail.example.test"]).build(),
+    );
+    assert_eq!(block_on(m.list(now)).unwrap()[0].source, Source::Files);
+}
+
+fn bmcert_resolve_key(
+    chain: Vec<rustls_pki_types::CertificateDer<'static>>,
+    key: &rustls_pki_types::PrivateKeyDer<'_>,
+) {
+    bmcert::resolve::certified_key(chain, key).unwrap();
+}
+
+#[test]
+fn the_gate_refuses_a_bundle_checked_for_another_host() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = manager(tmp.path());
+    let before = snapshot(tmp.path());
+    let chain = ChainSpec::new(&["mail.example.test"]).build();
+    let system_host = bmcert::topology::Host::parse("https://mail.example.test").unwrap();
+    let checked = bmcert::bundle::BundleCheck::files(
+        chain.leaf.cert_pem.as_bytes(),
+        chain.leaf.key_pem.as_bytes(),
+        Some(chain.ca_pem().as_bytes()),
+    )
+    .check_for(system_host, UnixTime::now())
+    .unwrap();
+    let domain: Target = "domain:acme.test".parse().unwrap();
+    let err = block_on(m.install_checked(&domain, checked, Source::Files, None)).unwrap_err();
+    assert!(
+        matches!(err, ManagerError::CheckedForAnotherHost { ref current, .. } if current.to_string() == "webmail.acme.test"),
+        "{err}"
+    );
+    assert_eq!(err.code(), Some("checked_for_another_host"));
+    assert_eq!(snapshot(tmp.path()), before, "nothing was written");
+}
