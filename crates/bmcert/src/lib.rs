@@ -49,6 +49,7 @@
 
 pub mod acme;
 mod manager;
+mod open;
 pub mod renew;
 
 pub use bmcert_bundle as bundle;
@@ -61,3 +62,4 @@ pub use bmcert_topology as topology;
 pub use manager::{
     CertManager, Exported, InstallOutcome, InstalledVersion, ManagerError, TargetStatus,
 };
+pub use open::open_store;
