@@ -114,6 +114,62 @@ impl fmt::Display for EtcdSetting {
     }
 }
 
+/// The `[etcd]` section of a configuration file, as the `bmcert` command's
+/// (`/etc/bmcert/bmcert.toml`) and a service's write it: `cacert`, `cert`, `key`, `user`,
+/// `password` (any serde format; unknown keys are refused, so a typo is not ignored).
+/// Relative paths are the caller's to resolve ([`EtcdFileSettings::relative_to`]).
+#[derive(Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdFileSettings {
+    /// The etcd CA file.
+    pub cacert: Option<PathBuf>,
+    /// The client certificate.
+    pub cert: Option<PathBuf>,
+    /// Its private key.
+    pub key: Option<PathBuf>,
+    /// The etcd user.
+    pub user: Option<String>,
+    #[serde(default, deserialize_with = "secret")]
+    password: Option<Zeroizing<String>>,
+}
+
+fn secret<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Zeroizing<String>>, D::Error> {
+    let text: Option<String> = serde::Deserialize::deserialize(d)?;
+    Ok(text.map(Zeroizing::new))
+}
+
+impl EtcdFileSettings {
+    /// The password, if the file holds one (it should then be readable by its owner only).
+    pub fn secret_password(&self) -> Option<&Zeroizing<String>> {
+        self.password.as_ref()
+    }
+
+    /// The paths made absolute against `dir` (the configuration file's directory).
+    pub fn relative_to(mut self, dir: &std::path::Path) -> Self {
+        for path in [&mut self.cacert, &mut self.cert, &mut self.key]
+            .into_iter()
+            .flatten()
+        {
+            if path.is_relative() {
+                *path = dir.join(&*path);
+            }
+        }
+        self
+    }
+}
+
+impl fmt::Debug for EtcdFileSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EtcdFileSettings")
+            .field("cacert", &self.cacert)
+            .field("cert", &self.cert)
+            .field("key", &self.key)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "(set)"))
+            .finish()
+    }
+}
+
 /// The store settings as a command line or a configuration file gives them, before
 /// validation by [`StoreConfig::from_settings`].
 #[derive(Clone, Default)]
@@ -145,6 +201,18 @@ impl fmt::Debug for StoreSettings {
 }
 
 impl StoreSettings {
+    /// The settings of a configuration file: its `store` and its `[etcd]` section.
+    pub fn from_file(store: String, etcd: EtcdFileSettings) -> Self {
+        Self {
+            store,
+            etcd_password: etcd.secret_password().cloned(),
+            etcd_cacert: etcd.cacert,
+            etcd_cert: etcd.cert,
+            etcd_key: etcd.key,
+            etcd_user: etcd.user,
+        }
+    }
+
     /// The etcd settings given, in order.
     pub fn etcd_settings_given(&self) -> Vec<EtcdSetting> {
         [
@@ -541,6 +609,30 @@ mod tests {
             panic!()
         };
         assert_eq!(e.user.unwrap().secret_password(), "hunter2");
+    }
+
+    #[test]
+    fn a_configuration_file_section_validates_like_options() {
+        let etcd: EtcdFileSettings = serde_json::from_str(
+            r#"{"cacert": "pki/ca.pem", "user": "bm", "password": "file-secret"}"#,
+        )
+        .unwrap();
+        assert!(!format!("{etcd:?}").contains("file-secret"));
+        let etcd = etcd.relative_to(std::path::Path::new("/etc/bmcert"));
+        let config =
+            StoreConfig::from_settings(StoreSettings::from_file("etcds://h:1".into(), etcd))
+                .unwrap();
+        let StoreConfig::Etcd(e) = config else {
+            panic!()
+        };
+        assert_eq!(
+            e.tls.unwrap().ca_file,
+            Some("/etc/bmcert/pki/ca.pem".into())
+        );
+        assert_eq!(e.user.unwrap().secret_password(), "file-secret");
+        // A typo is refused, not ignored.
+        let typo = serde_json::from_str::<EtcdFileSettings>(r#"{"cacrt": "ca.pem"}"#);
+        assert!(typo.unwrap_err().to_string().contains("cacrt"));
     }
 
     proptest::proptest! {

@@ -56,8 +56,8 @@ mod watch;
 
 pub use block_on::block_on;
 pub use config::{
-    EtcdConfig, EtcdSetting, EtcdTlsConfig, EtcdUser, StoreConfig, StoreConfigError, StoreSettings,
-    DEFAULT_ETCD_PREFIX,
+    EtcdConfig, EtcdFileSettings, EtcdSetting, EtcdTlsConfig, EtcdUser, StoreConfig,
+    StoreConfigError, StoreSettings, DEFAULT_ETCD_PREFIX,
 };
 pub use dir::{Clock, DirStore, DirStoreOptions};
 pub use error::{StoreError, Unavailable, UnavailableCause};
