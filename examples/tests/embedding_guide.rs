@@ -149,7 +149,8 @@ fn embedding_binary() -> PathBuf {
     let profile = if profile == "debug" { "dev" } else { profile };
     let mut child = Command::new(env!("CARGO"))
         .args(["build", "--profile", profile, "-p", "bmcert-examples"])
-        .args(["--example", "embedding"])
+        // The example needs the etcd store (its `required-features`), as this test does.
+        .args(["--example", "embedding", "--features", "etcd"])
         .spawn()
         .unwrap();
     let status = wait_bounded(&mut child, Duration::from_secs(600), "building the example");
