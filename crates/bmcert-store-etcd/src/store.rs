@@ -1209,3 +1209,76 @@ async fn watch_task(s: Arc<Shared>, after: Revision, sender: WatchSender) {
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::panic)] // test code
+    use super::*;
+
+    fn status(code: tonic::Code, message: &str) -> etcd_client::Error {
+        etcd_client::Error::GRpcStatus(tonic::Status::new(code, message))
+    }
+
+    #[test]
+    fn grpc_codes_and_etcds_messages_give_the_cause() {
+        let cases = [
+            (
+                status(
+                    tonic::Code::InvalidArgument,
+                    "etcdserver: authentication failed, invalid user ID or password",
+                ),
+                UnavailableCause::CredentialsRefused,
+            ),
+            (
+                status(
+                    tonic::Code::PermissionDenied,
+                    "etcdserver: permission denied",
+                ),
+                UnavailableCause::PermissionDenied,
+            ),
+            (
+                status(
+                    tonic::Code::InvalidArgument,
+                    "etcdserver: user name is empty",
+                ),
+                UnavailableCause::PermissionDenied,
+            ),
+            (
+                status(tonic::Code::DeadlineExceeded, "context deadline exceeded"),
+                UnavailableCause::Timeout,
+            ),
+            (
+                status(
+                    tonic::Code::Unknown,
+                    "transport error: invalid peer certificate: UnknownIssuer",
+                ),
+                UnavailableCause::TlsUntrusted,
+            ),
+            (
+                status(
+                    tonic::Code::Unknown,
+                    "invalid peer certificate: NotValidForName",
+                ),
+                UnavailableCause::TlsNameMismatch,
+            ),
+            (
+                status(tonic::Code::Unavailable, "connection refused"),
+                UnavailableCause::Unreachable,
+            ),
+            (
+                status(tonic::Code::Unknown, "h2 protocol error: connection closed"),
+                UnavailableCause::TlsHandshake,
+            ),
+        ];
+        for (error, cause) in cases {
+            assert_eq!(cause_of(&error), cause, "{error}");
+            match unavailable("h:1", &error) {
+                StoreError::Unavailable(u) => {
+                    assert_eq!(u.cause, cause);
+                    assert!(u.detail.contains("etcd at h:1"), "{u}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+}
