@@ -4,7 +4,17 @@
 //! ```text
 //! cargo run -p bmcert-examples --example https_server -- \
 //!     --store DIR --topology FILE --https 127.0.0.1:8443 --mail 127.0.0.1:9993
+//! cargo run -p bmcert-examples --features etcd --example https_server -- \
+//!     --store etcds://10.0.0.1:2379,10.0.0.2:2379/bluemind/ --etcd-cacert ca.pem \
+//!     --topology FILE --https 127.0.0.1:8443 --mail 127.0.0.1:9993
 //! ```
+//!
+//! The store is a [`StoreConfig`]: a directory, or (built with the `etcd` feature) the etcd
+//! store of several servers with the same options as the `bmcert` command (`--etcd-cacert`,
+//! `--etcd-cert`, `--etcd-key`, `--etcd-user` with the password in `BMCERT_ETCD_PASSWORD`),
+//! validated and opened by the same library calls ([`StoreConfig::from_settings`],
+//! [`bmcert::open_store`]). Certificates installed by `bmcert install --store etcd://...` on
+//! any server are served here on the next handshake.
 //!
 //! Every HTTPS request is answered with one line saying which target's certificate served
 //! it and why (`target=domain:acme.test reason=dedicated ... sha256=...`). The mail port
@@ -30,7 +40,7 @@ use std::time::Duration;
 use bmcert_resolve::{
     FollowerThread, LiveIndex, ResolvesServerCertUsingSniWithFallback, ResolvesSystemCert, Service,
 };
-use bmcert_store::{DirStore, Store};
+use bmcert_store::{StoreConfig, StoreSettings};
 use bmcert_topology::Topology;
 use clap::Parser;
 use rustls::server::ResolvesServerCert;
@@ -40,9 +50,22 @@ use sha2::{Digest, Sha256};
 /// Serve HTTPS and implicit-TLS mail with certificates from a bmcert store.
 #[derive(Parser, Debug)]
 struct Args {
-    /// The store directory.
+    /// The store: a directory, or `etcd://HOST:PORT[,...][/PREFIX]` / `etcds://...`
+    /// (feature `etcd`).
     #[arg(long)]
-    store: PathBuf,
+    store: String,
+    /// etcds://: the CA that signed the etcd servers' certificates (default: the system's).
+    #[arg(long, value_name = "FILE")]
+    etcd_cacert: Option<PathBuf>,
+    /// etcds://: a client certificate for etcd, with --etcd-key.
+    #[arg(long, value_name = "FILE")]
+    etcd_cert: Option<PathBuf>,
+    /// The client certificate's key.
+    #[arg(long, value_name = "FILE")]
+    etcd_key: Option<PathBuf>,
+    /// The etcd user (its password in BMCERT_ETCD_PASSWORD).
+    #[arg(long, value_name = "USER")]
+    etcd_user: Option<String>,
     /// The topology file (TOML).
     #[arg(long)]
     topology: PathBuf,
@@ -78,10 +101,19 @@ fn run(args: Args) -> Result<(), String> {
     })?;
     let topology =
         Topology::from_toml_str(&text).map_err(|e| format!("{}: {e}", args.topology.display()))?;
-    let store: Arc<dyn Store> = Arc::new(
-        DirStore::open(&args.store)
-            .map_err(|e| format!("cannot open the store {}: {e}", args.store.display()))?,
-    );
+    let config = StoreConfig::from_settings(StoreSettings {
+        store: args.store.clone(),
+        etcd_cacert: args.etcd_cacert,
+        etcd_cert: args.etcd_cert,
+        etcd_key: args.etcd_key,
+        etcd_user: args.etcd_user,
+        etcd_password: std::env::var("BMCERT_ETCD_PASSWORD")
+            .ok()
+            .map(zeroize::Zeroizing::new),
+    })
+    .map_err(|e| format!("--store {}: {e}", args.store))?;
+    let store = bmcert::open_store(&config)
+        .map_err(|e| format!("cannot open the store {}: {e}", args.store))?;
     let index = Arc::new(LiveIndex::new(&topology));
     let _follower = FollowerThread::start(store, index.clone())
         .map_err(|e| format!("cannot load the store: {e}"))?;

@@ -149,6 +149,7 @@ fn embedding_binary() -> PathBuf {
     let profile = if profile == "debug" { "dev" } else { profile };
     let mut child = Command::new(env!("CARGO"))
         .args(["build", "--profile", profile, "-p", "bmcert-examples"])
+        // The example needs the etcd store (its `required-features`), as this test does.
         .args(["--example", "embedding", "--features", "etcd"])
         .spawn()
         .unwrap();

@@ -235,20 +235,10 @@ struct FileSettings {
     store: Option<String>,
     topology: Option<PathBuf>,
     #[serde(default)]
-    etcd: FileEtcd,
+    etcd: bmcert::store::EtcdFileSettings,
     #[serde(default)]
     acme: FileAcme,
     smtp: Option<SmtpSettings>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct FileEtcd {
-    cacert: Option<PathBuf>,
-    cert: Option<PathBuf>,
-    key: Option<PathBuf>,
-    user: Option<String>,
-    password: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -359,27 +349,32 @@ impl Settings {
         };
         let path = config.as_ref().map(|c| c.value.as_path());
         let rel = |p: Option<PathBuf>| path.and_then(|f| relative_to(f, p));
+        let file_etcd = match path.and_then(Path::parent) {
+            Some(dir) => file.etcd.relative_to(dir),
+            None => file.etcd,
+        };
+        let file_password = file_etcd.secret_password().cloned();
         let at = |id, flag, var| origin(matches, id, flag, var);
 
         let mut etcd = EtcdSettings {
             cacert: pick(
                 args.etcd_cacert,
                 at("etcd_cacert", "--etcd-cacert", "BMCERT_ETCD_CACERT"),
-                rel(file.etcd.cacert),
+                file_etcd.cacert,
                 path,
                 "etcd.cacert",
             ),
             cert: pick(
                 args.etcd_cert,
                 at("etcd_cert", "--etcd-cert", "BMCERT_ETCD_CERT"),
-                rel(file.etcd.cert),
+                file_etcd.cert,
                 path,
                 "etcd.cert",
             ),
             key: pick(
                 args.etcd_key,
                 at("etcd_key", "--etcd-key", "BMCERT_ETCD_KEY"),
-                rel(file.etcd.key),
+                file_etcd.key,
                 path,
                 "etcd.key",
             ),
@@ -391,7 +386,7 @@ impl Settings {
         let user = pick(
             args.etcd_user.map(|u| u.0),
             at("etcd_user", "--etcd-user", "BMCERT_ETCD_USER"),
-            file.etcd.user.map(Zeroizing::new),
+            file_etcd.user.map(Zeroizing::new),
             path,
             "etcd.user",
         );
@@ -415,13 +410,7 @@ impl Settings {
                     })?),
                     Origin::Env(PASSWORD_VAR),
                 )),
-                None => pick(
-                    None,
-                    Origin::Default,
-                    file.etcd.password.map(Zeroizing::new),
-                    path,
-                    "etcd.password",
-                ),
+                None => pick(None, Origin::Default, file_password, path, "etcd.password"),
             };
         }
         let acme = AcmeSettings {
@@ -542,7 +531,9 @@ fn read_file(path: &Path, origin: &Origin) -> Result<FileSettings, UsageError> {
         ))
     })?;
     #[cfg(unix)]
-    if file.etcd.password.is_some() || file.smtp.as_ref().is_some_and(|s| s.password.is_some()) {
+    if file.etcd.secret_password().is_some()
+        || file.smtp.as_ref().is_some_and(|s| s.password.is_some())
+    {
         use std::os::unix::fs::PermissionsExt as _;
         if let Ok(meta) = std::fs::metadata(path) {
             let mode = meta.permissions().mode() & 0o777;

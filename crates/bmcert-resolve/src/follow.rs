@@ -201,8 +201,9 @@ impl FollowerThread {
     /// then starts the thread that follows the store's changes.
     pub fn start(store: Arc<dyn Store>, index: Arc<LiveIndex>) -> Result<Self, StoreError> {
         let from = block_on(load_all(&*store, &index))?;
-        Self::launch(store, index, Some(from))
-            .map_err(|e| StoreError::Unavailable(format!("cannot start the follower thread: {e}")))
+        Self::launch(store, index, Some(from)).map_err(|e| {
+            StoreError::Unavailable(format!("cannot start the follower thread: {e}").into())
+        })
     }
 
     /// Starts the thread without waiting for the store: it loads every current bundle as soon

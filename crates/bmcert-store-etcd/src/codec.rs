@@ -103,7 +103,7 @@ pub(crate) struct LockValue {
 pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Result<Zeroizing<Vec<u8>>, StoreError> {
     serde_json::to_vec(value)
         .map(Zeroizing::new)
-        .map_err(|e| StoreError::Unavailable(format!("cannot encode a store value: {e}")))
+        .map_err(|e| StoreError::Unavailable(format!("cannot encode a store value: {e}").into()))
 }
 
 pub(crate) fn decode<T: serde::de::DeserializeOwned>(

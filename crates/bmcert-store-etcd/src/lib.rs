@@ -59,16 +59,18 @@
 //! the trait itself are in `bmcert-store`.
 //!
 //! ```
-//! use bmcert_store_etcd::{parse_store_url, StoreUrlError};
+//! use bmcert_store::StoreConfigError;
+//! use bmcert_store_etcd::parse_store_url;
 //!
 //! // What `bmcert --store etcd://...` and the services' configuration accept.
 //! let options = parse_store_url("etcd://10.0.0.1:2379,10.0.0.2:2379/tenant-a/").unwrap();
 //! assert_eq!(options.endpoints, ["10.0.0.1:2379", "10.0.0.2:2379"]);
 //! assert_eq!(options.prefix, "/tenant-a/");
 //! assert_eq!(parse_store_url("etcd://10.0.0.1:2379").unwrap().prefix, "/bmcert/");
-//! assert!(matches!(parse_store_url("etcd://10.0.0.1"), Err(StoreUrlError::BadEndpoint(_))));
+//! assert!(matches!(parse_store_url("etcd://10.0.0.1"), Err(StoreConfigError::BadEndpoint(_))));
 //! // Connecting is `EtcdStore::connect(options)`; add `options.tls` and `options.user`
-//! // for a protected cluster.
+//! // for a protected cluster. `EtcdStore::open(&config)` does it from a validated
+//! // `bmcert_store::StoreConfig` (reading its TLS files), as the `bmcert` command does.
 //! ```
 //!
 //! [etcd-client]: https://docs.rs/etcd-client
@@ -76,11 +78,12 @@
 #![warn(unreachable_pub)]
 
 mod codec;
+mod open;
 mod store;
 mod url;
 
 pub use store::{EtcdOptions, EtcdStore, EtcdTls};
-pub use url::{parse_store_url, StoreUrlError};
+pub use url::parse_store_url;
 
 #[doc(hidden)]
 pub use store::KeyLayout;

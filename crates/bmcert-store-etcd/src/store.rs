@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use bmcert_store::{
     Bundle, Change, ChangeKey, ChangeKind, Condition, Expect, Fence, Installed, Lease, Listed,
-    Record, RecordKey, Revision, Store, StoreError, StoreFuture, Watch, WatchSender, HISTORY_DEPTH,
+    Record, RecordKey, Revision, Store, StoreError, StoreFuture, Unavailable, UnavailableCause,
+    Watch, WatchSender, HISTORY_DEPTH,
 };
 use bmcert_topology::Target;
 use etcd_client::{
@@ -187,9 +188,59 @@ impl fmt::Debug for EtcdStore {
 }
 
 fn unavailable(endpoints: &str, e: &etcd_client::Error) -> StoreError {
-    StoreError::Unavailable(format!(
-        "etcd at {endpoints}: {e}; check that the cluster is up and reachable (the store retries by itself)"
+    StoreError::Unavailable(Unavailable::new(
+        cause_of(e),
+        format!(
+            "etcd at {endpoints}: {e}; check that the cluster is up and reachable (the store retries by itself)"
+        ),
     ))
+}
+
+/// What an etcd-client failure means for the administrator. The gRPC status code decides
+/// where etcd sets one; a failure below gRPC (TLS, connection) is recognised here, once,
+/// from the error chain (tonic and rustls give no typed access through etcd-client), so
+/// that callers branch on [`UnavailableCause`] rather than on text.
+pub(crate) fn cause_of(e: &etcd_client::Error) -> UnavailableCause {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    let has = |needle: &str| text.contains(needle);
+    if let etcd_client::Error::GRpcStatus(status) = e {
+        match status.code() {
+            tonic::Code::Unauthenticated => return UnavailableCause::CredentialsRefused,
+            tonic::Code::PermissionDenied => return UnavailableCause::PermissionDenied,
+            tonic::Code::DeadlineExceeded => return UnavailableCause::Timeout,
+            // etcd answers a wrong password and a missing user as invalid arguments.
+            tonic::Code::InvalidArgument if has("authentication failed") => {
+                return UnavailableCause::CredentialsRefused
+            }
+            tonic::Code::InvalidArgument if has("user name is empty") => {
+                return UnavailableCause::PermissionDenied
+            }
+            _ => {}
+        }
+    }
+    if has("NotValidForName") || has("not valid for name") {
+        UnavailableCause::TlsNameMismatch
+    } else if has("invalid peer certificate") || has("UnknownIssuer") {
+        UnavailableCause::TlsUntrusted
+    } else if has("authentication failed") {
+        UnavailableCause::CredentialsRefused
+    } else if has("permission denied") {
+        UnavailableCause::PermissionDenied
+    } else if has("timed out") || has("deadline") {
+        UnavailableCause::Timeout
+    } else if has("connection closed") || has("Canceled") || has("handshake") {
+        // The server cut the connection during or right after the handshake: with TLS, the
+        // usual reason is a client certificate it requires (or refuses).
+        UnavailableCause::TlsHandshake
+    } else {
+        UnavailableCause::Unreachable
+    }
 }
 
 impl EtcdStore {
@@ -203,7 +254,9 @@ impl EtcdStore {
             .thread_name("bmcert-etcd")
             .enable_all()
             .build()
-            .map_err(|e| StoreError::Unavailable(format!("cannot start the etcd runtime: {e}")))?;
+            .map_err(|e| {
+                StoreError::Unavailable(format!("cannot start the etcd runtime: {e}").into())
+            })?;
         let handle = runtime.handle().clone();
         let runtime = Arc::new(Runtime(Some(runtime)));
         let endpoints_text = options.endpoints.join(",");
@@ -259,8 +312,9 @@ impl EtcdStore {
             Ok(Ok(Ok(client))) => client,
             Ok(Ok(Err(e))) => return Err(unavailable(&endpoints_text, &e)),
             _ => {
-                return Err(StoreError::Unavailable(format!(
-                    "etcd at {endpoints_text} did not answer within {timeout:?}"
+                return Err(StoreError::Unavailable(Unavailable::new(
+                    UnavailableCause::Timeout,
+                    format!("etcd at {endpoints_text} did not answer within {timeout:?}"),
                 )))
             }
         };
@@ -297,12 +351,13 @@ impl EtcdStore {
         Box::pin(async move {
             match task.await {
                 Ok(Ok(result)) => result,
-                Ok(Err(_)) => Err(StoreError::Unavailable(format!(
-                    "etcd at {endpoints} did not answer within {timeout:?}; the cluster may be down or without a leader"
+                Ok(Err(_)) => Err(StoreError::Unavailable(Unavailable::new(
+                    UnavailableCause::Timeout,
+                    format!("etcd at {endpoints} did not answer within {timeout:?}; the cluster may be down or without a leader"),
                 ))),
-                Err(e) => Err(StoreError::Unavailable(format!(
-                    "the etcd task failed: {e}"
-                ))),
+                Err(e) => Err(StoreError::Unavailable(
+                    format!("the etcd task failed: {e}").into(),
+                )),
             }
         })
     }
@@ -508,9 +563,9 @@ enum Plan {
 }
 
 fn contention(key: &str) -> StoreError {
-    StoreError::Unavailable(format!(
-        "{key} kept changing concurrently ({MAX_ATTEMPTS} attempts); retry later"
-    ))
+    StoreError::Unavailable(
+        format!("{key} kept changing concurrently ({MAX_ATTEMPTS} attempts); retry later").into(),
+    )
 }
 
 fn to_i64(v: u64) -> i64 {
@@ -1147,5 +1202,78 @@ async fn watch_task(s: Arc<Shared>, after: Revision, sender: WatchSender) {
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::panic)] // test code
+    use super::*;
+
+    fn status(code: tonic::Code, message: &str) -> etcd_client::Error {
+        etcd_client::Error::GRpcStatus(tonic::Status::new(code, message))
+    }
+
+    #[test]
+    fn grpc_codes_and_etcds_messages_give_the_cause() {
+        let cases = [
+            (
+                status(
+                    tonic::Code::InvalidArgument,
+                    "etcdserver: authentication failed, invalid user ID or password",
+                ),
+                UnavailableCause::CredentialsRefused,
+            ),
+            (
+                status(
+                    tonic::Code::PermissionDenied,
+                    "etcdserver: permission denied",
+                ),
+                UnavailableCause::PermissionDenied,
+            ),
+            (
+                status(
+                    tonic::Code::InvalidArgument,
+                    "etcdserver: user name is empty",
+                ),
+                UnavailableCause::PermissionDenied,
+            ),
+            (
+                status(tonic::Code::DeadlineExceeded, "context deadline exceeded"),
+                UnavailableCause::Timeout,
+            ),
+            (
+                status(
+                    tonic::Code::Unknown,
+                    "transport error: invalid peer certificate: UnknownIssuer",
+                ),
+                UnavailableCause::TlsUntrusted,
+            ),
+            (
+                status(
+                    tonic::Code::Unknown,
+                    "invalid peer certificate: NotValidForName",
+                ),
+                UnavailableCause::TlsNameMismatch,
+            ),
+            (
+                status(tonic::Code::Unavailable, "connection refused"),
+                UnavailableCause::Unreachable,
+            ),
+            (
+                status(tonic::Code::Unknown, "h2 protocol error: connection closed"),
+                UnavailableCause::TlsHandshake,
+            ),
+        ];
+        for (error, cause) in cases {
+            assert_eq!(cause_of(&error), cause, "{error}");
+            match unavailable("h:1", &error) {
+                StoreError::Unavailable(u) => {
+                    assert_eq!(u.cause, cause);
+                    assert!(u.detail.contains("etcd at h:1"), "{u}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
     }
 }

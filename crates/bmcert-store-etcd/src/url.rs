@@ -1,30 +1,15 @@
-//! `etcd://` and `etcds://` store addresses, as `--store` takes them:
+//! `etcd://` and `etcds://` store addresses into [`EtcdOptions`], as `--store` takes them:
 //! `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]` (plain HTTP) and
 //! `etcds://HOST:PORT[,HOST:PORT...][/PREFIX]` (TLS to every endpoint).
 
-use crate::store::{EtcdOptions, EtcdTls};
+use bmcert_store::{EtcdConfig, StoreConfigError};
 
-/// Why a `--store etcd://...` or `etcds://...` address was refused.
-#[non_exhaustive]
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum StoreUrlError {
-    /// Neither an `etcd://` nor an `etcds://` address.
-    #[error(
-        "`{0}` is not an etcd address: write etcd://HOST:PORT[,HOST:PORT...][/PREFIX] \
-         (plain) or etcds://HOST:PORT[,HOST:PORT...][/PREFIX] (TLS)"
-    )]
-    NotEtcd(String),
-    /// An endpoint is not `host:port`.
-    #[error(
-        "the etcd endpoint `{0}` is not HOST:PORT (for example 127.0.0.1:2379); write \
-         etcd://HOST:PORT[,HOST:PORT...][/PREFIX] or etcds://... for TLS"
-    )]
-    BadEndpoint(String),
-}
+use crate::store::{EtcdOptions, EtcdTls};
 
 /// Parses `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]` or
 /// `etcds://HOST:PORT[,HOST:PORT...][/PREFIX]` into connection options. The prefix defaults
-/// to `/bmcert/`; no authentication is set (fill [`EtcdOptions::user`] for it).
+/// to `/bmcert/`; no authentication is set (fill [`EtcdOptions::user`] for it). The address
+/// is validated by [`EtcdConfig::parse`], whose errors these are.
 ///
 /// `etcd://` is plain HTTP ([`EtcdOptions::tls`] is `None`). `etcds://` means TLS to every
 /// endpoint: [`EtcdOptions::tls`] is set with an **empty** [`EtcdTls::ca_pem`], which the
@@ -32,39 +17,18 @@ pub enum StoreUrlError {
 /// `--trusted-ca-file`; `bmcert --etcd-cacert`) or with the platform's roots, and optionally
 /// a client certificate ([`EtcdTls::identity`]). Parsing reads no file: an empty `ca_pem`
 /// trusts no server, so a caller that forgets it gets a refused connection, never an
-/// unverified one.
-pub fn parse_store_url(url: &str) -> Result<EtcdOptions, StoreUrlError> {
-    let (rest, tls) = if let Some(rest) = url.strip_prefix("etcd://") {
-        (rest, false)
-    } else if let Some(rest) = url.strip_prefix("etcds://") {
-        (rest, true)
-    } else {
-        return Err(StoreUrlError::NotEtcd(url.to_owned()));
-    };
-    let (hosts, prefix) = match rest.find('/') {
-        Some(i) => (&rest[..i], Some(&rest[i..])),
-        None => (rest, None),
-    };
-    let mut endpoints = Vec::new();
-    for endpoint in hosts.split(',') {
-        let ok = endpoint
-            .rsplit_once(':')
-            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
-        if !ok || endpoint.chars().any(|c| c.is_whitespace() || c == '@') {
-            return Err(StoreUrlError::BadEndpoint(endpoint.to_owned()));
-        }
-        endpoints.push(endpoint.to_owned());
-    }
-    let mut options = EtcdOptions::new(endpoints);
-    if tls {
+/// unverified one. [`EtcdStore::open`](crate::EtcdStore::open) does all of that from a
+/// [`bmcert_store::StoreConfig`].
+pub fn parse_store_url(url: &str) -> Result<EtcdOptions, StoreConfigError> {
+    let config = EtcdConfig::parse(url)?;
+    let mut options = EtcdOptions::new(config.endpoints);
+    options.prefix = config.prefix;
+    if config.tls.is_some() {
         options.tls = Some(EtcdTls {
             ca_pem: Vec::new(),
             identity: None,
             domain_name: None,
         });
-    }
-    if let Some(prefix) = prefix.filter(|p| *p != "/") {
-        options.prefix = prefix.to_owned();
     }
     Ok(options)
 }
@@ -102,7 +66,7 @@ mod tests {
     fn messages_name_both_forms() {
         for bad in ["/var/lib/bmcert", "https://h:1", "etcd:/h:1", "ETCD://h:1"] {
             let e = parse_store_url(bad).unwrap_err();
-            assert_eq!(e, StoreUrlError::NotEtcd(bad.to_owned()));
+            assert_eq!(e, StoreConfigError::NotAnAddress(bad.to_owned()));
             let text = e.to_string();
             assert!(
                 text.contains("etcd://HOST:PORT") && text.contains("etcds://HOST:PORT"),
@@ -120,7 +84,7 @@ mod tests {
     fn refuses_bad_addresses() {
         assert!(matches!(
             parse_store_url("/var/lib/bmcert"),
-            Err(StoreUrlError::NotEtcd(_))
+            Err(StoreConfigError::NotAnAddress(_))
         ));
         for bad in [
             "etcd://",
@@ -134,7 +98,7 @@ mod tests {
             "etcd://a:1,",
         ] {
             assert!(
-                matches!(parse_store_url(bad), Err(StoreUrlError::BadEndpoint(_))),
+                matches!(parse_store_url(bad), Err(StoreConfigError::BadEndpoint(_))),
                 "{bad}"
             );
         }

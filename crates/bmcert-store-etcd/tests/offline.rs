@@ -5,7 +5,7 @@
 use std::net::TcpListener;
 use std::time::Duration;
 
-use bmcert_store::{block_on, Condition, RecordKey, Revision, Store, StoreError};
+use bmcert_store::{block_on, Condition, RecordKey, Revision, Store, StoreError, UnavailableCause};
 use bmcert_store_etcd::{parse_store_url, EtcdStore};
 use bmcert_topology::Target;
 
@@ -32,8 +32,16 @@ fn an_unreachable_cluster_gives_unavailable_errors() {
     ];
     for r in results {
         match r {
-            Err(StoreError::Unavailable(message)) => {
-                assert!(message.contains(&format!("127.0.0.1:{port}")), "{message}");
+            Err(StoreError::Unavailable(u)) => {
+                assert!(u.detail.contains(&format!("127.0.0.1:{port}")), "{u}");
+                // Nothing listens there: unreachable, or (a dropped SYN) no answer in time.
+                assert!(
+                    matches!(
+                        u.cause,
+                        UnavailableCause::Unreachable | UnavailableCause::Timeout
+                    ),
+                    "{u:?}"
+                );
             }
             other => panic!("expected Unavailable, got {other:?}"),
         }

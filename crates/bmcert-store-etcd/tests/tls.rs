@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use bmcert_store::{block_on, Condition, RecordKey, Store, StoreError};
+use bmcert_store::{block_on, Condition, RecordKey, Store, StoreError, UnavailableCause};
 use bmcert_store_etcd::{EtcdOptions, EtcdStore, EtcdTls};
 use bmcert_test::etcd::{issue_loopback, start_tls_member, test_ca};
 
@@ -68,24 +68,27 @@ fn the_store_talks_to_etcd_over_verified_tls_with_authentication() {
     let mut wrong = with_user;
     wrong.user = Some(("root".into(), "wrong".to_owned().into()));
     match EtcdStore::connect(wrong) {
-        Err(StoreError::Unavailable(message)) => assert!(!message.contains("wrong"), "{message}"),
+        Err(StoreError::Unavailable(u)) => {
+            assert!(!u.detail.contains("wrong"), "{u}");
+            assert_eq!(u.cause, UnavailableCause::CredentialsRefused, "{u}");
+        }
         other => panic!("expected the wrong password refused, got {other:?}"),
     }
     let anonymous = EtcdStore::connect(options(client, &root.pem())).unwrap();
-    assert!(matches!(
-        block_on(anonymous.get(&key)),
-        Err(StoreError::Unavailable(_))
-    ));
+    match block_on(anonymous.get(&key)) {
+        Err(StoreError::Unavailable(u)) => {
+            assert_eq!(u.cause, UnavailableCause::PermissionDenied, "{u}")
+        }
+        other => panic!("expected the anonymous client refused, got {other:?}"),
+    }
 
     // A client trusting another CA refuses the server: a typed error, nothing read.
     let other = test_ca("some other CA");
     let stranger = EtcdStore::connect(options(client, &other.pem())).unwrap();
     match block_on(stranger.get(&key)) {
-        Err(StoreError::Unavailable(message)) => {
-            assert!(
-                message.contains(&format!("127.0.0.1:{client}")),
-                "{message}"
-            )
+        Err(StoreError::Unavailable(u)) => {
+            assert!(u.detail.contains(&format!("127.0.0.1:{client}")), "{u}");
+            assert_eq!(u.cause, UnavailableCause::TlsUntrusted, "{u}");
         }
         other => panic!("expected Unavailable from an unverified server, got {other:?}"),
     }

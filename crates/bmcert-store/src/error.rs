@@ -78,9 +78,66 @@ pub enum StoreError {
         /// What is wrong.
         reason: String,
     },
-    /// The backend cannot be reached (distributed backends).
+    /// The backend cannot be reached (distributed backends); [`Unavailable::cause`] says
+    /// why, for callers that tell the administrator what to check.
     #[error("the store is unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(Unavailable),
+}
+
+/// Why a distributed store could not be used: the cause, typed, and the backend's words.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{detail}")]
+pub struct Unavailable {
+    /// What went wrong, for branching (hints, retries).
+    pub cause: UnavailableCause,
+    /// The backend's message (endpoints, the server's reason); no secret.
+    pub detail: String,
+}
+
+impl Unavailable {
+    /// An unavailability of the given cause.
+    pub fn new(cause: UnavailableCause, detail: impl Into<String>) -> Self {
+        Self {
+            cause,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// A message without a known cause is [`UnavailableCause::Other`].
+impl From<String> for Unavailable {
+    fn from(detail: String) -> Self {
+        Self::new(UnavailableCause::Other, detail)
+    }
+}
+
+impl From<&str> for Unavailable {
+    fn from(detail: &str) -> Self {
+        Self::new(UnavailableCause::Other, detail)
+    }
+}
+
+/// The cause of an [`Unavailable`] store.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnavailableCause {
+    /// No endpoint could be reached (refused, reset, no route), or the connection broke.
+    Unreachable,
+    /// The backend did not answer in time (down, or a cluster without a leader).
+    Timeout,
+    /// The backend refused the user name or password.
+    CredentialsRefused,
+    /// Authenticated (or anonymous) but not allowed to use the store's keys.
+    PermissionDenied,
+    /// The server's TLS certificate is not signed by a trusted CA.
+    TlsUntrusted,
+    /// The server's TLS certificate does not name the host connected to.
+    TlsNameMismatch,
+    /// The TLS handshake was cut by the server (typically: it requires a client
+    /// certificate that was not given or not accepted).
+    TlsHandshake,
+    /// Anything else (the detail says what).
+    Other,
 }
 
 impl StoreError {

@@ -41,6 +41,7 @@
 #![warn(unreachable_pub)]
 
 mod block_on;
+mod config;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod dir;
@@ -54,8 +55,12 @@ mod types;
 mod watch;
 
 pub use block_on::block_on;
+pub use config::{
+    EtcdConfig, EtcdFileSettings, EtcdSetting, EtcdTlsConfig, EtcdUser, StoreConfig,
+    StoreConfigError, StoreSettings, DEFAULT_ETCD_PREFIX,
+};
 pub use dir::{Clock, DirStore, DirStoreOptions};
-pub use error::StoreError;
+pub use error::{StoreError, Unavailable, UnavailableCause};
 pub use store::{Store, StoreFuture};
 pub use types::{
     Bundle, BundleMeta, Change, ChangeKey, ChangeKind, Condition, Expect, Fence, Fingerprint,

@@ -173,7 +173,7 @@ impl<S: Store> FaultyStore<S> {
     fn check(&self, op: Op, lease: Option<&Lease>) -> Option<StoreError> {
         self.calls[op.index()].fetch_add(1, Ordering::SeqCst);
         self.fault(op).map(|fault| match fault {
-            Fault::Unavailable(message) => StoreError::Unavailable(message),
+            Fault::Unavailable(message) => StoreError::Unavailable(message.into()),
             Fault::Fenced => match lease {
                 Some(lease) => StoreError::Fenced {
                     lock: lease.lock.to_string(),

@@ -50,6 +50,7 @@
 pub mod acme;
 mod bootstrap;
 mod manager;
+mod open;
 pub mod renew;
 
 pub use bmcert_bundle as bundle;
@@ -64,3 +65,4 @@ pub use bootstrap::BootstrapError;
 pub use manager::{
     CertManager, Exported, InstallOutcome, InstalledVersion, ManagerError, TargetStatus,
 };
+pub use open::open_store;
