@@ -10,7 +10,7 @@ use crate::cert::{parse_certificates, CertSummary, KeyAlgorithm};
 use crate::key::{parse_private_key, KeyError};
 use crate::keycheck::{self, KeyCheck};
 use crate::pkcs12::{parse_pkcs12, Pkcs12Error};
-use crate::report::{Bundle, Code, FileKind, Report};
+use crate::report::{Bundle, Code, FileKind, Finding, Report};
 
 /// Certificates shorter than this many RSA bits are `weak_key`.
 pub const MIN_RSA_BITS: u32 = 2048;
@@ -92,6 +92,13 @@ impl<'a> BundleCheck<'a> {
 
     /// Runs every check at time `now` and returns the report.
     pub fn check(self, now: UnixTime) -> Report {
+        let mut report = self.check_all(now);
+        cap_repeated(&mut report.problems);
+        cap_repeated(&mut report.warnings);
+        report
+    }
+
+    fn check_all(self, now: UnixTime) -> Report {
         let now_secs = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
         let mut report = Report {
             host: self.host,
@@ -314,6 +321,48 @@ impl<'a> BundleCheck<'a> {
         }
         report
     }
+}
+
+/// How many certificates of one file a per-certificate finding names before the others are
+/// counted: a file may hold thousands of certificates.
+const REPEATS_SHOWN: usize = 3;
+
+/// Keeps the per-certificate findings (`expires_soon`, `weak_key`) of the first
+/// [`REPEATS_SHOWN`] certificates of each file and counts the others in one more finding.
+fn cap_repeated(findings: &mut Vec<Finding>) {
+    let mut counts: Vec<((Code, FileKind), usize)> = Vec::new();
+    let mut kept = Vec::with_capacity(findings.len());
+    for f in findings.drain(..) {
+        if !matches!(f.code, Code::ExpiresSoon | Code::WeakKey) {
+            kept.push(f);
+            continue;
+        }
+        let key = (f.code, f.file);
+        let i = match counts.iter().position(|(k, _)| *k == key) {
+            Some(i) => i,
+            None => {
+                counts.push((key, 0));
+                counts.len() - 1
+            }
+        };
+        counts[i].1 += 1;
+        if counts[i].1 <= REPEATS_SHOWN {
+            kept.push(f);
+        }
+    }
+    for ((code, file), n) in counts {
+        if n > REPEATS_SHOWN {
+            kept.push(Finding {
+                code,
+                file,
+                message: format!(
+                    "... and {} more certificates of the {file} file with the same finding.",
+                    n - REPEATS_SHOWN
+                ),
+            });
+        }
+    }
+    *findings = kept;
 }
 
 /// Adds `bmcert-verify`'s findings to the report, leaving out what this crate already said

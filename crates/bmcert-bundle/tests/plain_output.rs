@@ -190,3 +190,38 @@ fn pem_labels_from_the_file_are_escaped_and_listed_once_in_short() {
     let report = BundleCheck::files(b"-----BEGIN A\x07B-----\nAAAA\n", b"", None).check(at());
     no_control_characters(&report.to_string());
 }
+
+#[test]
+fn per_certificate_findings_are_counted_beyond_the_first_three_of_a_file() {
+    let chain = Chain3::new(Alg::P256, &["mail.example.test"]);
+    let mut ca = String::new();
+    for der in look_alikes(&chain.intermediate, &chain.root, 20) {
+        ca.push_str(&pem_encode("CERTIFICATE", &der));
+    }
+    ca.push_str(&chain.intermediate.pem);
+    ca.push_str(&chain.root.pem);
+    let key = chain.leaf.key.serialize_pem();
+    // 2039-12-13: every certificate (valid until 2040-01-01) expires within 30 days.
+    let late = UnixTime::since_unix_epoch(core::time::Duration::from_secs(2_207_347_200));
+    let report = BundleCheck::files(
+        chain.leaf.pem.as_bytes(),
+        key.as_bytes(),
+        Some(ca.as_bytes()),
+    )
+    .check(late);
+    let soon: Vec<_> = report
+        .warnings
+        .iter()
+        .filter(|w| w.code == Code::ExpiresSoon && w.file == FileKind::Ca)
+        .collect();
+    assert_eq!(soon.len(), 4, "{soon:?}");
+    assert_eq!(
+        soon[3].message,
+        "... and 19 more certificates of the ca file with the same finding."
+    );
+    // The leaf's own warning is kept, attributed to the certificate file.
+    assert!(report
+        .warnings
+        .iter()
+        .any(|w| w.code == Code::ExpiresSoon && w.file == FileKind::Cert));
+}
