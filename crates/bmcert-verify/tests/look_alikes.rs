@@ -147,6 +147,24 @@ fn without_key_identifiers_a_few_look_alikes_are_searched_through() {
     assert_eq!(v.chain.len(), 2);
 }
 
+#[test]
+fn a_missing_intermediate_behind_look_alikes_is_named_as_probably_missing() {
+    let chain = Chain3::new(Alg::P256, &["mail.example.test"]);
+    let mut ca = hostile_ca_file(&chain, 1_100);
+    ca.remove(1_100); // the real intermediate
+    let leaf = CertificateDer::from(chain.leaf.der.clone());
+    let v = check(&leaf, &[], &ca);
+    let first = v.first_problem().expect("refused");
+    assert_eq!(first.code, Code::LookAlikes, "{}", first.message);
+    assert!(
+        first
+            .message
+            .contains("the issuing intermediate is probably missing"),
+        "{}",
+        first.message
+    );
+}
+
 /// One chain and its look-alikes, made once for the properties below.
 struct Fixture {
     chain: Chain3,
