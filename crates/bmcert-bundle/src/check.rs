@@ -338,16 +338,15 @@ fn cap_repeated(findings: &mut Vec<Finding>) {
             continue;
         }
         let key = (f.code, f.file);
-        let at = match counts.iter().position(|(k, _)| *k == key) {
-            Some(at) => at,
+        let i = match counts.iter().position(|(k, _)| *k == key) {
+            Some(i) => i,
             None => {
                 counts.push((key, 0));
                 counts.len() - 1
             }
         };
-        let n = &mut counts[at].1;
-        *n += 1;
-        if *n <= REPEATS_SHOWN {
+        counts[i].1 += 1;
+        if counts[i].1 <= REPEATS_SHOWN {
             kept.push(f);
         }
     }

@@ -39,6 +39,10 @@ use crate::Cache;
 /// this bounds the search to a few tens of milliseconds.
 pub(crate) const SIGNATURE_BUDGET: usize = 1024;
 
+/// The pool size up to which a certificate this module cannot read makes it hand the whole
+/// input to webpki.
+pub(crate) const SMALL_POOL: usize = 64;
+
 /// The signed part of a certificate, borrowed from its DER.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Signed<'a> {
@@ -232,9 +236,17 @@ impl<'a> Issuers<'a> {
     /// Selects the anchors and intermediates reachable from the leaf through issuer links
     /// whose signature verifies. With `trust_aki`, candidates whose key identifier differs
     /// from the child's AKI are set aside. A certificate this module cannot read is always
-    /// selected: webpki decides about it.
+    /// selected: webpki decides about it. Its own issuers cannot be looked up, so with such
+    /// a certificate in a pool of at most [`SMALL_POOL`] the whole input is selected
+    /// (webpki's own budgets bound that); in a larger pool, a path through it is found only
+    /// when its issuers are reachable otherwise.
     pub(crate) fn select(&self, sigs: &Signatures<'a>, trust_aki: bool) -> Selection {
         let mut out = Selection::default();
+        if self.pool.len() <= SMALL_POOL && self.pool.iter().any(Option::is_none) {
+            out.anchors = (0..self.anchors.len()).collect();
+            out.pool = (0..self.pool.len()).collect();
+            return out;
+        }
         let mut anchor_used = vec![false; self.anchors.len()];
         let mut pool_used = vec![false; self.pool.len()];
         for (i, n) in self.anchors.iter().enumerate() {
@@ -421,6 +433,22 @@ mod tests {
         let (name, count) = sel.stopped_at.expect("stopped");
         assert_eq!(count, SIGNATURE_BUDGET + 11);
         assert!(crate::light::name_text(&name).contains("bmcert Test Intermediate"));
+    }
+
+    #[test]
+    fn an_unreadable_certificate_in_a_small_pool_hands_everything_to_webpki() {
+        let mut h = hostile(3);
+        h.pool
+            .insert(0, CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01, 0x00]));
+        let sigs = Signatures::default();
+        let sel = select(&h, &sigs, true);
+        assert_eq!(sel.pool, vec![0, 1, 2, 3, 4]);
+        assert_eq!(sigs.checks(), 0);
+        // In a large pool it is kept, and the search goes on as usual.
+        let mut h = hostile(SMALL_POOL);
+        h.pool.insert(0, CertificateDer::from(vec![0x30, 0x00]));
+        let sel = select(&h, &sigs, true);
+        assert_eq!(sel.pool, vec![0, SMALL_POOL + 1]);
     }
 
     #[test]

@@ -571,6 +571,9 @@ struct Failure {
     /// The issuer search ran out of signature checks: the name whose candidates were being
     /// checked (raw DER contents) and how many certificates carry it.
     stopped_at: Option<(Vec<u8>, usize)>,
+    /// The search had ruled candidates out by key identifier before it stopped: those the
+    /// key identifiers point to led nowhere.
+    after_key_identifiers: bool,
 }
 
 struct Engine<'a> {
@@ -643,7 +646,8 @@ impl<'a> Engine<'a> {
         };
         let (a, p) = pick(&selection);
         let mut result = self.validate(&a, &p);
-        if result.is_err() && selection.set_aside && selection.stopped_at.is_none() {
+        let set_aside = selection.set_aside;
+        if result.is_err() && set_aside && selection.stopped_at.is_none() {
             // No valid path among the candidates the key identifiers point to: try the
             // ones they rule out too (webpki itself ignores key identifiers).
             selection = issuers.select(&self.sigs, false);
@@ -651,6 +655,7 @@ impl<'a> Engine<'a> {
             result = self.validate(&a, &p);
         }
         result.map_err(|mut f| {
+            f.after_key_identifiers = set_aside && selection.stopped_at.is_some();
             f.stopped_at = selection.stopped_at;
             f
         })
@@ -667,6 +672,7 @@ impl<'a> Engine<'a> {
             error,
             violations: Vec::new(),
             stopped_at: None,
+            after_key_identifiers: false,
         })?;
         let mut tas: Vec<TrustAnchor<'_>> = Vec::new();
         let mut ta_certs: Vec<(usize, &Certificate<'_>)> = Vec::new();
@@ -776,12 +782,14 @@ impl<'a> Engine<'a> {
                     error: webpki::Error::UnknownIssuer,
                     violations: rejected.into_inner(),
                     stopped_at: None,
+                    after_key_identifiers: false,
                 }),
             },
             Err(error) => Err(Failure {
                 error,
                 violations: rejected.into_inner(),
                 stopped_at: None,
+                after_key_identifiers: false,
             }),
         }
     }
@@ -1012,12 +1020,18 @@ fn look_alikes(failure: &Failure, known: &[Known<'_>]) -> Option<Finding> {
         Some(n) => format!("{count} certificates named \"{}\"", light::name_text(n)),
         None => format!("{count} certificates that could issue one another"),
     };
+    let hint = if failure.after_key_identifiers {
+        // The certificates the key identifiers point to (if any) led nowhere.
+        "; none of them with the key identifier the certificate names for its issuer gives a valid chain, so the issuing intermediate is probably missing: add it (your authority's chain download) and remove the look-alikes"
+    } else {
+        ". Keep only the intermediate certificates of your authority and its root in the CA file"
+    };
     Some(Finding {
         code: Code::LookAlikes,
         severity: Severity::Problem,
         file,
         message: format!(
-            "the {} file holds too many look-alike certificates ({which}, with different keys) to check them all: the search for the chain stopped after {} signature checks. Keep only the intermediate certificates of your authority and its root in the CA file",
+            "the {} file holds too many look-alike certificates ({which}, with different keys) to check them all: the search for the chain stopped after {} signature checks{hint}",
             file.as_str(),
             issuers::SIGNATURE_BUDGET
         ),

@@ -146,3 +146,87 @@ fn without_key_identifiers_a_few_look_alikes_are_searched_through() {
     assert!(v.is_valid(), "{:?}", v.first_problem());
     assert_eq!(v.chain.len(), 2);
 }
+
+#[test]
+fn a_missing_intermediate_behind_look_alikes_is_named_as_probably_missing() {
+    let chain = Chain3::new(Alg::P256, &["mail.example.test"]);
+    let mut ca = hostile_ca_file(&chain, 1_100);
+    ca.remove(1_100); // the real intermediate
+    let leaf = CertificateDer::from(chain.leaf.der.clone());
+    let v = check(&leaf, &[], &ca);
+    let first = v.first_problem().expect("refused");
+    assert_eq!(first.code, Code::LookAlikes, "{}", first.message);
+    assert!(
+        first
+            .message
+            .contains("the issuing intermediate is probably missing"),
+        "{}",
+        first.message
+    );
+}
+
+/// One chain and its look-alikes, made once for the properties below.
+struct Fixture {
+    chain: Chain3,
+    fakes: Vec<CertificateDer<'static>>,
+    leaf_without_aki: CertificateDer<'static>,
+}
+
+fn fixture() -> &'static Fixture {
+    static FIXTURE: std::sync::OnceLock<Fixture> = std::sync::OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let chain = Chain3::new(Alg::P256, &["mail.example.test"]);
+        let fakes = ders(look_alikes(&chain.intermediate, &chain.root, 40));
+        let leaf_without_aki = leaf_without_aki(&chain);
+        Fixture {
+            chain,
+            fakes,
+            leaf_without_aki,
+        }
+    })
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+    /// Wherever the real intermediate and root sit among look-alikes, in the CA file or
+    /// (the intermediate) in the certificate file, with or without key identifiers to
+    /// narrow the search, the valid chain is found.
+    #[test]
+    fn the_chain_is_found_in_any_order(
+        order in proptest::strategy::Strategy::prop_shuffle(
+            proptest::sample::subsequence((0..42usize).collect::<Vec<_>>(), 0..=42)
+        ),
+        with_aki in proptest::bool::ANY,
+        intermediate_in_cert_file in proptest::bool::ANY,
+    ) {
+        let f = fixture();
+        let inter = CertificateDer::from(f.chain.intermediate.der.clone());
+        let root = CertificateDer::from(f.chain.root.der.clone());
+        // 40 and 41 stand for the intermediate and the root; they are always present.
+        let mut picks = order;
+        for must in [40, 41] {
+            if !picks.contains(&must) {
+                picks.push(must);
+            }
+        }
+        let mut ca = Vec::new();
+        let mut extras = Vec::new();
+        for i in picks {
+            match i {
+                40 if intermediate_in_cert_file => extras.push(inter.clone()),
+                40 => ca.push(inter.clone()),
+                41 => ca.push(root.clone()),
+                i => ca.push(f.fakes[i].clone()),
+            }
+        }
+        let leaf = if with_aki {
+            CertificateDer::from(f.chain.leaf.der.clone())
+        } else {
+            f.leaf_without_aki.clone()
+        };
+        let v = check(&leaf, &extras, &ca);
+        proptest::prop_assert!(v.is_valid(), "{:?}", v.first_problem());
+        proptest::prop_assert_eq!(v.chain, vec![inter, root]);
+    }
+}
