@@ -73,8 +73,12 @@ pub(crate) fn platform_roots() -> Vec<CertificateDer<'static>> {
 }
 
 pub(crate) fn run(args: CheckArgs, json: bool) -> Result<ExitCode, UsageError> {
-    let host =
-        Host::parse(&args.url).map_err(|e| UsageError(format!("--url `{}`: {e}", args.url)))?;
+    let host = Host::parse(&args.url).map_err(|e| {
+        UsageError(format!(
+            "--url `{}`: {e}",
+            bmcert::topology::Escaped(&args.url)
+        ))
+    })?;
     let now = parse_at(args.at.as_deref())?;
     let roots = platform_roots();
 

@@ -112,7 +112,10 @@ fn init_tracing(verbose: u8) {
     let filter = match std::env::var("RUST_LOG") {
         Ok(text) if !text.trim().is_empty() => tracing_subscriber::EnvFilter::try_new(&text)
             .unwrap_or_else(|e| {
-                eprintln!("bmcert: RUST_LOG `{text}` is not a valid filter ({e}); using `{level}`");
+                eprintln!(
+                    "bmcert: RUST_LOG `{}` is not a valid filter ({e}); using `{level}`",
+                    bmcert::topology::Escaped(&text)
+                );
                 tracing_subscriber::EnvFilter::new(level)
             }),
         _ => tracing_subscriber::EnvFilter::new(level),

@@ -65,8 +65,12 @@ pub(crate) struct ExportArgs {
 }
 
 fn parse_target(text: &str) -> Result<Target, UsageError> {
-    text.parse()
-        .map_err(|e| UsageError(format!("--target `{text}`: {e}")))
+    text.parse().map_err(|e| {
+        UsageError(format!(
+            "--target `{}`: {e}",
+            bmcert::topology::Escaped(text)
+        ))
+    })
 }
 
 fn open(settings: &Settings) -> Result<CertManager, UsageError> {

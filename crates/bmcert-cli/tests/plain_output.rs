@@ -183,12 +183,35 @@ fn control_characters_from_the_topology_file_and_the_target_are_escaped() {
         ],
     );
     assert_eq!(run.code, Some(2), "{}{}", run.stdout, run.stderr);
-    // The library's explanation escapes the name. (The command's own `--target `...``
-    // prefix, crates/bmcert-cli/src/store_cmds.rs, still repeats the argument as given.)
+    // The library's explanation and the command's own `--target` prefix escape the name:
+    // no raw ESC reaches the terminal.
     assert!(
         run.stderr
             .contains("`x\\u{1b}[2J.test` is not a valid domain name"),
         "{:?}",
         run.stderr
     );
+    assert!(
+        run.stderr.contains("--target `domain:x\\u{1b}[2J.test`"),
+        "{:?}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains('\u{1b}'), "{:?}", run.stderr);
+
+    // The same for `check --url`.
+    let run = bmcert(
+        d,
+        &[
+            "check",
+            "--cert",
+            "c",
+            "--key",
+            "k",
+            "--url",
+            "https://x\u{1b}[2J.test/",
+        ],
+    );
+    assert_eq!(run.code, Some(2), "{}{}", run.stdout, run.stderr);
+    assert!(!run.stderr.contains('\u{1b}'), "{:?}", run.stderr);
+    assert!(run.stderr.contains("\\u{1b}"), "{:?}", run.stderr);
 }
