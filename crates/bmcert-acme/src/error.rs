@@ -200,6 +200,17 @@ pub enum AcmeError {
         /// The failed check.
         reason: String,
     },
+    /// The installation's gate refused the checked certificate; nothing was installed.
+    #[error("the certificate issued for {target} was not installed: {source}")]
+    Gate {
+        /// The target ordered.
+        target: Target,
+        /// The gate's refusal.
+        source: crate::GateError,
+    },
+    /// The client has no install gate (`AcmeClient::with_gate`); nothing was ordered.
+    #[error("this ACME client has no install gate, so it cannot install a certificate; build it with bmcert::acme::client_for_manager (or AcmeClient::with_gate)")]
+    NoGate,
     /// The extra trusted root given for the directory is not usable.
     #[error("the trusted root for the ACME directory is not usable: {0}; give a PEM file with a CA certificate")]
     BadRoot(String),

@@ -159,7 +159,14 @@ async fn run_issue(args: IssueArgs) -> Result<ExitCode, UsageError> {
     if let Some(path) = &args.chain_ca {
         config.chain_roots = input::read_certs(path, "chain CA file")?;
     }
-    let client = client(&args.ca, config)?.with_progress(|p| println!("acme: {p}"));
+    // Issued certificates go through the installation's gate, checked against `topology`.
+    let gate = std::sync::Arc::new(bmcert::CertManager::new(
+        crate::store_arg::open_store(&args.ca.store)?,
+        topology.clone(),
+    ));
+    let client = client(&args.ca, config)?
+        .with_gate(gate)
+        .with_progress(|p| println!("acme: {p}"));
     let _http = match args.http01_listen {
         Some(addr) => Some(
             Http01Listener::bind(addr, std::sync::Arc::new(client.board().clone()))

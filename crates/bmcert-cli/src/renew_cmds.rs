@@ -11,11 +11,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use bmcert::acme::{client_for_store, AcmeConfig, Directory, Http01Listener};
+use bmcert::acme::{client_for_manager, AcmeConfig, Directory, Http01Listener};
 use bmcert::renew::{
     AcmeIssuer, MemoryNotifier, Outcome, RenewError, Renewer, RenewerConfig, SystemClock,
 };
 use bmcert::topology::Target;
+use bmcert::CertManager;
 use clap::Args;
 
 use crate::input::{self, UsageError};
@@ -158,7 +159,7 @@ pub(crate) fn renew(args: RenewArgs) -> Result<ExitCode, UsageError> {
     runtime()?.block_on(async move {
         let store = crate::store_arg::open_store(&args.store)?;
         let client = Arc::new(
-            client_for_store(store.clone(), config)
+            client_for_manager(&CertManager::new(store.clone(), topology.clone()), config)
                 .map_err(|e| UsageError(e.to_string()))?
                 .with_progress(|p| println!("acme: {p}")),
         );

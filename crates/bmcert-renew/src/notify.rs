@@ -2,8 +2,6 @@
 //! SMTP implementation ([`SmtpNotifier`], lettre over rustls with aws-lc-rs).
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -16,8 +14,8 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
-/// A boxed `Send` future.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+/// A boxed `Send` future (the one of `bmcert-acme`, as in instant-acme's `HttpClient`).
+pub use bmcert_acme::BoxFuture;
 
 /// One expiry warning for one target.
 #[derive(Clone, Debug, PartialEq, Eq)]

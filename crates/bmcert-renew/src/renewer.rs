@@ -9,7 +9,7 @@ use bmcert_acme::{AcmeClient, IssueRequest};
 use bmcert_store::{
     keys, ChangeKey, Condition, Fence, Installed, Lease, RecordKey, Source, Store, StoreError,
 };
-use bmcert_topology::{Target, Topology};
+use bmcert_topology::{SharedTopology, Target, Topology};
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 use tokio::sync::Notify;
@@ -17,21 +17,7 @@ use tokio::sync::Notify;
 use crate::notify::{BoxFuture, Notifier, Warning};
 use crate::policy;
 
-/// The time source. Validation and planning never read the system clock themselves.
-pub trait Clock: fmt::Debug + Send + Sync {
-    /// Now.
-    fn now(&self) -> OffsetDateTime;
-}
-
-/// The system clock.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> OffsetDateTime {
-        OffsetDateTime::now_utc()
-    }
-}
+pub use bmcert_store::{Clock, SystemClock};
 
 /// A clock the caller sets (tests, simulations). Call [`Renewer::wake`] after moving it.
 #[derive(Debug)]
@@ -110,7 +96,7 @@ pub const ARI_REFRESH: Duration = Duration::hours(6);
 /// The [`Issuer`] over an [`AcmeClient`] and the installation's topology.
 pub struct AcmeIssuer {
     client: Arc<AcmeClient>,
-    topology: Arc<Mutex<Topology>>,
+    topology: SharedTopology,
 }
 
 impl fmt::Debug for AcmeIssuer {
@@ -124,17 +110,19 @@ impl fmt::Debug for AcmeIssuer {
 impl AcmeIssuer {
     /// Renews through `client` with the names of `topology`.
     pub fn new(client: Arc<AcmeClient>, topology: Topology) -> Self {
-        Self {
-            client,
-            topology: Arc::new(Mutex::new(topology)),
-        }
+        Self::with_shared_topology(client, SharedTopology::new(topology))
     }
 
-    /// Replaces the topology (after the administrator changed a URL or a name).
+    /// Renews through `client` with the names of the installation's shared topology, read
+    /// at each order (`bmcert::Installation` owns it).
+    pub fn with_shared_topology(client: Arc<AcmeClient>, topology: SharedTopology) -> Self {
+        Self { client, topology }
+    }
+
+    /// Replaces the topology (after the administrator changed a URL or a name), for every
+    /// holder of the shared topology.
     pub fn set_topology(&self, topology: Topology) {
-        if let Ok(mut t) = self.topology.lock() {
-            *t = topology;
-        }
+        self.topology.set(topology);
     }
 
     /// The client.
@@ -155,11 +143,7 @@ impl Issuer for AcmeIssuer {
         fence: &'a Fence,
     ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
-            let topology = self
-                .topology
-                .lock()
-                .map(|t| t.clone())
-                .map_err(|_| "the topology lock was poisoned".to_owned())?;
+            let topology = self.topology.get();
             let mut request = IssueRequest::new(target.clone());
             // The order names the certificate it replaces (RFC 9773 section 5); bmcert-acme
             // orders once more without it when the CA refuses it.

@@ -186,6 +186,7 @@ async fn a_successful_renewal_against_pebble_is_an_event_with_the_new_expiry() {
     let client = counting_client(
         acme_config(&pebble, &pebble.directory).await,
         &store,
+        &topo,
         board.clone(),
         &orders,
     );

@@ -114,7 +114,7 @@ async fn one_running_renewer_warns_daily_while_pebble_is_unreachable_and_renews_
     let config = acme_config(&pebble, &directory).await;
     let board = ChallengeBoard::new();
     let orders = Arc::new(AtomicU32::new(0));
-    let client = counting_client(config.clone(), &store, board.clone(), &orders);
+    let client = counting_client(config.clone(), &store, &topology, board.clone(), &orders);
     let dir_doc = String::from_utf8(client.fetch(&directory).await.unwrap()).unwrap();
     assert!(
         dir_doc.contains(&format!("{}/", proxy.addr())) && !dir_doc.contains(&pebble.directory),

@@ -41,6 +41,7 @@
 #![warn(unreachable_pub)]
 
 mod block_on;
+mod clock;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod dir;
@@ -54,7 +55,8 @@ mod types;
 mod watch;
 
 pub use block_on::block_on;
-pub use dir::{Clock, DirStore, DirStoreOptions};
+pub use clock::{Clock, SystemClock};
+pub use dir::{DirStore, DirStoreOptions};
 pub use error::StoreError;
 pub use store::{Store, StoreFuture};
 pub use types::{

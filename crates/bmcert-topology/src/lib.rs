@@ -27,10 +27,12 @@
 
 mod host;
 mod name;
+mod shared;
 mod target;
 mod topology;
 
 pub use host::{Host, HostError};
 pub use name::{DomainName, NameError};
+pub use shared::SharedTopology;
 pub use target::{Target, TargetError};
 pub use topology::{DomainSite, Site, Topology, TopologyError};

@@ -1,9 +1,10 @@
 //! Let's Encrypt through ACME: the entry points services and the CLI use.
 //!
-//! Everything of [`bmcert_acme`] is re-exported here; [`client_for_store`] builds the
+//! Everything of [`bmcert_acme`] is re-exported here; [`client_for_manager`] builds the
 //! installation's client over its store, so the account, the accepted terms and the HTTP-01
-//! tokens are shared by every server, and issued certificates are installed with source
-//! `acme` after the bundle report.
+//! tokens are shared by every server, and issued certificates, checked like an upload, go
+//! through the installation's gate ([`CertManager::install_checked`], source `acme`).
+//! [`client_for_store`] builds one that only reads terms, registers and answers challenges.
 //!
 //! A service answers challenges with [`http01_response`] (its HTTP server on port 80 calls it
 //! for `/.well-known/acme-challenge/` paths) and/or wraps its rustls resolver in
@@ -15,7 +16,44 @@ use std::sync::Arc;
 
 pub use bmcert_acme::*;
 
-/// The installation's ACME client over `store`, publishing challenges on a new board.
+use crate::{CertManager, ManagerError};
+
+/// The facade's gate for ACME certificates: [`CertManager::install_checked`] with source
+/// `acme`.
+impl InstallGate for CertManager {
+    fn install_acme<'a>(
+        &'a self,
+        target: &'a bmcert_topology::Target,
+        checked: bmcert_bundle::CheckedBundle,
+        fence: Option<&'a bmcert_store::Fence>,
+    ) -> BoxFuture<'a, Result<(), GateError>> {
+        Box::pin(async move {
+            self.install_checked(target, checked, bmcert_store::Source::Acme, fence)
+                .await
+                .map(|_| ())
+                .map_err(|e| match e {
+                    ManagerError::Store(s) => GateError::Store(s),
+                    ManagerError::Topology(t) => GateError::Topology(t),
+                    ManagerError::CheckedForAnotherHost {
+                        checked, current, ..
+                    } => GateError::CheckedForAnotherHost { checked, current },
+                    _ => GateError::UnsupportedKey,
+                })
+        })
+    }
+}
+
+/// The installation's ACME client over `manager`'s store, publishing challenges on a new
+/// board, installing what it obtains through `manager`'s gate.
+pub fn client_for_manager(
+    manager: &CertManager,
+    config: AcmeConfig,
+) -> Result<AcmeClient, AcmeError> {
+    Ok(client_for_store(manager.store().clone(), config)?.with_gate(Arc::new(manager.clone())))
+}
+
+/// An ACME client over `store` without an install gate: terms, account and challenges
+/// ([`AcmeClient::issue`] refuses with [`AcmeError::NoGate`]; use [`client_for_manager`]).
 pub fn client_for_store(
     store: Arc<dyn bmcert_store::Store>,
     config: AcmeConfig,

@@ -49,6 +49,7 @@
 
 pub mod acme;
 mod bootstrap;
+mod installation;
 mod manager;
 pub mod renew;
 
@@ -61,6 +62,17 @@ pub use bmcert_store::block_on;
 pub use bmcert_store_etcd as store_etcd;
 pub use bmcert_topology as topology;
 pub use bootstrap::BootstrapError;
+pub use installation::Installation;
+
+// What services name most, at the top: explicit re-exports (the whole crates stay reachable
+// as `bmcert::topology`, `bmcert::store`, `bmcert::resolve`, `bmcert::bundle`).
+pub use bmcert_bundle::{BundleCheck, CheckedBundle, Code, Finding, Report};
+pub use bmcert_resolve::{
+    certified_key, Explanation, FollowerThread, LiveIndex, LoadError, LoadFailure, Reason,
+    ResolvesServerCertUsingSniWithFallback, ResolvesSystemCert, Service,
+};
+pub use bmcert_store::{DirStore, Fingerprint, Source, Store, StoreError};
+pub use bmcert_topology::{DomainName, Host, SharedTopology, Target, Topology, TopologyError};
 pub use manager::{
     CertManager, Exported, InstallOutcome, InstalledVersion, ManagerError, TargetStatus,
 };
