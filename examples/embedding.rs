@@ -36,7 +36,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use bmcert::acme::{AcmeClient, ChallengeBoard, Directory, IssueRequest, MemoryState};
+use bmcert::acme::{AcmeClient, Directory, IssueRequest};
 use bmcert::renew::Renewer;
 use bmcert::Fingerprint;
 use bmcert::{InstallOutcome, LiveIndex};
@@ -242,7 +242,7 @@ async fn renewer_lifecycle(
     renewer: &Renewer,
     acme: &AcmeClient,
     installation: &Installation,
-) -> Result<Vec<bmcert::renew::TargetStatus>, Error> {
+) -> Result<Vec<bmcert::renew::RenewalStatus>, Error> {
     acme.accept_terms().await?; // once, when the administrator accepts the CA's terms
     let first = IssueRequest::new(Target::System); // activating Let's Encrypt for a target
     acme.issue(&installation.topology(), &first).await?; // (renew_now refuses uploads)
@@ -560,7 +560,10 @@ impl Pebble {
         let mut config = AcmeConfig::new(Directory::Url(self.directory.clone()));
         config.directory_roots = AcmeConfig::certificates_from_pem(&self.ca_pem, "pebble CA")?;
         config.poll.total = Duration::from_secs(60);
-        let probe = AcmeClient::new(config.clone(), MemoryState::new(), ChallengeBoard::new())?;
+        // A client over a scratch store, only to read pebble's management API.
+        let scratch = tempfile::tempdir()?;
+        let store: Arc<dyn Store> = Arc::new(DirStore::open(scratch.path())?);
+        let probe = bmcert::acme::client_for_store(store, config.clone())?;
         let root = probe.fetch(&format!("{}/roots/0", self.management)).await?;
         config.chain_roots = AcmeConfig::certificates_from_pem(&root, "pebble root")?;
         Ok(config)

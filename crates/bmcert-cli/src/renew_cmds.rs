@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use bmcert::acme::{client_for_manager, AcmeConfig, Directory, Http01Listener};
 use bmcert::renew::{
-    AcmeIssuer, MemoryNotifier, Outcome, RenewError, Renewer, RenewerConfig, SystemClock,
+    AcmeIssuer, NoNotifier, Outcome, RenewError, Renewer, RenewerConfig, SystemClock,
 };
 use bmcert::topology::Target;
 use bmcert::CertManager;
@@ -175,7 +175,7 @@ pub(crate) fn renew(args: RenewArgs) -> Result<ExitCode, UsageError> {
             store.clone(),
             Arc::new(AcmeIssuer::new(client, topology)),
             // A renewal by hand sends no warning: the administrator sees the result.
-            Arc::new(MemoryNotifier::default()),
+            Arc::new(NoNotifier),
             Arc::new(SystemClock),
             RenewerConfig {
                 holder: format!("bmcert-cli-{}", std::process::id()),

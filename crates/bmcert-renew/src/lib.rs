@@ -57,11 +57,11 @@ pub mod policy;
 mod renewer;
 
 pub use notify::{
-    target_arg, BoxFuture, MemoryNotifier, Notifier, NotifyError, SmtpConfig, SmtpNotifier,
+    target_arg, BoxFuture, MemoryNotifier, NoNotifier, Notifier, NotifyError, SmtpConfig, SmtpNotifier,
     SmtpSecurity, Warning,
 };
 pub use plan::{plan, Plan, PlanInput, Planned, RateLimit};
 pub use renewer::{
     status, AcmeIssuer, Clock, Issuer, ManualClock, Outcome, PassReport, RenewError, RenewalRecord,
-    Renewer, RenewerConfig, Running, SystemClock, TargetStatus, WarningRecord, ARI_REFRESH,
+    Renewer, RenewerConfig, Running, SystemClock, RenewalStatus, WarningRecord, ARI_REFRESH,
 };

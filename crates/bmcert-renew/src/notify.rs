@@ -315,6 +315,22 @@ impl MemoryNotifier {
     }
 }
 
+/// A notifier that sends nothing: for renewals by hand (`bmcert renew`), whose outcome the
+/// administrator sees at once. A warning it is given is logged at `debug` and dropped.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoNotifier;
+
+impl Notifier for NoNotifier {
+    fn send<'a>(
+        &'a self,
+        warning: &'a Warning,
+        _now: OffsetDateTime,
+    ) -> BoxFuture<'a, Result<(), NotifyError>> {
+        tracing::debug!(target = %warning.target, "expiry warning not sent (no notifier)");
+        Box::pin(async { Ok(()) })
+    }
+}
+
 impl Notifier for MemoryNotifier {
     fn send<'a>(
         &'a self,

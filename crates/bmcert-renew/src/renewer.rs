@@ -342,7 +342,7 @@ fn store_err(during: &'static str) -> impl FnOnce(StoreError) -> RenewError {
 
 /// The state of one target, for `bmcert status` and admin consoles.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct TargetStatus {
+pub struct RenewalStatus {
     /// `system` or `domain:NAME`.
     pub target: String,
     /// `acme`, `uploaded` or `bootstrap`.
@@ -396,7 +396,7 @@ struct Inner {
     ari: Mutex<std::collections::HashMap<String, (Option<policy::AriWindow>, OffsetDateTime)>>,
     /// The last status read from the store, shown (with the store's error) while it is
     /// unreachable.
-    last_status: Mutex<Vec<TargetStatus>>,
+    last_status: Mutex<Vec<RenewalStatus>>,
 }
 
 /// The renewer of an installation: cheap to clone, one per server.
@@ -499,7 +499,7 @@ impl Renewer {
     /// While the store is unreachable (etcd down) renewals wait: the rows last read are
     /// returned with the store's error as each row's `last_error`; before any successful
     /// read the store's error is returned.
-    pub async fn status(&self) -> Result<Vec<TargetStatus>, RenewError> {
+    pub async fn status(&self) -> Result<Vec<RenewalStatus>, RenewError> {
         match self.status_live().await {
             Ok(rows) => {
                 if let Ok(mut last) = self.inner.last_status.lock() {
@@ -520,7 +520,7 @@ impl Renewer {
                 let error = format!("renewals wait until the store answers again: {e}");
                 Ok(last
                     .into_iter()
-                    .map(|row| TargetStatus {
+                    .map(|row| RenewalStatus {
                         last_error: Some(error.clone()),
                         ..row
                     })
@@ -530,7 +530,7 @@ impl Renewer {
         }
     }
 
-    async fn status_live(&self) -> Result<Vec<TargetStatus>, RenewError> {
+    async fn status_live(&self) -> Result<Vec<RenewalStatus>, RenewError> {
         let store = self.inner.store.as_ref();
         let current = current_bundles(store).await?;
         let planned = self.plan_times(&current).await?;
@@ -1162,7 +1162,7 @@ impl Renewer {
 /// record), or the back-off after a failure when later. Before a renewer pass ran on the
 /// current certificate, it is the lifetime rule's due time. [`Renewer::status`] computes the
 /// same without waiting for a pass.
-pub async fn status(store: &dyn Store) -> Result<Vec<TargetStatus>, RenewError> {
+pub async fn status(store: &dyn Store) -> Result<Vec<RenewalStatus>, RenewError> {
     let current = current_bundles(store).await?;
     let mut out = Vec::with_capacity(current.len());
     for installed in &current {
@@ -1199,9 +1199,9 @@ fn status_row(
     installed: &Installed,
     rec: &RenewalRecord,
     next: Option<OffsetDateTime>,
-) -> TargetStatus {
+) -> RenewalStatus {
     let meta = installed.bundle.meta();
-    TargetStatus {
+    RenewalStatus {
         target: crate::notify::target_arg(&installed.target),
         source: match meta.source {
             Source::Acme => "acme".into(),

@@ -1,6 +1,7 @@
 //! Let's Encrypt through ACME: the entry points services and the CLI use.
 //!
-//! Everything of [`bmcert_acme`] is re-exported here; [`client_for_manager`] builds the
+//! The API of `bmcert-acme` is re-exported here (its test doubles `MemoryState` and
+//! `RequestCounts` only with the feature `testing`); [`client_for_manager`] builds the
 //! installation's client over its store, so the account, the accepted terms and the HTTP-01
 //! tokens are shared by every server, and issued certificates, checked like an upload, go
 //! through the installation's gate ([`CertManager::install_checked`], source `acme`).
@@ -14,7 +15,19 @@
 use std::path::Path;
 use std::sync::Arc;
 
-pub use bmcert_acme::*;
+pub use bmcert_acme::{
+    ari_certificate_id, http01_response, http01_response_from_state, keys, order_names,
+    parse_renewal_info, parse_request_line, parse_retry_after, AcmeClient, AcmeConfig,
+    AcmeError, AcmeState, BoxFuture, ChallengeBoard, ChallengeKind, Directory, GateError,
+    Http01Listener, InstallGate, IssueRequest, Issued, KeyKind, NoCertificate, PollSchedule,
+    Problem, Progress, RenewalWindow, ResolvesServerCertWithAcme, RetryBudget, StateError,
+    StoreState, Subproblem, TlsAlpn01Listener, TokenLookup, ACME_TLS_ALPN, DEFAULT_ARI_RETRY,
+    HTTP01_PATH_PREFIX, MAX_ARI_RETRY, MIN_ARI_RETRY,
+};
+/// Test doubles and counters (feature `testing`): an in-process state and gate, and the
+/// client's request counts.
+#[cfg(feature = "testing")]
+pub use bmcert_acme::{MemoryState, RequestCounts};
 
 use crate::{CertManager, ManagerError};
 

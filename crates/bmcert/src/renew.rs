@@ -1,6 +1,7 @@
 //! Automatic renewal and expiry warnings: the entry points services and the CLI use.
 //!
-//! Everything of [`bmcert_renew`] is re-exported here. [`renewer_for_store`] builds the
+//! The API of `bmcert-renew` is re-exported here (its test doubles `ManualClock` and
+//! `MemoryNotifier` only with the feature `testing`). [`renewer_for_store`] builds the
 //! installation's renewer over its store: renewals through the ACME client of
 //! [`acme::client_for_manager`](crate::acme::client_for_manager) (the same account, terms and
 //! HTTP-01 tokens, installs through the gate), warnings through the given [`Notifier`] (usually an [`SmtpNotifier`]).
@@ -8,7 +9,16 @@
 
 use std::sync::Arc;
 
-pub use bmcert_renew::*;
+pub use bmcert_renew::{
+    plan, policy, status, target_arg, AcmeIssuer, BoxFuture, Clock, Issuer, NoNotifier,
+    Notifier, NotifyError, Outcome, PassReport, Plan, PlanInput, Planned, RateLimit,
+    RenewError, RenewalRecord, RenewalStatus, Renewer, RenewerConfig, Running, SmtpConfig,
+    SmtpNotifier, SmtpSecurity, SystemClock, Warning, WarningRecord, ARI_REFRESH,
+};
+/// Test doubles (feature `testing`): a clock the caller sets and a notifier that keeps the
+/// warnings in memory.
+#[cfg(feature = "testing")]
+pub use bmcert_renew::{ManualClock, MemoryNotifier};
 
 use crate::acme::{AcmeClient, AcmeConfig, AcmeError};
 
