@@ -105,7 +105,10 @@ async fn system_certificate_over_http01() {
     assert_eq!(issued.names[0].as_str(), host);
     // What the CA sent, then the root the check completed it with (root_from_platform).
     let installed = state.installed_chain(&Target::System).unwrap();
-    assert!(installed.starts_with(issued.chain_pem.as_str()), "{installed}");
+    assert!(
+        installed.starts_with(issued.chain_pem.as_str()),
+        "{installed}"
+    );
     assert_eq!(
         state
             .installed_secret_key_pem(&Target::System)
@@ -737,6 +740,9 @@ async fn no_renewal_information_on_pebble_and_replaces_falls_back() {
     assert_ne!(second.chain_pem, first.chain_pem, "a new certificate");
     // What the CA sent, then the root the check completed it with (root_from_platform).
     let installed = state.installed_chain(&Target::System).unwrap();
-    assert!(installed.starts_with(second.chain_pem.as_str()), "{installed}");
+    assert!(
+        installed.starts_with(second.chain_pem.as_str()),
+        "{installed}"
+    );
     assert_no_tokens_left(&acme, &state);
 }

@@ -30,6 +30,8 @@ pub struct Warning {
     pub not_after: OffsetDateTime,
     /// The last renewal error, in plain words (`None` for an uploaded certificate).
     pub last_error: Option<String>,
+    /// What to do about it (`IssueError::fix`), when known.
+    pub fix: Option<String>,
     /// Whether the certificate was uploaded (not renewed automatically).
     pub uploaded: bool,
     /// The UTC day this warning is for, `YYYY-MM-DD`.
@@ -78,6 +80,9 @@ impl Warning {
             b.push_str("Automatic renewal through Let's Encrypt (ACME) keeps failing.\n\n");
             if let Some(e) = &self.last_error {
                 b.push_str(&format!("Last error: {e}\n\n"));
+            }
+            if let Some(fix) = &self.fix {
+                b.push_str(&format!("What to do: {fix}.\n\n"));
             }
             b.push_str(
                 "What to check:\n\
@@ -385,6 +390,7 @@ mod tests {
             last_error: Some(
                 "the challenge for webmail.acme.test failed: connection refused".into(),
             ),
+            fix: Some("check that port 80 is reachable".into()),
             uploaded: false,
             day: "2026-03-29".into(),
         };

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 use tokio::sync::Notify;
 
+use crate::issue_error::IssueError;
 use crate::notify::{BoxFuture, Notifier, Warning};
 use crate::policy;
 
@@ -55,8 +56,8 @@ impl Clock for ManualClock {
 
 /// Obtains a new certificate for a target and installs it (the ACME flow).
 pub trait Issuer: fmt::Debug + Send + Sync {
-    /// Orders a certificate for `target`, installs it, and returns nothing or the error in
-    /// plain words. `names` are the names the current certificate covers; an issuer orders
+    /// Orders a certificate for `target`, installs it, and returns nothing or why not,
+    /// sorted by what the renewer does next ([`IssueError`]). `names` are the names the current certificate covers; an issuer orders
     /// what the installation gives now ([`AcmeIssuer`]: the topology's URL host and
     /// additional names), so a name removed from the topology is not renewed. `replaces` is the ARI identifier
     /// ([`policy::ari_cert_id`]) of the certificate being replaced, when the CA offers
@@ -74,7 +75,15 @@ pub trait Issuer: fmt::Debug + Send + Sync {
         names: &'a [String],
         replaces: Option<&'a str>,
         fence: &'a Fence,
-    ) -> BoxFuture<'a, Result<(), String>>;
+    ) -> BoxFuture<'a, Result<(), IssueError>>;
+
+    /// What the issuer would order for `target` now (its names, or why it cannot order),
+    /// so that after a [permanent refusal](IssueError::Permanent) the renewer tries again
+    /// only once this changes (or the target's certificate does). `None`: the renewer
+    /// cannot tell, and waits for the certificate to change.
+    fn order_key(&self, _target: &Target) -> Option<String> {
+        None
+    }
 
     /// The CA's suggested renewal window for the certificate `leaf_der` (ARI, RFC 9773), or
     /// `None` when the CA offers no renewal information (the lifetime rule applies). The
@@ -141,7 +150,7 @@ impl Issuer for AcmeIssuer {
         _names: &'a [String],
         replaces: Option<&'a str>,
         fence: &'a Fence,
-    ) -> BoxFuture<'a, Result<(), String>> {
+    ) -> BoxFuture<'a, Result<(), IssueError>> {
         Box::pin(async move {
             let topology = self.topology.get();
             let mut request = IssueRequest::new(target.clone());
@@ -152,8 +161,21 @@ impl Issuer for AcmeIssuer {
                 .issue_fenced(&topology, &request, Some(fence))
                 .await
                 .map(|_| ())
-                .map_err(|e| e.to_string())
+                .map_err(IssueError::from_acme)
         })
+    }
+
+    fn order_key(&self, target: &Target) -> Option<String> {
+        Some(
+            match bmcert_acme::order_names(&self.topology.get(), target, &[]) {
+                Ok(names) => names
+                    .iter()
+                    .map(|n| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                Err(e) => e.to_string(),
+            },
+        )
     }
 
     fn renewal_window<'a>(
@@ -201,6 +223,13 @@ pub struct RenewalRecord {
     /// [`status`] reports it (with the back-off of [`next_attempt`](Self::next_attempt)).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub planned: Option<i64>,
+    /// After a permanent refusal: what the issuer would have ordered then
+    /// ([`Issuer::order_key`]); no attempt until that changes (or the certificate does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused_for: Option<String>,
+    /// What the administrator should do about the last error (for the warning e-mail).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
 }
 
 /// What was sent for a target (`warning/...`): the UTC day of the last warning.
@@ -293,13 +322,23 @@ pub enum RenewError {
         /// Why the lock is lost.
         reason: String,
     },
-    /// The renewal failed (the current certificate stays).
-    #[error("renewing {target} failed, the current certificate stays in place: {error}")]
+    /// The renewal failed (the current certificate stays); the cause says when it is tried
+    /// again.
+    #[error("renewing {target} failed, the current certificate stays in place: {cause}; {fix}", fix = cause.fix())]
     Failed {
         /// The target.
         target: Target,
-        /// The error in plain words.
-        error: String,
+        /// Why, by what the renewer does next (boxed: it is large).
+        cause: Box<IssueError>,
+    },
+    /// A pass found the target still waiting after a failure (its back-off, the CA's
+    /// `Retry-After`, or a permanent refusal that nothing changed since): nothing ordered.
+    #[error("renewing {target} waits after the last failure: {last_error}")]
+    Waiting {
+        /// The target.
+        target: Target,
+        /// The recorded error of the last attempt.
+        last_error: String,
     },
     /// The target's current certificate was not obtained through ACME (it was uploaded, or
     /// is the bootstrap certificate): renewing it would silently turn the target into an
@@ -702,10 +741,7 @@ impl Renewer {
                 Err(RenewError::LeaseLost { target: target.clone(), reason })
             }
             _ = tokio::time::sleep(config.attempt_timeout) => {
-                let error = format!(
-                    "the renewal attempt did not finish within {} s and was abandoned (the ACME CA or the store is too slow)",
-                    config.attempt_timeout.as_secs()
-                );
+                let error = IssueError::TimedOut { seconds: config.attempt_timeout.as_secs() };
                 self.record_failure(installed, error, &lease).await
             }
         };
@@ -720,25 +756,49 @@ impl Renewer {
     async fn record_failure(
         &self,
         seen: &Installed,
-        error: String,
+        error: IssueError,
         lease: &Lease,
     ) -> Result<Outcome, RenewError> {
         let target = &seen.target;
+        if let IssueError::LeaseLost { lock, token } = &error {
+            return Err(RenewError::LeaseLost {
+                target: target.clone(),
+                reason: format!("the lock `{lock}` is no longer held with token {token}"),
+            });
+        }
         let mut rec = self.record_for(seen).await?;
         let done = self.inner.clock.now();
         rec.last_attempt = Some(unix(done));
         rec.failures = rec.failures.saturating_add(1);
-        let next = done + policy::retry_delay(rec.failures);
+        // Back-off, and never before the CA's Retry-After.
+        let mut next = done + policy::retry_delay(rec.failures);
+        if let Some(after) = error.retry_after() {
+            next = next.max(done + after);
+        }
         rec.next_attempt = Some(unix(next));
-        rec.last_error = Some(error.clone());
+        rec.refused_for = match error.is_retried() {
+            true => None,
+            // No retry until what would be ordered changes (or the certificate does).
+            false => Some(self.inner.issuer.order_key(target).unwrap_or_default()),
+        };
+        rec.last_error = Some(error.to_string());
+        rec.fix = Some(error.fix().to_owned());
         let meta = seen.bundle.meta();
         tracing::warn!(target = %target, names = ?meta.names, not_after = %rfc3339(meta.not_after), error = %error,
-            failures = rec.failures, next_attempt = %rfc3339(next), "renewal: failed; the current certificate stays");
+            kind = error.kind(), failures = rec.failures, next_attempt = %rfc3339(next), "renewal: failed; the current certificate stays");
         self.write_record(target, &rec, lease).await?;
         Err(RenewError::Failed {
             target: target.clone(),
-            error,
+            cause: Box::new(error),
         })
+    }
+
+    /// Whether a permanent refusal recorded in `rec` still holds: the issuer would order
+    /// the same thing as when it was refused.
+    fn still_refused(&self, target: &Target, rec: &RenewalRecord) -> bool {
+        rec.refused_for
+            .as_ref()
+            .is_some_and(|key| Some(key) == self.inner.issuer.order_key(target).as_ref())
     }
 
     /// Writes the renewal record of `target`, fenced by `lease`.
@@ -794,10 +854,12 @@ impl Renewer {
             if now < due {
                 return Ok(Outcome::AlreadyRenewed);
             }
-            if rec.next_attempt.is_some_and(|n| from_unix(n) > now) {
-                return Err(RenewError::Failed {
+            if rec.next_attempt.is_some_and(|n| from_unix(n) > now)
+                || self.still_refused(target, &rec)
+            {
+                return Err(RenewError::Waiting {
                     target: target.clone(),
-                    error: rec.last_error.clone().unwrap_or_default(),
+                    last_error: rec.last_error.clone().unwrap_or_default(),
                 });
             }
         }
@@ -876,6 +938,7 @@ impl Renewer {
         &self,
         installed: &Installed,
         last_error: Option<&str>,
+        fix: Option<&str>,
         uploaded: bool,
     ) -> Result<(bool, OffsetDateTime), RenewError> {
         let now = self.inner.clock.now();
@@ -934,6 +997,7 @@ impl Renewer {
             names: meta.names.clone(),
             not_after: meta.not_after,
             last_error: last_error.map(str::to_owned),
+            fix: fix.map(str::to_owned),
             uploaded,
             day,
         };
@@ -979,7 +1043,7 @@ impl Renewer {
             if installed.bundle.meta().source != Source::Acme {
                 if self.inner.config.warn_to.is_some() {
                     if policy::warning_due(now, na, true) {
-                        let (sent, next) = self.warn(&installed, None, true).await?;
+                        let (sent, next) = self.warn(&installed, None, None, true).await?;
                         if sent {
                             report.warned.push(target.clone());
                         }
@@ -993,11 +1057,15 @@ impl Renewer {
             let due = self.due_planned(&installed, &planned).await;
             self.note_planned(&installed, due).await;
             let mut rec = self.record_for(&installed).await?;
-            if now >= due && rec.next_attempt.is_none_or(|n| from_unix(n) <= now) {
+            if now >= due
+                && rec.next_attempt.is_none_or(|n| from_unix(n) <= now)
+                && !self.still_refused(&target, &rec)
+            {
                 match self.attempt(&installed, false, due).await {
                     Ok(Outcome::Renewed) => report.renewed.push(target.clone()),
                     Ok(Outcome::AlreadyRenewed) => {}
                     Err(RenewError::Failed { .. }) => report.failed.push(target.clone()),
+                    Err(RenewError::Waiting { .. }) => {}
                     Err(RenewError::Busy { holder }) => {
                         tracing::info!(target = %target, holder = %holder, "renewal: another server holds the renewal lock");
                         wake(now + Duration::minutes(1), &mut report);
@@ -1036,7 +1104,9 @@ impl Renewer {
             if let Some(error) = rec.last_error.as_deref() {
                 let now = self.inner.clock.now();
                 if policy::warning_due(now, na, true) {
-                    let (sent, next) = self.warn(&installed, Some(error), false).await?;
+                    let (sent, next) = self
+                        .warn(&installed, Some(error), rec.fix.as_deref(), false)
+                        .await?;
                     if sent {
                         report.warned.push(target.clone());
                     }
@@ -1379,7 +1449,7 @@ mod tests {
             names: &'a [String],
             _replaces: Option<&'a str>,
             fence: &'a Fence,
-        ) -> BoxFuture<'a, Result<(), String>> {
+        ) -> BoxFuture<'a, Result<(), IssueError>> {
             Box::pin(async move {
                 self.calls.fetch_add(1, Ordering::SeqCst);
                 tokio::time::sleep(self.delay).await;
@@ -1392,7 +1462,12 @@ mod tests {
                 self.store
                     .install(target, &b, &condition)
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| IssueError::StoreUnavailable {
+                        source: bmcert_acme::AcmeError::Store {
+                            during: "installing the certificate",
+                            reason: e.to_string(),
+                        },
+                    })?;
                 self.finished.store(true, Ordering::SeqCst);
                 Ok(())
             })
@@ -1604,8 +1679,12 @@ mod tests {
         let s = setup(StdDuration::from_secs(30), None, config);
         let old = install_due(&s).await;
         match s.renewer.renew_now(&Target::System).await {
-            Err(RenewError::Failed { error, .. }) => {
-                assert!(error.contains("did not finish within 0 s"), "{error}")
+            Err(RenewError::Failed { cause, .. }) => {
+                assert_eq!(cause.kind(), "timed_out");
+                assert!(
+                    cause.to_string().contains("did not finish within 0 s"),
+                    "{cause}"
+                )
             }
             other => panic!("{other:?}"),
         }

@@ -547,6 +547,7 @@ async fn smtp_over_starttls_and_implicit_tls_to_a_real_aiosmtpd() {
         names: vec!["mail.example.test".into()],
         not_after: OffsetDateTime::now_utc() + Duration::days(3),
         last_error: Some("the CA could not be reached".into()),
+        fix: None,
         uploaded: false,
         day: "2026-01-01".into(),
     };

@@ -33,9 +33,21 @@ impl Issuer for FailingIssuer {
         _names: &'a [String],
         _replaces: Option<&'a str>,
         _fence: &'a Fence,
-    ) -> BoxFuture<'a, Result<(), String>> {
+    ) -> BoxFuture<'a, Result<(), IssueError>> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        Box::pin(async { Err("the CA could not be reached".to_owned()) })
+        Box::pin(async { Err(unreachable()) })
+    }
+}
+
+/// The CA cannot be reached.
+fn unreachable() -> IssueError {
+    IssueError::Transient {
+        retry_after: None,
+        source: bmcert_acme::AcmeError::Unreachable {
+            url: "https://127.0.0.1:1/dir".into(),
+            during: "reading the directory",
+            reason: "connection refused".into(),
+        },
     }
 }
 
@@ -73,8 +85,8 @@ async fn an_overdue_certificate_is_attempted_soon_after_start_under_the_system_c
     running.stop().await;
     assert!(attempted, "no attempt within 10 s of start(): {status:?}");
     assert_eq!(
-        status[0].last_error.as_deref(),
-        Some("the CA could not be reached"),
+        status[0].last_error,
+        Some(unreachable().to_string()),
         "{status:?}"
     );
 }

@@ -10,10 +10,10 @@
 use std::sync::Arc;
 
 pub use bmcert_renew::{
-    plan, policy, status, target_arg, AcmeIssuer, BoxFuture, Clock, Issuer, NoNotifier,
-    Notifier, NotifyError, Outcome, PassReport, Plan, PlanInput, Planned, RateLimit,
-    RenewError, RenewalRecord, RenewalStatus, Renewer, RenewerConfig, Running, SmtpConfig,
-    SmtpNotifier, SmtpSecurity, SystemClock, Warning, WarningRecord, ARI_REFRESH,
+    plan, policy, status, target_arg, AcmeIssuer, BoxFuture, Clock, Issuer, NoNotifier, Notifier,
+    NotifyError, Outcome, PassReport, Plan, PlanInput, Planned, RateLimit, RenewError,
+    RenewalRecord, RenewalStatus, Renewer, RenewerConfig, Running, SmtpConfig, SmtpNotifier,
+    SmtpSecurity, SystemClock, Warning, WarningRecord, ARI_REFRESH,
 };
 /// Test doubles (feature `testing`): a clock the caller sets and a notifier that keeps the
 /// warnings in memory.

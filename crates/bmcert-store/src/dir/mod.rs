@@ -59,7 +59,6 @@ const JOURNAL_MAX_BYTES: u64 = 192 * 1024;
 /// How often a reader retries when a writer pruned the version it was reading.
 const READ_RETRIES: usize = 8;
 
-
 /// How to open a [`DirStore`]: the file-system seam and the clock, both replaceable in tests.
 #[derive(Clone)]
 pub struct DirStoreOptions {
