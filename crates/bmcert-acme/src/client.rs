@@ -510,11 +510,12 @@ impl AcmeClient {
             url: url.clone().unwrap_or_default(),
             accepted_at: time::OffsetDateTime::now_utc().unix_timestamp(),
         };
-        let bytes = serde_json::to_vec(&record).map_err(|e| store_err("recording the terms", e))?;
+        let bytes =
+            serde_json::to_vec(&record).map_err(|e| record_err("written", keys::TERMS, &e))?;
         self.state
             .put(keys::TERMS, bytes, false)
             .await
-            .map_err(|e| store_err("recording the terms", e))?;
+            .map_err(|e| state_err("recording the terms", e))?;
         Ok(url)
     }
 
@@ -524,12 +525,12 @@ impl AcmeClient {
             .state
             .get(keys::TERMS)
             .await
-            .map_err(|e| store_err("reading the terms record", e))?
+            .map_err(|e| state_err("reading the terms record", e))?
         else {
             return Ok(None);
         };
         let record: TermsRecord =
-            serde_json::from_slice(&bytes).map_err(|e| store_err("reading the terms record", e))?;
+            serde_json::from_slice(&bytes).map_err(|e| record_err("read", keys::TERMS, &e))?;
         Ok(Some(record.url))
     }
 
@@ -579,7 +580,7 @@ impl AcmeClient {
             .state
             .get(keys::ACCOUNT)
             .await
-            .map_err(|e| store_err("reading the ACME account", e))?
+            .map_err(|e| state_err("reading the ACME account", e))?
             .map(Zeroizing::new);
         if let Some(bytes) = stored {
             match serde_json::from_slice::<AccountRecord>(&bytes) {
@@ -630,7 +631,7 @@ impl AcmeClient {
             credentials,
         };
         let bytes = Zeroizing::new(
-            serde_json::to_vec(&record).map_err(|e| store_err("saving the ACME account", e))?,
+            serde_json::to_vec(&record).map_err(|e| record_err("written", keys::ACCOUNT, &e))?,
         );
         self.state
             .put_fenced(keys::ACCOUNT, bytes.to_vec(), true, fence)
@@ -709,11 +710,19 @@ impl AcmeClient {
     ) -> Result<(), AcmeError> {
         let contact = contact_address(topology, Some(email))?;
         let key = bmcert_store::keys::target_key(bmcert_store::keys::CONTACT_PREFIX, target)
-            .map_err(|e| store_err("naming the contact record", e))?;
+            .map_err(|reason| {
+                state_err(
+                    "naming the contact record",
+                    StateError::BadKey {
+                        key: format!("{}/{target}", bmcert_store::keys::CONTACT_PREFIX),
+                        reason,
+                    },
+                )
+            })?;
         let value = serde_json::to_vec(&ContactRecord {
             contact: contact.clone(),
         })
-        .map_err(|e| store_err("recording the contact address", e))?;
+        .map_err(|e| record_err("written", bmcert_store::keys::CONTACT_PREFIX, &e))?;
         self.state
             .put_fenced(key.as_str(), value, false, fence)
             .await
@@ -725,7 +734,7 @@ impl AcmeClient {
             .state
             .get(keys::ACCOUNT)
             .await
-            .map_err(|e| store_err("reading the ACME account", e))?
+            .map_err(|e| state_err("reading the ACME account", e))?
             .map(Zeroizing::new)
         else {
             return Ok(());
@@ -742,7 +751,7 @@ impl AcmeClient {
         tracing::info!(from = %record.contact, to = %contact, "ACME account contact updated");
         record.contact = contact;
         let bytes = Zeroizing::new(
-            serde_json::to_vec(&record).map_err(|e| store_err("saving the ACME account", e))?,
+            serde_json::to_vec(&record).map_err(|e| record_err("written", keys::ACCOUNT, &e))?,
         );
         self.state
             .put_fenced(keys::ACCOUNT, bytes.to_vec(), true, fence)
@@ -1104,10 +1113,13 @@ impl AcmeClient {
     }
 }
 
-fn store_err(during: &'static str, e: impl fmt::Display) -> AcmeError {
-    AcmeError::Store {
+/// A record of the flow that does not encode or decode as JSON.
+fn record_err(during: &'static str, key: &'static str, e: &serde_json::Error) -> AcmeError {
+    AcmeError::Record {
         during,
-        reason: e.to_string(),
+        key,
+        line: e.line(),
+        column: e.column(),
     }
 }
 
@@ -1135,7 +1147,7 @@ fn state_err(during: &'static str, e: StateError) -> AcmeError {
             lock,
             token,
         },
-        other => store_err(during, other),
+        source => AcmeError::Store { during, source },
     }
 }
 

@@ -74,9 +74,17 @@ pub trait AcmeState: fmt::Debug + Send + Sync {
 #[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum StateError {
-    /// The backend failed; its message.
-    #[error("{0}")]
-    Backend(String),
+    /// The store failed (its typed error: unreachable, I/O, conflict...).
+    #[error(transparent)]
+    Store(#[from] bmcert_store::StoreError),
+    /// A record key the store does not accept.
+    #[error("`{key}` is not a record key: {reason}")]
+    BadKey {
+        /// The key.
+        key: String,
+        /// Why.
+        reason: bmcert_store::RecordKeyError,
+    },
     /// A fenced write whose lock is no longer held with its token: nothing was written.
     #[error("the lock `{lock}` is no longer held with token {token}: the write was refused (another server may have taken over the work)")]
     Fenced {
@@ -85,14 +93,22 @@ pub enum StateError {
         /// The stale token.
         token: u64,
     },
+    /// A fenced write to a state that keeps no locks (it cannot check the fence).
+    #[error("this ACME state keeps no locks, so a write fenced by the lock `{lock}` cannot be checked; keep the state in the store (StoreState)")]
+    Unfenceable {
+        /// The lock's name.
+        lock: String,
+    },
+    /// The in-memory state's lock was poisoned by a panic.
+    #[error("the in-memory ACME state was poisoned by a panic")]
+    Poisoned,
 }
 
 impl StateError {
     fn unfenceable(fence: &Fence) -> Self {
-        Self::Backend(format!(
-            "this ACME state keeps no locks, so a write fenced by the lock `{}` cannot be checked; keep the state in the store (StoreState)",
-            fence.lock
-        ))
+        Self::Unfenceable {
+            lock: fence.lock.to_string(),
+        }
     }
 }
 
@@ -222,7 +238,7 @@ impl MemoryState {
 }
 
 fn poisoned() -> StateError {
-    StateError::Backend("memory state lock poisoned".into())
+    StateError::Poisoned
 }
 
 impl AcmeState for MemoryState {
@@ -357,7 +373,7 @@ mod tests {
         let refused =
             bmcert_store::block_on(state.put_fenced("k", b"v".to_vec(), false, Some(&fence)));
         match refused {
-            Err(StateError::Backend(msg)) => assert!(msg.contains("locks/renewal"), "{msg}"),
+            Err(StateError::Unfenceable { lock }) => assert_eq!(lock, "locks/renewal"),
             other => panic!("{other:?}"),
         }
         assert!(state.0.record_keys().is_empty());

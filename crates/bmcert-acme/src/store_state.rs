@@ -33,14 +33,17 @@ impl StoreState {
 }
 
 fn key(k: &str) -> Result<RecordKey, StateError> {
-    RecordKey::new(k).map_err(|e| StateError::Backend(e.to_string()))
+    RecordKey::new(k).map_err(|reason| StateError::BadKey {
+        key: k.to_owned(),
+        reason,
+    })
 }
 
 /// A store error as a state error, keeping a fence refusal typed.
 fn store_err(e: StoreError) -> StateError {
     match e {
         StoreError::Fenced { lock, token } => StateError::Fenced { lock, token },
-        other => StateError::Backend(other.to_string()),
+        other => StateError::Store(other),
     }
 }
 

@@ -1465,7 +1465,7 @@ mod tests {
                     .map_err(|e| IssueError::StoreUnavailable {
                         source: bmcert_acme::AcmeError::Store {
                             during: "installing the certificate",
-                            reason: e.to_string(),
+                            source: bmcert_acme::StateError::Store(e),
                         },
                     })?;
                 self.finished.store(true, Ordering::SeqCst);

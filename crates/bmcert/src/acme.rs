@@ -80,9 +80,10 @@ pub fn client_for_store(
 
 /// [`client_for_store`] over the directory store at `dir` (the embedded default).
 pub fn client_for_dir(dir: &Path, config: AcmeConfig) -> Result<AcmeClient, AcmeError> {
+    // The store's error names the directory.
     let store = bmcert_store::DirStore::open(dir).map_err(|e| AcmeError::Store {
         during: "opening the store",
-        reason: format!("{}: {e}", dir.display()),
+        source: StateError::Store(e),
     })?;
     client_for_store(Arc::new(store), config)
 }

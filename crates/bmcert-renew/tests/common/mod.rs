@@ -112,7 +112,7 @@ pub fn install_error(e: bmcert_store::StoreError) -> IssueError {
         },
         other => bmcert_acme::AcmeError::Store {
             during: "installing the certificate",
-            reason: other.to_string(),
+            source: bmcert_acme::StateError::Store(other),
         },
     })
 }
