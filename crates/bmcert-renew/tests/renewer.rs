@@ -257,13 +257,10 @@ async fn a_failed_send_is_retried_at_the_next_wake_up() {
     let dir = tempfile::tempdir().unwrap();
     let (store, clock, issuer, notifier) = setup(dir.path());
     let not_after = datetime!(2026-04-01 12:00 UTC);
-    install_new(
+    acme_on_system(
         store.as_ref(),
-        &Target::System,
-        &["m.example.test"],
+        "m.example.test",
         not_after - Duration::days(90),
-        90,
-        Source::Acme,
     )
     .await;
     issuer.fail.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -507,13 +504,10 @@ async fn after_a_permanent_refusal_no_retry_until_what_would_be_ordered_changes(
     let dir = tempfile::tempdir().unwrap();
     let (store, clock, issuer, notifier) = setup(dir.path());
     let not_after = datetime!(2026-04-01 12:00 UTC);
-    install_new(
+    acme_on_system(
         store.as_ref(),
-        &Target::System,
-        &["mail.example.test"],
+        "mail.example.test",
         not_after - Duration::days(90),
-        90,
-        Source::Acme,
     )
     .await;
     issuer.fail.store(true, std::sync::atomic::Ordering::SeqCst);

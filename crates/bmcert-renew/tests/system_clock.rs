@@ -8,6 +8,7 @@
 //! again, forever (4a94692 rounds down).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
 mod support;
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -35,19 +36,7 @@ impl Issuer for FailingIssuer {
         _fence: &'a Fence,
     ) -> BoxFuture<'a, Result<(), IssueError>> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        Box::pin(async { Err(unreachable()) })
-    }
-}
-
-/// The CA cannot be reached.
-fn unreachable() -> IssueError {
-    IssueError::Transient {
-        retry_after: None,
-        source: bmcert_acme::AcmeError::Unreachable {
-            url: "https://127.0.0.1:1/dir".into(),
-            during: "reading the directory",
-            reason: "connection refused".into(),
-        },
+        Box::pin(async { Err(common::failure()) })
     }
 }
 
@@ -86,7 +75,7 @@ async fn an_overdue_certificate_is_attempted_soon_after_start_under_the_system_c
     assert!(attempted, "no attempt within 10 s of start(): {status:?}");
     assert_eq!(
         status[0].last_error,
-        Some(unreachable().to_string()),
+        Some(common::failure().to_string()),
         "{status:?}"
     );
 }
