@@ -36,10 +36,10 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use bmcert::acme::{AcmeClient, ChallengeBoard, Directory, IssueRequest, MemoryState};
+use bmcert::acme::{AcmeClient, Directory, IssueRequest};
 use bmcert::renew::Renewer;
-use bmcert::InstallOutcome;
-use bmcert_store::Fingerprint;
+use bmcert::Fingerprint;
+use bmcert::{InstallOutcome, LiveIndex};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose,
@@ -68,8 +68,7 @@ const APPLY_TIMEOUT: Duration = Duration::from_secs(15);
 
 use std::sync::Arc;
 
-use bmcert_store::{DirStore, Store};
-use bmcert_topology::Topology;
+use bmcert::{DirStore, Store, Topology};
 
 /// Snippet 1 on one server: the topology file and the directory store.
 fn open_topology_and_dir_store(
@@ -95,12 +94,13 @@ fn open_etcd_store(store_url: &str) -> Result<Arc<dyn Store>, Error> {
 
 // ---- docs/embedding.md, 2. A rustls HTTPS server --------------------------------------
 
-use bmcert_resolve::{FollowerThread, LiveIndex, ResolvesServerCertUsingSniWithFallback};
+use bmcert::{FollowerThread, Installation, ResolvesServerCertUsingSniWithFallback};
 use rustls::ServerConfig;
 
 /// What snippet 2 builds and a server process keeps.
 struct HttpsServer {
     follower: FollowerThread,
+    installation: Installation,
     index: Arc<LiveIndex>,
     provider: Arc<CryptoProvider>,
     https_resolver: Arc<ResolvesServerCertUsingSniWithFallback>,
@@ -109,22 +109,24 @@ struct HttpsServer {
 
 /// Snippet 2: the live index, its follower and the HTTPS configuration.
 fn https_server(topology: Topology, store: Arc<dyn Store>) -> Result<HttpsServer, Error> {
-    let index = Arc::new(LiveIndex::new(&topology));
-    let follower = FollowerThread::start(store.clone(), index.clone())?; // keep it alive
-    for failure in index.failures() {
+    // One per process: it owns the topology and hands out what the servers need.
+    let installation = Installation::new(store.clone(), topology.clone());
+    let follower = installation.follow()?; // keep it alive
+    for failure in installation.index().failures() {
         tracing::warn!(%failure, "a certificate could not be loaded; the previous one stays");
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let https_resolver = Arc::new(ResolvesServerCertUsingSniWithFallback::new(index.clone()));
+    let https_resolver = installation.https_resolver();
     let https_config = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_cert_resolver(https_resolver.clone());
     // ... accept with tokio-rustls or rustls::StreamOwned as usual.
-    // index.explain(Service::Https, conn.server_name()) says which target served and why.
+    // installation.index().explain(Service::Https, conn.server_name()): who served, and why.
     Ok(HttpsServer {
         follower,
-        index,
+        index: installation.index().clone(),
+        installation,
         provider,
         https_resolver,
         https_config,
@@ -133,14 +135,14 @@ fn https_server(topology: Topology, store: Arc<dyn Store>) -> Result<HttpsServer
 
 // ---- docs/embedding.md, 3. An IMAP (or SMTP, POP3, ManageSieve) server -----------------
 
-use bmcert_resolve::{ResolvesSystemCert, Service};
+use bmcert::Service;
 
 /// Snippet 3: the mail configuration over the same index.
 fn imap_server_config(
-    index: &Arc<LiveIndex>,
+    installation: &Installation,
     provider: &Arc<CryptoProvider>,
 ) -> Result<ServerConfig, Error> {
-    let imap_resolver = Arc::new(ResolvesSystemCert::new(index.clone(), Service::Imap));
+    let imap_resolver = installation.mail_resolver(Service::Imap);
     let imap_config = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
@@ -150,14 +152,12 @@ fn imap_server_config(
 
 // ---- docs/embedding.md, 4. Installing certificates: CertManager ------------------------
 
-use bmcert::topology::Target;
-use bmcert::CertManager;
+use bmcert::Target;
 use rustls_pki_types::UnixTime;
 
 /// Snippet 4: what the admin API does with an upload for the system target.
 async fn install_system(
-    store: Arc<dyn Store>,
-    topology: Topology,
+    installation: Installation,
     platform_roots: Vec<CertificateDer<'static>>,
     cert_pem: Vec<u8>,
     key_pem: Vec<u8>,
@@ -165,8 +165,8 @@ async fn install_system(
 ) -> Result<InstallOutcome, Error> {
     // cert_pem, key_pem, ca_pem: the uploaded files; platform_roots (optional): the system's
     // trust anchors (rustls-native-certs), to complete a chain whose CA file lacks the root.
-    let manager =
-        CertManager::new(store.clone(), topology.clone()).with_platform_roots(platform_roots);
+    let installation = installation.with_platform_roots(platform_roots);
+    let manager = installation.manager(); // every install goes through its gate
     let now = UnixTime::now();
     let outcome = manager
         .install_files(&Target::System, &cert_pem, &key_pem, Some(&ca_pem), now)
@@ -186,13 +186,12 @@ async fn install_system(
 
 // ---- docs/embedding.md, 5. Let's Encrypt and the renewer's lifecycle -------------------
 
-use bmcert::acme::{http01_response, AcmeConfig, ResolvesServerCertWithAcme};
-use bmcert::renew::{renewer_for_store, RenewerConfig, SmtpConfig, SmtpNotifier, SmtpSecurity};
+use bmcert::acme::AcmeConfig;
+use bmcert::renew::{RenewerConfig, SmtpConfig, SmtpNotifier, SmtpSecurity};
 
 /// Snippet 5: the expiry warnings' relay and the renewer with its ACME client.
 fn renewer(
-    store: Arc<dyn Store>,
-    topology: Topology,
+    installation: &Installation,
     acme_config: AcmeConfig,
 ) -> Result<(Renewer, Arc<AcmeClient>), Error> {
     let smtp = SmtpConfig::new(
@@ -203,20 +202,15 @@ fn renewer(
     );
     let notifier = Arc::new(SmtpNotifier::new(smtp)?);
     // acme_config: AcmeConfig::default() is Let's Encrypt, AcmeConfig::new(..) another CA.
-    let (renewer, acme) = renewer_for_store(
-        store.clone(),
-        acme_config,
-        topology.clone(),
-        notifier,
-        RenewerConfig::default(),
-    )?;
+    let acme = installation.acme_client(acme_config)?; // installs through the gate
+    let renewer = installation.renewer(acme.clone(), notifier, RenewerConfig::default());
     Ok((renewer, acme))
 }
 
 /// Snippet 5, port 80: the HTTP-01 answer, as a whole HTTP/1.1 response.
-fn http01_answer(path: &str, acme: &AcmeClient) -> String {
+async fn http01_answer(path: &str, installation: &Installation) -> String {
     // port 80: answer /.well-known/acme-challenge/TOKEN (Some(body) -> 200, None -> 404)
-    let body = http01_response(path, acme.board());
+    let body = installation.http01_response(path).await;
     match body {
         Some(body) => format!(
             "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\
@@ -230,11 +224,11 @@ fn http01_answer(path: &str, acme: &AcmeClient) -> String {
 /// Snippet 5, port 443: the HTTPS configuration that also answers TLS-ALPN-01.
 fn acme_https_config(
     https_resolver: Arc<ResolvesServerCertUsingSniWithFallback>,
-    acme: &AcmeClient,
+    installation: &Installation,
     provider: &Arc<CryptoProvider>,
 ) -> Result<ServerConfig, Error> {
     // port 443 (TLS-ALPN-01): wrap the HTTPS resolver, add b"acme-tls/1" to alpn_protocols
-    let resolver = ResolvesServerCertWithAcme::new(https_resolver, acme.board().clone());
+    let resolver = installation.tls_alpn01(https_resolver);
     let mut config = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
@@ -247,13 +241,11 @@ fn acme_https_config(
 async fn renewer_lifecycle(
     renewer: &Renewer,
     acme: &AcmeClient,
-    topology: &Topology,
-) -> Result<Vec<bmcert::renew::TargetStatus>, Error> {
+    installation: &Installation,
+) -> Result<Vec<bmcert::renew::RenewalStatus>, Error> {
     acme.accept_terms().await?; // once, when the administrator accepts the CA's terms
-                                // Activating Let's Encrypt for a target: its first certificate (an uploaded one is never
-                                // renewed: renew_now refuses it with RenewError::NotAcme).
-    acme.issue(topology, &IssueRequest::new(Target::System))
-        .await?;
+    let first = IssueRequest::new(Target::System); // activating Let's Encrypt for a target
+    acme.issue(&installation.topology(), &first).await?; // (renew_now refuses uploads)
     let running = renewer.start(); // a task on the current tokio runtime
     renewer.renew_now(&Target::System).await?; // by hand, e.g. from the admin API
     let rows = renewer.status().await?; // what `bmcert status` prints
@@ -399,7 +391,6 @@ struct Servers {
     server: HttpsServer,
     renewer: Renewer,
     acme: Arc<AcmeClient>,
-    topology: Topology,
     https: SocketAddr,
     acme_https: SocketAddr,
 }
@@ -415,10 +406,13 @@ fn serve_and_install(
     let server = https_server(topology.clone(), store.clone())?;
     let loaded = server.index.snapshot().certificate_count();
     println!("Follower started: {loaded} certificates loaded, the store is followed live");
-    let imap_config = imap_server_config(&server.index, &server.provider)?;
-    let (renewer, acme) = renewer(store.clone(), topology.clone(), acme_config)?;
-    let acme_tls_config =
-        acme_https_config(server.https_resolver.clone(), &acme, &server.provider)?;
+    let imap_config = imap_server_config(&server.installation, &server.provider)?;
+    let (renewer, acme) = renewer(&server.installation, acme_config)?;
+    let acme_tls_config = acme_https_config(
+        server.https_resolver.clone(),
+        &server.installation,
+        &server.provider,
+    )?;
     let https = listen(server.https_config.clone(), &server.index, Service::Https)?;
     let imap = listen(imap_config, &server.index, Service::Imap)?;
     let acme_https = listen(acme_tls_config, &server.index, Service::Https)?;
@@ -428,8 +422,7 @@ fn serve_and_install(
     println!("\nUpload for system: a certificate for www.other.test");
     let wrong = &uploads.wrong;
     let refused = runtime.block_on(install_system(
-        store.clone(),
-        topology.clone(),
+        server.installation.clone(),
         Vec::new(),
         wrong.leaf_pem.clone().into_bytes(),
         wrong.key_pem.clone().into_bytes(),
@@ -445,8 +438,7 @@ fn serve_and_install(
     let system = &uploads.system;
     let platform_roots = vec![system.root_der.clone()];
     let outcome = runtime.block_on(install_system(
-        store.clone(),
-        topology.clone(),
+        server.installation.clone(),
         platform_roots,
         system.leaf_pem.clone().into_bytes(),
         system.key_pem.clone().into_bytes(),
@@ -490,7 +482,10 @@ fn serve_and_install(
         .index
         .explain(Service::Https, Some("webmail.acme.test"));
     println!("explain https webmail.acme.test: {why}");
-    let answer = http01_answer("/.well-known/acme-challenge/no-such-token", &acme);
+    let answer = runtime.block_on(http01_answer(
+        "/.well-known/acme-challenge/no-such-token",
+        &server.installation,
+    ));
     println!(
         "HTTP-01 GET /.well-known/acme-challenge/no-such-token: {}",
         answer.lines().next().unwrap_or_default()
@@ -500,7 +495,6 @@ fn serve_and_install(
         server,
         renewer,
         acme,
-        topology: topology.clone(),
         https,
         acme_https,
     })
@@ -566,7 +560,10 @@ impl Pebble {
         let mut config = AcmeConfig::new(Directory::Url(self.directory.clone()));
         config.directory_roots = AcmeConfig::certificates_from_pem(&self.ca_pem, "pebble CA")?;
         config.poll.total = Duration::from_secs(60);
-        let probe = AcmeClient::new(config.clone(), MemoryState::new(), ChallengeBoard::new())?;
+        // A client over a scratch store, only to read pebble's management API.
+        let scratch = tempfile::tempdir()?;
+        let store: Arc<dyn Store> = Arc::new(DirStore::open(scratch.path())?);
+        let probe = bmcert::acme::client_for_store(store, config.clone())?;
         let root = probe.fetch(&format!("{}/roots/0", self.management)).await?;
         config.chain_roots = AcmeConfig::certificates_from_pem(&root, "pebble root")?;
         Ok(config)
@@ -581,8 +578,13 @@ fn renew_with_pebble(
 ) -> Result<(), Error> {
     println!("\nACME: pebble at {}", pebble.directory);
     let rows = runtime.block_on(async {
-        let http01 = serve_http01(pebble.http01_port, servers.acme.clone()).await?;
-        let rows = renewer_lifecycle(&servers.renewer, &servers.acme, &servers.topology).await;
+        let http01 = serve_http01(pebble.http01_port, servers.server.installation.clone()).await?;
+        let rows = renewer_lifecycle(
+            &servers.renewer,
+            &servers.acme,
+            &servers.server.installation,
+        )
+        .await;
         http01.abort();
         rows
     })?;
@@ -624,7 +626,7 @@ fn renew_with_pebble(
 /// Answers pebble's HTTP-01 requests on `port` with [`http01_answer`] until aborted.
 async fn serve_http01(
     port: u16,
-    acme: Arc<AcmeClient>,
+    installation: Installation,
 ) -> Result<tokio::task::JoinHandle<()>, Error> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -640,7 +642,7 @@ async fn serve_http01(
     };
     Ok(tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
-            let acme = acme.clone();
+            let installation = installation.clone();
             tokio::spawn(async move {
                 let answer = async {
                     let mut head = Vec::new();
@@ -655,7 +657,7 @@ async fn serve_http01(
                     let head = String::from_utf8_lossy(&head);
                     let path = head.split_whitespace().nth(1).unwrap_or("/");
                     stream
-                        .write_all(http01_answer(path, &acme).as_bytes())
+                        .write_all(http01_answer(path, &installation).await.as_bytes())
                         .await?;
                     stream.shutdown().await
                 };

@@ -37,11 +37,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bmcert_resolve::{
-    FollowerThread, LiveIndex, ResolvesServerCertUsingSniWithFallback, ResolvesSystemCert, Service,
-};
-use bmcert_store::{StoreConfig, StoreSettings};
-use bmcert_topology::Topology;
+use bmcert::{Installation, LiveIndex, Service, StoreConfig, StoreSettings, Topology};
 use clap::Parser;
 use rustls::server::ResolvesServerCert;
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
@@ -114,20 +110,17 @@ fn run(args: Args) -> Result<(), String> {
     .map_err(|e| format!("--store {}: {e}", args.store))?;
     let store = bmcert::open_store(&config)
         .map_err(|e| format!("cannot open the store {}: {e}", args.store))?;
-    let index = Arc::new(LiveIndex::new(&topology));
-    let _follower = FollowerThread::start(store, index.clone())
+    let installation = Installation::new(store, topology);
+    let _follower = installation
+        .follow()
         .map_err(|e| format!("cannot load the store: {e}"))?;
+    let index = installation.index().clone();
     for failure in index.failures() {
         eprintln!("https_server: warning: {failure}");
     }
 
-    let https_config = server_config(Arc::new(ResolvesServerCertUsingSniWithFallback::new(
-        index.clone(),
-    )))?;
-    let mail_config = server_config(Arc::new(ResolvesSystemCert::new(
-        index.clone(),
-        Service::Imap,
-    )))?;
+    let https_config = server_config(installation.https_resolver())?;
+    let mail_config = server_config(installation.mail_resolver(Service::Imap))?;
     let https = TcpListener::bind(args.https)
         .map_err(|e| format!("cannot listen on {}: {e}", args.https))?;
     let mail =

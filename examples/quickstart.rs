@@ -27,11 +27,10 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bmcert::resolve::load_all;
 use bmcert::topology::{Target, Topology};
 use bmcert::{block_on, CertManager};
-use bmcert_resolve::{
-    load_all, LiveIndex, ResolvesServerCertUsingSniWithFallback, ResolvesSystemCert, Service,
-};
+use bmcert::{LiveIndex, ResolvesServerCertUsingSniWithFallback, ResolvesSystemCert, Service};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose,

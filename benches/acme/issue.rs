@@ -50,7 +50,11 @@ fn main() {
         config.chain_roots = AcmeConfig::certificates_from_pem(&root, "pebble root").unwrap();
 
         let state = MemoryState::new();
-        let acme = Arc::new(AcmeClient::new(config, state, ChallengeBoard::new()).unwrap());
+        let acme = Arc::new(
+            AcmeClient::new(config, state.clone(), ChallengeBoard::new())
+                .unwrap()
+                .with_gate(state),
+        );
         let _http = Http01Listener::bind(
             std::net::SocketAddr::from(([127, 0, 0, 1], port)),
             Arc::new(acme.board().clone()),

@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bmcert_bundle::CheckedBundle;
 use bmcert_store::Fence;
 use bmcert_topology::{DomainName, Target, Topology};
 use bytes::Bytes;
@@ -24,7 +25,7 @@ use crate::challenge::ChallengeBoard;
 use crate::error::{Problem, Subproblem};
 use crate::http::{RequestCounts, RetryBudget, RetryingClient};
 use crate::state::{keys, AcmeState, Issued, StateError};
-use crate::{check_issued, order_names, AcmeError};
+use crate::{order_names, AcmeError, GateError, InstallGate};
 
 /// Which ACME directory to use.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -282,6 +283,7 @@ pub struct AcmeClient {
     counts: Arc<RequestCounts>,
     state: Arc<dyn AcmeState>,
     board: ChallengeBoard,
+    gate: Option<Arc<dyn InstallGate>>,
     chain_roots: Vec<CertificateDer<'static>>,
     account: tokio::sync::Mutex<Option<Account>>,
     directory_doc: tokio::sync::Mutex<Option<DirectoryDoc>>,
@@ -374,11 +376,20 @@ impl AcmeClient {
             counts,
             state,
             board,
+            gate: None,
             chain_roots,
             account: tokio::sync::Mutex::new(None),
             directory_doc: tokio::sync::Mutex::new(None),
             progress: None,
         })
+    }
+
+    /// Hands issued certificates to `gate` (the installation's: `bmcert::CertManager`).
+    /// Without a gate, [`issue`](Self::issue) refuses before ordering anything
+    /// ([`AcmeError::NoGate`]); terms, account and challenges need none.
+    pub fn with_gate(mut self, gate: Arc<dyn InstallGate>) -> Self {
+        self.gate = Some(gate);
+        self
     }
 
     /// Reports each step of an order to `f` (progress lines in the CLI).
@@ -499,11 +510,12 @@ impl AcmeClient {
             url: url.clone().unwrap_or_default(),
             accepted_at: time::OffsetDateTime::now_utc().unix_timestamp(),
         };
-        let bytes = serde_json::to_vec(&record).map_err(|e| store_err("recording the terms", e))?;
+        let bytes =
+            serde_json::to_vec(&record).map_err(|e| record_err("written", keys::TERMS, &e))?;
         self.state
             .put(keys::TERMS, bytes, false)
             .await
-            .map_err(|e| store_err("recording the terms", e))?;
+            .map_err(|e| state_err("recording the terms", e))?;
         Ok(url)
     }
 
@@ -513,12 +525,12 @@ impl AcmeClient {
             .state
             .get(keys::TERMS)
             .await
-            .map_err(|e| store_err("reading the terms record", e))?
+            .map_err(|e| state_err("reading the terms record", e))?
         else {
             return Ok(None);
         };
         let record: TermsRecord =
-            serde_json::from_slice(&bytes).map_err(|e| store_err("reading the terms record", e))?;
+            serde_json::from_slice(&bytes).map_err(|e| record_err("read", keys::TERMS, &e))?;
         Ok(Some(record.url))
     }
 
@@ -568,7 +580,7 @@ impl AcmeClient {
             .state
             .get(keys::ACCOUNT)
             .await
-            .map_err(|e| store_err("reading the ACME account", e))?
+            .map_err(|e| state_err("reading the ACME account", e))?
             .map(Zeroizing::new);
         if let Some(bytes) = stored {
             match serde_json::from_slice::<AccountRecord>(&bytes) {
@@ -619,7 +631,7 @@ impl AcmeClient {
             credentials,
         };
         let bytes = Zeroizing::new(
-            serde_json::to_vec(&record).map_err(|e| store_err("saving the ACME account", e))?,
+            serde_json::to_vec(&record).map_err(|e| record_err("written", keys::ACCOUNT, &e))?,
         );
         self.state
             .put_fenced(keys::ACCOUNT, bytes.to_vec(), true, fence)
@@ -662,6 +674,7 @@ impl AcmeClient {
         fence: Option<&Fence>,
     ) -> Result<Issued, AcmeError> {
         let names = order_names(topology, &request.target, &request.extra_names)?;
+        let gate = self.gate.clone().ok_or(AcmeError::NoGate)?;
         let account = self
             .account_fenced(topology, request.email.as_deref(), fence)
             .await?;
@@ -670,11 +683,10 @@ impl AcmeClient {
             .issue_with(&account, topology, request, &names, &mut published, fence)
             .await;
         published.finish().await;
-        let issued = result?;
-        self.state
-            .install_fenced(&request.target, &issued, fence)
+        let (issued, checked) = result?;
+        gate.install_acme(&request.target, checked, fence)
             .await
-            .map_err(|e| state_err("installing the certificate", e))?;
+            .map_err(|e| gate_err(&request.target, e))?;
         if let Some(email) = request.email.as_deref() {
             self.keep_contact(topology, &account, &request.target, email, fence)
                 .await?;
@@ -698,11 +710,19 @@ impl AcmeClient {
     ) -> Result<(), AcmeError> {
         let contact = contact_address(topology, Some(email))?;
         let key = bmcert_store::keys::target_key(bmcert_store::keys::CONTACT_PREFIX, target)
-            .map_err(|e| store_err("naming the contact record", e))?;
+            .map_err(|reason| {
+                state_err(
+                    "naming the contact record",
+                    StateError::BadKey {
+                        key: format!("{}/{target}", bmcert_store::keys::CONTACT_PREFIX),
+                        reason,
+                    },
+                )
+            })?;
         let value = serde_json::to_vec(&ContactRecord {
             contact: contact.clone(),
         })
-        .map_err(|e| store_err("recording the contact address", e))?;
+        .map_err(|e| record_err("written", bmcert_store::keys::CONTACT_PREFIX, &e))?;
         self.state
             .put_fenced(key.as_str(), value, false, fence)
             .await
@@ -714,7 +734,7 @@ impl AcmeClient {
             .state
             .get(keys::ACCOUNT)
             .await
-            .map_err(|e| store_err("reading the ACME account", e))?
+            .map_err(|e| state_err("reading the ACME account", e))?
             .map(Zeroizing::new)
         else {
             return Ok(());
@@ -731,7 +751,7 @@ impl AcmeClient {
         tracing::info!(from = %record.contact, to = %contact, "ACME account contact updated");
         record.contact = contact;
         let bytes = Zeroizing::new(
-            serde_json::to_vec(&record).map_err(|e| store_err("saving the ACME account", e))?,
+            serde_json::to_vec(&record).map_err(|e| record_err("written", keys::ACCOUNT, &e))?,
         );
         self.state
             .put_fenced(keys::ACCOUNT, bytes.to_vec(), true, fence)
@@ -747,7 +767,7 @@ impl AcmeClient {
         names: &[DomainName],
         published: &mut Unpublish,
         fence: Option<&Fence>,
-    ) -> Result<Issued, AcmeError> {
+    ) -> Result<(Issued, CheckedBundle), AcmeError> {
         let deadline = Instant::now() + self.config.poll.total;
         let identifiers: Vec<Identifier> = names
             .iter()
@@ -803,38 +823,42 @@ impl AcmeClient {
         nonce_retry!(order.finalize_csr(&csr_der).await)
             .map_err(|e| self.acme_err("sending the certificate request", e))?;
         let chain = self.download(&mut order, deadline).await?;
-        let not_after = check_issued(&chain, &key_der, names, &self.chain_roots, UnixTime::now())
-            .map_err(|reason| AcmeError::Check {
-            target: request.target.clone(),
-            reason,
-        })?;
-        // The full bundle report, as for an upload: a problem refuses the install. The CA
-        // sends leaf + intermediates; the root comes from the roots the chain was checked
-        // against (the system's, or the configured test root).
-        let report = bmcert_bundle::BundleCheck::files(chain.as_bytes(), key_pem.as_bytes(), None)
-            .host(topology.host_for(&request.target)?.clone())
+        // The check an upload gets, for the target's URL host: the chain to the roots the
+        // client trusts (the system's, or the configured test root), the key, the dates, the
+        // host. The CA sends leaf + intermediates; the root comes from those roots.
+        let host = topology.host_for(&request.target)?.clone();
+        let checked = bmcert_bundle::BundleCheck::files(chain.as_bytes(), key_pem.as_bytes(), None)
             .platform_roots(&self.chain_roots)
-            .check(UnixTime::now());
-        if !report.is_valid() {
-            let reason = report
-                .problems
-                .iter()
-                .map(|p| p.to_string())
-                .collect::<Vec<_>>()
-                .join("; ");
+            .check_for(host, UnixTime::now())
+            .map_err(|report| AcmeError::Check {
+                target: request.target.clone(),
+                reason: report
+                    .problems
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            })?;
+        // And it covers every name ordered (the CA may not drop one).
+        let covered = checked.names();
+        if let Some(missing) = names
+            .iter()
+            .find(|n| !covered.iter().any(|c| c == n.as_str()))
+        {
             return Err(AcmeError::Check {
                 target: request.target.clone(),
-                reason: format!("the bundle report refused it: {reason}"),
+                reason: format!("the certificate does not cover `{missing}`, which was ordered"),
             });
         }
         self.report(Progress::Checked);
-        Ok(Issued::new(
+        let issued = Issued::new(
             names.to_vec(),
             chain,
-            not_after,
+            checked.not_after_unix(),
             key_der,
             key_pem,
-        ))
+        );
+        Ok((issued, checked))
     }
 
     /// Places the order, naming the certificate it replaces when given. A CA that offers no
@@ -1089,10 +1113,29 @@ impl AcmeClient {
     }
 }
 
-fn store_err(during: &'static str, e: impl fmt::Display) -> AcmeError {
-    AcmeError::Store {
+/// A record of the flow that does not encode or decode as JSON.
+fn record_err(during: &'static str, key: &'static str, e: &serde_json::Error) -> AcmeError {
+    AcmeError::Record {
         during,
-        reason: e.to_string(),
+        key,
+        line: e.line(),
+        column: e.column(),
+    }
+}
+
+/// A gate refusal, keeping a fence refusal and the topology's typed.
+fn gate_err(target: &Target, e: GateError) -> AcmeError {
+    match e {
+        GateError::Store(bmcert_store::StoreError::Fenced { lock, token }) => AcmeError::Fenced {
+            during: "installing the certificate",
+            lock,
+            token,
+        },
+        GateError::Topology(t) => AcmeError::Topology(t),
+        other => AcmeError::Gate {
+            target: target.clone(),
+            source: other,
+        },
     }
 }
 
@@ -1104,7 +1147,7 @@ fn state_err(during: &'static str, e: StateError) -> AcmeError {
             lock,
             token,
         },
-        other => store_err(during, other),
+        source => AcmeError::Store { during, source },
     }
 }
 

@@ -200,6 +200,17 @@ pub enum AcmeError {
         /// The failed check.
         reason: String,
     },
+    /// The installation's gate refused the checked certificate; nothing was installed.
+    #[error("the certificate issued for {target} was not installed: {source}")]
+    Gate {
+        /// The target ordered.
+        target: Target,
+        /// The gate's refusal.
+        source: crate::GateError,
+    },
+    /// The client has no install gate (`AcmeClient::with_gate`); nothing was ordered.
+    #[error("this ACME client has no install gate, so it cannot install a certificate; build it with bmcert::acme::client_for_manager (or AcmeClient::with_gate)")]
+    NoGate,
     /// The extra trusted root given for the directory is not usable.
     #[error("the trusted root for the ACME directory is not usable: {0}; give a PEM file with a CA certificate")]
     BadRoot(String),
@@ -207,12 +218,25 @@ pub enum AcmeError {
     #[error("generating the certificate key or request failed: {0}")]
     Key(String),
     /// Reading or writing the store failed.
-    #[error("the certificate store failed while {during}: {reason}")]
+    #[error("the certificate store failed while {during}: {source}")]
     Store {
         /// What was being done.
         during: &'static str,
-        /// The store's error.
-        reason: String,
+        /// The state's (the store's) typed error.
+        source: crate::StateError,
+    },
+    /// A record of the ACME flow in the store cannot be read or written as JSON (damaged,
+    /// or written by an incompatible version).
+    #[error("the ACME record `{key}` could not be {during} (JSON, line {line}, column {column}); remove it (it is written again) or restore it from a backup")]
+    Record {
+        /// `read` or `written`.
+        during: &'static str,
+        /// The record's key.
+        key: &'static str,
+        /// Where the JSON is damaged.
+        line: usize,
+        /// Where the JSON is damaged.
+        column: usize,
     },
     /// A write of a fenced order (`AcmeClient::issue_fenced`) was refused because the lock it
     /// ran under is no longer held with its token: another server may have taken over the

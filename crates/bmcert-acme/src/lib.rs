@@ -15,12 +15,16 @@
 //! 4. the order, its challenges published on the [`ChallengeBoard`] and in the store
 //!    (HTTP-01) and removed when the order ends;
 //! 5. a key generated locally (ECDSA P-256 by default), the CSR built with rcgen, the chain
-//!    checked, then installed through [`AcmeState::install`].
+//!    checked by the same `bmcert-bundle` check an upload gets (a `CheckedBundle` for the
+//!    target's URL host), then handed to the installation's [`InstallGate`] (the `bmcert`
+//!    facade's `CertManager`: the one way into the store). This crate installs nothing
+//!    itself.
 //!
 //! Under a lock of the store (the renewer's), [`AcmeClient::issue_fenced`] makes every store
-//! write of the order (account registration, HTTP-01 tokens, the install) carry the lock's
-//! fence, so a holder that lost its lock is refused with [`AcmeError::Fenced`] and installs
-//! nothing ([`AcmeState`]'s `*_fenced` methods; [`StoreState`] checks them in the store).
+//! write of the order (account registration, HTTP-01 tokens) carry the lock's fence and
+//! hands it to the gate with the certificate, so a holder that lost its lock is refused with
+//! [`AcmeError::Fenced`] and installs nothing ([`AcmeState`]'s `*_fenced` methods;
+//! [`StoreState`] checks them in the store).
 //!
 //! Renewal information (ARI, RFC 9773): [`AcmeClient::renewal_window`] asks the CA when to
 //! renew an installed certificate (`None` when its directory offers no `renewalInfo`), named
@@ -34,8 +38,9 @@
 //! the server that did not place the order can still answer ([`StoreState`]).
 //!
 //! This crate does not decide *when* to renew (`bmcert-renew` does), does not serve the
-//! installed certificates (`bmcert-resolve`) and checks the issued chain with the same
-//! `bmcert-bundle` report an upload gets. Administrators use it through `bmcert acme`
+//! installed certificates (`bmcert-resolve`), does not install them (the gate does; why the
+//! [`InstallGate`] trait is declared here: see its documentation) and checks the issued
+//! chain with the same `bmcert-bundle` check an upload gets. Administrators use it through `bmcert acme`
 //! (`docs/acme.md`, `docs/admin-guide.md`).
 //!
 //! ```
@@ -67,9 +72,9 @@
 
 mod ari;
 mod challenge;
-mod check;
 mod client;
 mod error;
+mod gate;
 mod http;
 mod names;
 mod state;
@@ -84,11 +89,11 @@ pub use challenge::{
     Http01Listener, NoCertificate, ResolvesServerCertWithAcme, TlsAlpn01Listener, TokenLookup,
     ACME_TLS_ALPN, HTTP01_PATH_PREFIX,
 };
-pub use check::check_issued;
 pub use client::{
     AcmeClient, AcmeConfig, ChallengeKind, Directory, IssueRequest, KeyKind, PollSchedule, Progress,
 };
 pub use error::{AcmeError, Problem, Subproblem};
+pub use gate::{GateError, InstallGate};
 pub use http::{parse_retry_after, RequestCounts, RetryBudget};
 pub use names::order_names;
 pub use state::{keys, AcmeState, BoxFuture, Issued, MemoryState, StateError};

@@ -13,11 +13,12 @@ use zeroize::Zeroizing;
 /// A boxed `Send` future, as in instant-acme's `HttpClient`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// The store operations the ACME flow needs: a small key-value area (terms acceptance,
-/// account credentials, HTTP-01 tokens) and the install of an issued certificate.
+/// The records the ACME flow keeps: a small key-value area (terms acceptance, account
+/// credentials, HTTP-01 tokens, contact addresses). Issued certificates do not go here:
+/// they go through the installation's [`InstallGate`](crate::InstallGate).
 ///
-/// The `bmcert` facade implements it over `bmcert-store` (records and the per-target install
-/// with source `acme`); [`MemoryState`] is the ready-made in-process implementation.
+/// [`StoreState`](crate::StoreState) keeps them in the installation's store;
+/// [`MemoryState`] is the in-process implementation for tests.
 ///
 /// # Fencing
 ///
@@ -42,13 +43,6 @@ pub trait AcmeState: fmt::Debug + Send + Sync {
     ) -> BoxFuture<'a, Result<(), StateError>>;
     /// Removes a record; removing a missing record is not an error.
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), StateError>>;
-    /// Installs an issued certificate for `target` (source `acme`), after the flow's checks.
-    fn install<'a>(
-        &'a self,
-        target: &'a Target,
-        issued: &'a Issued,
-    ) -> BoxFuture<'a, Result<(), StateError>>;
-
     /// [`put`](Self::put), only while `fence` (when given) still holds.
     fn put_fenced<'a>(
         &'a self,
@@ -74,29 +68,23 @@ pub trait AcmeState: fmt::Debug + Send + Sync {
             Some(f) => Box::pin(async move { Err(StateError::unfenceable(f)) }),
         }
     }
-
-    /// [`install`](Self::install), only while `fence` (when given) still holds: the
-    /// install and the fence check are one atomic step.
-    fn install_fenced<'a>(
-        &'a self,
-        target: &'a Target,
-        issued: &'a Issued,
-        fence: Option<&'a Fence>,
-    ) -> BoxFuture<'a, Result<(), StateError>> {
-        match fence {
-            None => self.install(target, issued),
-            Some(f) => Box::pin(async move { Err(StateError::unfenceable(f)) }),
-        }
-    }
 }
 
 /// Why a state operation failed.
 #[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum StateError {
-    /// The backend failed; its message.
-    #[error("{0}")]
-    Backend(String),
+    /// The store failed (its typed error: unreachable, I/O, conflict...).
+    #[error(transparent)]
+    Store(#[from] bmcert_store::StoreError),
+    /// A record key the store does not accept.
+    #[error("`{key}` is not a record key: {reason}")]
+    BadKey {
+        /// The key.
+        key: String,
+        /// Why.
+        reason: bmcert_store::RecordKeyError,
+    },
     /// A fenced write whose lock is no longer held with its token: nothing was written.
     #[error("the lock `{lock}` is no longer held with token {token}: the write was refused (another server may have taken over the work)")]
     Fenced {
@@ -105,14 +93,22 @@ pub enum StateError {
         /// The stale token.
         token: u64,
     },
+    /// A fenced write to a state that keeps no locks (it cannot check the fence).
+    #[error("this ACME state keeps no locks, so a write fenced by the lock `{lock}` cannot be checked; keep the state in the store (StoreState)")]
+    Unfenceable {
+        /// The lock's name.
+        lock: String,
+    },
+    /// The in-memory state's lock was poisoned by a panic.
+    #[error("the in-memory ACME state was poisoned by a panic")]
+    Poisoned,
 }
 
 impl StateError {
     fn unfenceable(fence: &Fence) -> Self {
-        Self::Backend(format!(
-            "this ACME state keeps no locks, so a write fenced by the lock `{}` cannot be checked; keep the state in the store (StoreState)",
-            fence.lock
-        ))
+        Self::Unfenceable {
+            lock: fence.lock.to_string(),
+        }
     }
 }
 
@@ -242,7 +238,7 @@ impl MemoryState {
 }
 
 fn poisoned() -> StateError {
-    StateError::Backend("memory state lock poisoned".into())
+    StateError::Poisoned
 }
 
 impl AcmeState for MemoryState {
@@ -274,24 +270,6 @@ impl AcmeState for MemoryState {
         })
     }
 
-    fn install<'a>(
-        &'a self,
-        target: &'a Target,
-        issued: &'a Issued,
-    ) -> BoxFuture<'a, Result<(), StateError>> {
-        Box::pin(async move {
-            let mut map = self.installed.lock().map_err(|_| poisoned())?;
-            map.insert(
-                target.clone(),
-                (
-                    issued.chain_pem.clone(),
-                    Zeroizing::new(issued.secret_key_pem().to_owned()),
-                ),
-            );
-            Ok(())
-        })
-    }
-
     fn put_fenced<'a>(
         &'a self,
         key: &'a str,
@@ -309,14 +287,33 @@ impl AcmeState for MemoryState {
     ) -> BoxFuture<'a, Result<(), StateError>> {
         self.delete(key)
     }
+}
 
-    fn install_fenced<'a>(
+/// The in-process gate of tests: what a checked issued certificate would be installed as,
+/// kept per target (chain and key as PEM). It accepts only a [`CheckedBundle`](bmcert_bundle::CheckedBundle), like the
+/// installation's gate, but keeps no topology: tests of the ACME flow alone use it.
+impl crate::InstallGate for MemoryState {
+    fn install_acme<'a>(
         &'a self,
         target: &'a Target,
-        issued: &'a Issued,
+        checked: bmcert_bundle::CheckedBundle,
         _fence: Option<&'a Fence>,
-    ) -> BoxFuture<'a, Result<(), StateError>> {
-        self.install(target, issued)
+    ) -> BoxFuture<'a, Result<(), crate::GateError>> {
+        Box::pin(async move {
+            let chain: String = core::iter::once(checked.leaf())
+                .chain(checked.chain())
+                .map(|c| bmcert_bundle::pem_encode("CERTIFICATE", c))
+                .collect();
+            let key = checked.secret_key();
+            let key_pem = Zeroizing::new(bmcert_bundle::pem_encode(
+                key.format().pem_label(),
+                key.secret_der().secret_der(),
+            ));
+            if let Ok(mut map) = self.installed.lock() {
+                map.insert(target.clone(), (chain, key_pem));
+            }
+            Ok(())
+        })
     }
 }
 
@@ -364,13 +361,6 @@ mod tests {
         fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), StateError>> {
             self.0.delete(key)
         }
-        fn install<'a>(
-            &'a self,
-            target: &'a Target,
-            issued: &'a Issued,
-        ) -> BoxFuture<'a, Result<(), StateError>> {
-            self.0.install(target, issued)
-        }
     }
 
     #[test]
@@ -383,7 +373,7 @@ mod tests {
         let refused =
             bmcert_store::block_on(state.put_fenced("k", b"v".to_vec(), false, Some(&fence)));
         match refused {
-            Err(StateError::Backend(msg)) => assert!(msg.contains("locks/renewal"), "{msg}"),
+            Err(StateError::Unfenceable { lock }) => assert_eq!(lock, "locks/renewal"),
             other => panic!("{other:?}"),
         }
         assert!(state.0.record_keys().is_empty());

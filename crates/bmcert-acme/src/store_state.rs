@@ -1,16 +1,10 @@
-//! [`AcmeState`] over a `bmcert-store` [`Store`]: records in its key-value area, installs as
-//! bundles with source `acme`.
+//! [`AcmeState`] over a `bmcert-store` [`Store`]: records in its key-value area.
 
 use std::sync::Arc;
 
-use bmcert_store::{
-    Bundle, BundleMeta, Condition, Fence, Fingerprint, KeyFormat, RecordKey, SecretKey, Source,
-    Store, StoreError,
-};
-use bmcert_topology::Target;
-use time::OffsetDateTime;
+use bmcert_store::{Condition, Fence, RecordKey, Store, StoreError};
 
-use crate::state::{AcmeState, BoxFuture, Issued, StateError};
+use crate::state::{AcmeState, BoxFuture, StateError};
 
 /// The ACME flow's state kept in a [`Store`] (the installation's store: every server sees the
 /// account, the accepted terms and the HTTP-01 tokens).
@@ -18,8 +12,9 @@ use crate::state::{AcmeState, BoxFuture, Issued, StateError};
 /// Plain writes are unconditional (last writer wins). The `*_fenced` writes of
 /// [`AcmeState`] carry the caller's lock as a store [`Condition`]'s fence: the store checks
 /// it atomically with the write and refuses with [`StateError::Fenced`] once the lock has
-/// expired or been taken by another server. `AcmeClient::issue_fenced` makes every write of
-/// an order (account registration, HTTP-01 tokens, the install) that way.
+/// expired or been taken by another server. `AcmeClient::issue_fenced` makes every record
+/// write of an order (account registration, HTTP-01 tokens) that way, and hands the fence
+/// to the [`InstallGate`](crate::InstallGate) with the certificate.
 #[derive(Debug, Clone)]
 pub struct StoreState {
     store: Arc<dyn Store>,
@@ -38,18 +33,17 @@ impl StoreState {
 }
 
 fn key(k: &str) -> Result<RecordKey, StateError> {
-    RecordKey::new(k).map_err(|e| StateError::Backend(e.to_string()))
-}
-
-fn err(e: impl std::fmt::Display) -> StateError {
-    StateError::Backend(e.to_string())
+    RecordKey::new(k).map_err(|reason| StateError::BadKey {
+        key: k.to_owned(),
+        reason,
+    })
 }
 
 /// A store error as a state error, keeping a fence refusal typed.
 fn store_err(e: StoreError) -> StateError {
     match e {
         StoreError::Fenced { lock, token } => StateError::Fenced { lock, token },
-        other => StateError::Backend(other.to_string()),
+        other => StateError::Store(other),
     }
 }
 
@@ -81,14 +75,6 @@ impl AcmeState for StoreState {
 
     fn delete<'a>(&'a self, k: &'a str) -> BoxFuture<'a, Result<(), StateError>> {
         self.delete_fenced(k, None)
-    }
-
-    fn install<'a>(
-        &'a self,
-        target: &'a Target,
-        issued: &'a Issued,
-    ) -> BoxFuture<'a, Result<(), StateError>> {
-        self.install_fenced(target, issued, None)
     }
 
     fn put_fenced<'a>(
@@ -124,39 +110,6 @@ impl AcmeState for StoreState {
             Ok(())
         })
     }
-
-    fn install_fenced<'a>(
-        &'a self,
-        target: &'a Target,
-        issued: &'a Issued,
-        fence: Option<&'a Fence>,
-    ) -> BoxFuture<'a, Result<(), StateError>> {
-        Box::pin(async move {
-            let chain: Vec<_> = pem::parse_many(&issued.chain_pem)
-                .map_err(err)?
-                .into_iter()
-                .filter(|b| b.tag() == "CERTIFICATE")
-                .map(|b| rustls_pki_types::CertificateDer::from(b.into_contents()))
-                .collect();
-            let leaf = chain
-                .first()
-                .ok_or_else(|| StateError::Backend("the issued chain is empty".into()))?;
-            let meta = BundleMeta {
-                source: Source::Acme,
-                names: issued.names.iter().map(|n| n.as_str().to_owned()).collect(),
-                not_after: OffsetDateTime::from_unix_timestamp(issued.not_after).map_err(err)?,
-                installed_at: OffsetDateTime::now_utc(),
-                fingerprint: Fingerprint::of(leaf),
-            };
-            let key = SecretKey::new(KeyFormat::Pkcs8, issued.secret_key_pkcs8_der().to_vec());
-            let bundle = Bundle::new(chain, key, meta).map_err(err)?;
-            self.store
-                .install(target, &bundle, &condition(fence))
-                .await
-                .map_err(store_err)?;
-            Ok(())
-        })
-    }
 }
 
 #[cfg(test)]
@@ -164,22 +117,6 @@ mod tests {
     use super::*;
     use bmcert_store::{DirStore, Lease};
     use std::time::Duration;
-    use zeroize::Zeroizing;
-
-    fn issued(name: &str) -> Issued {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(vec![name.to_owned()])
-            .unwrap()
-            .self_signed(&key)
-            .unwrap();
-        Issued::new(
-            vec![bmcert_topology::DomainName::new(name).unwrap()],
-            cert.pem(),
-            OffsetDateTime::now_utc().unix_timestamp() + 86_400,
-            Zeroizing::new(key.serialize_der()),
-            Zeroizing::new(key.serialize_pem()),
-        )
-    }
 
     fn setup() -> (tempfile::TempDir, StoreState, Lease) {
         let dir = tempfile::tempdir().unwrap();
@@ -198,14 +135,9 @@ mod tests {
             .put_fenced("acme/http01/tok", b"v".to_vec(), false, Some(&fence))
             .await
             .unwrap();
-        state
-            .install_fenced(&Target::System, &issued("a.example.test"), Some(&fence))
-            .await
-            .unwrap();
-        let current = state.store().current(&Target::System).await.unwrap();
         assert_eq!(
-            current.unwrap().bundle.meta().names,
-            ["a.example.test".to_owned()]
+            state.get("acme/http01/tok").await.unwrap().as_deref(),
+            Some(&b"v"[..])
         );
         state
             .delete_fenced("acme/http01/tok", Some(&fence))
@@ -217,10 +149,6 @@ mod tests {
     #[tokio::test]
     async fn a_lost_lock_refuses_every_fenced_write_and_changes_nothing() {
         let (_dir, state, lease) = setup();
-        state
-            .install(&Target::System, &issued("old.example.test"))
-            .await
-            .unwrap();
         state
             .put("acme/http01/tok", b"old".to_vec(), false)
             .await
@@ -240,12 +168,6 @@ mod tests {
         };
         assert_eq!(
             state
-                .install_fenced(&Target::System, &issued("new.example.test"), Some(&fence))
-                .await,
-            Err(fenced.clone())
-        );
-        assert_eq!(
-            state
                 .put_fenced("acme/http01/tok", b"new".to_vec(), false, Some(&fence))
                 .await,
             Err(fenced.clone())
@@ -254,23 +176,16 @@ mod tests {
             state.delete_fenced("acme/http01/tok", Some(&fence)).await,
             Err(fenced)
         );
-        let current = state
-            .store()
-            .current(&Target::System)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(current.bundle.meta().names, ["old.example.test".to_owned()]);
-        assert_eq!(current.version, 1);
         assert_eq!(
             state.get("acme/http01/tok").await.unwrap().as_deref(),
             Some(&b"old"[..])
         );
         // The current holder's fence passes.
         state
-            .install_fenced(
-                &Target::System,
-                &issued("new.example.test"),
+            .put_fenced(
+                "acme/http01/tok",
+                b"new".to_vec(),
+                false,
                 Some(&other.fence()),
             )
             .await

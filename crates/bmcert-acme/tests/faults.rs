@@ -111,7 +111,10 @@ fn client(url: &str, ca: &[u8], total: Duration) -> AcmeClient {
     config.directory_roots = AcmeConfig::certificates_from_pem(ca, "test CA").unwrap();
     config.retry.first_delay = FIRST_DELAY;
     config.retry.total = total;
-    AcmeClient::new(config, MemoryState::new(), ChallengeBoard::new()).unwrap()
+    let state = MemoryState::new();
+    AcmeClient::new(config, state.clone(), ChallengeBoard::new())
+        .unwrap()
+        .with_gate(state)
 }
 
 /// One `tracing` event: its message and its other fields, formatted with `Debug`.

@@ -55,7 +55,9 @@ async fn config(p: &Pebble) -> AcmeConfig {
 }
 
 async fn client(config: AcmeConfig, state: Arc<MemoryState>) -> AcmeClient {
-    AcmeClient::new(config, state, ChallengeBoard::new()).unwrap()
+    AcmeClient::new(config, state.clone(), ChallengeBoard::new())
+        .unwrap()
+        .with_gate(state)
 }
 
 fn loopback(port: u16) -> SocketAddr {
@@ -101,9 +103,11 @@ async fn system_certificate_over_http01() {
         .unwrap();
     assert_eq!(issued.names.len(), 1);
     assert_eq!(issued.names[0].as_str(), host);
-    assert_eq!(
-        state.installed_chain(&Target::System).as_deref(),
-        Some(issued.chain_pem.as_str())
+    // What the CA sent, then the root the check completed it with (root_from_platform).
+    let installed = state.installed_chain(&Target::System).unwrap();
+    assert!(
+        installed.starts_with(issued.chain_pem.as_str()),
+        "{installed}"
     );
     assert_eq!(
         state
@@ -116,13 +120,14 @@ async fn system_certificate_over_http01() {
     // again here, independently of the client, with the root fetched by this test).
     let roots = acme.config().chain_roots.clone();
     let now = rustls_pki_types::UnixTime::now();
-    check_issued(
-        &issued.chain_pem,
-        issued.secret_key_pkcs8_der(),
-        &issued.names,
-        &roots,
-        now,
+    let host_of_url = bmcert_topology::Host::parse(&host).unwrap();
+    bmcert_bundle::BundleCheck::files(
+        issued.chain_pem.as_bytes(),
+        issued.secret_key_pem().as_bytes(),
+        None,
     )
+    .platform_roots(&roots)
+    .check_for(host_of_url, now)
     .unwrap();
     // The CA sent leaf + pebble's current intermediate (management /intermediates/0).
     let chain = pem_certs(&issued.chain_pem);
@@ -351,6 +356,7 @@ async fn account_is_reused_across_orders_and_restarts() {
     let counter = registrations.clone();
     let again = AcmeClient::new(config, state.clone(), board)
         .unwrap()
+        .with_gate(state.clone())
         .with_progress(move |p| {
             if matches!(p, Progress::AccountRegistered { .. }) {
                 counter.fetch_add(1, Ordering::Relaxed);
@@ -616,6 +622,10 @@ async fn installs_into_the_directory_store_and_reuses_the_account_after_reopenin
             ChallengeBoard::new(),
         )
         .unwrap()
+        .with_gate(Arc::new(bmcert::CertManager::new(
+            store.clone(),
+            topo.clone(),
+        )))
         .with_progress(move |p| {
             if matches!(p, Progress::AccountRegistered { .. }) {
                 counter.fetch_add(1, Ordering::Relaxed);
@@ -634,10 +644,9 @@ async fn installs_into_the_directory_store_and_reuses_the_account_after_reopenin
         let meta = current.bundle.meta();
         assert_eq!(meta.source, bmcert_store::Source::Acme);
         assert_eq!(meta.names, [issued.names[0].as_str()]);
-        assert_eq!(
-            current.bundle.chain(),
-            pem_certs(&issued.chain_pem).as_slice()
-        );
+        // What the CA sent, then the root the check completed it with.
+        let sent = pem_certs(&issued.chain_pem);
+        assert_eq!(&current.bundle.chain()[..sent.len()], sent.as_slice());
         assert_eq!(
             current.bundle.secret_key().secret_der(),
             issued.secret_key_pkcs8_der()
@@ -729,9 +738,11 @@ async fn no_renewal_information_on_pebble_and_replaces_falls_back() {
         .await
         .unwrap();
     assert_ne!(second.chain_pem, first.chain_pem, "a new certificate");
-    assert_eq!(
-        state.installed_chain(&Target::System).as_deref(),
-        Some(second.chain_pem.as_str())
+    // What the CA sent, then the root the check completed it with (root_from_platform).
+    let installed = state.installed_chain(&Target::System).unwrap();
+    assert!(
+        installed.starts_with(second.chain_pem.as_str()),
+        "{installed}"
     );
     assert_no_tokens_left(&acme, &state);
 }

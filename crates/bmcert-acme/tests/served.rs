@@ -68,6 +68,7 @@ async fn wait_port_free(port: u16) {
 struct Server {
     _dir: tempfile::TempDir,
     store: Arc<dyn Store>,
+    topology: Topology,
     index: Arc<LiveIndex>,
     follower: Option<FollowerThread>,
 }
@@ -87,14 +88,19 @@ impl Server {
         Self {
             _dir: dir,
             store,
+            topology: topology.clone(),
             index,
             follower: Some(follower),
         }
     }
 
-    /// An ACME client installing into this server's store and publishing on `board`.
+    /// An ACME client installing into this server's store (through the installation's
+    /// gate) and publishing on `board`.
     fn acme(&self, config: AcmeConfig, board: ChallengeBoard) -> AcmeClient {
-        AcmeClient::new(config, Arc::new(StoreState::new(self.store.clone())), board).unwrap()
+        let gate = bmcert::CertManager::new(self.store.clone(), self.topology.clone());
+        AcmeClient::new(config, Arc::new(StoreState::new(self.store.clone())), board)
+            .unwrap()
+            .with_gate(Arc::new(gate))
     }
 
     /// The fingerprint (lower-case hex SHA-256 of the leaf) of `target`'s installed bundle,

@@ -239,14 +239,21 @@ async fn run_issue(args: IssueArgs, settings: &Settings) -> Result<ExitCode, Usa
     }
     args.chain.apply(settings, &mut config)?;
     let json = settings.json;
-    let client = client(&args.ca, settings, config)?.with_progress(move |p| {
-        // With --json, standard output is the document alone: progress goes to stderr.
-        if json {
-            eprintln!("acme: {p}");
-        } else {
-            println!("acme: {p}");
-        }
-    });
+    // Issued certificates go through the installation's gate, checked against `topology`.
+    let gate = std::sync::Arc::new(bmcert::CertManager::new(
+        crate::store_arg::open_store(settings)?,
+        topology.clone(),
+    ));
+    let client = client(&args.ca, settings, config)?
+        .with_gate(gate)
+        .with_progress(move |p| {
+            // With --json, standard output is the document alone: progress goes to stderr.
+            if json {
+                eprintln!("acme: {p}");
+            } else {
+                println!("acme: {p}");
+            }
+        });
     let _http = match args.http01_listen {
         Some(addr) => Some(
             Http01Listener::bind(addr, std::sync::Arc::new(client.board().clone()))

@@ -10,11 +10,12 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use bmcert::acme::{client_for_store, AcmeConfig, Http01Listener};
+use bmcert::acme::{client_for_manager, AcmeConfig, Http01Listener};
 use bmcert::renew::{
-    AcmeIssuer, MemoryNotifier, Outcome, RenewError, Renewer, RenewerConfig, SystemClock,
+    AcmeIssuer, NoNotifier, Outcome, RenewError, Renewer, RenewerConfig, SystemClock,
 };
 use bmcert::topology::Target;
+use bmcert::CertManager;
 use clap::Args;
 use serde_json::json;
 
@@ -115,7 +116,7 @@ pub(crate) fn renew(args: RenewArgs, settings: &Settings) -> Result<ExitCode, Us
     runtime()?.block_on(async move {
         let store = crate::store_arg::open_store(settings)?;
         let client = Arc::new(
-            client_for_store(store.clone(), config)
+            client_for_manager(&CertManager::new(store.clone(), topology.clone()), config)
                 .map_err(|e| UsageError(e.to_string()))?
                 .with_progress(move |p| {
                     // With --json, standard output is the document alone.
@@ -138,7 +139,7 @@ pub(crate) fn renew(args: RenewArgs, settings: &Settings) -> Result<ExitCode, Us
             store.clone(),
             Arc::new(AcmeIssuer::new(client, topology)),
             // A renewal by hand sends no warning: the administrator sees the result.
-            Arc::new(MemoryNotifier::default()),
+            Arc::new(NoNotifier),
             Arc::new(SystemClock),
             RenewerConfig {
                 holder: format!("bmcert-cli-{}", std::process::id()),

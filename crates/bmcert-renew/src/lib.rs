@@ -7,6 +7,10 @@
 //!   ([`policy::AriWindow`], [`policy::ari_cert_id`]; [`AcmeIssuer`] asks the CA through
 //!   `AcmeClient::renewal_window` and its orders name the certificate they replace);
 //!   retries back off from 5 minutes to 6 hours. Uploaded certificates are never renewed automatically.
+//! - [`IssueError`]: why an issuer could not renew, by what happens next (transient and
+//!   store failures back off, a rate limit waits for the CA's `Retry-After`, a permanent
+//!   refusal waits until the names ordered or the certificate change, a lost lease leaves
+//!   the work to the lock's holder); the warning e-mail names the error and its fix.
 //! - [`plan()`](plan()) (sans-I/O): renewal times for many certificates under the CA's limit of
 //!   new orders (Let's Encrypt: 300 per account per 3 hours), each one before its last sixth.
 //! - [`Renewer`]: the background task a service starts ([`Renewer::start`]) and stops
@@ -51,17 +55,19 @@
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
 
+mod issue_error;
 mod notify;
 pub mod plan;
 pub mod policy;
 mod renewer;
 
+pub use issue_error::IssueError;
 pub use notify::{
-    target_arg, BoxFuture, MemoryNotifier, Notifier, NotifyError, SmtpConfig, SmtpNotifier,
-    SmtpSecurity, Warning,
+    target_arg, BoxFuture, MemoryNotifier, NoNotifier, Notifier, NotifyError, SmtpConfig,
+    SmtpNotifier, SmtpSecurity, Warning,
 };
 pub use plan::{plan, Plan, PlanInput, Planned, RateLimit};
 pub use renewer::{
     status, AcmeIssuer, Clock, Issuer, ManualClock, Outcome, PassReport, RenewError, RenewalRecord,
-    Renewer, RenewerConfig, Running, SystemClock, TargetStatus, WarningRecord, ARI_REFRESH,
+    RenewalStatus, Renewer, RenewerConfig, Running, SystemClock, WarningRecord, ARI_REFRESH,
 };

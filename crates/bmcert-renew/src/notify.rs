@@ -2,8 +2,6 @@
 //! SMTP implementation ([`SmtpNotifier`], lettre over rustls with aws-lc-rs).
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -16,8 +14,8 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
-/// A boxed `Send` future.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+/// A boxed `Send` future (the one of `bmcert-acme`, as in instant-acme's `HttpClient`).
+pub use bmcert_acme::BoxFuture;
 
 /// One expiry warning for one target.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,6 +30,8 @@ pub struct Warning {
     pub not_after: OffsetDateTime,
     /// The last renewal error, in plain words (`None` for an uploaded certificate).
     pub last_error: Option<String>,
+    /// What to do about it (`IssueError::fix`), when known.
+    pub fix: Option<String>,
     /// Whether the certificate was uploaded (not renewed automatically).
     pub uploaded: bool,
     /// The UTC day this warning is for, `YYYY-MM-DD`.
@@ -80,6 +80,9 @@ impl Warning {
             b.push_str("Automatic renewal through Let's Encrypt (ACME) keeps failing.\n\n");
             if let Some(e) = &self.last_error {
                 b.push_str(&format!("Last error: {e}\n\n"));
+            }
+            if let Some(fix) = &self.fix {
+                b.push_str(&format!("What to do: {fix}.\n\n"));
             }
             b.push_str(
                 "What to check:\n\
@@ -317,6 +320,22 @@ impl MemoryNotifier {
     }
 }
 
+/// A notifier that sends nothing: for renewals by hand (`bmcert renew`), whose outcome the
+/// administrator sees at once. A warning it is given is logged at `debug` and dropped.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoNotifier;
+
+impl Notifier for NoNotifier {
+    fn send<'a>(
+        &'a self,
+        warning: &'a Warning,
+        _now: OffsetDateTime,
+    ) -> BoxFuture<'a, Result<(), NotifyError>> {
+        tracing::debug!(target = %warning.target, "expiry warning not sent (no notifier)");
+        Box::pin(async { Ok(()) })
+    }
+}
+
 impl Notifier for MemoryNotifier {
     fn send<'a>(
         &'a self,
@@ -371,6 +390,7 @@ mod tests {
             last_error: Some(
                 "the challenge for webmail.acme.test failed: connection refused".into(),
             ),
+            fix: Some("check that port 80 is reachable".into()),
             uploaded: false,
             day: "2026-03-29".into(),
         };

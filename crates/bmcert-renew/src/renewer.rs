@@ -9,29 +9,16 @@ use bmcert_acme::{AcmeClient, IssueRequest};
 use bmcert_store::{
     keys, ChangeKey, Condition, Fence, Installed, Lease, RecordKey, Source, Store, StoreError,
 };
-use bmcert_topology::{Target, Topology};
+use bmcert_topology::{SharedTopology, Target, Topology};
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 use tokio::sync::Notify;
 
+use crate::issue_error::IssueError;
 use crate::notify::{BoxFuture, Notifier, Warning};
 use crate::policy;
 
-/// The time source. Validation and planning never read the system clock themselves.
-pub trait Clock: fmt::Debug + Send + Sync {
-    /// Now.
-    fn now(&self) -> OffsetDateTime;
-}
-
-/// The system clock.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> OffsetDateTime {
-        OffsetDateTime::now_utc()
-    }
-}
+pub use bmcert_store::{Clock, SystemClock};
 
 /// A clock the caller sets (tests, simulations). Call [`Renewer::wake`] after moving it.
 #[derive(Debug)]
@@ -69,8 +56,8 @@ impl Clock for ManualClock {
 
 /// Obtains a new certificate for a target and installs it (the ACME flow).
 pub trait Issuer: fmt::Debug + Send + Sync {
-    /// Orders a certificate for `target`, installs it, and returns nothing or the error in
-    /// plain words. `names` are the names the current certificate covers; an issuer orders
+    /// Orders a certificate for `target`, installs it, and returns nothing or why not,
+    /// sorted by what the renewer does next ([`IssueError`]). `names` are the names the current certificate covers; an issuer orders
     /// what the installation gives now ([`AcmeIssuer`]: the topology's URL host and
     /// additional names), so a name removed from the topology is not renewed. `replaces` is the ARI identifier
     /// ([`policy::ari_cert_id`]) of the certificate being replaced, when the CA offers
@@ -88,7 +75,15 @@ pub trait Issuer: fmt::Debug + Send + Sync {
         names: &'a [String],
         replaces: Option<&'a str>,
         fence: &'a Fence,
-    ) -> BoxFuture<'a, Result<(), String>>;
+    ) -> BoxFuture<'a, Result<(), IssueError>>;
+
+    /// What the issuer would order for `target` now (its names, or why it cannot order),
+    /// so that after a [permanent refusal](IssueError::Permanent) the renewer tries again
+    /// only once this changes (or the target's certificate does). `None`: the renewer
+    /// cannot tell, and waits for the certificate to change.
+    fn order_key(&self, _target: &Target) -> Option<String> {
+        None
+    }
 
     /// The CA's suggested renewal window for the certificate `leaf_der` (ARI, RFC 9773), or
     /// `None` when the CA offers no renewal information (the lifetime rule applies). The
@@ -110,7 +105,7 @@ pub const ARI_REFRESH: Duration = Duration::hours(6);
 /// The [`Issuer`] over an [`AcmeClient`] and the installation's topology.
 pub struct AcmeIssuer {
     client: Arc<AcmeClient>,
-    topology: Arc<Mutex<Topology>>,
+    topology: SharedTopology,
 }
 
 impl fmt::Debug for AcmeIssuer {
@@ -124,17 +119,19 @@ impl fmt::Debug for AcmeIssuer {
 impl AcmeIssuer {
     /// Renews through `client` with the names of `topology`.
     pub fn new(client: Arc<AcmeClient>, topology: Topology) -> Self {
-        Self {
-            client,
-            topology: Arc::new(Mutex::new(topology)),
-        }
+        Self::with_shared_topology(client, SharedTopology::new(topology))
     }
 
-    /// Replaces the topology (after the administrator changed a URL or a name).
+    /// Renews through `client` with the names of the installation's shared topology, read
+    /// at each order (`bmcert::Installation` owns it).
+    pub fn with_shared_topology(client: Arc<AcmeClient>, topology: SharedTopology) -> Self {
+        Self { client, topology }
+    }
+
+    /// Replaces the topology (after the administrator changed a URL or a name), for every
+    /// holder of the shared topology.
     pub fn set_topology(&self, topology: Topology) {
-        if let Ok(mut t) = self.topology.lock() {
-            *t = topology;
-        }
+        self.topology.set(topology);
     }
 
     /// The client.
@@ -153,13 +150,9 @@ impl Issuer for AcmeIssuer {
         _names: &'a [String],
         replaces: Option<&'a str>,
         fence: &'a Fence,
-    ) -> BoxFuture<'a, Result<(), String>> {
+    ) -> BoxFuture<'a, Result<(), IssueError>> {
         Box::pin(async move {
-            let topology = self
-                .topology
-                .lock()
-                .map(|t| t.clone())
-                .map_err(|_| "the topology lock was poisoned".to_owned())?;
+            let topology = self.topology.get();
             let mut request = IssueRequest::new(target.clone());
             // The order names the certificate it replaces (RFC 9773 section 5); bmcert-acme
             // orders once more without it when the CA refuses it.
@@ -168,8 +161,21 @@ impl Issuer for AcmeIssuer {
                 .issue_fenced(&topology, &request, Some(fence))
                 .await
                 .map(|_| ())
-                .map_err(|e| e.to_string())
+                .map_err(IssueError::from_acme)
         })
+    }
+
+    fn order_key(&self, target: &Target) -> Option<String> {
+        Some(
+            match bmcert_acme::order_names(&self.topology.get(), target, &[]) {
+                Ok(names) => names
+                    .iter()
+                    .map(|n| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                Err(e) => e.to_string(),
+            },
+        )
     }
 
     fn renewal_window<'a>(
@@ -217,6 +223,13 @@ pub struct RenewalRecord {
     /// [`status`] reports it (with the back-off of [`next_attempt`](Self::next_attempt)).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub planned: Option<i64>,
+    /// After a permanent refusal: what the issuer would have ordered then
+    /// ([`Issuer::order_key`]); no attempt until that changes (or the certificate does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused_for: Option<String>,
+    /// What the administrator should do about the last error (for the warning e-mail).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
 }
 
 /// What was sent for a target (`warning/...`): the UTC day of the last warning.
@@ -309,13 +322,23 @@ pub enum RenewError {
         /// Why the lock is lost.
         reason: String,
     },
-    /// The renewal failed (the current certificate stays).
-    #[error("renewing {target} failed, the current certificate stays in place: {error}")]
+    /// The renewal failed (the current certificate stays); the cause says when it is tried
+    /// again.
+    #[error("renewing {target} failed, the current certificate stays in place: {cause}; {fix}", fix = cause.fix())]
     Failed {
         /// The target.
         target: Target,
-        /// The error in plain words.
-        error: String,
+        /// Why, by what the renewer does next (boxed: it is large).
+        cause: Box<IssueError>,
+    },
+    /// A pass found the target still waiting after a failure (its back-off, the CA's
+    /// `Retry-After`, or a permanent refusal that nothing changed since): nothing ordered.
+    #[error("renewing {target} waits after the last failure: {last_error}")]
+    Waiting {
+        /// The target.
+        target: Target,
+        /// The recorded error of the last attempt.
+        last_error: String,
     },
     /// The target's current certificate was not obtained through ACME (it was uploaded, or
     /// is the bootstrap certificate): renewing it would silently turn the target into an
@@ -358,7 +381,7 @@ fn store_err(during: &'static str) -> impl FnOnce(StoreError) -> RenewError {
 
 /// The state of one target, for `bmcert status` and admin consoles.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct TargetStatus {
+pub struct RenewalStatus {
     /// `system` or `domain:NAME`.
     pub target: String,
     /// `acme`, `uploaded` or `bootstrap`.
@@ -412,7 +435,7 @@ struct Inner {
     ari: Mutex<std::collections::HashMap<String, (Option<policy::AriWindow>, OffsetDateTime)>>,
     /// The last status read from the store, shown (with the store's error) while it is
     /// unreachable.
-    last_status: Mutex<Vec<TargetStatus>>,
+    last_status: Mutex<Vec<RenewalStatus>>,
 }
 
 /// The renewer of an installation: cheap to clone, one per server.
@@ -515,7 +538,7 @@ impl Renewer {
     /// While the store is unreachable (etcd down) renewals wait: the rows last read are
     /// returned with the store's error as each row's `last_error`; before any successful
     /// read the store's error is returned.
-    pub async fn status(&self) -> Result<Vec<TargetStatus>, RenewError> {
+    pub async fn status(&self) -> Result<Vec<RenewalStatus>, RenewError> {
         match self.status_live().await {
             Ok(rows) => {
                 if let Ok(mut last) = self.inner.last_status.lock() {
@@ -536,7 +559,7 @@ impl Renewer {
                 let error = format!("renewals wait until the store answers again: {e}");
                 Ok(last
                     .into_iter()
-                    .map(|row| TargetStatus {
+                    .map(|row| RenewalStatus {
                         last_error: Some(error.clone()),
                         ..row
                     })
@@ -546,7 +569,7 @@ impl Renewer {
         }
     }
 
-    async fn status_live(&self) -> Result<Vec<TargetStatus>, RenewError> {
+    async fn status_live(&self) -> Result<Vec<RenewalStatus>, RenewError> {
         let store = self.inner.store.as_ref();
         let current = current_bundles(store).await?;
         let planned = self.plan_times(&current).await?;
@@ -718,10 +741,7 @@ impl Renewer {
                 Err(RenewError::LeaseLost { target: target.clone(), reason })
             }
             _ = tokio::time::sleep(config.attempt_timeout) => {
-                let error = format!(
-                    "the renewal attempt did not finish within {} s and was abandoned (the ACME CA or the store is too slow)",
-                    config.attempt_timeout.as_secs()
-                );
+                let error = IssueError::TimedOut { seconds: config.attempt_timeout.as_secs() };
                 self.record_failure(installed, error, &lease).await
             }
         };
@@ -736,25 +756,49 @@ impl Renewer {
     async fn record_failure(
         &self,
         seen: &Installed,
-        error: String,
+        error: IssueError,
         lease: &Lease,
     ) -> Result<Outcome, RenewError> {
         let target = &seen.target;
+        if let IssueError::LeaseLost { lock, token } = &error {
+            return Err(RenewError::LeaseLost {
+                target: target.clone(),
+                reason: format!("the lock `{lock}` is no longer held with token {token}"),
+            });
+        }
         let mut rec = self.record_for(seen).await?;
         let done = self.inner.clock.now();
         rec.last_attempt = Some(unix(done));
         rec.failures = rec.failures.saturating_add(1);
-        let next = done + policy::retry_delay(rec.failures);
+        // Back-off, and never before the CA's Retry-After.
+        let mut next = done + policy::retry_delay(rec.failures);
+        if let Some(after) = error.retry_after() {
+            next = next.max(done + after);
+        }
         rec.next_attempt = Some(unix(next));
-        rec.last_error = Some(error.clone());
+        rec.refused_for = match error.is_retried() {
+            true => None,
+            // No retry until what would be ordered changes (or the certificate does).
+            false => Some(self.inner.issuer.order_key(target).unwrap_or_default()),
+        };
+        rec.last_error = Some(error.to_string());
+        rec.fix = Some(error.fix().to_owned());
         let meta = seen.bundle.meta();
         tracing::warn!(target = %target, names = ?meta.names, not_after = %rfc3339(meta.not_after), error = %error,
-            failures = rec.failures, next_attempt = %rfc3339(next), "renewal: failed; the current certificate stays");
+            kind = error.kind(), failures = rec.failures, next_attempt = %rfc3339(next), "renewal: failed; the current certificate stays");
         self.write_record(target, &rec, lease).await?;
         Err(RenewError::Failed {
             target: target.clone(),
-            error,
+            cause: Box::new(error),
         })
+    }
+
+    /// Whether a permanent refusal recorded in `rec` still holds: the issuer would order
+    /// the same thing as when it was refused.
+    fn still_refused(&self, target: &Target, rec: &RenewalRecord) -> bool {
+        rec.refused_for
+            .as_ref()
+            .is_some_and(|key| Some(key) == self.inner.issuer.order_key(target).as_ref())
     }
 
     /// Writes the renewal record of `target`, fenced by `lease`.
@@ -810,10 +854,12 @@ impl Renewer {
             if now < due {
                 return Ok(Outcome::AlreadyRenewed);
             }
-            if rec.next_attempt.is_some_and(|n| from_unix(n) > now) {
-                return Err(RenewError::Failed {
+            if rec.next_attempt.is_some_and(|n| from_unix(n) > now)
+                || self.still_refused(target, &rec)
+            {
+                return Err(RenewError::Waiting {
                     target: target.clone(),
-                    error: rec.last_error.clone().unwrap_or_default(),
+                    last_error: rec.last_error.clone().unwrap_or_default(),
                 });
             }
         }
@@ -892,6 +938,7 @@ impl Renewer {
         &self,
         installed: &Installed,
         last_error: Option<&str>,
+        fix: Option<&str>,
         uploaded: bool,
     ) -> Result<(bool, OffsetDateTime), RenewError> {
         let now = self.inner.clock.now();
@@ -950,6 +997,7 @@ impl Renewer {
             names: meta.names.clone(),
             not_after: meta.not_after,
             last_error: last_error.map(str::to_owned),
+            fix: fix.map(str::to_owned),
             uploaded,
             day,
         };
@@ -995,7 +1043,7 @@ impl Renewer {
             if installed.bundle.meta().source != Source::Acme {
                 if self.inner.config.warn_to.is_some() {
                     if policy::warning_due(now, na, true) {
-                        let (sent, next) = self.warn(&installed, None, true).await?;
+                        let (sent, next) = self.warn(&installed, None, None, true).await?;
                         if sent {
                             report.warned.push(target.clone());
                         }
@@ -1009,11 +1057,15 @@ impl Renewer {
             let due = self.due_planned(&installed, &planned).await;
             self.note_planned(&installed, due).await;
             let mut rec = self.record_for(&installed).await?;
-            if now >= due && rec.next_attempt.is_none_or(|n| from_unix(n) <= now) {
+            if now >= due
+                && rec.next_attempt.is_none_or(|n| from_unix(n) <= now)
+                && !self.still_refused(&target, &rec)
+            {
                 match self.attempt(&installed, false, due).await {
                     Ok(Outcome::Renewed) => report.renewed.push(target.clone()),
                     Ok(Outcome::AlreadyRenewed) => {}
                     Err(RenewError::Failed { .. }) => report.failed.push(target.clone()),
+                    Err(RenewError::Waiting { .. }) => {}
                     Err(RenewError::Busy { holder }) => {
                         tracing::info!(target = %target, holder = %holder, "renewal: another server holds the renewal lock");
                         wake(now + Duration::minutes(1), &mut report);
@@ -1052,7 +1104,9 @@ impl Renewer {
             if let Some(error) = rec.last_error.as_deref() {
                 let now = self.inner.clock.now();
                 if policy::warning_due(now, na, true) {
-                    let (sent, next) = self.warn(&installed, Some(error), false).await?;
+                    let (sent, next) = self
+                        .warn(&installed, Some(error), rec.fix.as_deref(), false)
+                        .await?;
                     if sent {
                         report.warned.push(target.clone());
                     }
@@ -1178,7 +1232,7 @@ impl Renewer {
 /// record), or the back-off after a failure when later. Before a renewer pass ran on the
 /// current certificate, it is the lifetime rule's due time. [`Renewer::status`] computes the
 /// same without waiting for a pass.
-pub async fn status(store: &dyn Store) -> Result<Vec<TargetStatus>, RenewError> {
+pub async fn status(store: &dyn Store) -> Result<Vec<RenewalStatus>, RenewError> {
     let current = current_bundles(store).await?;
     let mut out = Vec::with_capacity(current.len());
     for installed in &current {
@@ -1215,9 +1269,9 @@ fn status_row(
     installed: &Installed,
     rec: &RenewalRecord,
     next: Option<OffsetDateTime>,
-) -> TargetStatus {
+) -> RenewalStatus {
     let meta = installed.bundle.meta();
-    TargetStatus {
+    RenewalStatus {
         target: crate::notify::target_arg(&installed.target),
         source: match meta.source {
             Source::Acme => "acme".into(),
@@ -1395,7 +1449,7 @@ mod tests {
             names: &'a [String],
             _replaces: Option<&'a str>,
             fence: &'a Fence,
-        ) -> BoxFuture<'a, Result<(), String>> {
+        ) -> BoxFuture<'a, Result<(), IssueError>> {
             Box::pin(async move {
                 self.calls.fetch_add(1, Ordering::SeqCst);
                 tokio::time::sleep(self.delay).await;
@@ -1408,7 +1462,12 @@ mod tests {
                 self.store
                     .install(target, &b, &condition)
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| IssueError::StoreUnavailable {
+                        source: bmcert_acme::AcmeError::Store {
+                            during: "installing the certificate",
+                            source: bmcert_acme::StateError::Store(e),
+                        },
+                    })?;
                 self.finished.store(true, Ordering::SeqCst);
                 Ok(())
             })
@@ -1620,8 +1679,12 @@ mod tests {
         let s = setup(StdDuration::from_secs(30), None, config);
         let old = install_due(&s).await;
         match s.renewer.renew_now(&Target::System).await {
-            Err(RenewError::Failed { error, .. }) => {
-                assert!(error.contains("did not finish within 0 s"), "{error}")
+            Err(RenewError::Failed { cause, .. }) => {
+                assert_eq!(cause.kind(), "timed_out");
+                assert!(
+                    cause.to_string().contains("did not finish within 0 s"),
+                    "{cause}"
+                )
             }
             other => panic!("{other:?}"),
         }

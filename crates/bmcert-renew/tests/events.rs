@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use bmcert_acme::{AcmeClient, AcmeConfig, ChallengeBoard, Directory, MemoryState, RetryBudget};
+use bmcert_acme::{AcmeClient, AcmeConfig, ChallengeBoard, Directory, RetryBudget};
 use bmcert_renew::*;
 use bmcert_store::{Bundle, DirStore, Source, Store};
 use bmcert_test::renewal::topology;
@@ -110,8 +110,13 @@ async fn a_failed_attempt_is_an_event_with_target_names_expiry_and_error() {
         max_delay: StdDuration::from_millis(200),
         total: StdDuration::from_millis(600),
     };
-    let client =
-        Arc::new(AcmeClient::new(config, MemoryState::new(), ChallengeBoard::new()).unwrap());
+    let client = counting_client(
+        config,
+        &store,
+        &topo,
+        ChallengeBoard::new(),
+        &Default::default(),
+    );
     let notifier = Arc::new(MemoryNotifier::default());
     let r = renewer(&store, client, &topo, notifier.clone(), now);
 
@@ -186,6 +191,7 @@ async fn a_successful_renewal_against_pebble_is_an_event_with_the_new_expiry() {
     let client = counting_client(
         acme_config(&pebble, &pebble.directory).await,
         &store,
+        &topo,
         board.clone(),
         &orders,
     );

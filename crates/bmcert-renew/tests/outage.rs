@@ -32,7 +32,7 @@ fn rfc3339(t: OffsetDateTime) -> String {
 }
 
 /// The system target's status (one target installed).
-async fn status_of(r: &Renewer) -> TargetStatus {
+async fn status_of(r: &Renewer) -> RenewalStatus {
     let mut all = r.status().await.unwrap();
     assert_eq!(all.len(), 1, "{all:?}");
     all.remove(0)
@@ -46,14 +46,14 @@ async fn next_attempt(r: &Renewer) -> OffsetDateTime {
 
 /// Moves the clock to `t`, wakes the running task, and waits until it recorded an attempt at
 /// `t` (bounded: an attempt against the closed proxy fails within a second).
-async fn attempt_at(r: &Renewer, clock: &ManualClock, t: OffsetDateTime) -> TargetStatus {
+async fn attempt_at(r: &Renewer, clock: &ManualClock, t: OffsetDateTime) -> RenewalStatus {
     clock.set(t);
     r.wake();
     recorded_attempt(r, t).await
 }
 
 /// Waits (at most 30 s) until the renewer recorded an attempt at `t`.
-async fn recorded_attempt(r: &Renewer, t: OffsetDateTime) -> TargetStatus {
+async fn recorded_attempt(r: &Renewer, t: OffsetDateTime) -> RenewalStatus {
     let want = rfc3339(t);
     for _ in 0..600 {
         let s = status_of(r).await;
@@ -114,7 +114,7 @@ async fn one_running_renewer_warns_daily_while_pebble_is_unreachable_and_renews_
     let config = acme_config(&pebble, &directory).await;
     let board = ChallengeBoard::new();
     let orders = Arc::new(AtomicU32::new(0));
-    let client = counting_client(config.clone(), &store, board.clone(), &orders);
+    let client = counting_client(config.clone(), &store, &topology, board.clone(), &orders);
     let dir_doc = String::from_utf8(client.fetch(&directory).await.unwrap()).unwrap();
     assert!(
         dir_doc.contains(&format!("{}/", proxy.addr())) && !dir_doc.contains(&pebble.directory),

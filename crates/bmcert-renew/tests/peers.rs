@@ -54,10 +54,11 @@ async fn config(p: &Peers, directory: &str) -> AcmeConfig {
 fn acme(
     config: AcmeConfig,
     store: &Arc<dyn Store>,
+    topo: &bmcert_topology::Topology,
     board: &ChallengeBoard,
     orders: &Arc<AtomicU32>,
 ) -> Arc<AcmeClient> {
-    store_client_counting_orders(config, store, board.clone(), orders)
+    store_client_counting_orders(config, store, topo, board.clone(), orders)
 }
 
 /// Pebble's HTTP-01 port, retried every 100 ms for 10 s while a previous listener lets go.
@@ -133,6 +134,7 @@ async fn renewed_when_due_against_pebble_and_served_by_the_resolver() {
     let client = acme(
         config(&p, &p.pebble.directory).await,
         &store,
+        &topo,
         &board,
         &orders,
     );
@@ -210,7 +212,7 @@ async fn warnings_scenario(p: &Peers, stores: Vec<Arc<dyn Store>>) {
     let clock = Arc::new(ManualClock::new(not_after - Duration::days(6)));
     let notifier = smtp(p);
     let make = |i: usize, gen: &str| {
-        let client = acme(dead.clone(), &stores[i], &board, &orders);
+        let client = acme(dead.clone(), &stores[i], &topo, &board, &orders);
         renewer(
             &stores[i],
             Arc::new(AcmeIssuer::new(client, topo.clone())),
@@ -288,7 +290,7 @@ async fn warnings_scenario(p: &Peers, stores: Vec<Arc<dyn Store>>) {
 
     // Pebble comes back (the servers now reach a live directory): the next attempt renews.
     let live = config(p, &p.pebble.directory).await;
-    let client = acme(live, &stores[0], &board, &orders);
+    let client = acme(live, &stores[0], &topo, &board, &orders);
     accept_terms(&client).await;
     let _http = http01(p.pebble.http01, &board).await;
     let back: Vec<Renewer> = (0..stores.len())
@@ -296,7 +298,7 @@ async fn warnings_scenario(p: &Peers, stores: Vec<Arc<dyn Store>>) {
             let client = if i == 0 {
                 client.clone()
             } else {
-                acme(client.config().clone(), &stores[i], &board, &orders)
+                acme(client.config().clone(), &stores[i], &topo, &board, &orders)
             };
             renewer(
                 &stores[i],
@@ -406,7 +408,7 @@ async fn race(p: &Peers, stores: Vec<Arc<dyn Store>>) {
     let _http = http01(p.pebble.http01, &board).await;
     let mut renewers = Vec::new();
     for (i, s) in stores.iter().enumerate() {
-        let client = acme(config.clone(), s, &board, &orders);
+        let client = acme(config.clone(), s, &topo, &board, &orders);
         accept_terms(&client).await;
         renewers.push(renewer(
             s,
@@ -545,6 +547,7 @@ async fn smtp_over_starttls_and_implicit_tls_to_a_real_aiosmtpd() {
         names: vec!["mail.example.test".into()],
         not_after: OffsetDateTime::now_utc() + Duration::days(3),
         last_error: Some("the CA could not be reached".into()),
+        fix: None,
         uploaded: false,
         day: "2026-01-01".into(),
     };
@@ -617,6 +620,7 @@ async fn each_target_is_warned_at_the_address_given_at_activation() {
     let live = acme(
         config(&p, &p.pebble.directory).await,
         &store,
+        &topo,
         &board,
         &orders,
     );
@@ -654,6 +658,7 @@ async fn each_target_is_warned_at_the_address_given_at_activation() {
     let dead = acme(
         config(&p, "https://127.0.0.1:1/dir").await,
         &store,
+        &topo,
         &board,
         &orders,
     );
@@ -713,6 +718,7 @@ async fn a_renewal_orders_the_topologys_current_names() {
     let client = acme(
         config(&p, &p.pebble.directory).await,
         &store,
+        &with(&old_name),
         &board,
         &orders,
     );

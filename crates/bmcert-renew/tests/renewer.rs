@@ -199,7 +199,7 @@ async fn failures_back_off_keep_the_certificate_and_warn_once_a_day_for_five_day
         Some(not_after - Duration::days(6) + Duration::minutes(5))
     );
     let status = r.status().await.unwrap();
-    assert_eq!(status[0].last_error.as_deref(), Some(FAILURE));
+    assert_eq!(status[0].last_error, Some(failure().to_string()));
 
     for day in 1..=5 {
         let base = not_after - Duration::days(6) + Duration::days(day) + Duration::hours(1);
@@ -233,7 +233,7 @@ async fn failures_back_off_keep_the_certificate_and_warn_once_a_day_for_five_day
     assert_eq!(w.to, "admin@example.test");
     assert_eq!(w.names, ["mail.example.test", "autoconfig.example.test"]);
     assert!(
-        w.body().contains(FAILURE) && w.body().contains("2026-04-01T12:00:00Z"),
+        w.body().contains(&failure().to_string()) && w.body().contains("2026-04-01T12:00:00Z"),
         "{}",
         w.body()
     );
@@ -257,13 +257,10 @@ async fn a_failed_send_is_retried_at_the_next_wake_up() {
     let dir = tempfile::tempdir().unwrap();
     let (store, clock, issuer, notifier) = setup(dir.path());
     let not_after = datetime!(2026-04-01 12:00 UTC);
-    install_new(
+    acme_on_system(
         store.as_ref(),
-        &Target::System,
-        &["m.example.test"],
+        "m.example.test",
         not_after - Duration::days(90),
-        90,
-        Source::Acme,
     )
     .await;
     issuer.fail.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -500,4 +497,72 @@ async fn the_renewer_keeps_to_the_rate_limit() {
     }
     // One every hour: the tenth 9 hours after the first.
     assert_eq!(orders[9] - orders[0], Duration::hours(9));
+}
+
+#[tokio::test]
+async fn after_a_permanent_refusal_no_retry_until_what_would_be_ordered_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, clock, issuer, notifier) = setup(dir.path());
+    let not_after = datetime!(2026-04-01 12:00 UTC);
+    acme_on_system(
+        store.as_ref(),
+        "mail.example.test",
+        not_after - Duration::days(90),
+    )
+    .await;
+    issuer.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    *issuer.failing_with.lock().unwrap() = Some(caa_refusal);
+    *issuer.key.lock().unwrap() = Some("mail.example.test".into());
+    let r = renewer(&store, &issuer, &notifier, &clock, "a");
+
+    clock.set(not_after - Duration::days(4));
+    let pass = r.run_once().await.unwrap();
+    assert_eq!(pass.failed, [Target::System]);
+    assert_eq!(issuer.calls(), 1);
+    // The warning names the CA's refusal and its fix.
+    let sent = notifier.sent();
+    assert_eq!(sent.len(), 1);
+    let body = sent[0].body();
+    assert!(
+        body.contains("CAA record for example.test")
+            && body.contains("What to do: a DNS CAA record forbids this CA"),
+        "{body}"
+    );
+    // Well past every back-off: still no new order, nothing changed.
+    for hours in [1, 7, 30] {
+        clock.set(not_after - Duration::days(4) + Duration::hours(hours));
+        r.run_once().await.unwrap();
+    }
+    assert_eq!(issuer.calls(), 1, "no retry after a permanent refusal");
+    // The administrator changes the topology (what would be ordered): tried again.
+    *issuer.key.lock().unwrap() = Some("mail.example.test,autoconfig.example.test".into());
+    r.run_once().await.unwrap();
+    assert_eq!(issuer.calls(), 2);
+}
+
+#[tokio::test]
+async fn a_rate_limit_is_not_retried_before_its_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, clock, issuer, notifier) = setup(dir.path());
+    let issued = datetime!(2026-01-01 00:00 UTC);
+    acme_on_system(store.as_ref(), "mail.example.test", issued).await;
+    issuer.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    *issuer.failing_with.lock().unwrap() = Some(rate_limited);
+    let r = renewer(&store, &issuer, &notifier, &clock, "a");
+    let failed_at = issued + Duration::days(70);
+    clock.set(failed_at);
+    let pass = r.run_once().await.unwrap();
+    assert_eq!(pass.failed, [Target::System]);
+    assert_eq!(
+        pass.next_wake,
+        Some(failed_at + Duration::hours(2)),
+        "{pass:?}"
+    );
+    // The back-off alone (5 minutes) would retry; the CA's Retry-After (2 hours) wins.
+    clock.set(failed_at + Duration::minutes(90));
+    r.run_once().await.unwrap();
+    assert_eq!(issuer.calls(), 1);
+    clock.set(failed_at + Duration::hours(2));
+    r.run_once().await.unwrap();
+    assert_eq!(issuer.calls(), 2);
 }

@@ -79,6 +79,7 @@ fn warning() -> Warning {
         names: vec!["mail.example.test".into()],
         not_after: OffsetDateTime::now_utc() + Duration::days(3),
         last_error: Some("the ACME directory could not be reached".into()),
+        fix: None,
         uploaded: false,
         day: "2026-01-01".into(),
     }

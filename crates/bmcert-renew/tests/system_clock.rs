@@ -8,6 +8,7 @@
 //! again, forever (4a94692 rounds down).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
 mod support;
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -33,9 +34,9 @@ impl Issuer for FailingIssuer {
         _names: &'a [String],
         _replaces: Option<&'a str>,
         _fence: &'a Fence,
-    ) -> BoxFuture<'a, Result<(), String>> {
+    ) -> BoxFuture<'a, Result<(), IssueError>> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        Box::pin(async { Err("the CA could not be reached".to_owned()) })
+        Box::pin(async { Err(common::failure()) })
     }
 }
 
@@ -73,8 +74,8 @@ async fn an_overdue_certificate_is_attempted_soon_after_start_under_the_system_c
     running.stop().await;
     assert!(attempted, "no attempt within 10 s of start(): {status:?}");
     assert_eq!(
-        status[0].last_error.as_deref(),
-        Some("the CA could not be reached"),
+        status[0].last_error,
+        Some(common::failure().to_string()),
         "{status:?}"
     );
 }

@@ -67,12 +67,18 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let ca = std::fs::read(env("BMCERT_PEBBLE_CA")?)?;
     let mut config = AcmeConfig::new(Directory::Url(env("BMCERT_PEBBLE_DIRECTORY")?));
     config.directory_roots = AcmeConfig::certificates_from_pem(&ca, "pebble CA")?;
+    let mut topology = Topology::new(Site::new(&format!("https://{host}"), &[])?);
+    topology.default_domain = Some("example.test".parse()?);
     let client = AcmeClient::new(
         config,
         Arc::new(StoreState::new(store.clone())),
         // Nobody answers this process's challenges: it never gets that far.
         ChallengeBoard::new(),
     )?
+    .with_gate(Arc::new(bmcert::CertManager::new(
+        store.clone(),
+        topology.clone(),
+    )))
     .with_progress(|p| {
         if matches!(p, Progress::Ordered { .. }) {
             say("ORDERED");
@@ -82,8 +88,6 @@ async fn main() -> Result<(), Box<dyn Error>> {
             std::process::exit(3);
         }
     });
-    let mut topology = Topology::new(Site::new(&format!("https://{host}"), &[])?);
-    topology.default_domain = Some("example.test".parse()?);
     let issuer = Arc::new(AcmeIssuer::new(Arc::new(client), topology));
     let config = RenewerConfig {
         holder: holder.clone(),

@@ -175,7 +175,13 @@ async fn an_order_placed_by_one_server_is_answered_by_another_and_installed_for_
     let store_a = server_store(&endpoints, &prefix).await;
     let board_a = ChallengeBoard::new();
     let orders = Arc::new(AtomicU32::new(0));
-    let client_a = acme_client(acme_config(&p).await, &store_a, board_a.clone(), &orders);
+    let client_a = acme_client(
+        acme_config(&p).await,
+        &store_a,
+        &topo,
+        board_a.clone(),
+        &orders,
+    );
     client_a.accept_terms().await.unwrap();
     // Server B answers pebble's validator from the store, and serves what the store holds.
     let store_b = server_store(&endpoints, &prefix).await;
@@ -324,6 +330,7 @@ async fn the_holder_killed_mid_order_is_replaced_after_its_lease_and_fenced_out(
             acme_client(
                 config.clone(),
                 &stores[i],
+                &topo,
                 ChallengeBoard::new(),
                 &orders[i],
             )

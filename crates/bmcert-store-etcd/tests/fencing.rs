@@ -189,6 +189,10 @@ async fn a_holder_paused_past_its_lease_has_its_install_refused_as_fenced() {
         board.clone(),
     )
     .unwrap()
+    .with_gate(Arc::new(bmcert::CertManager::new(
+        holder_store.clone(),
+        topology(&host),
+    )))
     .with_progress(move |p| {
         if *p == Progress::Checked {
             paused_at_checked();
@@ -312,6 +316,10 @@ async fn a_renewer_paused_mid_attempt_loses_its_lock_and_installs_nothing() {
         board.clone(),
     )
     .unwrap()
+    .with_gate(Arc::new(bmcert::CertManager::new(
+        paused_store.clone(),
+        topology(&host),
+    )))
     .with_progress(move |p| match p {
         Progress::Ordered { .. } => {
             counted.fetch_add(1, Ordering::SeqCst);
@@ -478,6 +486,7 @@ async fn renewals_wait_while_etcd_is_unreachable_and_resume_by_themselves() {
     let client = bmcert_test::pebble::store_client_counting_orders(
         pebble.acme_config(None).await,
         &proxied,
+        &topology(&host),
         board.clone(),
         &orders,
     );

@@ -41,6 +41,7 @@
 #![warn(unreachable_pub)]
 
 mod block_on;
+mod clock;
 mod config;
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -55,11 +56,12 @@ mod types;
 mod watch;
 
 pub use block_on::block_on;
+pub use clock::{Clock, SystemClock};
 pub use config::{
     EtcdConfig, EtcdFileSettings, EtcdSetting, EtcdTlsConfig, EtcdUser, StoreConfig,
     StoreConfigError, StoreSettings, DEFAULT_ETCD_PREFIX,
 };
-pub use dir::{Clock, DirStore, DirStoreOptions};
+pub use dir::{DirStore, DirStoreOptions};
 pub use error::{StoreError, Unavailable, UnavailableCause};
 pub use store::{Store, StoreFuture};
 pub use types::{

@@ -72,10 +72,11 @@ impl Pebble {
     }
 }
 
-/// An ACME client keeping its account and certificates in `store` (through
-/// [`StoreState`]), publishing its challenges on `board`, and adding one to `orders` for
-/// every order it places ([`Progress::Ordered`]): one "server" of an installation, for the
-/// tests that count the orders pebble saw.
+/// An ACME client keeping its account in `store` (through [`StoreState`]) and installing
+/// its certificates through the installation's gate over `store` and `topology`
+/// (`bmcert::CertManager`), publishing its challenges on `board`, and adding one to
+/// `orders` for every order it places ([`Progress::Ordered`]): one "server" of an
+/// installation, for the tests that count the orders pebble saw.
 ///
 /// # Panics
 ///
@@ -83,12 +84,15 @@ impl Pebble {
 pub fn store_client_counting_orders(
     config: AcmeConfig,
     store: &Arc<dyn Store>,
+    topology: &bmcert_topology::Topology,
     board: ChallengeBoard,
     orders: &Arc<AtomicU32>,
 ) -> Arc<AcmeClient> {
     let orders = orders.clone();
+    let gate = Arc::new(bmcert::CertManager::new(store.clone(), topology.clone()));
     let client = AcmeClient::new(config, Arc::new(StoreState::new(store.clone())), board)
         .unwrap_or_else(|e| panic!("an ACME client over the store: {e}"))
+        .with_gate(gate)
         .with_progress(move |p| {
             if matches!(p, Progress::Ordered { .. }) {
                 orders.fetch_add(1, Ordering::SeqCst);

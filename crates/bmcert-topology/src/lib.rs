@@ -34,11 +34,13 @@
 mod host;
 mod name;
 mod plain;
+mod shared;
 mod target;
 mod topology;
 
 pub use host::{Host, HostError};
 pub use name::{DomainName, NameError};
 pub use plain::{is_unsafe_char, Escaped, ECHO_LIMIT};
+pub use shared::SharedTopology;
 pub use target::{Target, TargetError};
 pub use topology::{DomainSite, Site, Topology, TopologyError};

@@ -1,18 +1,22 @@
-//! The entry point services link: check, install and manage the installation's TLS
-//! certificates.
+//! The entry point services link: one [`Installation`] per process, built from a store and
+//! a topology, and everything a service needs from it.
 //!
-//! [`CertManager`] ties the crates together: it runs the bundle report of `bmcert-bundle`
-//! against a target's external URL (from the [`Topology`](topology::Topology) the embedding
-//! service supplies), installs accepted bundles into a [`Store`](store::Store) (the
-//! crash-safe directory store by default, etcd later), and disables, lists, rolls back and
-//! exports them. [`acme`] and [`renew`] re-export `bmcert-acme` and `bmcert-renew` with the
-//! constructors that tie them to the same store (Let's Encrypt orders, the background
-//! renewer, expiry warnings).
+//! [`Installation`] owns the only copy of the topology and hands out the rustls resolvers
+//! (HTTPS by SNI, mail always the system certificate), the store follower, the ACME client
+//! and the renewer, the HTTP-01 answer and the TLS-ALPN-01 wrapper, and the admin
+//! operations of its [`CertManager`]: check, install, disable, list, roll back, export,
+//! bootstrap. Every certificate reaches the [`Store`] through one gate,
+//! [`CertManager::install_checked`], which takes only a [`CheckedBundle`] (made by the
+//! bundle check for a host) and re-checks that host against the target's URL in the
+//! current [`Topology`]. [`acme`] and [`renew`] re-export the ACME and renewal APIs.
 //!
-//! This crate does not serve certificates to rustls (`bmcert-resolve` does, following the
-//! same store), does not parse or verify anything itself (`bmcert-bundle` and
-//! `bmcert-verify` do) and reads no clock: time is passed in. The guides are in `docs/`:
-//! `embedding.md` for services, `admin-guide.md` for the `bmcert` command built on this crate.
+//! The facade alone is what a service depends on: the inner crates stay reachable as
+//! [`topology`], [`store`], [`resolve`] and [`bundle`] (and `store_etcd` with the feature
+//! `etcd`); their test doubles are re-exported only with the feature `testing`. This crate
+//! does not parse or verify anything itself (`bmcert-bundle` and `bmcert-verify` do) and
+//! reads no clock in its checks: time is passed in. The guides are in `docs/`:
+//! `embedding.md` for services, `admin-guide.md` for the `bmcert` command built on this
+//! crate.
 //!
 //! ```
 //! use bmcert::topology::{Target, Topology};
@@ -49,6 +53,7 @@
 
 pub mod acme;
 mod bootstrap;
+mod installation;
 mod manager;
 mod open;
 pub mod renew;
@@ -62,6 +67,19 @@ pub use bmcert_store::block_on;
 pub use bmcert_store_etcd as store_etcd;
 pub use bmcert_topology as topology;
 pub use bootstrap::BootstrapError;
+pub use installation::Installation;
+
+// What services name most, at the top: explicit re-exports (the whole crates stay reachable
+// as `bmcert::topology`, `bmcert::store`, `bmcert::resolve`, `bmcert::bundle`).
+pub use bmcert_bundle::{BundleCheck, CheckedBundle, Code, Finding, Report};
+pub use bmcert_resolve::{
+    certified_key, Explanation, FollowerThread, LiveIndex, LoadError, LoadFailure, Reason,
+    ResolvesServerCertUsingSniWithFallback, ResolvesSystemCert, Service,
+};
+pub use bmcert_store::{
+    DirStore, Fingerprint, Source, Store, StoreConfig, StoreConfigError, StoreError, StoreSettings,
+};
+pub use bmcert_topology::{DomainName, Host, SharedTopology, Target, Topology, TopologyError};
 pub use manager::{
     CertManager, Exported, InstallOutcome, InstalledVersion, ManagerError, TargetStatus,
 };

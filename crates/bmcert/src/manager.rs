@@ -7,7 +7,7 @@ use bmcert_store::{
     keys, BundleMeta, Condition, DirStore, Fence, Fingerprint, Installed, Revision, SecretKey,
     Source, Store, StoreError,
 };
-use bmcert_topology::{DomainName, Host, Target, Topology, TopologyError};
+use bmcert_topology::{DomainName, Host, SharedTopology, Target, Topology, TopologyError};
 use rustls_pki_types::{CertificateDer, UnixTime};
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
@@ -190,13 +190,20 @@ impl core::fmt::Debug for Exported {
 #[derive(Clone, Debug)]
 pub struct CertManager {
     store: Arc<dyn Store>,
-    topology: Topology,
+    topology: SharedTopology,
     platform_roots: Arc<Vec<CertificateDer<'static>>>,
 }
 
 impl CertManager {
     /// A manager over `store` for the installation described by `topology`.
     pub fn new(store: Arc<dyn Store>, topology: Topology) -> Self {
+        Self::with_shared_topology(store, SharedTopology::new(topology))
+    }
+
+    /// A manager over `store` reading the installation's shared topology (the one the
+    /// [`Installation`](crate::Installation) owns): a change of it applies to the next
+    /// check and install.
+    pub fn with_shared_topology(store: Arc<dyn Store>, topology: SharedTopology) -> Self {
         Self {
             store,
             topology,
@@ -223,9 +230,9 @@ impl CertManager {
         &self.store
     }
 
-    /// The topology.
-    pub fn topology(&self) -> &Topology {
-        &self.topology
+    /// The current topology.
+    pub fn topology(&self) -> Arc<Topology> {
+        self.topology.get()
     }
 
     /// Checks a certificate, key and CA file against `target`'s external URL and installs
@@ -239,7 +246,7 @@ impl CertManager {
         ca: Option<&[u8]>,
         now: UnixTime,
     ) -> Result<InstallOutcome, ManagerError> {
-        let host = self.topology.host_for(target)?.clone();
+        let host = self.topology.get().host_for(target)?.clone();
         let checked = BundleCheck::files(cert, key, ca)
             .platform_roots(&self.platform_roots)
             .check_for(host, now);
@@ -254,7 +261,7 @@ impl CertManager {
         password: &str,
         now: UnixTime,
     ) -> Result<InstallOutcome, ManagerError> {
-        let host = self.topology.host_for(target)?.clone();
+        let host = self.topology.get().host_for(target)?.clone();
         let checked = BundleCheck::pkcs12(p12, password)
             .platform_roots(&self.platform_roots)
             .check_for(host, now);
@@ -318,7 +325,8 @@ impl CertManager {
         source: Source,
         condition: Condition,
     ) -> Result<InstallOutcome, ManagerError> {
-        let host = self.topology.host_for(target)?;
+        let topology = self.topology.get();
+        let host = topology.host_for(target)?;
         if host != checked.host() {
             return Err(ManagerError::CheckedForAnotherHost {
                 target: target.clone(),
@@ -359,7 +367,7 @@ impl CertManager {
         if self.store.current(&Target::System).await?.is_some() {
             return Ok(None);
         }
-        let checked = crate::bootstrap::bootstrap_bundle(&self.topology, now)?;
+        let checked = crate::bootstrap::bootstrap_bundle(&self.topology.get(), now)?;
         match self
             .gate(
                 &Target::System,

@@ -303,5 +303,8 @@ pub fn client(ca: &Ca) -> AcmeClient {
     config.retry.total = Duration::from_secs(10);
     config.poll.first_delay = Duration::from_millis(10);
     config.poll.total = Duration::from_secs(10);
-    AcmeClient::new(config, MemoryState::new(), ChallengeBoard::new()).unwrap()
+    let state = MemoryState::new();
+    AcmeClient::new(config, state.clone(), ChallengeBoard::new())
+        .unwrap()
+        .with_gate(state)
 }

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use bmcert_renew::{BoxFuture, Issuer};
+use bmcert_renew::{BoxFuture, IssueError, Issuer};
 use bmcert_store::{Bundle, Condition, Source, Store};
 use bmcert_topology::Target;
 
@@ -36,6 +36,10 @@ pub struct ScriptedIssuer {
     pub replaced: std::sync::Mutex<Vec<Option<String>>>,
     /// The renewal window the CA offers (ARI), if any.
     pub window: std::sync::Mutex<Option<bmcert_renew::policy::AriWindow>>,
+    /// When set, failures are this instead of [`failure`] (built anew for each call).
+    pub failing_with: std::sync::Mutex<Option<fn() -> IssueError>>,
+    /// What [`Issuer::order_key`] answers.
+    pub key: std::sync::Mutex<Option<String>>,
 }
 
 impl ScriptedIssuer {
@@ -48,6 +52,8 @@ impl ScriptedIssuer {
             clock,
             replaced: Default::default(),
             window: Default::default(),
+            failing_with: Default::default(),
+            key: Default::default(),
         }
     }
     pub fn calls(&self) -> u32 {
@@ -55,8 +61,61 @@ impl ScriptedIssuer {
     }
 }
 
-pub const FAILURE: &str =
-    "connecting to the ACME directory https://127.0.0.1:1/dir failed: connection refused";
+/// The failure a failing [`ScriptedIssuer`] returns: the CA cannot be reached.
+pub fn failure() -> IssueError {
+    IssueError::Transient {
+        retry_after: None,
+        source: bmcert_acme::AcmeError::Unreachable {
+            url: "https://127.0.0.1:1/dir".into(),
+            during: "reading the directory",
+            reason: "connection refused".into(),
+        },
+    }
+}
+
+/// A permanent refusal: the CA's CAA check forbids it.
+pub fn caa_refusal() -> IssueError {
+    IssueError::from_acme(bmcert_acme::AcmeError::Refused {
+        during: "validating the challenges",
+        problem: bmcert_acme::Problem {
+            kind: Some("urn:ietf:params:acme:error:caa".into()),
+            detail: Some("CAA record for example.test prevents issuance".into()),
+            status: Some(403),
+            subproblems: Vec::new(),
+        },
+    })
+}
+
+/// The CA's rate limit, with a `Retry-After` of two hours.
+pub fn rate_limited() -> IssueError {
+    IssueError::RateLimited {
+        retry_after: Some(time::Duration::hours(2)),
+        source: bmcert_acme::AcmeError::Refused {
+            during: "placing the order",
+            problem: bmcert_acme::Problem {
+                kind: Some("urn:ietf:params:acme:error:rateLimited".into()),
+                detail: Some("too many new orders".into()),
+                status: Some(429),
+                subproblems: Vec::new(),
+            },
+        },
+    }
+}
+
+/// A store error of a test issuer's install, as the ACME issuer sorts it.
+pub fn install_error(e: bmcert_store::StoreError) -> IssueError {
+    IssueError::from_acme(match e {
+        bmcert_store::StoreError::Fenced { lock, token } => bmcert_acme::AcmeError::Fenced {
+            during: "installing the certificate",
+            lock,
+            token,
+        },
+        other => bmcert_acme::AcmeError::Store {
+            during: "installing the certificate",
+            source: bmcert_acme::StateError::Store(other),
+        },
+    })
+}
 
 impl Issuer for ScriptedIssuer {
     fn issue<'a>(
@@ -65,7 +124,7 @@ impl Issuer for ScriptedIssuer {
         names: &'a [String],
         replaces: Option<&'a str>,
         fence: &'a bmcert_store::Fence,
-    ) -> BoxFuture<'a, Result<(), String>> {
+    ) -> BoxFuture<'a, Result<(), IssueError>> {
         Box::pin(async move {
             self.calls.fetch_add(1, Ordering::SeqCst);
             if let Ok(mut r) = self.replaced.lock() {
@@ -75,7 +134,8 @@ impl Issuer for ScriptedIssuer {
                 tokio::time::sleep(self.delay).await;
             }
             if self.fail.load(Ordering::SeqCst) {
-                return Err(FAILURE.to_owned());
+                let make = self.failing_with.lock().unwrap().unwrap_or(failure);
+                return Err(make());
             }
             use bmcert_renew::Clock as _;
             let now = self.clock.now();
@@ -91,9 +151,13 @@ impl Issuer for ScriptedIssuer {
                     },
                 )
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(install_error)?;
             Ok(())
         })
+    }
+
+    fn order_key(&self, _target: &Target) -> Option<String> {
+        self.key.lock().unwrap().clone()
     }
 
     fn renewal_window<'a>(

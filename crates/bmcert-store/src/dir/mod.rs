@@ -39,6 +39,7 @@ use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
+use crate::clock::{Clock, SystemClock};
 use crate::error::StoreError;
 use crate::fs_ops::{FsOps, RealFs};
 use crate::store::{Store, StoreFuture};
@@ -58,16 +59,13 @@ const JOURNAL_MAX_BYTES: u64 = 192 * 1024;
 /// How often a reader retries when a writer pruned the version it was reading.
 const READ_RETRIES: usize = 8;
 
-/// The clock a [`DirStore`] uses for lock expiry.
-pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
-
 /// How to open a [`DirStore`]: the file-system seam and the clock, both replaceable in tests.
 #[derive(Clone)]
 pub struct DirStoreOptions {
     /// Where writes go ([`RealFs`] by default).
     pub fs: Arc<dyn FsOps>,
     /// The clock for lock expiry (the system clock by default).
-    pub clock: Clock,
+    pub clock: Arc<dyn Clock>,
     /// The journal size (bytes) past which it is compacted to its newest half: 192 KiB by
     /// default, so a watcher can fall between about 1,300 and 2,700 changes behind and
     /// still resume.
@@ -78,7 +76,7 @@ impl Default for DirStoreOptions {
     fn default() -> Self {
         Self {
             fs: Arc::new(RealFs),
-            clock: Arc::new(OffsetDateTime::now_utc),
+            clock: Arc::new(SystemClock),
             journal_max_bytes: JOURNAL_MAX_BYTES,
         }
     }
@@ -114,7 +112,7 @@ impl fmt::Debug for DirStoreOptions {
 pub struct DirStore {
     root: PathBuf,
     fs: Arc<dyn FsOps>,
-    clock: Clock,
+    clock: Arc<dyn Clock>,
     journal_max_bytes: u64,
 }
 
@@ -269,7 +267,7 @@ impl DirStore {
     }
 
     fn now(&self) -> OffsetDateTime {
-        (self.clock)()
+        self.clock.now()
     }
 
     fn mkdir(&self, path: &Path) -> Result<(), StoreError> {
