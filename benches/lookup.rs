@@ -20,8 +20,8 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bmcert_resolve::{certified_key, LiveIndex, Service};
-use bmcert_topology::{DomainName, DomainSite, Site, Target, Topology};
+use bmcert_benches::sni::{host, hot_names, live_index};
+use bmcert_resolve::{certified_key, Service};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -55,27 +55,6 @@ fn shared_certificate() -> Arc<CertifiedKey> {
     certified_key(vec![cert.der().clone()], &key).unwrap()
 }
 
-fn host(i: usize) -> String {
-    format!("w{i}.bench.test")
-}
-
-fn live_index(n: usize, cert: &Arc<CertifiedKey>) -> LiveIndex {
-    let mut topology = Topology::new(Site::new("https://mail.example.test", &[]).unwrap());
-    topology.domains = (0..n)
-        .map(|i| DomainSite {
-            name: DomainName::new(&format!("d{i}.test")).unwrap(),
-            site: Some(Site::new(&format!("https://{}/", host(i)), &[]).unwrap()),
-        })
-        .collect();
-    let index = LiveIndex::new(&topology);
-    index.set_certificates(
-        std::iter::once(Target::System)
-            .chain((0..n).map(|i| Target::Domain(DomainName::new(&format!("d{i}.test")).unwrap())))
-            .map(|t| (t, Some(cert.clone()))),
-    );
-    index
-}
-
 /// A deterministic shuffle (xorshift), so every run measures the same order.
 fn shuffled(mut names: Vec<String>) -> Vec<String> {
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -99,19 +78,6 @@ fn uniform_names(n: usize) -> Vec<String> {
     names
 }
 
-/// The hot set of `benches/resolve.rs`: the same 1,000 names every iteration.
-fn hot_names(n: usize) -> Vec<String> {
-    (0..BATCH)
-        .map(|k| {
-            if k % 10 == 9 {
-                format!("unknown{k}.bench.test")
-            } else {
-                host(k * 7919 % n)
-            }
-        })
-        .collect()
-}
-
 /// Runs `lookup` over the next `BATCH` names of `names` each iteration, cycling.
 fn walk<'a>(names: &'a [String], cursor: &mut usize) -> &'a [String] {
     if *cursor + BATCH > names.len() {
@@ -126,7 +92,7 @@ fn lookup(c: &mut Criterion) {
     let cert = shared_certificate();
     for (workload, make) in [
         ("uniform", uniform_names as fn(usize) -> Vec<String>),
-        ("hot", hot_names),
+        ("hot", |n| hot_names(n, BATCH)),
     ] {
         let mut group = c.benchmark_group(format!("lookup_{workload}"));
         group

@@ -12,8 +12,9 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bmcert_benches::sni::{host, hot_names, live_index, target, topology};
 use bmcert_resolve::{certified_key, LiveIndex, ResolvesServerCertUsingSniWithFallback, Service};
-use bmcert_topology::{DomainName, DomainSite, Site, Target, Topology};
+use bmcert_topology::Target;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use rustls::client::Resumption;
@@ -79,48 +80,6 @@ fn pki() -> Pki {
     }
 }
 
-fn host(i: usize) -> String {
-    format!("w{i}.bench.test")
-}
-
-fn topology(n: usize) -> Topology {
-    let mut t = Topology::new(Site::new("https://mail.example.test", &[]).unwrap());
-    t.domains = (0..n)
-        .map(|i| DomainSite {
-            name: DomainName::new(&format!("d{i}.test")).unwrap(),
-            site: Some(Site::new(&format!("https://{}/", host(i)), &[]).unwrap()),
-        })
-        .collect();
-    t
-}
-
-fn target(i: usize) -> Target {
-    Target::Domain(DomainName::new(&format!("d{i}.test")).unwrap())
-}
-
-fn live_index(n: usize, pki: &Pki) -> LiveIndex {
-    let index = LiveIndex::new(&topology(n));
-    index.set_certificates(
-        std::iter::once(Target::System)
-            .chain((0..n).map(target))
-            .map(|t| (t, Some(pki.shared.clone()))),
-    );
-    index
-}
-
-/// `BATCH` names spread evenly over `n` domains, plus unknown names (one in ten).
-fn lookup_names(n: usize) -> Vec<String> {
-    (0..BATCH)
-        .map(|k| {
-            if k % 10 == 9 {
-                format!("unknown{k}.bench.test")
-            } else {
-                host(k * 7919 % n)
-            }
-        })
-        .collect()
-}
-
 fn resolve(c: &mut Criterion) {
     let pki = pki();
     let mut group = c.benchmark_group("resolve");
@@ -130,12 +89,12 @@ fn resolve(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(1))
         .throughput(Throughput::Elements(BATCH as u64));
     for n in SIZES {
-        let index = live_index(n, &pki);
+        let index = live_index(n, &pki.shared);
         let mut bare: HashMap<String, Arc<CertifiedKey>> = HashMap::with_capacity(n);
         for i in 0..n {
             bare.insert(host(i), pki.shared.clone());
         }
-        let names = lookup_names(n);
+        let names = hot_names(n, BATCH);
         group.bench_with_input(BenchmarkId::new("bmcert", n), &names, |b, names| {
             b.iter(|| {
                 for name in names {
@@ -225,7 +184,7 @@ fn handshakes(c: &mut Criterion) {
         Arc::new(config)
     };
     let ours = server_config(Arc::new(ResolvesServerCertUsingSniWithFallback::new(
-        Arc::new(live_index(n, &pki)),
+        Arc::new(live_index(n, &pki.shared)),
     )));
     let mut sni = ResolvesServerCertUsingSni::new();
     for i in 0..n {
@@ -233,7 +192,7 @@ fn handshakes(c: &mut Criterion) {
     }
     let theirs = server_config(Arc::new(sni));
 
-    let names: Vec<ServerName<'static>> = lookup_names(n)
+    let names: Vec<ServerName<'static>> = hot_names(n, BATCH)
         .into_iter()
         .filter(|s| !s.starts_with("unknown")) // rustls's resolver has no fallback
         .map(|s| ServerName::try_from(s).unwrap())
@@ -259,7 +218,7 @@ fn handshakes(c: &mut Criterion) {
 fn update(c: &mut Criterion) {
     let pki = pki();
     let n = 100_000;
-    let index = Arc::new(live_index(n, &pki));
+    let index = Arc::new(live_index(n, &pki.shared));
     let changed = target(n / 2);
     let mut group = c.benchmark_group("update_100k_domains");
     group
