@@ -250,3 +250,49 @@ fn init_makes_the_bootstrap_certificate_that_the_first_upload_replaces() {
         "{list}"
     );
 }
+
+#[test]
+fn a_domain_neither_listed_nor_stored_is_refused_but_a_removed_one_can_be_cleaned_up() {
+    let s = Setup::new();
+    for command in ["disable", "rollback"] {
+        let out = s.run(&[command, "--target", "domain:absent.test", "--json"], &[]);
+        assert_eq!(out.status.code(), Some(1), "{command}: {}", text(&out));
+        let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(value["code"], "unknown_target", "{command}: {value}");
+    }
+    let export = s.run(
+        &["export", "--target", "domain:absent.test"],
+        &strings(&["--out-dir", s.path("out").to_str().unwrap()]),
+    );
+    assert_eq!(export.status.code(), Some(1), "{}", text(&export));
+    assert!(
+        text(&export).contains("not in the topology"),
+        "{}",
+        text(&export)
+    );
+
+    // A listed domain without a certificate is still `nothing_installed`, and disabling it
+    // is still "nothing to do".
+    let out = s.run(&["rollback", "--target", "domain:acme.test", "--json"], &[]);
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(value["code"], "nothing_installed", "{value}");
+    let out = s.run(&["disable", "--target", "domain:acme.test"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    // A domain with a certificate, then removed from the topology, can still be disabled.
+    let acme = ChainSpec::new(&["webmail.acme.test"]).build();
+    let ok = s.run(
+        &["install", "--target", "domain:acme.test"],
+        &s.files("acme", &acme),
+    );
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
+    std::fs::write(
+        s.path("topology.toml"),
+        "[system]\nurl = \"https://mail.example.test\"\n",
+    )
+    .unwrap();
+    let out = s.run(&["disable", "--target", "domain:acme.test", "--json"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(value["disabled"], true, "{value}");
+}

@@ -51,6 +51,10 @@ pub enum ManagerError {
     /// The bootstrap certificate could not be made.
     #[error("the bootstrap certificate could not be made: {0}")]
     Bootstrap(#[from] crate::bootstrap::BootstrapError),
+    /// `disable`, `rollback` or `export` of a domain the topology does not list and the store
+    /// holds nothing for: most likely a misspelt name.
+    #[error("{0} is not in the topology and the store holds no certificate for it; check the name (`bmcert list` shows the targets that have one)")]
+    UnknownTarget(Target),
     /// A target's record key could not be formed (a bug: every domain name fits).
     #[error("the store has no record key for this target")]
     NoRecordKey,
@@ -66,6 +70,7 @@ impl ManagerError {
             Self::Topology(t) => t.code(),
             Self::SystemCannotBeDisabled => Some("system_cannot_be_disabled"),
             Self::NothingInstalled(_) => Some("nothing_installed"),
+            Self::UnknownTarget(_) => Some("unknown_target"),
             Self::Store(StoreError::NoPreviousVersion { .. }) => Some("no_previous_version"),
             Self::CheckedForAnotherHost { .. } => Some("checked_for_another_host"),
             _ => None,
@@ -397,6 +402,11 @@ impl CertManager {
         if target.is_system() {
             return Err(ManagerError::SystemCannotBeDisabled);
         }
+        // A domain removed from the topology can still be cleaned up; a name that is neither
+        // listed nor stored is refused rather than answered "nothing to do".
+        if self.is_unlisted(target) && self.store.current(target).await?.is_none() {
+            return Err(ManagerError::UnknownTarget(target.clone()));
+        }
         let revision = self.store.disable(target, &Condition::none()).await?;
         for prefix in TARGET_RECORDS {
             let key = keys::target_key(prefix, target).map_err(|_| ManagerError::NoRecordKey)?;
@@ -439,7 +449,7 @@ impl CertManager {
     /// certificate (never installed, or disabled) is [`ManagerError::NothingInstalled`].
     pub async fn rollback(&self, target: &Target) -> Result<InstalledVersion, ManagerError> {
         if self.store.current(target).await?.is_none() {
-            return Err(ManagerError::NothingInstalled(target.clone()));
+            return Err(self.nothing_for(target));
         }
         let installed = self.store.rollback(target, &Condition::none()).await?;
         Ok(summary(installed))
@@ -448,7 +458,7 @@ impl CertManager {
     /// The current bundle of `target` as PEM texts.
     pub async fn export(&self, target: &Target) -> Result<Exported, ManagerError> {
         let Some(installed) = self.store.current(target).await? else {
-            return Err(ManagerError::NothingInstalled(target.clone()));
+            return Err(self.nothing_for(target));
         };
         let bundle = &installed.bundle;
         let lf = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
@@ -460,6 +470,26 @@ impl CertManager {
             ca_pem: bundle.chain()[1..].iter().map(|c| pem_of(c)).collect(),
             version: installed.version,
         })
+    }
+}
+
+impl CertManager {
+    /// A domain target the current topology does not list.
+    fn is_unlisted(&self, target: &Target) -> bool {
+        match target {
+            Target::System => false,
+            Target::Domain(name) => self.topology().domain(name).is_none(),
+        }
+    }
+
+    /// The refusal for a target with no current certificate: `unknown_target` when the
+    /// topology does not list it either, `nothing_installed` otherwise.
+    fn nothing_for(&self, target: &Target) -> ManagerError {
+        if self.is_unlisted(target) {
+            ManagerError::UnknownTarget(target.clone())
+        } else {
+            ManagerError::NothingInstalled(target.clone())
+        }
     }
 }
 
