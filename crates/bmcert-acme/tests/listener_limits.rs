@@ -6,29 +6,8 @@
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// `examples/http01_listener.rs`, built with the cargo running the tests (a no-op when the
-/// test build already made it current).
-fn listener_binary() -> PathBuf {
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "-p", "bmcert-acme", "--example", "http01_listener"])
-        .status()
-        .unwrap();
-    assert!(status.success(), "cannot build the http01_listener example");
-    let exe = std::env::current_exe().unwrap();
-    // target/PROFILE/deps/listener_limits-HASH -> target/PROFILE/examples/http01_listener
-    let bin = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .unwrap()
-        .join("examples")
-        .join(format!("http01_listener{}", std::env::consts::EXE_SUFFIX));
-    assert!(bin.exists(), "{} is missing", bin.display());
-    bin
-}
 
 /// The listener process; killed and reaped when dropped.
 struct Listener(Child);
@@ -77,7 +56,7 @@ fn get(addr: SocketAddr, path: &str) -> String {
 #[cfg(target_os = "linux")]
 #[test]
 fn out_of_descriptors_it_backs_off_instead_of_spinning_and_answers_afterwards() {
-    let bin = listener_binary();
+    let bin = bmcert_test::bins::example_binary("bmcert-acme", "http01_listener", &[]);
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(r#"ulimit -n 128 && exec "$0" "$@""#)

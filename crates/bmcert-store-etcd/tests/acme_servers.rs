@@ -238,33 +238,9 @@ async fn an_order_placed_by_one_server_is_answered_by_another_and_installed_for_
     follower_b.stop();
 }
 
-/// `examples/renewal_holder.rs`: `cargo test --all-targets` compiles the examples but does not
-/// always place them under their plain name, so it is built here with the same cargo when the
-/// plain name is missing (a no-op rebuild when the test run already compiled it).
+/// `examples/renewal_holder.rs`, (re)built with the running test's cargo and profile.
 fn holder_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    // target/PROFILE/deps/acme_servers-HASH -> target/PROFILE/examples/renewal_holder
-    let bin = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .unwrap()
-        .join("examples")
-        .join(format!("renewal_holder{}", std::env::consts::EXE_SUFFIX));
-    if !bin.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "-p",
-                "bmcert-store-etcd",
-                "--example",
-                "renewal_holder",
-            ])
-            .status()
-            .unwrap();
-        assert!(status.success(), "cannot build the renewal_holder example");
-    }
-    assert!(bin.exists(), "{} is missing", bin.display());
-    bin
+    bmcert_test::bins::example_binary("bmcert-store-etcd", "renewal_holder", &[])
 }
 
 /// The helper process; SIGKILLed (and reaped) when dropped.

@@ -22,6 +22,7 @@
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
 
+pub mod bins;
 pub mod chains;
 pub mod etcd;
 pub mod fixtures;
