@@ -5,7 +5,8 @@
 //! (`--topology FILE`), global settings that may also come from the environment or the
 //! configuration file ([`crate::settings`]). Exit status: 0 done; 1 refused (the bundle
 //! report's problems, a domain without its own URL, disabling the system certificate,
-//! nothing to roll back or export);
+//! nothing to roll back or export, a damaged certificate in the store: `store_damaged`,
+//! for `export` of it and for `list` when any target is damaged);
 //! 2 usage or I/O error.
 
 use std::path::{Path, PathBuf};
@@ -18,7 +19,7 @@ use rustls_pki_types::UnixTime;
 use serde_json::json;
 
 use crate::input::{self, UsageError};
-use crate::output::{print_json, to_json};
+use crate::output::{damaged_json, print_damaged, print_json, to_json, STORE_DAMAGED};
 use crate::settings::Settings;
 use crate::store_arg::open_store;
 
@@ -171,17 +172,39 @@ pub(crate) fn disable(args: TargetArgs, settings: &Settings) -> Result<ExitCode,
     Ok(ExitCode::SUCCESS)
 }
 
+/// Exit 1 when a target is damaged (after listing every target).
 pub(crate) fn list(settings: &Settings) -> Result<ExitCode, UsageError> {
     let manager = open(settings)?;
     let rows = block_on(manager.list(UnixTime::now())).map_err(|e| UsageError(e.to_string()))?;
+    let damaged = rows.iter().filter(|r| r.is_err()).count();
+    let code = if damaged > 0 {
+        eprintln!("bmcert: {damaged} damaged certificate(s) in the store ({STORE_DAMAGED}); the other targets are not affected");
+        ExitCode::from(crate::output::REFUSED)
+    } else {
+        ExitCode::SUCCESS
+    };
     if settings.json {
-        print_json(&to_json(&rows)?)?;
-        return Ok(ExitCode::SUCCESS);
+        let items = rows
+            .iter()
+            .map(|row| match row {
+                Ok(status) => to_json(status),
+                Err(d) => Ok(damaged_json(d)),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        print_json(&serde_json::Value::Array(items))?;
+        return Ok(code);
     }
     if rows.is_empty() {
         println!("No certificate installed.");
     }
     for row in rows {
+        let row = match row {
+            Ok(row) => row,
+            Err(d) => {
+                print_damaged(&d);
+                continue;
+            }
+        };
         let expiry = row
             .not_after
             .format(&time::format_description::well_known::Rfc3339)
@@ -198,7 +221,7 @@ pub(crate) fn list(settings: &Settings) -> Result<ExitCode, UsageError> {
             println!("    warning: {warning}");
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
 }
 
 pub(crate) fn rollback(args: TargetArgs, settings: &Settings) -> Result<ExitCode, UsageError> {

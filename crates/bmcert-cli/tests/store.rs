@@ -241,3 +241,154 @@ fn usage_and_io_errors_exit_2() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
     assert!(!s.dir.path().join("etc").exists());
 }
+
+/// Installs the system certificate and one for `domain:acme.test`.
+fn install_two(s: &Setup) {
+    for (prefix, target, name) in [
+        ("sys", "system", "mail.example.test"),
+        ("dom", "domain:acme.test", "webmail.acme.test"),
+    ] {
+        let chain = ChainSpec::new(&[name]).build();
+        let mut install = args(&["--target", target]);
+        install.extend(s.files(prefix, &chain));
+        let out = s.run("install", &install);
+        assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    }
+}
+
+fn json_of(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}{}",
+            stdout(out),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// `list --json`: the rows by target.
+fn rows_by_target(out: &Output) -> BTreeMap<String, serde_json::Value> {
+    json_of(out)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| (row["target"].as_str().unwrap().to_owned(), row.clone()))
+        .collect()
+}
+
+#[test]
+fn a_key_replaced_by_another_valid_key_is_reported_alone_as_store_damaged() {
+    let s = Setup::new();
+    install_two(&s);
+    // The domain's current key replaced by a valid key of another certificate.
+    let other = ChainSpec::new(&["webmail.acme.test"]).build();
+    let key_path = Path::new(&s.path("store")).join("domains/acme.test/v000000001/key.pem");
+    std::fs::write(&key_path, &other.leaf.key_pem).unwrap();
+
+    let out = s.run("list", &args(&["--json"]));
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let rows = rows_by_target(&out);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows["system"]["source"], "files", "{rows:?}");
+    let damaged = &rows["domain:acme.test"];
+    assert_eq!(damaged["code"], "store_damaged", "{damaged}");
+    assert!(
+        damaged["location"].as_str().unwrap().ends_with("key.pem"),
+        "{damaged}"
+    );
+    assert!(
+        damaged["advice"]
+            .as_str()
+            .unwrap()
+            .contains("bmcert disable"),
+        "{damaged}"
+    );
+    let text = s.run("list", &[]);
+    assert_eq!(text.status.code(), Some(1));
+    assert!(
+        stdout(&text).contains("system\tfiles\texpires"),
+        "{}",
+        stdout(&text)
+    );
+    assert!(
+        stdout(&text).contains("domain:acme.test\tDAMAGED (store_damaged)"),
+        "{}",
+        stdout(&text)
+    );
+
+    // `status` too: the damaged row and the healthy one.
+    let out = s.run("status", &args(&["--json"]));
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let rows = rows_by_target(&out);
+    assert_eq!(rows["domain:acme.test"]["code"], "store_damaged");
+    assert_eq!(rows["system"]["source"], "uploaded");
+
+    // Export refuses the damaged target (nothing written), and exports the other.
+    let out_dir = s.path("export-damaged");
+    let out = s.run(
+        "export",
+        &args(&[
+            "--target",
+            "domain:acme.test",
+            "--out-dir",
+            &out_dir,
+            "--json",
+        ]),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let refused = json_of(&out);
+    assert_eq!(refused["code"], "store_damaged", "{refused}");
+    assert!(!Path::new(&out_dir).join("key.pem").exists());
+    let out_dir = s.path("export-system");
+    let out = s.run(
+        "export",
+        &args(&["--target", "system", "--out-dir", &out_dir]),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+
+    // Disable repairs it.
+    let out = s.run("disable", &args(&["--target", "domain:acme.test"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let out = s.run("list", &args(&["--json"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert_eq!(rows_by_target(&out).len(), 1);
+}
+
+#[test]
+fn an_empty_state_file_is_reported_alone_and_install_repairs_it() {
+    let s = Setup::new();
+    install_two(&s);
+    let state = Path::new(&s.path("store")).join("domains/acme.test/state.json");
+    std::fs::write(&state, b"").unwrap();
+
+    let out = s.run("list", &args(&["--json"]));
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let rows = rows_by_target(&out);
+    assert_eq!(rows["system"]["version"], 1, "{rows:?}");
+    let damaged = &rows["domain:acme.test"];
+    assert_eq!(damaged["code"], "store_damaged", "{damaged}");
+    assert!(
+        damaged["location"]
+            .as_str()
+            .unwrap()
+            .ends_with("state.json"),
+        "{damaged}"
+    );
+
+    let chain = ChainSpec::new(&["webmail.acme.test"]).build();
+    let mut install = args(&["--target", "domain:acme.test", "--json"]);
+    install.extend(s.files("fresh", &chain));
+    let out = s.run("install", &install);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    // The version on disk was kept: the new one gets the next number.
+    assert_eq!(json_of(&out)["version"], 2);
+
+    let out = s.run("list", &args(&["--json"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let rows = rows_by_target(&out);
+    assert_eq!(rows["domain:acme.test"]["version"], 2, "{rows:?}");
+    assert_eq!(rows["system"]["version"], 1, "{rows:?}");
+    // What was intact is not lost: the first version is there to roll back to.
+    let out = s.run("rollback", &args(&["--target", "domain:acme.test"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+}

@@ -18,17 +18,62 @@ use crate::live::LiveIndex;
 /// A bundle that cannot be read or used keeps the previous certificate in service; the
 /// failure is logged and listed by [`LiveIndex::failures`]. Returns whether the target now
 /// matches the store.
+///
+/// A target the store reports damaged ([`LoadError::Damaged`]) keeps the certificate it
+/// was served with; if it had none (a start with the damage already there), the newest
+/// version the store still keeps that passes the store's proof is served instead, with an
+/// error in the log ([`fall_back`]).
 pub async fn apply_target(store: &dyn Store, index: &LiveIndex, target: &Target) -> bool {
     match read_target(store, target).await {
         Ok(certificate) => {
             index.set_certificate(target, certificate);
             true
         }
+        Err(LoadError::Damaged(damaged)) => {
+            fall_back(store, index, *damaged).await;
+            false
+        }
         Err(error) => {
             index.record_failure(target, error);
             false
         }
     }
+}
+
+/// The target of `damaged` cannot be served its current version: keeps what the index
+/// serves for it, or, when it serves nothing for it, serves the newest version the store
+/// still keeps that passes the proof ([`Store::history`]), said loudly; then records the
+/// failure ([`LiveIndex::failures`]) either way.
+pub async fn fall_back(store: &dyn Store, index: &LiveIndex, damaged: bmcert_store::Damaged) {
+    let target = damaged.target.clone();
+    if index.certificate(&target).is_none() {
+        match store.history(&target).await {
+            Ok(history) => {
+                let usable = history.iter().find_map(|installed| {
+                    let bundle = &installed.bundle;
+                    let key = bundle.secret_key().secret_private_key_der();
+                    certified_key(bundle.chain().to_vec(), &key)
+                        .ok()
+                        .map(|cert| (installed.version, cert))
+                });
+                match usable {
+                    Some((version, cert)) => {
+                        index.set_certificate(&target, Some(cert));
+                        tracing::error!(%target, version, %damaged, "the current certificate in the store is damaged: serving the previous good version the store keeps until it is repaired");
+                    }
+                    None => {
+                        tracing::error!(%target, %damaged, "the current certificate in the store is damaged and no older version is usable: nothing is served for it until it is repaired");
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::error!(%target, %error, "the current certificate in the store is damaged and its older versions cannot be read");
+            }
+        }
+    } else {
+        tracing::error!(%target, %damaged, "the current certificate in the store is damaged: the certificate loaded before stays in service until it is repaired");
+    }
+    index.record_failure(&target, LoadError::Damaged(Box::new(damaged)));
 }
 
 /// The certificate `target` should serve according to the store (`None`: no current
@@ -56,6 +101,7 @@ async fn read_target(
             tracing::info!(%target, "no current certificate (disabled or never installed)");
             Ok(None)
         }
+        Err(StoreError::Damaged(damaged)) => Err(LoadError::Damaged(damaged)),
         Err(error) => Err(LoadError::Store(error.to_string())),
     }
 }
@@ -88,22 +134,36 @@ pub async fn retry_failed(store: &dyn Store, index: &LiveIndex) -> usize {
 /// Loads every target the store has a current bundle for, plus every target the index has
 /// a slot for (so targets disabled meanwhile are cleared), and returns the store revision
 /// the state corresponds to: pass it to [`follow`] to miss no change.
+///
+/// A damaged target does not stop the load: it keeps what it served, or falls back to an
+/// older good version ([`fall_back`]); only a store that cannot be listed at all fails it.
 pub async fn load_all(store: &dyn Store, index: &LiveIndex) -> Result<Revision, StoreError> {
     let revision = store.revision().await?;
     let listed = store.list().await?;
-    let mut targets: Vec<Target> = listed.into_iter().map(|l| l.target).collect();
+    let mut targets: Vec<Target> = listed
+        .into_iter()
+        .map(|row| match row {
+            Ok(l) => l.target,
+            Err(d) => d.target,
+        })
+        .collect();
     targets.extend(index.snapshot().targets().iter().cloned());
     targets.sort();
     targets.dedup();
     let mut changes = Vec::with_capacity(targets.len());
+    let mut damaged = Vec::new();
     for target in &targets {
         match read_target(store, target).await {
             Ok(certificate) => changes.push((target.clone(), certificate)),
+            Err(LoadError::Damaged(d)) => damaged.push(d),
             Err(error) => index.record_failure(target, error),
         }
     }
     // One snapshot for everything, instead of one per target.
     index.set_certificates(changes);
+    for d in damaged {
+        fall_back(store, index, *d).await;
+    }
     tracing::info!(%revision, targets = targets.len(), "certificates loaded from the store");
     Ok(revision)
 }

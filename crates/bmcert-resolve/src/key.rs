@@ -15,6 +15,12 @@ pub enum LoadError {
     /// The store could not read the target's current bundle.
     #[error("the store could not read the certificate: {0}")]
     Store(String),
+    /// The target's current bundle in the store failed the store's proof (a damaged file or
+    /// value, a key that does not sign for the certificate, metadata that is not the
+    /// certificate's): the last good certificate stays in service, or the newest good
+    /// version the store still keeps. Only an install or a disable repairs it.
+    #[error("{0}")]
+    Damaged(Box<bmcert_store::Damaged>),
     /// The bundle has no certificate.
     #[error(
         "the bundle has no certificate; install a bundle with at least the server certificate"

@@ -76,7 +76,7 @@ mod live;
 mod resolver;
 mod service;
 
-pub use follow::{apply_target, follow, load_all, retry_failed, FollowerThread};
+pub use follow::{apply_target, fall_back, follow, load_all, retry_failed, FollowerThread};
 pub use index::{CertIndex, CertificateChange, Explanation, NameConflict, Reason};
 pub use key::{certified_key, LoadError};
 pub use live::{LiveIndex, LoadFailure};

@@ -10,12 +10,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bmcert_resolve::{
-    load_all, retry_failed, FollowerThread, LiveIndex, LoadError, Reason, Service,
+    apply_target, load_all, retry_failed, FollowerThread, LiveIndex, LoadError, Reason, Service,
 };
+use bmcert_store::testing::RawStorage;
 use bmcert_store::testing::{Fault, FaultyStore, Op};
 use bmcert_store::{block_on, Condition, DirStore, Store, StoreError};
+use bmcert_store::{KeyFormat, SecretKey};
 use bmcert_topology::{DomainName, Target, Topology};
-use common::{install, install_mismatched, sha256_hex, Leaf, Pki};
+use common::{install, install_mismatched, is_damaged_key, sha256_hex, Leaf, Pki};
 
 const TOPOLOGY: &str = r#"
 [system]
@@ -79,7 +81,8 @@ fn wait_for(index: &LiveIndex, name: &str, expected: &str) {
 #[test]
 fn follows_install_renewal_disable_rollback_and_keeps_previous_on_failure() {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(DirStore::open(dir.path().join("store")).unwrap());
+    let dir_store = Arc::new(DirStore::open(dir.path().join("store")).unwrap());
+    let store: Arc<dyn Store> = dir_store.clone();
     let (acme_target, system, acme1, acme2) = leaves();
     let (system_fp, acme1_fp, acme2_fp) = (
         sha256_hex(&system.cert),
@@ -102,16 +105,19 @@ fn follows_install_renewal_disable_rollback_and_keeps_previous_on_failure() {
     block_on(store.rollback(&acme_target, &Condition::none())).unwrap();
     wait_for(&index, "webmail.acme.test", &acme1_fp);
 
-    // A bundle whose key is not the certificate's: the previous one stays, the error is listed.
-    install_mismatched(&*store, &acme_target, &acme2, &acme1);
-    wait_until("the failure was never reported", || {
-        !index.failures().is_empty()
-    });
+    // The current bundle damaged on disk (its key replaced by another valid key, which no
+    // change reports): the next read (a reload, or a change as here) finds it damaged, the
+    // certificate served before stays, the error is listed.
+    install(&*store, &acme_target, &acme2, &["webmail.acme.test"]);
+    wait_for(&index, "webmail.acme.test", &acme2_fp);
+    let other_key = SecretKey::new(KeyFormat::Pkcs8, acme1.key_der.clone());
+    block_on(dir_store.swap_key(&acme_target, &other_key)).unwrap();
+    assert!(!block_on(apply_target(&*store, &index, &acme_target)));
     let failures = index.failures();
     assert_eq!(failures[0].target, acme_target);
-    assert_eq!(failures[0].error, LoadError::KeyMismatch);
+    assert!(is_damaged_key(&failures[0].error), "{}", failures[0]);
     assert!(failures[0].kept_previous);
-    assert_eq!(served(&index, "webmail.acme.test"), acme1_fp);
+    assert_eq!(served(&index, "webmail.acme.test"), acme2_fp);
 
     // Disable: the domain falls back to the system certificate.
     block_on(store.disable(&acme_target, &Condition::none())).unwrap();
@@ -198,7 +204,7 @@ fn retry_failed_reads_again_only_what_the_store_could_not_read() {
     let store = unreachable(dir.path());
     let (acme_target, system, acme1, acme2) = leaves();
     install(&store, &Target::System, &system, &["mail.example.test"]);
-    install_mismatched(&store, &acme_target, &acme2, &acme1);
+    install_mismatched(&store, store.inner(), &acme_target, &acme2, &acme1);
     let index = index();
 
     set_failing(&store, true);
@@ -222,7 +228,7 @@ fn retry_failed_reads_again_only_what_the_store_could_not_read() {
     );
     let failures = index.failures();
     assert_eq!(failures.len(), 1);
-    assert_eq!(failures[0].error, LoadError::KeyMismatch);
+    assert!(is_damaged_key(&failures[0].error), "{}", failures[0]);
     // A bundle that was read but cannot be used is left to the next install.
     assert_eq!(block_on(retry_failed(&store, &index)), 0);
 }
@@ -271,4 +277,43 @@ fn a_follower_spawned_while_the_store_is_down_stops_promptly() {
         started.elapsed() < Duration::from_secs(5),
         "stop waited for the store"
     );
+}
+
+#[test]
+fn a_follower_starts_with_a_damaged_target_and_serves_its_previous_good_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir_store = Arc::new(DirStore::open(dir.path().join("store")).unwrap());
+    let store: Arc<dyn Store> = dir_store.clone();
+    let (acme_target, system, acme1, acme2) = leaves();
+    install_first(&*store, &acme_target, &system, &acme1);
+    // Version 2 installed whole, then its key replaced on disk by another valid key.
+    install_mismatched(&*store, &*dir_store, &acme_target, &acme2, &acme1);
+    assert!(matches!(
+        block_on(store.current(&acme_target)),
+        Err(StoreError::Damaged(_))
+    ));
+
+    let index = Arc::new(index());
+    let follower = FollowerThread::start(store.clone(), index.clone())
+        .expect("a damaged target does not stop the start");
+    // The damaged target is served its previous good version from the store, said loudly;
+    // every other name is served as usual.
+    assert_eq!(served(&index, "webmail.acme.test"), sha256_hex(&acme1.cert));
+    assert_eq!(served(&index, "unknown.test"), sha256_hex(&system.cert));
+    let failures = index.failures();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0].target, acme_target);
+    assert!(is_damaged_key(&failures[0].error), "{}", failures[0]);
+    assert!(failures[0].kept_previous);
+    assert!(
+        failures[0].to_string().contains("bmcert install"),
+        "{}",
+        failures[0]
+    );
+
+    // An install repairs it: served at once, the failure cleared.
+    install(&*store, &acme_target, &acme2, &["webmail.acme.test"]);
+    wait_for(&index, "webmail.acme.test", &sha256_hex(&acme2.cert));
+    assert!(index.failures().is_empty());
+    follower.stop();
 }

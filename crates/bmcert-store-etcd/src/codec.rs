@@ -1,6 +1,8 @@
 //! How bundles, history and lock state are encoded in etcd values (JSON, binary as hex).
 
-use bmcert_store::{Bundle, BundleMeta, KeyFormat, SecretKey, StoreError};
+use bmcert_store::{
+    Bundle, BundleMeta, Damage, Fingerprint, KeyFormat, Part, SecretKey, StoreError,
+};
 use rustls_pki_types::CertificateDer;
 use zeroize::{Zeroize, Zeroizing};
 
@@ -13,6 +15,10 @@ pub(crate) struct StoredBundle {
     key_format: KeyFormat,
     key: String,
     meta: BundleMeta,
+    /// The digest of the chain ([`Bundle::chain_digest`]); absent in values written before
+    /// it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    chain_sha256: Option<Fingerprint>,
 }
 
 impl core::fmt::Debug for StoredBundle {
@@ -40,25 +46,26 @@ impl StoredBundle {
             key_format: bundle.secret_key().format(),
             key: hex::encode(bundle.secret_key().secret_der()),
             meta: bundle.meta().clone(),
+            chain_sha256: Some(bundle.chain_digest()),
         }
     }
 
-    pub(crate) fn meta(&self) -> &BundleMeta {
-        &self.meta
-    }
-
-    pub(crate) fn to_bundle(&self, what: &str) -> Result<Bundle, StoreError> {
+    /// The bundle, proven whole ([`Bundle::verified`]).
+    pub(crate) fn to_bundle(&self) -> Result<Bundle, Damage> {
         let mut chain = Vec::with_capacity(self.chain.len());
         for c in &self.chain {
-            let der = hex::decode(c).map_err(|e| corrupt(what, &e.to_string()))?;
+            let der = hex::decode(c).map_err(|e| Damage::Unreadable {
+                part: Part::Certificate,
+                reason: format!("a certificate is not valid hex: {e}"),
+            })?;
             chain.push(CertificateDer::from(der));
         }
-        let key = Zeroizing::new(
-            hex::decode(&self.key).map_err(|_| corrupt(what, "the key is not valid hex"))?,
-        );
+        let key = Zeroizing::new(hex::decode(&self.key).map_err(|_| Damage::Unreadable {
+            part: Part::Key,
+            reason: "the key is not valid hex".into(),
+        })?);
         let key = SecretKey::new(self.key_format, key.to_vec());
-        Bundle::new(chain, key, self.meta.clone())
-            .map_err(|e| corrupt(what, &format!("the stored bundle is invalid: {e}")))
+        Bundle::verified_stored(chain, key, self.meta.clone(), self.chain_sha256.as_ref())
     }
 
     /// A copy under another version number.
@@ -69,6 +76,7 @@ impl StoredBundle {
             key_format: self.key_format,
             key: self.key.clone(),
             meta: self.meta.clone(),
+            chain_sha256: self.chain_sha256,
         }
     }
 }
@@ -135,23 +143,17 @@ pub(crate) fn corrupt(what: &str, reason: &str) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bmcert_store::{Fingerprint, Source};
+    use bmcert_store::Source;
 
-    fn bundle(secret: &[u8]) -> Bundle {
-        let leaf = b"leaf der".to_vec();
-        let meta = BundleMeta {
-            source: Source::Acme,
-            names: vec!["a.test".into()],
-            not_after: time::OffsetDateTime::UNIX_EPOCH,
-            installed_at: time::OffsetDateTime::UNIX_EPOCH,
-            fingerprint: Fingerprint::of(&leaf),
-        };
+    /// A real bundle (the store proves every bundle): a self-signed certificate and its key.
+    fn bundle() -> Bundle {
+        let ck = rcgen::generate_simple_self_signed(vec!["a.test".to_owned()]).unwrap();
+        let leaf = CertificateDer::from(ck.cert.der().to_vec());
+        let meta =
+            BundleMeta::for_leaf(Source::Acme, time::OffsetDateTime::UNIX_EPOCH, &leaf).unwrap();
         Bundle::new(
-            vec![
-                CertificateDer::from(leaf),
-                CertificateDer::from(b"ca".to_vec()),
-            ],
-            SecretKey::new(KeyFormat::Sec1, secret.to_vec()),
+            vec![leaf],
+            SecretKey::new(KeyFormat::Pkcs8, ck.signing_key.serialize_der()),
             meta,
         )
         .unwrap()
@@ -159,12 +161,12 @@ mod tests {
 
     #[test]
     fn a_bundle_round_trips_whole() {
-        let b = bundle(b"secret key bytes");
+        let b = bundle();
         let stored = StoredBundle::from_bundle(7, &b);
         let bytes = encode(&stored).unwrap();
         let back: StoredBundle = decode("k", &bytes).unwrap();
         assert_eq!(back.version, 7);
-        assert_eq!(back.to_bundle("k").unwrap(), b);
+        assert_eq!(back.to_bundle().unwrap(), b);
     }
 
     #[test]
@@ -176,11 +178,11 @@ mod tests {
         let shown = format!("{err} {err:?}");
         assert!(!shown.contains(&secret), "{shown}");
         assert!(shown.contains("/p/bundle/system"), "{shown}");
-        let stored = StoredBundle::from_bundle(1, &bundle(b"x"));
+        let stored = StoredBundle::from_bundle(1, &bundle());
         let mut v: serde_json::Value = serde_json::from_slice(&encode(&stored).unwrap()).unwrap();
         v["key"] = serde_json::Value::String(format!("{secret}zz"));
         let damaged: StoredBundle = serde_json::from_value(v).unwrap();
-        let err = damaged.to_bundle("/p/bundle/system").unwrap_err();
+        let err = damaged.to_bundle().unwrap_err();
         assert!(!format!("{err} {err:?}").contains(&secret));
     }
 

@@ -79,6 +79,8 @@
 
 mod codec;
 mod open;
+#[cfg(feature = "testing")]
+mod raw;
 mod store;
 mod url;
 
@@ -98,11 +100,11 @@ pub mod fuzzing {
     /// lock) and turns decoded bundles into `Bundle`s; never panics.
     pub fn decode_values(bytes: &[u8]) {
         if let Ok(b) = decode::<StoredBundle>("fuzz", bytes) {
-            let _ = b.to_bundle("fuzz");
+            let _ = b.to_bundle();
         }
         if let Ok(h) = decode::<StoredHistory>("fuzz", bytes) {
             for e in &h.entries {
-                let _ = e.bundle.to_bundle("fuzz");
+                let _ = e.bundle.to_bundle();
             }
         }
         let _ = decode::<LockValue>("fuzz", bytes);

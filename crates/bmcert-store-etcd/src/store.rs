@@ -6,9 +6,9 @@ use core::time::Duration;
 use std::sync::Arc;
 
 use bmcert_store::{
-    Bundle, Change, ChangeKey, ChangeKind, Condition, Expect, Fence, Installed, Lease, Listed,
-    Record, RecordKey, Revision, Store, StoreError, StoreFuture, Unavailable, UnavailableCause,
-    Watch, WatchSender, HISTORY_DEPTH,
+    Bundle, Change, ChangeKey, ChangeKind, Condition, Damage, Damaged, Expect, Fence, Installed,
+    Lease, Listed, Part, Record, RecordKey, Revision, Store, StoreError, StoreFuture, Unavailable,
+    UnavailableCause, Watch, WatchSender, HISTORY_DEPTH,
 };
 use bmcert_topology::Target;
 use etcd_client::{
@@ -112,13 +112,13 @@ impl KeyLayout {
     pub fn all(&self) -> &str {
         &self.prefix
     }
-    fn bundle(&self, target: &Target) -> String {
+    pub(crate) fn bundle(&self, target: &Target) -> String {
         format!("{}bundle/{target}", self.prefix)
     }
     fn bundles(&self) -> String {
         format!("{}bundle/", self.prefix)
     }
-    fn history(&self, target: &Target) -> String {
+    pub(crate) fn history(&self, target: &Target) -> String {
         format!("{}history/{target}", self.prefix)
     }
     fn record(&self, key: &RecordKey) -> String {
@@ -151,9 +151,9 @@ impl KeyLayout {
 }
 
 /// What the tasks share: the client, the key layout and the options.
-struct Shared {
-    client: Client,
-    keys: KeyLayout,
+pub(crate) struct Shared {
+    pub(crate) client: Client,
+    pub(crate) keys: KeyLayout,
     endpoints: String,
     timeout: Duration,
 }
@@ -336,7 +336,7 @@ impl EtcdStore {
     }
 
     /// Runs `op` on the store's runtime, bounded by the request timeout.
-    fn run<T, F, Fut>(&self, op: F) -> StoreFuture<'static, T>
+    pub(crate) fn run<T, F, Fut>(&self, op: F) -> StoreFuture<'static, T>
     where
         T: Send + 'static,
         F: FnOnce(Arc<Shared>) -> Fut + Send + 'static,
@@ -367,7 +367,7 @@ impl EtcdStore {
 const MAX_ATTEMPTS: usize = 64;
 
 impl Shared {
-    fn err(&self, e: etcd_client::Error) -> StoreError {
+    pub(crate) fn err(&self, e: etcd_client::Error) -> StoreError {
         unavailable(&self.endpoints, &e)
     }
 
@@ -399,7 +399,7 @@ impl Shared {
         }
     }
 
-    async fn get_one(&self, key: &str) -> Result<(Option<KeyValue>, i64), StoreError> {
+    pub(crate) async fn get_one(&self, key: &str) -> Result<(Option<KeyValue>, i64), StoreError> {
         let mut resp = self
             .retry(true, |mut c| async move { c.get(key, None).await })
             .await?;
@@ -463,10 +463,15 @@ impl Shared {
         TxnOp::put(self.keys.marker(), Vec::new(), None)
     }
 
+    /// A target's bundle and history values as a writer needs them: each with its mod
+    /// revision (0: absent), the bundle decoded when it can be (a damaged one is replaced
+    /// by the write), and the history decoded or, when damaged, rebuilt (no kept version;
+    /// the version counter at least the current version and the history key's etcd
+    /// version, its count of writes, so no version number is reused).
     async fn read_target(
         &self,
         target: &Target,
-    ) -> Result<(Option<(i64, StoredBundle)>, (i64, StoredHistory)), StoreError> {
+    ) -> Result<(Option<(i64, Option<StoredBundle>)>, (i64, StoredHistory)), StoreError> {
         let bkey = self.keys.bundle(target);
         let hkey = self.keys.history(target);
         let resp = self
@@ -481,12 +486,32 @@ impl Shared {
             if let TxnOpResponse::Get(get) = op {
                 if let Some(kv) = get.kvs().first() {
                     if i == 0 {
-                        current = Some((kv.mod_revision(), codec::decode(&bkey, kv.value())?));
+                        let decoded = match codec::decode::<StoredBundle>(&bkey, kv.value()) {
+                            Ok(stored) => Some(stored),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "the current bundle is damaged; the write replaces it");
+                                None
+                            }
+                        };
+                        current = Some((kv.mod_revision(), decoded));
                     } else {
-                        history = (kv.mod_revision(), codec::decode(&hkey, kv.value())?);
+                        let decoded = match codec::decode::<StoredHistory>(&hkey, kv.value()) {
+                            Ok(h) => h,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "the target's history is damaged: rebuilt without its kept versions");
+                                StoredHistory {
+                                    last_version: to_u64(kv.version()),
+                                    entries: Vec::new(),
+                                }
+                            }
+                        };
+                        history = (kv.mod_revision(), decoded);
                     }
                 }
             }
+        }
+        if let Some((_, Some(cur))) = &current {
+            history.1.last_version = history.1.last_version.max(cur.version);
         }
         Ok((current, history))
     }
@@ -504,7 +529,15 @@ impl Shared {
             let (current, (hrev, mut history)) = self.read_target(target).await?;
             let cur_rev = current.as_ref().map(|(r, _)| *r);
             check_expect(&bkey, condition.expect, cur_rev.map(to_u64))?;
-            let planned = plan(current.as_ref().map(|(r, b)| (*r, b)), &mut history)?;
+            let readable = current
+                .as_ref()
+                .and_then(|(r, b)| b.as_ref().map(|b| (*r, b)));
+            let planned = plan(readable, &mut history)?;
+            // A damaged current bundle is there to be replaced or deleted.
+            let planned = match (planned, &current) {
+                (Plan::Nothing, Some(_)) => Plan::Delete,
+                (planned, _) => planned,
+            };
             let mut ops = Vec::new();
             match &planned {
                 Plan::Nothing => return Ok(None),
@@ -568,6 +601,13 @@ fn contention(key: &str) -> StoreError {
     )
 }
 
+fn target_of(row: &Result<Listed, Damaged>) -> &Target {
+    match row {
+        Ok(l) => &l.target,
+        Err(d) => &d.target,
+    }
+}
+
 fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
@@ -620,7 +660,35 @@ fn installed(
         target: target.clone(),
         version,
         revision: Revision(to_u64(revision)),
-        bundle: stored.to_bundle(what)?,
+        bundle: stored
+            .to_bundle()
+            .map_err(|damage| damaged(target, Some(version), what, damage))?,
+    })
+}
+
+fn damaged(target: &Target, version: Option<u64>, key: &str, damage: Damage) -> StoreError {
+    StoreError::damaged(Damaged {
+        target: target.clone(),
+        version,
+        location: format!("etcd key {key}"),
+        damage,
+    })
+}
+
+/// Decodes a target's bundle value, as damage when it cannot be (the decoder's position
+/// only: never content).
+fn decode_bundle(target: &Target, key: &str, bytes: &[u8]) -> Result<StoredBundle, StoreError> {
+    codec::decode::<StoredBundle>(key, bytes).map_err(|e| match e {
+        StoreError::Corrupt { reason, .. } => damaged(
+            target,
+            None,
+            key,
+            Damage::Unreadable {
+                part: Part::Whole,
+                reason,
+            },
+        ),
+        other => other,
     })
 }
 
@@ -648,7 +716,7 @@ impl Store for EtcdStore {
             let key = s.keys.bundle(&target);
             let (kv, _) = s.get_one(&key).await?;
             let Some(kv) = kv else { return Ok(None) };
-            let stored: StoredBundle = codec::decode(&key, kv.value())?;
+            let stored = decode_bundle(&target, &key, kv.value())?;
             installed(&target, stored.version, kv.mod_revision(), &stored, &key).map(Some)
         })
     }
@@ -657,24 +725,46 @@ impl Store for EtcdStore {
         let target = target.clone();
         self.run(|s| async move {
             let key = s.keys.history(&target);
-            let (_, (_, history)) = s.read_target(&target).await?;
-            history
-                .entries
-                .iter()
-                .map(|e| {
-                    installed(
-                        &target,
-                        e.bundle.version,
-                        to_i64(e.revision),
-                        &e.bundle,
-                        &key,
-                    )
-                })
-                .collect()
+            let (kv, _) = s.get_one(&key).await?;
+            let Some(kv) = kv else {
+                return Ok(Vec::new());
+            };
+            let history: StoredHistory = codec::decode(&key, kv.value()).map_err(|e| {
+                let reason = match e {
+                    StoreError::Corrupt { reason, .. } => reason,
+                    other => other.to_string(),
+                };
+                damaged(
+                    &target,
+                    None,
+                    &key,
+                    Damage::Unreadable {
+                        part: Part::State,
+                        reason,
+                    },
+                )
+            })?;
+            let mut out = Vec::with_capacity(history.entries.len());
+            for e in &history.entries {
+                match installed(
+                    &target,
+                    e.bundle.version,
+                    to_i64(e.revision),
+                    &e.bundle,
+                    &key,
+                ) {
+                    Ok(i) => out.push(i),
+                    Err(StoreError::Damaged(d)) => {
+                        tracing::warn!(damage = %d, "a kept older version is damaged; it is left out of the history");
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(out)
         })
     }
 
-    fn list(&self) -> StoreFuture<'_, Vec<Listed>> {
+    fn list(&self) -> StoreFuture<'_, Vec<Result<Listed, Damaged>>> {
         self.run(|s| async move {
             let prefix = s.keys.bundles();
             let resp = s.get_prefix(&prefix, false).await?;
@@ -684,18 +774,26 @@ impl Store for EtcdStore {
                 let Some(target) = key
                     .strip_prefix(&prefix)
                     .and_then(|t| t.parse::<Target>().ok())
+                    .filter(|t| key.strip_prefix(&prefix) == Some(t.to_string().as_str()))
                 else {
+                    tracing::warn!(%key, "ignoring a key under the store's bundle prefix that names no target");
                     continue;
                 };
-                let stored: StoredBundle = codec::decode(&key, kv.value())?;
-                out.push(Listed {
-                    target,
-                    version: stored.version,
-                    revision: Revision(to_u64(kv.mod_revision())),
-                    meta: stored.meta().clone(),
+                let row = decode_bundle(&target, &key, kv.value()).and_then(|stored| {
+                    installed(&target, stored.version, kv.mod_revision(), &stored, &key)
                 });
+                match row {
+                    Ok(i) => out.push(Ok(Listed {
+                        meta: i.bundle.meta().clone(),
+                        target: i.target,
+                        version: i.version,
+                        revision: i.revision,
+                    })),
+                    Err(StoreError::Damaged(d)) => out.push(Err(*d)),
+                    Err(e) => return Err(e),
+                }
             }
-            out.sort_by(|a, b| a.target.cmp(&b.target));
+            out.sort_by(|a, b| target_of(a).cmp(target_of(b)));
             Ok(out)
         })
     }
@@ -711,7 +809,8 @@ impl Store for EtcdStore {
         let new = StoredBundle::from_bundle(0, bundle);
         self.run(move |s| async move {
             s.put_target(&target, &condition, |current, history| {
-                if let Some((rev, cur)) = current {
+                // A damaged current version is not kept: it could never be served again.
+                if let Some((rev, cur)) = current.filter(|(_, cur)| cur.to_bundle().is_ok()) {
                     history.entries.insert(
                         0,
                         HistoryEntry {
@@ -737,6 +836,7 @@ impl Store for EtcdStore {
         let condition = condition.clone();
         self.run(move |s| async move {
             let name = target.to_string();
+            let hkey = s.keys.history(&target);
             s.put_target(&target, &condition, |_, history| {
                 if history.entries.is_empty() {
                     return Err(StoreError::NoPreviousVersion {
@@ -744,6 +844,10 @@ impl Store for EtcdStore {
                     });
                 }
                 let back = history.entries.remove(0);
+                // Never switch to a version that cannot be served.
+                back.bundle
+                    .to_bundle()
+                    .map_err(|damage| damaged(&target, Some(back.bundle.version), &hkey, damage))?;
                 Ok(Plan::Put(back.bundle.with_version(back.bundle.version)))
             })
             .await

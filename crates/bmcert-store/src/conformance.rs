@@ -8,8 +8,14 @@
 //! The checks need no async runtime of their own (timeouts use a helper thread), so a
 //! tokio-based backend runs them inside its runtime and [`DirStore`](crate::DirStore) runs
 //! them under [`block_on`](crate::block_on).
+//!
+//! The bundles are real (self-signed P-256 certificates made with rcgen): every store
+//! proves what it holds. [`corruption`] damages a backend's raw storage through its
+//! [`RawStorage`] hook and checks the per-target verdicts.
 // A test suite: failing loudly is its job.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// Rows of `Store::list` are compared whole; their size does not matter here.
+#![allow(clippy::result_large_err)]
 
 use core::future::{poll_fn, Future};
 use core::pin::pin;
@@ -24,9 +30,10 @@ use bmcert_topology::Target;
 use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
 
+use crate::testing::{RawItem, RawStorage};
 use crate::{
-    Bundle, BundleMeta, Change, ChangeKey, ChangeKind, Condition, Fingerprint, KeyFormat,
-    RecordKey, Revision, SecretKey, Source, Store, StoreError, Watch, HISTORY_DEPTH,
+    Bundle, BundleMeta, Change, ChangeKey, ChangeKind, Condition, KeyFormat, Listed, RecordKey,
+    Revision, SecretKey, Source, Store, StoreError, Watch, HISTORY_DEPTH,
 };
 
 /// Makes a fresh, empty store for one check.
@@ -45,29 +52,60 @@ pub async fn run_all(new_store: NewStore<'_>) {
     locks_expire_and_fence(&*new_store()).await;
 }
 
-/// A bundle with fake certificate bytes, distinguishable by `n`.
+/// A bundle distinguishable by `n`: a P-256 certificate for `n{n}.example.test` issued by
+/// a test authority, its key, and the authority's certificate (made once per `n` and
+/// process, then copied), so the store's proof of every bundle it holds passes.
 pub fn sample_bundle(n: u32) -> Bundle {
-    let leaf = format!("leaf certificate number {n}").into_bytes();
-    let chain = vec![
-        CertificateDer::from(leaf.clone()),
-        CertificateDer::from(b"intermediate".to_vec()),
-    ];
-    let key = SecretKey::new(
-        KeyFormat::Pkcs8,
-        format!("private key number {n}").into_bytes(),
-    );
-    let meta = BundleMeta {
-        source: if n % 2 == 0 {
-            Source::Files
-        } else {
-            Source::Acme
-        },
-        names: vec![format!("n{n}.example.test")],
-        not_after: OffsetDateTime::from_unix_timestamp(2_000_000_000 + i64::from(n)).unwrap(),
-        installed_at: OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap(),
-        fingerprint: Fingerprint::of(&leaf),
+    static MADE: Mutex<Vec<(u32, Bundle)>> = Mutex::new(Vec::new());
+    let mut made = MADE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, b)) = made.iter().find(|(m, _)| *m == n) {
+        return b.clone_bundle();
+    }
+    let (leaf, key, issuer) =
+        issued_leaf(&format!("n{n}.example.test"), 2_000_000_000 + i64::from(n));
+    let source = if n % 2 == 0 {
+        Source::Files
+    } else {
+        Source::Acme
     };
-    Bundle::new(chain, key, meta).unwrap()
+    let installed_at = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+    let meta = BundleMeta::for_leaf(source, installed_at, &leaf).unwrap();
+    let bundle = Bundle::new(vec![leaf, issuer], key, meta).unwrap();
+    made.push((n, bundle.clone_bundle()));
+    bundle
+}
+
+/// A P-256 certificate for `name` valid until `not_after` (Unix seconds) issued by a
+/// fresh test authority: the leaf, its key and the authority's certificate.
+fn issued_leaf(
+    name: &str,
+    not_after: i64,
+) -> (CertificateDer<'static>, SecretKey, CertificateDer<'static>) {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "bmcert conformance authority");
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap();
+    params.not_after = OffsetDateTime::from_unix_timestamp(not_after).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    (
+        cert.der().clone(),
+        SecretKey::new(KeyFormat::Pkcs8, key.serialize_der()),
+        ca.der().clone(),
+    )
+}
+
+/// A certificate for `name` valid until `not_after` (Unix seconds) and its key.
+pub fn sample_leaf(name: &str, not_after: i64) -> (CertificateDer<'static>, SecretKey) {
+    let (leaf, key, _) = issued_leaf(name, not_after);
+    (leaf, key)
 }
 
 fn domain(name: &str) -> Target {
@@ -267,7 +305,13 @@ pub async fn list_is_sorted_with_metadata(store: &dyn Store) {
         .install(&Target::System, &sample_bundle(3), &Condition::none())
         .await
         .unwrap();
-    let listed = store.list().await.unwrap();
+    let listed: Vec<Listed> = store
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.expect("every target is whole"))
+        .collect();
     let targets: Vec<String> = listed.iter().map(|l| l.target.to_string()).collect();
     assert_eq!(targets, ["system", "domain:alpha.test", "domain:zeta.test"]);
     assert_eq!(&listed[1].meta, sample_bundle(2).meta());
@@ -470,4 +514,371 @@ pub async fn sleep(duration: Duration) {
         }
     })
     .await;
+}
+
+/// Makes a fresh, empty store with the hook that damages its raw storage.
+pub type NewRawStore<'a> = &'a dyn Fn() -> (Arc<dyn Store>, Arc<dyn RawStorage>);
+
+/// How the corruption suite damages a raw item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Harm {
+    /// Keeps the first half.
+    Truncate,
+    /// Flips one bit: in the middle, or for metadata in the last hexadecimal digit (the
+    /// fingerprint's: the proof covers it; `installed_at` is not the certificate's and
+    /// cannot be checked).
+    FlipBit,
+    /// Leaves nothing.
+    Empty,
+}
+
+impl Harm {
+    /// Every harm.
+    pub const ALL: [Self; 3] = [Self::Truncate, Self::FlipBit, Self::Empty];
+
+    fn apply(self, item: RawItem, mut bytes: Vec<u8>) -> Vec<u8> {
+        match self {
+            Self::Truncate => {
+                bytes.truncate(bytes.len() / 2);
+                bytes
+            }
+            Self::Empty => Vec::new(),
+            Self::FlipBit => {
+                let at = match item {
+                    RawItem::Metadata => bytes.iter().rposition(u8::is_ascii_hexdigit),
+                    _ => None,
+                }
+                .unwrap_or(bytes.len() / 2);
+                if let Some(b) = bytes.get_mut(at) {
+                    *b ^= 0x01;
+                }
+                bytes
+            }
+        }
+    }
+}
+
+/// The targets every corruption case starts from: the system target, `a.test` with two
+/// versions (the damage hits its current one, version 2), and `b.test`.
+struct Scene {
+    store: Arc<dyn Store>,
+    raw: Arc<dyn RawStorage>,
+    a: Target,
+    b: Target,
+}
+
+impl Scene {
+    async fn new(new_store: NewRawStore<'_>) -> Self {
+        let (store, raw) = new_store();
+        let (a, b) = (domain("a.test"), domain("b.test"));
+        for (target, n) in [(&Target::System, 1), (&a, 2), (&a, 3), (&b, 4)] {
+            store
+                .install(target, &sample_bundle(n), &Condition::none())
+                .await
+                .unwrap();
+        }
+        Self { store, raw, a, b }
+    }
+
+    /// Lists, and checks that only `a.test` may be damaged: the others are whole, with
+    /// what was installed. Returns `a.test`'s row.
+    async fn list_others_whole(&self, case: &str) -> Option<Result<Listed, crate::Damaged>> {
+        let listed =
+            self.store.list().await.unwrap_or_else(|e| {
+                panic!("{case}: one damaged target failed the whole list: {e}")
+            });
+        let mut a_row = None;
+        let mut seen = Vec::new();
+        for row in listed {
+            let target = match &row {
+                Ok(l) => l.target.clone(),
+                Err(d) => d.target.clone(),
+            };
+            seen.push(target.to_string());
+            if target == self.a {
+                a_row = Some(row);
+                continue;
+            }
+            let n = if target == Target::System { 1 } else { 4 };
+            let listed = row.unwrap_or_else(|d| panic!("{case}: {target} is damaged too: {d}"));
+            assert_eq!(&listed.meta, sample_bundle(n).meta(), "{case}: {target}");
+        }
+        for (target, n) in [(&Target::System, 1), (&self.b, 4)] {
+            let current = self.store.current(target).await.unwrap().unwrap();
+            assert_eq!(current.bundle, sample_bundle(n), "{case}: {target}");
+        }
+        assert!(
+            seen.contains(&"system".to_owned()) && seen.contains(&self.b.to_string()),
+            "{case}: {seen:?}"
+        );
+        a_row
+    }
+
+    /// `a.test` is reported damaged, alone, by `list` and `current`, naming the target
+    /// and the advice that repairs it.
+    async fn expect_a_damaged(&self, case: &str) {
+        let row = self.list_others_whole(case).await;
+        let damaged = match row {
+            Some(Err(d)) => d,
+            other => panic!("{case}: a.test should be listed as damaged, got {other:?}"),
+        };
+        assert_eq!(damaged.target, self.a, "{case}");
+        let shown = damaged.to_string();
+        assert!(
+            shown.contains("bmcert install") && shown.contains("bmcert disable"),
+            "{case}: {shown}"
+        );
+        match self.store.current(&self.a).await {
+            Err(StoreError::Damaged(d)) => assert_eq!(d.target, self.a, "{case}"),
+            other => panic!("{case}: current(a.test) should be Damaged, got {other:?}"),
+        }
+    }
+
+    /// An install of `a.test` succeeds and repairs it; everything else is as before, and
+    /// the older version that was intact (version 1) is still kept when `kept_v1`.
+    async fn repair_by_install(&self, case: &str, kept_v1: bool) {
+        let fresh = sample_bundle(5);
+        let installed = self
+            .store
+            .install(&self.a, &fresh, &Condition::none())
+            .await
+            .unwrap_or_else(|e| panic!("{case}: install of the damaged target failed: {e}"));
+        assert!(
+            installed.version >= 3,
+            "{case}: version numbers are never reused"
+        );
+        let row = self.list_others_whole(case).await;
+        assert_eq!(
+            row.map(|r| r.map(|l| l.meta)),
+            Some(Ok(fresh.meta().clone())),
+            "{case}"
+        );
+        assert_eq!(
+            self.store.current(&self.a).await.unwrap().unwrap().bundle,
+            fresh,
+            "{case}"
+        );
+        let history = self.store.history(&self.a).await.unwrap();
+        if kept_v1 {
+            assert!(
+                history
+                    .iter()
+                    .any(|i| i.version == 1 && i.bundle == sample_bundle(2)),
+                "{case}: the intact version 1 was lost: {:?}",
+                history.iter().map(|i| i.version).collect::<Vec<_>>()
+            );
+        }
+    }
+}
+
+/// The corruption suite: damages each raw item the backend keeps ([`RawStorage::items`])
+/// in each way ([`Harm`]), swaps in another valid key, edits the metadata's `not_after`,
+/// and adds stray entries; checks that a damaged target is reported alone (typed, with the
+/// advice that works), that every other target is served whole, that install and disable
+/// repair the damaged target, that store-wide files are rebuilt, and that nothing intact
+/// is lost. Each case runs on a fresh store from `new_store`.
+pub async fn corruption(new_store: NewRawStore<'_>) {
+    let items = new_store().1.items();
+    for item in items.iter().copied() {
+        for harm in Harm::ALL {
+            if item.is_per_target() {
+                damaged_item(new_store, item, harm).await;
+            } else {
+                damaged_store_file(new_store, item, harm).await;
+            }
+        }
+    }
+    swapped_key(new_store).await;
+    stale_not_after(new_store).await;
+    disable_repairs(new_store).await;
+    strays_are_ignored(new_store).await;
+}
+
+/// One per-target item damaged one way.
+pub async fn damaged_item(new_store: NewRawStore<'_>, item: RawItem, harm: Harm) {
+    let case = format!("{item:?} {harm:?}");
+    let scene = Scene::new(new_store).await;
+    let bytes = scene.raw.read_raw(&scene.a, item).await.unwrap().unwrap();
+    let damaged = harm.apply(item, bytes);
+    scene.raw.write_raw(&scene.a, item, &damaged).await.unwrap();
+    if item == RawItem::State {
+        // Which version is current is damaged: a backend that stores the current bundle
+        // apart from it may still serve that bundle, whole; or report the target damaged.
+        match scene.list_others_whole(&case).await {
+            Some(Ok(listed)) => assert_eq!(&listed.meta, sample_bundle(3).meta(), "{case}"),
+            Some(Err(d)) => assert_eq!(d.target, scene.a, "{case}"),
+            None => panic!("{case}: a.test vanished from the list"),
+        }
+    } else {
+        scene.expect_a_damaged(&case).await;
+    }
+    scene.repair_by_install(&case, item != RawItem::State).await;
+}
+
+/// The current key replaced by another valid key (of another certificate).
+pub async fn swapped_key(new_store: NewRawStore<'_>) {
+    let scene = Scene::new(new_store).await;
+    let (_, other_key) = sample_leaf("other.example.test", 2_000_000_000);
+    scene.raw.swap_key(&scene.a, &other_key).await.unwrap();
+    scene.expect_a_damaged("swapped key").await;
+    match scene.store.current(&scene.a).await {
+        Err(StoreError::Damaged(d)) => assert!(
+            matches!(d.damage, crate::Damage::Key(_)),
+            "swapped key: {d}"
+        ),
+        other => panic!("swapped key: {other:?}"),
+    }
+    scene.repair_by_install("swapped key", true).await;
+}
+
+/// The metadata's `not_after` edited to 2099: the certificate says otherwise.
+pub async fn stale_not_after(new_store: NewRawStore<'_>) {
+    let scene = Scene::new(new_store).await;
+    let later = OffsetDateTime::from_unix_timestamp(4_070_908_800).unwrap(); // 2099-01-01
+    scene.raw.set_not_after(&scene.a, later).await.unwrap();
+    scene.expect_a_damaged("stale not_after").await;
+    match scene.store.current(&scene.a).await {
+        Err(StoreError::Damaged(d)) => assert!(
+            matches!(
+                d.damage,
+                crate::Damage::Metadata {
+                    field: "not_after",
+                    ..
+                }
+            ),
+            "stale not_after: {d}"
+        ),
+        other => panic!("stale not_after: {other:?}"),
+    }
+    scene.repair_by_install("stale not_after", true).await;
+}
+
+/// Disable succeeds on a damaged target (its key swapped, and separately its state
+/// emptied) and leaves nothing of it.
+pub async fn disable_repairs(new_store: NewRawStore<'_>) {
+    for state in [false, true] {
+        let case = if state {
+            "disable, state emptied"
+        } else {
+            "disable, key swapped"
+        };
+        let scene = Scene::new(new_store).await;
+        if state {
+            scene
+                .raw
+                .write_raw(&scene.a, RawItem::State, b"")
+                .await
+                .unwrap();
+        } else {
+            let (_, other_key) = sample_leaf("other.example.test", 2_000_000_000);
+            scene.raw.swap_key(&scene.a, &other_key).await.unwrap();
+        }
+        let revision = scene
+            .store
+            .disable(&scene.a, &Condition::none())
+            .await
+            .unwrap_or_else(|e| panic!("{case}: {e}"));
+        assert!(revision.is_some(), "{case}");
+        assert!(
+            scene.store.current(&scene.a).await.unwrap().is_none(),
+            "{case}"
+        );
+        assert!(
+            scene.store.history(&scene.a).await.unwrap().is_empty(),
+            "{case}"
+        );
+        assert!(scene.list_others_whole(case).await.is_none(), "{case}");
+        let next = scene
+            .store
+            .install(&scene.a, &sample_bundle(5), &Condition::none())
+            .await
+            .unwrap();
+        assert!(
+            next.version >= 3,
+            "{case}: version numbers are never reused"
+        );
+    }
+}
+
+/// A store-wide file damaged one way: it is rebuilt, every target is served whole, writes
+/// work with revisions above every earlier one, and a watch sees the next change.
+pub async fn damaged_store_file(new_store: NewRawStore<'_>, item: RawItem, harm: Harm) {
+    let case = format!("{item:?} {harm:?}");
+    let scene = Scene::new(new_store).await;
+    let before = scene.store.revision().await.unwrap();
+    let bytes = scene
+        .raw
+        .read_raw(&Target::System, item)
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    let damaged = harm.apply(item, bytes);
+    scene
+        .raw
+        .write_raw(&Target::System, item, &damaged)
+        .await
+        .unwrap();
+    let row = scene.list_others_whole(&case).await;
+    assert_eq!(
+        row.map(|r| r.map(|l| l.meta)),
+        Some(Ok(sample_bundle(3).meta().clone())),
+        "{case}"
+    );
+    let now = scene
+        .store
+        .revision()
+        .await
+        .unwrap_or_else(|e| panic!("{case}: revision() failed: {e}"));
+    let mut watch = scene.store.watch(now).await.unwrap();
+    let key = RecordKey::new("test/after-damage").unwrap();
+    let written = scene
+        .store
+        .put(&key, b"x", &Condition::none())
+        .await
+        .unwrap_or_else(|e| panic!("{case}: a write failed: {e}"));
+    assert!(
+        written > before,
+        "{case}: revision {written} reused (was {before})"
+    );
+    let installed = scene
+        .store
+        .install(&scene.b, &sample_bundle(6), &Condition::none())
+        .await
+        .unwrap();
+    assert!(installed.revision > written, "{case}");
+    let mut seen = Vec::new();
+    while !seen.contains(&ChangeKey::Bundle(scene.b.clone())) {
+        let change = next_within(&mut watch, Duration::from_secs(10)).await;
+        assert!(change.revision > now, "{case}: {change:?}");
+        seen.push(change.key);
+    }
+    assert_eq!(
+        scene.store.revision().await.unwrap(),
+        installed.revision,
+        "{case}"
+    );
+}
+
+/// Entries the layout does not name are ignored: nothing is reported damaged, and reads
+/// and writes go on.
+pub async fn strays_are_ignored(new_store: NewRawStore<'_>) {
+    let scene = Scene::new(new_store).await;
+    let strays = scene.raw.add_strays(&scene.a).await.unwrap();
+    let case = format!("strays {strays:?}");
+    let row = scene.list_others_whole(&case).await;
+    assert_eq!(
+        row.map(|r| r.map(|l| l.meta)),
+        Some(Ok(sample_bundle(3).meta().clone())),
+        "{case}"
+    );
+    assert!(scene.store.keys("").await.is_ok(), "{case}");
+    scene.repair_by_install(&case, true).await;
+    scene
+        .store
+        .disable(&scene.b, &Condition::none())
+        .await
+        .unwrap();
+    let listed = scene.store.list().await.unwrap();
+    assert_eq!(listed.len(), 2, "{case}: {listed:?}");
+    assert!(listed.iter().all(Result::is_ok), "{case}: {listed:?}");
 }

@@ -2,6 +2,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::types::{Expect, Revision};
+use crate::verify::{Damage, Damaged};
 
 /// Why a store operation failed.
 ///
@@ -47,9 +48,15 @@ pub enum StoreError {
         /// The target.
         target: String,
     },
-    /// A bundle refused before writing (empty chain, empty key, wrong fingerprint).
+    /// A bundle refused before writing: it is not whole (see
+    /// [`Bundle::verified`](crate::Bundle::verified)).
     #[error("invalid bundle: {0}")]
-    InvalidBundle(String),
+    InvalidBundle(Damage),
+    /// A target's stored certificate failed the proof every read runs: the file or value,
+    /// what is wrong, and (in the message) the advice that repairs it. Other targets are
+    /// not affected.
+    #[error("{0}")]
+    Damaged(Box<Damaged>),
     /// A watch asked to resume from a revision whose changes are no longer kept.
     #[error("changes before {oldest} are no longer kept (asked from {requested}); reload everything and watch from the current revision")]
     Compacted {
@@ -70,8 +77,9 @@ pub enum StoreError {
         /// The OS error text.
         message: String,
     },
-    /// A stored file is unreadable or inconsistent.
-    #[error("the store file {} is damaged: {reason}; restore it from a backup or re-install the certificate", .path.display())]
+    /// A stored file is unreadable or inconsistent (a store-wide file that could not be
+    /// rebuilt, a record, a lock; a target's certificate is [`StoreError::Damaged`]).
+    #[error("the store file {} is damaged: {reason}; restore it from a backup", .path.display())]
     Corrupt {
         /// The file.
         path: PathBuf,
@@ -148,6 +156,11 @@ impl StoreError {
             kind: err.kind(),
             message: err.to_string(),
         }
+    }
+
+    /// A target's damaged certificate.
+    pub fn damaged(damaged: Damaged) -> Self {
+        Self::Damaged(Box::new(damaged))
     }
 
     pub(crate) fn corrupt(path: &Path, reason: impl Into<String>) -> Self {

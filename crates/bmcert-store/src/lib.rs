@@ -11,8 +11,11 @@
 //! - [`DirStore`] is the embedded default: one directory, crash-safe installs, advisory
 //!   file locking between processes, inotify-based watch.
 //!
-//! This crate does not parse or check certificates (`bmcert-bundle` does, before an
-//! install), does not serve them (`bmcert-resolve` does, from a [`Store`]) and has no
+//! Every bundle it writes or hands out is proven whole first ([`Bundle::verified`]: the
+//! certificates parse, the key signs for the leaf, the metadata is the leaf's); a target
+//! that fails is reported [`Damaged`], alone, and every other target keeps working. Whether
+//! a certificate is trusted and right for a host is `bmcert-bundle`'s report, run before an
+//! install. This crate does not serve certificates (`bmcert-resolve` does, from a [`Store`]) and has no
 //! install policy such as "the system certificate cannot be disabled" (the `bmcert`
 //! facade's `CertManager` has).
 //!
@@ -53,6 +56,7 @@ mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod types;
+mod verify;
 mod watch;
 
 pub use block_on::block_on;
@@ -69,6 +73,7 @@ pub use types::{
     Installed, KeyFormat, Lease, Listed, Record, RecordKey, RecordKeyError, Revision, SecretKey,
     Source,
 };
+pub use verify::{Damage, Damaged, Part};
 pub use watch::{Watch, WatchSender};
 
 /// How many versions older than the current one a store keeps per target.

@@ -7,6 +7,7 @@ use bmcert_topology::Target;
 
 use crate::error::StoreError;
 use crate::types::{Bundle, Condition, Installed, Lease, Listed, Record, RecordKey, Revision};
+use crate::verify::Damaged;
 use crate::watch::Watch;
 
 /// The boxed future every [`Store`] method returns.
@@ -25,6 +26,12 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>>
 ///   and returns [`StoreError::Conflict`] or [`StoreError::Fenced`].
 /// - **Bundles are atomic.** A reader sees a target's previous bundle or its new one, whole:
 ///   never a chain without its key, even across a crash of the writer.
+/// - **Proven reads.** Every bundle handed out ([`current`](Self::current),
+///   [`history`](Self::history), [`list`](Self::list)) is proven whole first; a damaged
+///   target is reported alone ([`Damaged`]) and [`install`](Self::install) and
+///   [`disable`](Self::disable) of it succeed and repair it. Store-wide bookkeeping
+///   (revision counter, journal) is rebuilt from what is stored when damaged, and stray
+///   entries are ignored with a warning.
 /// - **History.** Installing keeps the last 3 previous versions; [`Store::rollback`] makes
 ///   the one before the current one current again; [`Store::disable`] deletes them all.
 /// - **Watch.** [`Store::watch`] delivers every change after a revision, in order, including
@@ -40,15 +47,22 @@ pub trait Store: Debug + Send + Sync {
     /// The current revision of the whole store (the last change's).
     fn revision(&self) -> StoreFuture<'_, Revision>;
 
-    /// The current bundle of `target`, if one is installed.
+    /// The current bundle of `target`, if one is installed, proven whole
+    /// ([`Bundle::verified`]); [`StoreError::Damaged`] when it is not (or when the store
+    /// cannot tell which version is current).
     fn current<'a>(&'a self, target: &'a Target) -> StoreFuture<'a, Option<Installed>>;
 
     /// The kept versions of `target` other than the current one, newest version first
-    /// (at most 3).
+    /// (at most 3), each proven whole. A kept version that fails the proof is left out with
+    /// a warning in the log (rollback to it is refused). When the target's own state is
+    /// damaged (the current version unknown), every version still kept is returned, with
+    /// revision 0: they are what a reader may fall back on.
     fn history<'a>(&'a self, target: &'a Target) -> StoreFuture<'a, Vec<Installed>>;
 
-    /// Every target that has a current bundle, with its metadata, sorted by target.
-    fn list(&self) -> StoreFuture<'_, Vec<Listed>>;
+    /// Every target that has a current bundle, sorted by target: its metadata, proven
+    /// whole, or why it is [`Damaged`]. One damaged target does not fail the list: only a
+    /// failure of the store as a whole (unreachable, the store directory unreadable) does.
+    fn list(&self) -> StoreFuture<'_, Vec<Result<Listed, Damaged>>>;
 
     /// Makes `bundle` the current one of `target` (the previous one goes to the history).
     /// `condition.expect` is about the target's current bundle.

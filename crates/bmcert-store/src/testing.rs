@@ -28,7 +28,10 @@ use bmcert_topology::Target;
 
 use crate::error::StoreError;
 use crate::store::{Store, StoreFuture};
-use crate::types::{Bundle, Condition, Installed, Lease, Listed, Record, RecordKey, Revision};
+use crate::types::{
+    Bundle, Condition, Installed, Lease, Listed, Record, RecordKey, Revision, SecretKey,
+};
+use crate::verify::Damaged;
 use crate::watch::Watch;
 
 /// One [`Store`] method, as named to [`FaultyStore::fail`] and [`FaultyStore::calls`].
@@ -208,7 +211,7 @@ impl<S: Store> Store for FaultyStore<S> {
     fn history<'a>(&'a self, target: &'a Target) -> StoreFuture<'a, Vec<Installed>> {
         forward!(self, Op::History, None, self.inner.history(target))
     }
-    fn list(&self) -> StoreFuture<'_, Vec<Listed>> {
+    fn list(&self) -> StoreFuture<'_, Vec<Result<Listed, Damaged>>> {
         forward!(self, Op::List, None, self.inner.list())
     }
     fn install<'a>(
@@ -391,4 +394,67 @@ mod tests {
         let debug = format!("{store:?}");
         assert!(debug.contains("Renew") && debug.contains("Lock"), "{debug}");
     }
+}
+
+/// A raw item of a backend's storage, named for [`RawStorage`].
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RawItem {
+    /// A target's current certificate chain on its own (directory store: `cert.pem`).
+    Certificate,
+    /// A target's current private key on its own (directory store: `key.pem`).
+    Key,
+    /// A target's current metadata on its own (directory store: `meta.json`).
+    Metadata,
+    /// A target's current bundle as one value (etcd: `bundle/TARGET`).
+    Bundle,
+    /// Which version of a target is current (directory store: `state.json`; etcd:
+    /// `history/TARGET`, the version counter and the kept versions).
+    State,
+    /// Store-wide: the revision counter (directory store: `revision`).
+    RevisionCounter,
+    /// Store-wide: the change journal (directory store: `journal`).
+    Journal,
+}
+
+impl RawItem {
+    /// Whether the item belongs to one target (else it is store-wide).
+    pub fn is_per_target(self) -> bool {
+        !matches!(self, Self::RevisionCounter | Self::Journal)
+    }
+}
+
+/// The test-only hook through which the corruption suite
+/// ([`conformance::corruption`](crate::conformance::corruption)) damages a backend's raw
+/// storage, as a disk error, a hand edit or an attacker would, without the backend exposing
+/// raw writes in its public API (feature `testing`).
+pub trait RawStorage: Send + Sync {
+    /// The raw items the backend keeps: per target and store-wide.
+    fn items(&self) -> Vec<RawItem>;
+    /// The bytes of `item` of `target` (`target` is ignored for store-wide items), `None`
+    /// when it is absent.
+    fn read_raw<'a>(
+        &'a self,
+        target: &'a Target,
+        item: RawItem,
+    ) -> StoreFuture<'a, Option<Vec<u8>>>;
+    /// Overwrites `item` of `target` with `bytes`, bypassing every check.
+    fn write_raw<'a>(
+        &'a self,
+        target: &'a Target,
+        item: RawItem,
+        bytes: &'a [u8],
+    ) -> StoreFuture<'a, ()>;
+    /// Replaces the current private key of `target` with `key` (a valid key of another
+    /// certificate), changing nothing else.
+    fn swap_key<'a>(&'a self, target: &'a Target, key: &'a SecretKey) -> StoreFuture<'a, ()>;
+    /// Rewrites the `not_after` of the current metadata of `target`, changing nothing else.
+    fn set_not_after<'a>(
+        &'a self,
+        target: &'a Target,
+        not_after: time::OffsetDateTime,
+    ) -> StoreFuture<'a, ()>;
+    /// Adds entries the store's layout does not name (stray files, directories or keys)
+    /// next to `target`'s; returns where, for messages.
+    fn add_strays<'a>(&'a self, target: &'a Target) -> StoreFuture<'a, Vec<String>>;
 }

@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
 use crate::error::StoreError;
+use crate::verify::Damage;
 
 /// A point in the store's history.
 ///
@@ -120,9 +121,10 @@ impl<'de> serde::Deserialize<'de> for Fingerprint {
 
 /// What the store knows about a bundle besides its bytes.
 ///
-/// The store does not parse certificates (that is `bmcert-bundle`'s job); whoever installs
-/// fills this in from its report, and [`Bundle::new`] checks that `fingerprint` is the
-/// leaf's.
+/// `fingerprint`, `names` and `not_after` are the leaf certificate's: [`Bundle::new`]
+/// refuses metadata that says otherwise, and a stored bundle whose metadata disagrees with
+/// its leaf (edited by hand, damaged) is reported damaged rather than believed.
+/// [`BundleMeta::for_leaf`] derives them from the certificate.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BundleMeta {
     /// How the bundle was obtained.
@@ -139,38 +141,26 @@ pub struct BundleMeta {
     pub fingerprint: Fingerprint,
 }
 
-/// The encoding of a private key's DER.
-#[non_exhaustive]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum KeyFormat {
-    /// PKCS#8 `PrivateKeyInfo` (PEM label `PRIVATE KEY`).
-    Pkcs8,
-    /// PKCS#1 `RSAPrivateKey` (PEM label `RSA PRIVATE KEY`).
-    Pkcs1,
-    /// SEC1 `ECPrivateKey` (PEM label `EC PRIVATE KEY`).
-    Sec1,
-}
-
-impl KeyFormat {
-    /// The PEM label of this encoding.
-    pub fn pem_label(self) -> &'static str {
-        match self {
-            Self::Pkcs8 => "PRIVATE KEY",
-            Self::Pkcs1 => "RSA PRIVATE KEY",
-            Self::Sec1 => "EC PRIVATE KEY",
-        }
-    }
-
-    /// The encoding a PEM label names.
-    pub fn from_pem_label(label: &str) -> Option<Self> {
-        match label {
-            "PRIVATE KEY" => Some(Self::Pkcs8),
-            "RSA PRIVATE KEY" => Some(Self::Pkcs1),
-            "EC PRIVATE KEY" => Some(Self::Sec1),
-            _ => None,
-        }
+impl BundleMeta {
+    /// The metadata of `leaf`: its fingerprint, names (`DNS:` and `IP:` subject alternative
+    /// names) and notAfter read from the certificate, with `source` and `installed_at`.
+    pub fn for_leaf(
+        source: Source,
+        installed_at: OffsetDateTime,
+        leaf: &CertificateDer<'_>,
+    ) -> Result<Self, Damage> {
+        let facts = crate::verify::LeafFacts::of(leaf)?;
+        Ok(Self {
+            source,
+            names: facts.names,
+            not_after: facts.not_after,
+            installed_at,
+            fingerprint: facts.fingerprint,
+        })
     }
 }
+
+pub use bmcert_topology::KeyFormat;
 
 /// A private key held by the store.
 ///
@@ -231,6 +221,16 @@ impl SecretKey {
         }
     }
 
+    /// The key as the rustls type, borrowing the secret bytes.
+    pub(crate) fn secret_key_der_ref(&self) -> PrivateKeyDer<'_> {
+        let der = &self.der[..];
+        match self.format {
+            KeyFormat::Pkcs8 => PrivatePkcs8KeyDer::from(der).into(),
+            KeyFormat::Pkcs1 => PrivatePkcs1KeyDer::from(der).into(),
+            KeyFormat::Sec1 => PrivateSec1KeyDer::from(der).into(),
+        }
+    }
+
     /// An explicit copy.
     pub fn clone_key(&self) -> Self {
         Self::new(self.format, self.der.to_vec())
@@ -265,30 +265,51 @@ pub struct Bundle {
 impl Bundle {
     /// Builds a bundle: `chain` is the leaf followed by its intermediates.
     ///
-    /// Refuses an empty chain, an empty key, and metadata whose fingerprint is not the leaf's.
-    /// The store checks nothing else: key/certificate agreement and validity are the bundle
-    /// report's job (`bmcert-bundle`), run before installing.
+    /// Proves it whole first (see [`Bundle::verified`]) and refuses it with
+    /// [`StoreError::InvalidBundle`] otherwise. Whether the certificate is trusted, current
+    /// and right for a host is the bundle report's job (`bmcert-bundle`), run before
+    /// installing.
     pub fn new(
         chain: Vec<CertificateDer<'static>>,
         key: SecretKey,
         meta: BundleMeta,
     ) -> Result<Self, StoreError> {
-        let Some(leaf) = chain.first() else {
-            return Err(StoreError::InvalidBundle(
-                "the certificate chain is empty: give at least the leaf certificate".into(),
-            ));
-        };
-        if key.secret_der().is_empty() {
-            return Err(StoreError::InvalidBundle("the private key is empty".into()));
-        }
-        if Fingerprint::of(leaf) != meta.fingerprint {
-            return Err(StoreError::InvalidBundle(format!(
-                "the metadata fingerprint {} is not the leaf certificate's ({})",
-                meta.fingerprint,
-                Fingerprint::of(leaf)
-            )));
-        }
+        Self::verified(chain, key, meta).map_err(StoreError::InvalidBundle)
+    }
+
+    /// Builds a bundle after proving it whole, the check every backend runs on what it
+    /// reads: the chain is not empty and every certificate of it parses as X.509, the key
+    /// signs for the leaf (a real signature verified with the leaf's public key, the
+    /// upload's key proof), and `meta`'s fingerprint, names and notAfter are the leaf's.
+    /// Proofs are remembered by a digest of the bytes, so reading the same bundle again
+    /// costs a hash (module `verify`).
+    pub fn verified(
+        chain: Vec<CertificateDer<'static>>,
+        key: SecretKey,
+        meta: BundleMeta,
+    ) -> Result<Self, Damage> {
+        crate::verify::prove(&chain, &key, &meta)?;
         Ok(Self { chain, key, meta })
+    }
+
+    /// [`Bundle::verified`] for a bundle read back from storage, which also checks the
+    /// chain against the digest the backend recorded with it at install
+    /// ([`Bundle::chain_digest`]; `None` for bundles stored before digests were recorded),
+    /// so that a chain certificate damaged in a way that still parses is caught too.
+    pub fn verified_stored(
+        chain: Vec<CertificateDer<'static>>,
+        key: SecretKey,
+        meta: BundleMeta,
+        chain_digest: Option<&Fingerprint>,
+    ) -> Result<Self, Damage> {
+        crate::verify::check_chain(&chain, chain_digest)?;
+        Self::verified(chain, key, meta)
+    }
+
+    /// The digest of the chain that backends record with it and pass back to
+    /// [`Bundle::verified_stored`] (SHA-256 over each certificate's length and bytes).
+    pub fn chain_digest(&self) -> Fingerprint {
+        crate::verify::chain_digest(&self.chain)
     }
 
     /// The leaf certificate.

@@ -59,24 +59,25 @@ impl Leaf {
     }
 }
 
-/// Installs `leaf` as the current bundle of `target` in `store`.
+/// Installs `leaf` as the current bundle of `target` in `store`; its metadata is the
+/// certificate's (names, expiry), as the store requires. `names` are the names the test
+/// expects the certificate to cover.
 pub fn install(
     store: &dyn bmcert_store::Store,
     target: &bmcert_topology::Target,
     leaf: &Leaf,
     names: &[&str],
 ) {
-    use bmcert_store::{
-        block_on, Bundle, BundleMeta, Condition, Fingerprint, KeyFormat, SecretKey, Source,
-    };
-    let now = time::OffsetDateTime::now_utc();
-    let meta = BundleMeta {
-        source: Source::Files,
-        names: names.iter().map(|s| s.to_string()).collect(),
-        not_after: now + time::Duration::days(90),
-        installed_at: now,
-        fingerprint: Fingerprint::of(&leaf.cert),
-    };
+    use bmcert_store::{block_on, Bundle, BundleMeta, Condition, KeyFormat, SecretKey, Source};
+    let meta =
+        BundleMeta::for_leaf(Source::Files, time::OffsetDateTime::now_utc(), &leaf.cert).unwrap();
+    for name in names {
+        assert!(
+            meta.names.iter().any(|n| n == name),
+            "{name} not in {:?}",
+            meta.names
+        );
+    }
     let bundle = Bundle::new(
         vec![leaf.cert.clone()],
         SecretKey::new(KeyFormat::Pkcs8, leaf.key_der.clone()),
@@ -86,31 +87,24 @@ pub fn install(
     block_on(store.install(target, &bundle, &Condition::none())).unwrap();
 }
 
-/// Installs a bundle whose key is not the certificate's (the store does not check pairs).
+/// Installs `cert_of` whole, then replaces its key on disk with `key_of`'s (the store
+/// refuses such a bundle on install: only damage to its storage makes one).
 pub fn install_mismatched(
     store: &dyn bmcert_store::Store,
+    raw: &dyn bmcert_store::testing::RawStorage,
     target: &bmcert_topology::Target,
     cert_of: &Leaf,
     key_of: &Leaf,
 ) {
-    use bmcert_store::{
-        block_on, Bundle, BundleMeta, Condition, Fingerprint, KeyFormat, SecretKey, Source,
-    };
-    let now = time::OffsetDateTime::now_utc();
-    let meta = BundleMeta {
-        source: Source::Files,
-        names: vec![],
-        not_after: now + time::Duration::days(90),
-        installed_at: now,
-        fingerprint: Fingerprint::of(&cert_of.cert),
-    };
-    let bundle = Bundle::new(
-        vec![cert_of.cert.clone()],
-        SecretKey::new(KeyFormat::Pkcs8, key_of.key_der.clone()),
-        meta,
-    )
-    .unwrap();
-    block_on(store.install(target, &bundle, &Condition::none())).unwrap();
+    use bmcert_store::{block_on, KeyFormat, SecretKey};
+    install(store, target, cert_of, &[]);
+    let key = SecretKey::new(KeyFormat::Pkcs8, key_of.key_der.clone());
+    block_on(raw.swap_key(target, &key)).unwrap();
+}
+
+/// Whether `error` is the store's report of a key that does not sign for its certificate.
+pub fn is_damaged_key(error: &bmcert_resolve::LoadError) -> bool {
+    matches!(error, bmcert_resolve::LoadError::Damaged(d) if matches!(d.damage, bmcert_store::Damage::Key(_)))
 }
 
 /// The SHA-256 of a DER certificate, lower-case hex.

@@ -28,8 +28,8 @@ use std::time::{Duration, Instant};
 
 use bmcert_resolve::{FollowerThread, LiveIndex, ResolvesServerCertUsingSniWithFallback};
 use bmcert_store::{
-    block_on, Bundle, BundleMeta, Condition, Fingerprint, Installed, KeyFormat, SecretKey, Source,
-    Store, StoreError,
+    block_on, Bundle, BundleMeta, Condition, Installed, KeyFormat, SecretKey, Source, Store,
+    StoreError,
 };
 use bmcert_test::peers::free_port;
 use bmcert_topology::{Target, Topology};
@@ -66,13 +66,8 @@ impl Pki {
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.root).unwrap();
         let leaf = cert.der().clone();
-        let meta = BundleMeta {
-            source: Source::Files,
-            names: vec![NAME.to_owned()],
-            not_after: OffsetDateTime::now_utc() + time::Duration::days(30),
-            installed_at: OffsetDateTime::now_utc(),
-            fingerprint: Fingerprint::of(&leaf),
-        };
+        // The store proves what it holds: the metadata is the certificate's.
+        let meta = BundleMeta::for_leaf(Source::Files, OffsetDateTime::now_utc(), &leaf).unwrap();
         Bundle::new(
             vec![leaf],
             SecretKey::new(KeyFormat::Pkcs8, key.serialize_der()),

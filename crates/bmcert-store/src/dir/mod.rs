@@ -14,6 +14,15 @@
 //! locks/renewal            lock `renewal` (JSON: holder, token, expiry)
 //! ```
 //!
+//! Damage: every version read is proven whole ([`Bundle::verified`]); a target whose
+//! `state.json` or current version is damaged is reported [`Damaged`] alone, and its next
+//! install or disable rebuilds its state from the version directories on disk (keeping
+//! them, and never reusing a version number). A damaged `journal` is rebuilt from its
+//! readable lines (watchers further behind are told `Compacted`), a damaged `revision`
+//! file from the highest revision found in the store. Entries the layout does not name
+//! (a file under `domains/`, a directory that is not a version) are ignored with a
+//! warning.
+//!
 //! An install, under the advisory lock: write the new version in a temporary directory,
 //! fsync every file and the directory, rename it to `vN`, fsync the parent; write the new
 //! revision number (write-ahead, so a crash can never hand out a revision twice); write
@@ -47,6 +56,7 @@ use crate::types::{
     Bundle, BundleMeta, Change, ChangeKey, ChangeKind, Condition, Expect, Fence, Installed,
     KeyFormat, Lease, Listed, Record, RecordKey, Revision, SecretKey,
 };
+use crate::verify::{Damage, Damaged, Part};
 use crate::watch::Watch;
 use crate::HISTORY_DEPTH;
 
@@ -136,10 +146,45 @@ struct TargetState {
     next_version: u64,
 }
 
+impl TargetState {
+    /// What makes the state unusable, if anything: it must name its current version among
+    /// the kept ones, once each, all below `next_version`.
+    fn inconsistency(&self) -> Option<String> {
+        let mut seen = std::collections::BTreeSet::new();
+        for kept in &self.versions {
+            if !seen.insert(kept.version) {
+                return Some(format!("version {} is listed twice", kept.version));
+            }
+            if kept.version >= self.next_version {
+                return Some(format!(
+                    "version {} is not below the next version number {}",
+                    kept.version, self.next_version
+                ));
+            }
+        }
+        match self.current {
+            Some(c) if !seen.contains(&c) => Some(format!(
+                "the current version {c} is not among the kept versions"
+            )),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Kept {
     version: u64,
     revision: u64,
+}
+
+/// `meta.json`: the bundle's metadata and the digest of its chain
+/// ([`Bundle::chain_digest`]; absent in versions written before it was recorded).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+struct StoredMeta {
+    #[serde(flatten)]
+    meta: BundleMeta,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    chain_sha256: Option<crate::types::Fingerprint>,
 }
 
 /// One journal line (also the write-ahead content of `revision`).
@@ -339,8 +384,28 @@ impl DirStore {
         FileExt::lock_exclusive(&file).map_err(|e| StoreError::io("lock", &path, &e))?;
 
         let journal_path = self.root.join("journal");
-        let journal = read_journal_tail(&journal_path)?;
-        if journal.valid_len < journal.total_len {
+        let (journal, mut rebuilt) = match read_journal_tail(&journal_path)? {
+            Some(tail) => (tail, false),
+            None => (read_journal(&journal_path)?, true),
+        };
+        if rebuilt {
+            tracing::warn!(path = %journal_path.display(), kept = journal.entries.len(), "the store journal is damaged: rebuilt from its readable lines (watchers further behind reload everything)");
+            let mut text = Vec::new();
+            for entry in &journal.entries {
+                text.extend(
+                    serde_json::to_vec(entry)
+                        .map_err(|e| StoreError::corrupt(&journal_path, e.to_string()))?,
+                );
+                text.push(b'\n');
+            }
+            self.replace_file(
+                &self.root.join(".journal.tmp"),
+                &journal_path,
+                &self.root,
+                &text,
+                PUBLIC_MODE,
+            )?;
+        } else if journal.valid_len < journal.total_len {
             tracing::warn!(path = %journal_path.display(), "dropping a partial last journal line left by a crash");
             let f = OpenOptions::new()
                 .write(true)
@@ -350,13 +415,31 @@ impl DirStore {
                 .map_err(|e| StoreError::io("repair", &journal_path, &e))?;
         }
         let mut last = journal.entries.last().map_or(0, |e| e.revision);
+        let journal_bytes = if rebuilt {
+            fs::metadata(&journal_path).map_or(0, |m| m.len())
+        } else {
+            journal.valid_len
+        };
+        let revision_path = self.root.join("revision");
+        let intent = match read_intent(&revision_path) {
+            Ok(intent) => intent,
+            Err(e) => {
+                tracing::warn!(error = %e, "the store's revision file is damaged: the revision counter is rebuilt from the highest revision in the store");
+                rebuilt = true;
+                None
+            }
+        };
+        if rebuilt {
+            // Never hand out a revision twice: start above everything the store holds.
+            last = last.max(self.highest_revision_on_disk());
+        }
         let mut guard = WriteGuard {
             store: self,
             _file: file,
             last: Revision(last),
-            journal_bytes: journal.valid_len,
+            journal_bytes,
         };
-        if let Some(intent) = read_intent(&self.root.join("revision"))? {
+        if let Some(intent) = intent {
             if intent.revision > last {
                 // The change was (perhaps) made but its journal line was lost: tell watchers.
                 guard.append(&intent)?;
@@ -369,14 +452,53 @@ impl DirStore {
 
     // ----- bundles ------------------------------------------------------------------------
 
-    fn read_state(&self, dir: &Path) -> Result<Option<TargetState>, StoreError> {
+    /// The state of `target` as readers see it: `None` when nothing was ever installed,
+    /// [`StoreError::Damaged`] when it cannot be read or is inconsistent (or is missing
+    /// while versions exist).
+    fn read_state(&self, target: &Target, dir: &Path) -> Result<Option<TargetState>, StoreError> {
         let path = dir.join("state.json");
+        let unreadable = |reason: String| {
+            damaged(
+                target,
+                None,
+                &path,
+                Damage::Unreadable {
+                    part: Part::State,
+                    reason,
+                },
+            )
+        };
         match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| StoreError::corrupt(&path, e.to_string())),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(StoreError::io("read", &path, &e)),
+            Ok(bytes) => {
+                let state: TargetState =
+                    serde_json::from_slice(&bytes).map_err(|e| unreadable(e.to_string()))?;
+                match state.inconsistency() {
+                    Some(reason) => Err(unreadable(reason)),
+                    None => Ok(Some(state)),
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if versions_on_disk(dir).is_empty() {
+                    Ok(None)
+                } else {
+                    Err(damaged(target, None, &path, Damage::Missing(Part::State)))
+                }
+            }
+            Err(e) => Err(unreadable(e.to_string())),
+        }
+    }
+
+    /// The state a write starts from: the stored one, or, when it is damaged, one rebuilt
+    /// from the version directories on disk (all kept, none current, the next version
+    /// number above them all), so that an install or disable repairs the target.
+    fn state_for_write(&self, target: &Target, dir: &Path) -> Result<TargetState, StoreError> {
+        match self.read_state(target, dir) {
+            Ok(state) => Ok(state.unwrap_or_default()),
+            Err(StoreError::Damaged(d)) => {
+                tracing::warn!(damage = %d, "rebuilding the target's state from the versions on disk");
+                Ok(rebuilt_state(dir))
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -414,6 +536,10 @@ impl DirStore {
         Ok(())
     }
 
+    /// Reads and proves one version. A missing file is returned as [`StoreError::Io`] with
+    /// `NotFound` (a writer may have pruned the version meanwhile: callers read the state
+    /// again, then call it damaged, see [`missing_is_damage`]); anything else wrong is
+    /// [`StoreError::Damaged`] naming the file.
     fn read_version(
         &self,
         target: &Target,
@@ -422,33 +548,64 @@ impl DirStore {
         revision: u64,
     ) -> Result<Installed, StoreError> {
         let vdir = dir.join(version_name(version));
-        let cert_path = vdir.join("cert.pem");
-        let key_path = vdir.join("key.pem");
-        let meta_path = vdir.join("meta.json");
-        let cert_text = fs::read(&cert_path).map_err(|e| StoreError::io("read", &cert_path, &e))?;
-        let key_text =
-            Zeroizing::new(fs::read(&key_path).map_err(|e| StoreError::io("read", &key_path, &e))?);
-        let meta_text = fs::read(&meta_path).map_err(|e| StoreError::io("read", &meta_path, &e))?;
+        let damaged_at = |part: Part, damage: Damage| {
+            damaged(target, Some(version), &vdir.join(file_of(part)), damage)
+        };
+        let read = |part: Part| -> Result<Zeroizing<Vec<u8>>, StoreError> {
+            let path = vdir.join(file_of(part));
+            match fs::read(&path) {
+                Ok(bytes) => Ok(Zeroizing::new(bytes)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    Err(StoreError::io("read", &path, &e))
+                }
+                Err(e) => Err(damaged_at(
+                    part,
+                    Damage::Unreadable {
+                        part,
+                        reason: e.to_string(),
+                    },
+                )),
+            }
+        };
+        let cert_text = read(Part::Certificate)?;
+        let key_text = read(Part::Key)?;
+        let meta_text = read(Part::Metadata)?;
+        let unreadable =
+            |part: Part, reason: String| damaged_at(part, Damage::Unreadable { part, reason });
 
-        let chain = pem::parse_many(&cert_text)
-            .map_err(|e| StoreError::corrupt(&cert_path, e.to_string()))?
+        let chain = pem::parse_many(&*cert_text)
+            .map_err(|e| unreadable(Part::Certificate, e.to_string()))?
             .into_iter()
             .filter(|p| p.tag() == "CERTIFICATE")
             .map(|p| CertificateDer::from(p.into_contents()))
             .collect::<Vec<_>>();
         let key_pem = pem::parse(&*key_text)
-            .map_err(|_| StoreError::corrupt(&key_path, "not a PEM private key"))?;
+            .map_err(|_| unreadable(Part::Key, "not a PEM private key".into()))?;
         let Some(format) = KeyFormat::from_pem_label(key_pem.tag()) else {
-            return Err(StoreError::corrupt(
-                &key_path,
+            return Err(unreadable(
+                Part::Key,
                 format!("unexpected PEM label `{}`", key_pem.tag()),
             ));
         };
         let key = SecretKey::new(format, key_pem.into_contents());
-        let meta: BundleMeta = serde_json::from_slice(&meta_text)
-            .map_err(|e| StoreError::corrupt(&meta_path, e.to_string()))?;
-        let bundle =
-            Bundle::new(chain, key, meta).map_err(|e| StoreError::corrupt(&vdir, e.to_string()))?;
+        let meta: StoredMeta = serde_json::from_slice(&meta_text)
+            .map_err(|e| unreadable(Part::Metadata, e.to_string()))?;
+        let bundle = Bundle::verified_stored(chain, key, meta.meta, meta.chain_sha256.as_ref())
+            .map_err(|d| damaged_at(d.part(), d))?;
+        // The store writes canonical PEM: anything else (a block cut off at the end, which
+        // the PEM reader skips, text added or edited) is damage, not a shorter chain.
+        if bundle.chain_pem().as_bytes() != &cert_text[..] {
+            return Err(unreadable(
+                Part::Certificate,
+                "it is not the PEM the store wrote (truncated or edited)".into(),
+            ));
+        }
+        if bundle.secret_key().secret_pem().as_bytes() != &key_text[..] {
+            return Err(unreadable(
+                Part::Key,
+                "it is not the PEM the store wrote (truncated or edited)".into(),
+            ));
+        }
         Ok(Installed {
             target: target.clone(),
             version,
@@ -461,7 +618,7 @@ impl DirStore {
         let dir = self.target_dir(target);
         let mut attempt = 0;
         loop {
-            let Some(state) = self.read_state(&dir)? else {
+            let Some(state) = self.read_state(target, &dir)? else {
                 return Ok(None);
             };
             let Some(version) = state.current else {
@@ -474,7 +631,7 @@ impl DirStore {
                 {
                     attempt += 1;
                 }
-                other => return other.map(Some),
+                other => return missing_is_damage(target, version, other).map(Some),
             }
         }
     }
@@ -483,8 +640,15 @@ impl DirStore {
         let dir = self.target_dir(target);
         let mut attempt = 0;
         'again: loop {
-            let Some(state) = self.read_state(&dir)? else {
-                return Ok(Vec::new());
+            let state = match self.read_state(target, &dir) {
+                Ok(Some(state)) => state,
+                Ok(None) => return Ok(Vec::new()),
+                // The current version is unknown: every version still on disk is a fallback.
+                Err(StoreError::Damaged(d)) => {
+                    tracing::warn!(damage = %d, "history read from the versions on disk");
+                    rebuilt_state(&dir)
+                }
+                Err(e) => return Err(e),
             };
             let mut out = Vec::new();
             for kept in state.versions.iter().rev() {
@@ -498,53 +662,49 @@ impl DirStore {
                         attempt += 1;
                         continue 'again;
                     }
-                    other => out.push(other?),
+                    other => match missing_is_damage(target, kept.version, other) {
+                        Ok(installed) => out.push(installed),
+                        Err(StoreError::Damaged(d)) => {
+                            tracing::warn!(damage = %d, "a kept older version is damaged; it is left out of the history");
+                        }
+                        Err(e) => return Err(e),
+                    },
                 }
             }
             return Ok(out);
         }
     }
 
-    fn list_sync(&self) -> Result<Vec<Listed>, StoreError> {
+    fn list_sync(&self) -> Result<Vec<Result<Listed, Damaged>>, StoreError> {
         let mut targets = vec![Target::System];
         let domains = self.root.join("domains");
         let entries = fs::read_dir(&domains).map_err(|e| StoreError::io("list", &domains, &e))?;
         for entry in entries {
             let entry = entry.map_err(|e| StoreError::io("list", &domains, &e))?;
             let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            match DomainName::new(name) {
-                Ok(domain) if domain.as_str() == name => targets.push(Target::Domain(domain)),
+            let domain = name
+                .to_str()
+                .and_then(|name| DomainName::new(name).ok().filter(|d| d.as_str() == name));
+            match domain {
+                Some(domain) if entry.path().is_dir() => targets.push(Target::Domain(domain)),
                 _ => {
-                    tracing::warn!(path = %entry.path().display(), "ignoring a directory that is not a domain name")
+                    tracing::warn!(path = %entry.path().display(), "ignoring an entry of the store's domains directory that is not a domain's directory")
                 }
             }
         }
         targets.sort();
         let mut out = Vec::with_capacity(targets.len());
         for target in targets {
-            let dir = self.target_dir(&target);
-            let mut attempt = 0;
-            while let Some(state) = self.read_state(&dir)? {
-                let Some(version) = state.current else { break };
-                let meta_path = dir.join(version_name(version)).join("meta.json");
-                match fs::read(&meta_path) {
-                    Ok(bytes) => {
-                        let meta: BundleMeta = serde_json::from_slice(&bytes)
-                            .map_err(|e| StoreError::corrupt(&meta_path, e.to_string()))?;
-                        out.push(Listed {
-                            target,
-                            version,
-                            revision: Revision(state.revision),
-                            meta,
-                        });
-                        break;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::NotFound && attempt < READ_RETRIES => {
-                        attempt += 1;
-                    }
-                    Err(e) => return Err(StoreError::io("read", &meta_path, &e)),
-                }
+            match self.current_sync(&target) {
+                Ok(Some(installed)) => out.push(Ok(Listed {
+                    meta: installed.bundle.meta().clone(),
+                    target,
+                    version: installed.version,
+                    revision: installed.revision,
+                })),
+                Ok(None) => {}
+                Err(StoreError::Damaged(d)) => out.push(Err(*d)),
+                Err(e) => return Err(e),
             }
         }
         Ok(out)
@@ -562,7 +722,7 @@ impl DirStore {
             self.mkdir(parent)?;
         }
         self.mkdir(&dir)?;
-        let mut state = self.read_state(&dir)?.unwrap_or_default();
+        let mut state = self.state_for_write(target, &dir)?;
         let key = ChangeKey::Bundle(target.clone());
         check_expect(&key, condition.expect, current_revision(&state))?;
         guard.check_fence(condition.fence.as_ref())?;
@@ -574,8 +734,11 @@ impl DirStore {
         let fs = &self.fs;
         self.mkdir(&tmp)?;
         let key_pem = bundle.secret_key().secret_pem();
-        let meta = serde_json::to_vec_pretty(bundle.meta())
-            .map_err(|e| StoreError::corrupt(&tmp, e.to_string()))?;
+        let meta = serde_json::to_vec_pretty(&StoredMeta {
+            meta: bundle.meta().clone(),
+            chain_sha256: Some(bundle.chain_digest()),
+        })
+        .map_err(|e| StoreError::corrupt(&tmp, e.to_string()))?;
         let chain_pem = bundle.chain_pem();
         let files: [(&str, &[u8], u32); 3] = [
             ("cert.pem", chain_pem.as_bytes(), PUBLIC_MODE),
@@ -636,7 +799,16 @@ impl DirStore {
                 .versions
                 .iter()
                 .any(|k| version_name(k.version) == name);
-            let stale = name.starts_with(".tmp-v") || (name.starts_with('v') && !referenced);
+            let temporary = name
+                .strip_prefix(".tmp-")
+                .and_then(parse_version_name)
+                .is_some();
+            let version = parse_version_name(name).is_some();
+            if !(temporary || version || ["state.json", ".state.json.tmp"].contains(&name)) {
+                tracing::warn!(path = %entry.path().display(), "ignoring an entry of a target's directory that the store did not make");
+                continue;
+            }
+            let stale = temporary || (version && !referenced);
             if stale && entry.path().is_dir() {
                 if let Err(e) = self.fs.remove_dir_all(&entry.path()) {
                     tracing::warn!(path = %entry.path().display(), error = %e, "could not remove a stale version");
@@ -653,7 +825,7 @@ impl DirStore {
         let mut guard = self.begin()?;
         let dir = self.target_dir(target);
         let key = ChangeKey::Bundle(target.clone());
-        let mut state = self.read_state(&dir)?.unwrap_or_default();
+        let mut state = self.state_for_write(target, &dir)?;
         check_expect(&key, condition.expect, current_revision(&state))?;
         guard.check_fence(condition.fence.as_ref())?;
         let candidate = state
@@ -667,8 +839,9 @@ impl DirStore {
                 target: target.to_string(),
             });
         };
-        // Read it first: never switch to a version that cannot be read.
-        let mut installed = self.read_version(target, &dir, version, 0)?;
+        // Read and prove it first: never switch to a version that cannot be served.
+        let mut installed =
+            missing_is_damage(target, version, self.read_version(target, &dir, version, 0))?;
         let revision = guard.next();
         guard.write_intent(revision, &key, ChangeKind::Put)?;
         state.current = Some(version);
@@ -688,11 +861,12 @@ impl DirStore {
         let mut guard = self.begin()?;
         let dir = self.target_dir(target);
         let key = ChangeKey::Bundle(target.clone());
-        let Some(mut state) = self.read_state(&dir)? else {
+        if !dir.is_dir() {
             check_expect(&key, condition.expect, None)?;
             guard.check_fence(condition.fence.as_ref())?;
             return Ok(None);
-        };
+        }
+        let mut state = self.state_for_write(target, &dir)?;
         // Left over by a crash during an earlier disable or install.
         self.remove_unreferenced(&dir, &state);
         check_expect(&key, condition.expect, current_revision(&state))?;
@@ -894,9 +1068,62 @@ impl DirStore {
     }
 
     fn revision_sync(&self) -> Result<Revision, StoreError> {
-        let journal = read_journal_tail(&self.root.join("journal"))?;
-        let last = journal.entries.last().map_or(0, |e| e.revision);
-        Ok(Revision(last))
+        let path = self.root.join("journal");
+        let read = || -> Result<Option<u64>, StoreError> {
+            let Some(journal) = read_journal_tail(&path)? else {
+                return Ok(None);
+            };
+            let last = journal.entries.last().map_or(0, |e| e.revision);
+            // The journal must reach the last revision handed out (the write-ahead intent);
+            // a journal behind it, or an unreadable intent, is repaired by the write lock.
+            match read_intent(&self.root.join("revision")) {
+                Ok(Some(intent)) if intent.revision > last => Ok(None),
+                Ok(_) => Ok(Some(last)),
+                Err(_) => Ok(None),
+            }
+        };
+        if let Some(last) = read()? {
+            return Ok(Revision(last));
+        }
+        let guard = self.begin()?;
+        Ok(guard.last)
+    }
+
+    /// The highest revision any stored item carries: target states (and their kept
+    /// versions), record headers and lock tokens. What the revision counter is rebuilt
+    /// from.
+    fn highest_revision_on_disk(&self) -> u64 {
+        let mut highest = 0;
+        let mut dirs = vec![self.root.join("targets").join("system")];
+        if let Ok(entries) = fs::read_dir(self.root.join("domains")) {
+            dirs.extend(entries.flatten().map(|e| e.path()));
+        }
+        for dir in dirs {
+            if let Ok(bytes) = fs::read(dir.join("state.json")) {
+                if let Ok(state) = serde_json::from_slice::<TargetState>(&bytes) {
+                    highest = highest.max(state.revision);
+                    highest =
+                        highest.max(state.versions.iter().map(|k| k.revision).max().unwrap_or(0));
+                }
+            }
+        }
+        let mut files = Vec::new();
+        collect_files(&self.root.join("records"), &mut files);
+        for path in &files {
+            if let Ok(Some(record)) = read_record(path) {
+                highest = highest.max(record.revision.0);
+            }
+        }
+        files.clear();
+        collect_files(&self.root.join("locks"), &mut files);
+        for path in &files {
+            if let Ok(bytes) = fs::read(path) {
+                if let Ok(lock) = serde_json::from_slice::<LockFile>(&bytes) {
+                    highest = highest.max(lock.token);
+                }
+            }
+        }
+        highest
     }
 }
 
@@ -1000,18 +1227,19 @@ impl WriteGuard<'_> {
     }
 }
 
-/// Reads only the end of the journal: its last complete entry and where it ends.
-fn read_journal_tail(path: &Path) -> Result<Journal, StoreError> {
+/// Reads only the end of the journal: its last complete entry and where it ends; `None`
+/// when that entry is damaged (then [`read_journal`] reads what is readable).
+fn read_journal_tail(path: &Path) -> Result<Option<Journal>, StoreError> {
     use std::io::{Seek, SeekFrom};
     const TAIL: u64 = 8 * 1024;
     let mut file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Ok(Journal {
+            return Ok(Some(Journal {
                 entries: Vec::new(),
                 valid_len: 0,
                 total_len: 0,
-            })
+            }))
         }
         Err(e) => return Err(StoreError::io("read", path, &e)),
     };
@@ -1027,36 +1255,35 @@ fn read_journal_tail(path: &Path) -> Result<Journal, StoreError> {
         .map_err(|e| StoreError::io("read", path, &e))?;
     let Some(end) = bytes.iter().rposition(|&b| b == b'\n') else {
         if start > 0 {
-            return Err(StoreError::corrupt(
-                path,
-                "a journal line is longer than 8 KiB",
-            ));
+            // A journal line is longer than 8 KiB: not one this store wrote.
+            return Ok(None);
         }
-        return Ok(Journal {
+        return Ok(Some(Journal {
             entries: Vec::new(),
             valid_len: 0,
             total_len,
-        });
+        }));
     };
     let line_start = bytes[..end]
         .iter()
         .rposition(|&b| b == b'\n')
         .map_or(0, |p| p + 1);
     if line_start == 0 && start > 0 {
-        return Err(StoreError::corrupt(
-            path,
-            "a journal line is longer than 8 KiB",
-        ));
+        return Ok(None);
     }
-    let entry: Entry = serde_json::from_slice(&bytes[line_start..end])
-        .map_err(|e| StoreError::corrupt(path, format!("last line: {e}")))?;
-    Ok(Journal {
+    let Ok(entry) = serde_json::from_slice::<Entry>(&bytes[line_start..end]) else {
+        return Ok(None);
+    };
+    Ok(Some(Journal {
         entries: vec![entry],
         valid_len: start + end as u64 + 1,
         total_len,
-    })
+    }))
 }
 
+/// Reads the journal: the complete lines after the last damaged one (a damaged line, or
+/// revisions out of order, end what can be trusted before it), with a warning when any
+/// line was dropped. Only an I/O failure is an error.
 fn read_journal(path: &Path) -> Result<Journal, StoreError> {
     let mut bytes = Vec::new();
     match File::open(path) {
@@ -1067,22 +1294,26 @@ fn read_journal(path: &Path) -> Result<Journal, StoreError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(StoreError::io("read", path, &e)),
     }
-    let mut entries = Vec::new();
+    let mut entries: Vec<Entry> = Vec::new();
     let mut valid_len = 0u64;
     let mut start = 0usize;
+    let mut dropped = 0usize;
     while let Some(pos) = bytes[start..].iter().position(|&b| b == b'\n') {
         let line = &bytes[start..start + pos];
         match serde_json::from_slice::<Entry>(line) {
-            Ok(entry) => entries.push(entry),
-            Err(e) => {
-                return Err(StoreError::corrupt(
-                    path,
-                    format!("line {}: {e}", entries.len() + 1),
-                ));
+            Ok(entry) if entries.last().is_none_or(|l| l.revision < entry.revision) => {
+                entries.push(entry)
+            }
+            _ => {
+                dropped += entries.len() + 1;
+                entries.clear();
             }
         }
         start += pos + 1;
         valid_len = start as u64;
+    }
+    if dropped > 0 {
+        tracing::warn!(path = %path.display(), dropped, kept = entries.len(), "the store journal has damaged lines: only the lines after the last damaged one are used");
     }
     Ok(Journal {
         entries,
@@ -1136,10 +1367,20 @@ fn collect_keys(dir: &Path, prefix: &str, out: &mut Vec<RecordKey>) -> Result<()
         if name.starts_with('.') {
             continue;
         }
-        if let Some(segment) = name.strip_suffix('+') {
-            collect_keys(&entry.path(), &format!("{prefix}{segment}/"), out)?;
-        } else if let Ok(key) = RecordKey::new(&format!("{prefix}{name}")) {
-            out.push(key);
+        let is_dir = entry.path().is_dir();
+        match name.strip_suffix('+') {
+            Some(segment) if is_dir => {
+                collect_keys(&entry.path(), &format!("{prefix}{segment}/"), out)?;
+            }
+            None if !is_dir => match RecordKey::new(&format!("{prefix}{name}")) {
+                Ok(key) => out.push(key),
+                Err(_) => {
+                    tracing::warn!(path = %entry.path().display(), "ignoring a file of the records directory that is not a record")
+                }
+            },
+            _ => {
+                tracing::warn!(path = %entry.path().display(), "ignoring an entry of the records directory that the store did not make")
+            }
         }
     }
     Ok(())
@@ -1155,6 +1396,101 @@ fn tmp_for(path: &Path) -> PathBuf {
 
 fn version_name(version: u64) -> String {
     format!("v{version:09}")
+}
+
+/// The version a directory name stands for (`v` and nine or more digits, as
+/// [`version_name`] writes them).
+fn parse_version_name(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix('v')?;
+    if digits.len() < 9 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// The version directories under a target's directory, ascending.
+fn versions_on_disk(dir: &Path) -> Vec<u64> {
+    let mut versions: Vec<u64> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| e.file_name().to_str().and_then(parse_version_name))
+        .collect();
+    versions.sort_unstable();
+    versions
+}
+
+/// A target's state rebuilt from the version directories on disk: every one kept (at
+/// revision 0, unknown), none current, the next version number above them all.
+fn rebuilt_state(dir: &Path) -> TargetState {
+    let versions = versions_on_disk(dir);
+    TargetState {
+        current: None,
+        revision: 0,
+        next_version: versions.last().map_or(1, |v| v + 1),
+        versions: versions
+            .into_iter()
+            .map(|version| Kept {
+                version,
+                revision: 0,
+            })
+            .collect(),
+    }
+}
+
+/// The file of a part of a stored version.
+fn file_of(part: Part) -> &'static str {
+    match part {
+        Part::Certificate => "cert.pem",
+        Part::Key => "key.pem",
+        Part::Metadata => "meta.json",
+        _ => "state.json",
+    }
+}
+
+fn damaged(target: &Target, version: Option<u64>, path: &Path, damage: Damage) -> StoreError {
+    StoreError::damaged(Damaged {
+        target: target.clone(),
+        version,
+        location: path.display().to_string(),
+        damage,
+    })
+}
+
+/// A version file still missing after the reader's retries is damage, not an I/O error.
+fn missing_is_damage<T>(
+    target: &Target,
+    version: u64,
+    result: Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    match result {
+        Err(StoreError::Io {
+            kind: io::ErrorKind::NotFound,
+            path,
+            ..
+        }) => {
+            let part = match path.file_name().and_then(|n| n.to_str()) {
+                Some("cert.pem") => Part::Certificate,
+                Some("key.pem") => Part::Key,
+                _ => Part::Metadata,
+            };
+            Err(damaged(target, Some(version), &path, Damage::Missing(part)))
+        }
+        other => other,
+    }
+}
+
+/// Every file under `dir`, recursively (for the revision rebuild).
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            collect_files(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
 }
 
 fn current_revision(state: &TargetState) -> Option<Revision> {
@@ -1244,7 +1580,7 @@ impl Store for DirStore {
         ready(self.history_sync(target))
     }
 
-    fn list(&self) -> StoreFuture<'_, Vec<Listed>> {
+    fn list(&self) -> StoreFuture<'_, Vec<Result<Listed, Damaged>>> {
         ready(self.list_sync())
     }
 
@@ -1317,5 +1653,138 @@ impl Store for DirStore {
 
     fn unlock<'a>(&'a self, lease: &'a Lease) -> StoreFuture<'a, ()> {
         ready(self.unlock_sync(lease))
+    }
+}
+
+#[cfg(feature = "testing")]
+mod raw {
+    //! [`RawStorage`] for the directory store: plain file writes, for the corruption suite.
+    use std::fs;
+    use std::path::PathBuf;
+
+    use bmcert_topology::Target;
+
+    use super::{ready, version_name, DirStore, TargetState};
+    use crate::store::StoreFuture;
+    use crate::testing::{RawItem, RawStorage};
+    use crate::types::SecretKey;
+    use crate::StoreError;
+
+    impl DirStore {
+        /// The file of `item` (the current version's, for version files).
+        fn raw_path(&self, target: &Target, item: RawItem) -> Result<PathBuf, StoreError> {
+            let dir = self.target_dir(target);
+            let version_file = |name: &str| -> Result<PathBuf, StoreError> {
+                let path = dir.join("state.json");
+                let bytes = fs::read(&path).map_err(|e| StoreError::io("read", &path, &e))?;
+                let state: TargetState = serde_json::from_slice(&bytes)
+                    .map_err(|e| StoreError::corrupt(&path, e.to_string()))?;
+                let current = state
+                    .current
+                    .ok_or_else(|| StoreError::NotFound(format!("{target}: no current version")))?;
+                Ok(dir.join(version_name(current)).join(name))
+            };
+            match item {
+                RawItem::Certificate => version_file("cert.pem"),
+                RawItem::Key => version_file("key.pem"),
+                RawItem::Metadata => version_file("meta.json"),
+                RawItem::State => Ok(dir.join("state.json")),
+                RawItem::RevisionCounter => Ok(self.root.join("revision")),
+                RawItem::Journal => Ok(self.root.join("journal")),
+                RawItem::Bundle => Err(StoreError::NotFound(
+                    "the directory store keeps a bundle as three files".into(),
+                )),
+            }
+        }
+
+        fn raw_write(
+            &self,
+            target: &Target,
+            item: RawItem,
+            bytes: &[u8],
+        ) -> Result<(), StoreError> {
+            let path = self.raw_path(target, item)?;
+            fs::write(&path, bytes).map_err(|e| StoreError::io("write", &path, &e))
+        }
+    }
+
+    impl RawStorage for DirStore {
+        fn items(&self) -> Vec<RawItem> {
+            vec![
+                RawItem::Certificate,
+                RawItem::Key,
+                RawItem::Metadata,
+                RawItem::State,
+                RawItem::RevisionCounter,
+                RawItem::Journal,
+            ]
+        }
+
+        fn read_raw<'a>(
+            &'a self,
+            target: &'a Target,
+            item: RawItem,
+        ) -> StoreFuture<'a, Option<Vec<u8>>> {
+            ready(self.raw_path(target, item).map(|p| fs::read(p).ok()))
+        }
+
+        fn write_raw<'a>(
+            &'a self,
+            target: &'a Target,
+            item: RawItem,
+            bytes: &'a [u8],
+        ) -> StoreFuture<'a, ()> {
+            ready(self.raw_write(target, item, bytes))
+        }
+
+        fn swap_key<'a>(&'a self, target: &'a Target, key: &'a SecretKey) -> StoreFuture<'a, ()> {
+            ready(self.raw_write(target, RawItem::Key, key.secret_pem().as_bytes()))
+        }
+
+        fn set_not_after<'a>(
+            &'a self,
+            target: &'a Target,
+            not_after: time::OffsetDateTime,
+        ) -> StoreFuture<'a, ()> {
+            ready((|| {
+                let path = self.raw_path(target, RawItem::Metadata)?;
+                let bytes = fs::read(&path).map_err(|e| StoreError::io("read", &path, &e))?;
+                let mut meta: serde_json::Value = serde_json::from_slice(&bytes)
+                    .map_err(|e| StoreError::corrupt(&path, e.to_string()))?;
+                meta["not_after"] = serde_json::Value::String(
+                    not_after
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .unwrap_or_default(),
+                );
+                let bytes = serde_json::to_vec_pretty(&meta)
+                    .map_err(|e| StoreError::corrupt(&path, e.to_string()))?;
+                fs::write(&path, bytes).map_err(|e| StoreError::io("write", &path, &e))
+            })())
+        }
+
+        fn add_strays<'a>(&'a self, target: &'a Target) -> StoreFuture<'a, Vec<String>> {
+            ready((|| {
+                let dir = self.target_dir(target);
+                let strays = [
+                    (self.root.join("domains").join("stray-file.test"), false),
+                    (self.root.join("domains").join("NOT A DOMAIN"), true),
+                    (dir.join("notes.txt"), false),
+                    (dir.join("vjunk"), true),
+                    (self.root.join("records").join("stray+"), false),
+                    (self.root.join("records").join("bad name"), false),
+                ];
+                let mut out = Vec::new();
+                for (path, is_dir) in strays {
+                    let done = if is_dir {
+                        fs::create_dir_all(&path)
+                    } else {
+                        fs::write(&path, b"stray")
+                    };
+                    done.map_err(|e| StoreError::io("write", &path, &e))?;
+                    out.push(path.display().to_string());
+                }
+                Ok(out)
+            })())
+        }
     }
 }

@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use bmcert_store::{Bundle, BundleMeta, Fingerprint, KeyFormat, SecretKey, Source};
+use bmcert_store::{Bundle, BundleMeta, KeyFormat, SecretKey, Source};
 use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
 
@@ -28,16 +28,17 @@ impl Pair {
     }
 
     pub(crate) fn bundle(&self, installed_at: i64) -> Bundle {
+        let leaf = CertificateDer::from(self.cert_der.clone());
+        let meta = BundleMeta::for_leaf(
+            Source::Files,
+            OffsetDateTime::from_unix_timestamp(installed_at).unwrap(),
+            &leaf,
+        )
+        .unwrap();
         Bundle::new(
-            vec![CertificateDer::from(self.cert_der.clone())],
+            vec![leaf],
             SecretKey::new(KeyFormat::Pkcs8, self.key_der.clone()),
-            BundleMeta {
-                source: Source::Files,
-                names: vec!["mail.example.test".into()],
-                not_after: OffsetDateTime::from_unix_timestamp(2_000_000_000).unwrap(),
-                installed_at: OffsetDateTime::from_unix_timestamp(installed_at).unwrap(),
-                fingerprint: Fingerprint::of(&self.cert_der),
-            },
+            meta,
         )
         .unwrap()
     }
