@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 mod acme_cmds;
+mod agent_cmd;
 mod check;
 mod init_cmd;
 mod input;
@@ -73,6 +74,9 @@ enum Command {
     Status,
     /// Renew a target's ACME certificate now, whether due or not.
     Renew(renew_cmds::RenewArgs),
+    /// Run the agent of this server: follow the store, renew, answer HTTP-01, deploy
+    /// certificate files and run a reload command, serve metrics (docs/agent.md).
+    Agent(agent_cmd::AgentArgs),
     /// Print the settings in effect and where each came from (passwords show as `(set)`).
     Config,
     /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell).
@@ -161,6 +165,7 @@ fn main() -> ExitCode {
         Command::Export(args) => store_cmds::export(args, &settings),
         Command::Status => renew_cmds::status(&settings),
         Command::Renew(args) => renew_cmds::renew(args, &settings),
+        Command::Agent(args) => agent_cmd::run(args, &settings),
         Command::Config => settings::run(&settings),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "bmcert", &mut std::io::stdout());
