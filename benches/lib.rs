@@ -2,7 +2,7 @@
 //!
 //! What several benchmarks share lives here.
 
-use bmcert_store::{Bundle, BundleMeta, Fingerprint, KeyFormat, SecretKey, Source};
+use bmcert_store::{Bundle, BundleMeta, KeyFormat, SecretKey, Source};
 use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
 
@@ -22,13 +22,13 @@ pub fn store_bundle() -> Bundle {
             CertificateDer::from(der.clone()),
         ],
         SecretKey::new(KeyFormat::Pkcs8, ck.signing_key.serialize_der()),
-        BundleMeta {
-            source: Source::Files,
-            names: vec!["mail.example.test".into()],
-            not_after: OffsetDateTime::from_unix_timestamp(2_000_000_000).unwrap(),
-            installed_at: OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap(),
-            fingerprint: Fingerprint::of(&der),
-        },
+        // The store proves what it holds: the metadata is the certificate's.
+        BundleMeta::for_leaf(
+            Source::Files,
+            OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap(),
+            &CertificateDer::from(der.clone()),
+        )
+        .unwrap(),
     )
     .unwrap()
 }

@@ -141,7 +141,12 @@ fn list_10k(c: &mut Criterion) {
         block_on(filler.install(&target, &bundle, &Condition::none())).unwrap();
     }
     let store = DirStore::open(&root).unwrap();
-    assert_eq!(block_on(store.list()).unwrap().len(), targets);
+    let listed = block_on(store.list()).unwrap();
+    assert_eq!(listed.len(), targets);
+    assert!(
+        listed.iter().all(Result::is_ok),
+        "every benchmark bundle is whole"
+    );
     let mut group = c.benchmark_group("store/list");
     group.sample_size(10);
     group.bench_function(format!("DirStore::list over {targets} targets"), |b| {

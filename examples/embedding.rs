@@ -202,7 +202,7 @@ fn renewer(
     );
     let notifier = Arc::new(SmtpNotifier::new(smtp)?);
     // acme_config: AcmeConfig::default() is Let's Encrypt, AcmeConfig::new(..) another CA.
-    let acme = installation.acme_client(acme_config)?; // installs through the gate
+    let acme = Arc::new(installation.acme_client(acme_config)?); // installs through the gate
     let renewer = installation.renewer(acme.clone(), notifier, RenewerConfig::default());
     Ok((renewer, acme))
 }

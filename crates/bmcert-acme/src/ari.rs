@@ -16,7 +16,7 @@ use instant_acme::CertificateIdentifier;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use crate::AcmeError;
+use crate::{AcmeError, AriIdError, ProtocolError};
 
 /// How long to wait before asking again when the CA sends no usable `Retry-After` (RFC 9773
 /// section 4.3.3 suggests servers use about six hours).
@@ -39,6 +39,20 @@ pub struct RenewalWindow {
     pub retry_after: Duration,
     /// A page explaining the window (e.g. after a mass revocation), when the CA gives one.
     pub explanation_url: Option<String>,
+}
+
+impl RenewalWindow {
+    /// A window from `start` to `end` with the default [`retry_after`](Self::retry_after) and
+    /// no explanation (a CA's answer is read with [`parse_renewal_info`]). `None` when `end`
+    /// is not after `start`.
+    pub fn new(start: OffsetDateTime, end: OffsetDateTime) -> Option<Self> {
+        (end > start).then_some(Self {
+            start,
+            end,
+            retry_after: DEFAULT_ARI_RETRY,
+            explanation_url: None,
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -70,25 +84,24 @@ pub fn parse_renewal_info(
     body: &[u8],
     retry_after: Option<Duration>,
 ) -> Result<RenewalWindow, AcmeError> {
-    let bad = |reason: String| AcmeError::Protocol {
+    let bad = |cause: ProtocolError| AcmeError::Protocol {
         during: "reading the renewal information",
-        reason,
+        cause,
     };
-    let doc: RenewalInfoJson = serde_json::from_slice(body).map_err(|e| {
-        bad(format!(
-            "not the JSON of RFC 9773 section 4.2 (a suggestedWindow with start and end): {e}"
-        ))
-    })?;
+    let doc: RenewalInfoJson =
+        serde_json::from_slice(body).map_err(|e| bad(ProtocolError::RenewalInfo(e)))?;
     let parse = |s: &str| {
-        OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-            .map_err(|e| bad(format!("the time {s:?} is not RFC 3339: {e}")))
+        OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).map_err(|source| {
+            bad(ProtocolError::RenewalInfoTime {
+                value: s.to_owned(),
+                source,
+            })
+        })
     };
     let start = parse(&doc.suggested_window.start)?;
     let end = parse(&doc.suggested_window.end)?;
     if end <= start {
-        return Err(bad(format!(
-            "the suggested window ends ({end}) before it starts ({start})"
-        )));
+        return Err(bad(ProtocolError::RenewalInfoWindow { start, end }));
     }
     Ok(RenewalWindow {
         start,
@@ -107,27 +120,19 @@ pub fn parse_renewal_info(
 /// A certificate without an authority key identifier has no identifier: the error says so.
 pub fn ari_certificate_id(leaf_der: &[u8]) -> Result<String, AcmeError> {
     use x509_cert::ext::pkix::AuthorityKeyIdentifier;
-    let bad = |reason: String| AcmeError::AriIdentifier(reason);
-    let cert = x509_cert::Certificate::from_der(leaf_der)
-        .map_err(|e| bad(format!("the certificate is not DER X.509: {e}")))?;
+    let bad = AcmeError::AriIdentifier;
+    let cert =
+        x509_cert::Certificate::from_der(leaf_der).map_err(|e| bad(AriIdError::NotX509(e)))?;
     let tbs = cert.tbs_certificate();
-    let no_aki = || {
-        bad("the certificate has no authority key identifier (RFC 9773 section 4.1 needs its keyIdentifier)".to_owned())
-    };
+    let no_aki = || bad(AriIdError::NoAuthorityKeyId);
     let aki = match tbs.get_extension::<AuthorityKeyIdentifier>() {
         Ok(Some((_, aki))) => aki,
         Ok(None) => return Err(no_aki()),
-        Err(e) => {
-            return Err(bad(format!(
-                "its authority key identifier cannot be read: {e}"
-            )))
-        }
+        Err(e) => return Err(bad(AriIdError::AuthorityKeyIdUnreadable(e))),
     };
     let key_id = aki.key_identifier.ok_or_else(no_aki)?;
     if key_id.as_bytes().is_empty() || tbs.serial_number().as_bytes().is_empty() {
-        return Err(bad(
-            "its authority key identifier or serial number is empty".to_owned(),
-        ));
+        return Err(bad(AriIdError::Empty));
     }
     Ok(format!(
         "{}.{}",
@@ -140,11 +145,7 @@ pub fn ari_certificate_id(leaf_der: &[u8]) -> Result<String, AcmeError> {
 pub(crate) fn certificate_identifier(
     id: &str,
 ) -> Result<CertificateIdentifier<'static>, AcmeError> {
-    let bad = || {
-        AcmeError::AriIdentifier(format!(
-            "`{id}` is not a certificate identifier (base64url key identifier \".\" base64url serial); compute it with ari_certificate_id"
-        ))
-    };
+    let bad = || AcmeError::AriIdentifier(AriIdError::Malformed(id.to_owned()));
     let (aki, serial) = id.split_once('.').ok_or_else(bad)?;
     let b64url = |s: &str| {
         !s.is_empty()

@@ -11,7 +11,7 @@ use rustls::sign::CertifiedKey;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
-use crate::AcmeError;
+use crate::{AcmeError, ListenError};
 
 /// The path prefix of HTTP-01 requests (RFC 8555 section 8.3).
 pub const HTTP01_PATH_PREFIX: &str = "/.well-known/acme-challenge/";
@@ -67,6 +67,22 @@ pub async fn http01_response_from_state(
     let key = format!("{}{token}", crate::keys::HTTP01_PREFIX);
     let bytes = state.get(&key).await.ok()??;
     String::from_utf8(bytes).ok()
+}
+
+/// Where an HTTP-01 listener finds its answers when looking them up takes I/O: the
+/// installation's store, where any server's order published its tokens
+/// (`bmcert::Installation` implements it). Every [`TokenLookup`] is one too.
+pub trait Http01Source: Send + Sync {
+    /// The answer to a request for `path`: the key authorization of a pending token, or
+    /// `None` (404). Same contract as [`http01_response`].
+    fn answer<'a>(&'a self, path: &'a str) -> crate::BoxFuture<'a, Option<String>>;
+}
+
+impl<T: TokenLookup> Http01Source for T {
+    fn answer<'a>(&'a self, path: &'a str) -> crate::BoxFuture<'a, Option<String>> {
+        let answer = http01_response(path, self);
+        Box::pin(async move { answer })
+    }
 }
 
 /// The pending challenges of this process: HTTP-01 key authorizations by token and
@@ -237,18 +253,19 @@ pub(crate) const CHALLENGE_CONNECTION_TIME_LIMIT: core::time::Duration =
 /// The longest pause after a failed `accept` (see [`accept_loop`]).
 const MAX_ACCEPT_BACKOFF: core::time::Duration = core::time::Duration::from_secs(1);
 
-/// The accept loop both challenge listeners share.
+/// The bounded accept loop of the challenge listeners, for any small server of an
+/// installation (the agent's metrics endpoint uses it too): runs until the task is dropped.
 ///
-/// - At most [`MAX_CHALLENGE_CONNECTIONS`] connections are open at once: a slot is taken
+/// - At most 256 connections are open at once: a slot is taken
 ///   *before* `accept`, so a full listener leaves new connections in the kernel's queue
 ///   instead of accepting and dropping them.
-/// - Each connection gets [`CHALLENGE_CONNECTION_TIME_LIMIT`] in all.
+/// - Each connection gets 10 s in all.
 /// - A failed `accept` (out of file descriptors, `EMFILE`/`ENFILE`, or of memory) is
-///   retried after a pause that doubles from 5 ms to [`MAX_ACCEPT_BACKOFF`] while the
+///   retried after a pause that doubles from 5 ms to 1 s while the
 ///   failures last, as Go's `net/http` and hyper's examples do: the loop never spins on an
 ///   error that only time (connections ending) can clear. A connection reset before it was
 ///   accepted is skipped without a pause.
-async fn accept_loop<F, Fut>(listener: TcpListener, what: &'static str, serve: F)
+pub async fn accept_loop<F, Fut>(listener: TcpListener, what: &'static str, serve: F)
 where
     F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
     Fut: core::future::Future<Output = ()> + Send + 'static,
@@ -305,15 +322,15 @@ fn next_backoff(previous: core::time::Duration) -> core::time::Duration {
 /// The HTTP-01 answer to one request: 200 with the key authorization for a pending token,
 /// 404 for anything else, 405 for methods other than GET and HEAD (hyper leaves out the body
 /// of a HEAD answer).
-fn http01_answer(
+async fn http01_answer(
     request: &http::Request<hyper::body::Incoming>,
-    tokens: &dyn TokenLookup,
+    tokens: &dyn Http01Source,
 ) -> http::Response<http_body_util::Full<bytes::Bytes>> {
     let (status, body) =
         if request.method() != http::Method::GET && request.method() != http::Method::HEAD {
             (http::StatusCode::METHOD_NOT_ALLOWED, None)
         } else {
-            match http01_response(request.uri().path(), tokens) {
+            match tokens.answer(request.uri().path()).await {
                 Some(key_authorization) => (http::StatusCode::OK, Some(key_authorization)),
                 None => (http::StatusCode::NOT_FOUND, None),
             }
@@ -350,19 +367,36 @@ pub struct Http01Listener {
 impl Http01Listener {
     /// Binds `addr` and serves tokens from `tokens` until stopped.
     pub async fn bind(addr: SocketAddr, tokens: Arc<dyn TokenLookup>) -> Result<Self, AcmeError> {
+        struct Lookup(Arc<dyn TokenLookup>);
+        impl Http01Source for Lookup {
+            fn answer<'a>(&'a self, path: &'a str) -> crate::BoxFuture<'a, Option<String>> {
+                let answer = http01_response(path, self.0.as_ref());
+                Box::pin(async move { answer })
+            }
+        }
+        Self::serve(addr, Arc::new(Lookup(tokens))).await
+    }
+
+    /// Binds `addr` and answers from `source` (which may read the store) until stopped.
+    pub async fn serve(addr: SocketAddr, source: Arc<dyn Http01Source>) -> Result<Self, AcmeError> {
+        let tokens = source;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| AcmeError::Listen {
-                addr: addr.to_string(),
-                reason: e.to_string(),
+                addr,
+                source: ListenError::Bind(e),
             })?;
         let addr = listener.local_addr().unwrap_or(addr);
         let task = tokio::spawn(accept_loop(listener, "http-01", move |stream| {
             let tokens = tokens.clone();
             async move {
                 let service = hyper::service::service_fn(move |request| {
-                    let answer = http01_answer(&request, tokens.as_ref());
-                    async move { Ok::<_, core::convert::Infallible>(answer) }
+                    let tokens = tokens.clone();
+                    async move {
+                        Ok::<_, core::convert::Infallible>(
+                            http01_answer(&request, tokens.as_ref()).await,
+                        )
+                    }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .keep_alive(false)
@@ -410,14 +444,11 @@ pub struct TlsAlpn01Listener {
 impl TlsAlpn01Listener {
     /// Binds `addr` and answers from `board` until stopped.
     pub async fn bind(addr: SocketAddr, board: ChallengeBoard) -> Result<Self, AcmeError> {
-        let listen_err = |reason: String| AcmeError::Listen {
-            addr: addr.to_string(),
-            reason,
-        };
+        let listen_err = |source: ListenError| AcmeError::Listen { addr, source };
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| listen_err(e.to_string()))?
+            .map_err(|e| listen_err(ListenError::Tls(e)))?
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(ResolvesServerCertWithAcme::new(
                 Arc::new(NoCertificate),
@@ -427,7 +458,7 @@ impl TlsAlpn01Listener {
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let listener = TcpListener::bind(addr)
             .await
-            .map_err(|e| listen_err(e.to_string()))?;
+            .map_err(|e| listen_err(ListenError::Bind(e)))?;
         let addr = listener.local_addr().unwrap_or(addr);
         let task = tokio::spawn(accept_loop(listener, "tls-alpn-01", move |stream| {
             let acceptor = acceptor.clone();

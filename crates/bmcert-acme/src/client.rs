@@ -25,7 +25,9 @@ use crate::challenge::ChallengeBoard;
 use crate::error::{Problem, Subproblem};
 use crate::http::{RequestCounts, RetryBudget, RetryingClient};
 use crate::state::{keys, AcmeState, Issued, StateError};
-use crate::{order_names, AcmeError, GateError, InstallGate};
+use crate::{
+    order_names, AcmeError, BadRoot, GateError, InstallGate, KeyGenError, ProtocolError, Transport,
+};
 
 /// Which ACME directory to use.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -75,6 +77,16 @@ pub enum ChallengeKind {
     Http01,
     /// TLS-ALPN-01 on port 443 (`acme-tls/1`), for installations whose port 80 is closed.
     TlsAlpn01,
+}
+
+impl ChallengeKind {
+    /// The challenge type's name: `http-01` or `tls-alpn-01`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Http01 => "http-01",
+            Self::TlsAlpn01 => "tls-alpn-01",
+        }
+    }
 }
 
 /// How order status is polled: fast at first, then exponentially slower, honouring the CA's
@@ -135,17 +147,21 @@ impl AcmeConfig {
         pem_bytes: &[u8],
         what: &str,
     ) -> Result<Vec<CertificateDer<'static>>, AcmeError> {
-        let blocks = pem::parse_many(pem_bytes)
-            .map_err(|e| AcmeError::BadRoot(format!("{what} is not PEM: {e}")))?;
+        let blocks = pem::parse_many(pem_bytes).map_err(|source| {
+            AcmeError::BadRoot(BadRoot::NotPem {
+                what: what.to_owned(),
+                source,
+            })
+        })?;
         let certs: Vec<_> = blocks
             .into_iter()
             .filter(|b| b.tag() == "CERTIFICATE")
             .map(|b| CertificateDer::from(b.into_contents()))
             .collect();
         if certs.is_empty() {
-            return Err(AcmeError::BadRoot(format!(
-                "{what} holds no CERTIFICATE block"
-            )));
+            return Err(AcmeError::BadRoot(BadRoot::NoCertificate {
+                what: what.to_owned(),
+            }));
         }
         Ok(certs)
     }
@@ -433,18 +449,21 @@ impl AcmeClient {
             return Ok(doc.clone());
         }
         let dir = self.config.directory.url();
-        let unreachable = |reason: String| AcmeError::Unreachable {
+        let unreachable = |cause: Transport| AcmeError::Unreachable {
             url: dir.to_owned(),
             during: "reading the directory",
-            reason,
+            cause,
         };
-        let (status, body) = self.http.get_bytes(dir).await.map_err(unreachable)?;
+        let (status, headers, body) = self.http.get_full(dir).await.map_err(unreachable)?;
         if !status.is_success() {
-            return Err(unreachable(format!("HTTP status {status}")));
+            return Err(unreachable(Transport::Status {
+                status: status.as_u16(),
+                retry_after: crate::http::retry_after(&headers, std::time::SystemTime::now()),
+            }));
         }
         let doc: DirectoryDoc = serde_json::from_slice(&body).map_err(|e| AcmeError::Protocol {
             during: "reading the directory",
-            reason: format!("the directory is not ACME JSON: {e}"),
+            cause: ProtocolError::Directory(e),
         })?;
         *cached = Some(doc.clone());
         Ok(doc)
@@ -477,27 +496,33 @@ impl AcmeClient {
             self.http
                 .get_full(&url)
                 .await
-                .map_err(|reason| AcmeError::Unreachable {
+                .map_err(|cause| AcmeError::Unreachable {
                     url: url.clone(),
                     during,
-                    reason,
+                    cause,
                 })?;
+        let retry_after = crate::http::retry_after(&headers, std::time::SystemTime::now());
         if !status.is_success() {
             return Err(
                 match serde_json::from_slice::<instant_acme::Problem>(&body) {
                     Ok(p) => AcmeError::Refused {
                         during,
-                        problem: Problem::from(&p),
+                        problem: Problem {
+                            retry_after,
+                            ..Problem::from(&p)
+                        },
                     },
                     Err(_) => AcmeError::Unreachable {
                         url,
                         during,
-                        reason: format!("HTTP status {status}"),
+                        cause: Transport::Status {
+                            status: status.as_u16(),
+                            retry_after,
+                        },
                     },
                 },
             );
         }
-        let retry_after = crate::http::retry_after(&headers, std::time::SystemTime::now());
         let window = crate::parse_renewal_info(&body, retry_after)?;
         tracing::debug!(certificate = %id, start = %window.start, end = %window.end, "ACME renewal information");
         Ok(Some(window))
@@ -561,7 +586,7 @@ impl AcmeClient {
         topology: &Topology,
         email: Option<&str>,
     ) -> Result<Account, AcmeError> {
-        self.account_fenced(topology, email, None).await
+        with_retry_after_slot(self.account_fenced(topology, email, None)).await
     }
 
     /// [`account`](Self::account), registering (when needed) only while `fence` holds.
@@ -668,6 +693,15 @@ impl AcmeClient {
     /// are the CA's random values for this order alone, so removing them cannot touch
     /// another holder's work, and a refused removal would leave them behind.
     pub async fn issue_fenced(
+        &self,
+        topology: &Topology,
+        request: &IssueRequest,
+        fence: Option<&Fence>,
+    ) -> Result<Issued, AcmeError> {
+        with_retry_after_slot(self.issue_in_slot(topology, request, fence)).await
+    }
+
+    async fn issue_in_slot(
         &self,
         topology: &Topology,
         request: &IssueRequest,
@@ -832,12 +866,7 @@ impl AcmeClient {
             .check_for(host, UnixTime::now())
             .map_err(|report| AcmeError::Check {
                 target: request.target.clone(),
-                reason: report
-                    .problems
-                    .iter()
-                    .map(|p| p.to_string())
-                    .collect::<Vec<_>>()
-                    .join("; "),
+                report,
             })?;
         // And it covers every name ordered (the CA may not drop one).
         let covered = checked.names();
@@ -845,9 +874,9 @@ impl AcmeClient {
             .iter()
             .find(|n| !covered.iter().any(|c| c == n.as_str()))
         {
-            return Err(AcmeError::Check {
+            return Err(AcmeError::NotCovered {
                 target: request.target.clone(),
-                reason: format!("the certificate does not cover `{missing}`, which was ordered"),
+                name: missing.as_str().to_owned(),
             });
         }
         self.report(Progress::Checked);
@@ -944,6 +973,7 @@ impl AcmeClient {
                                 detail: Some(format!("the authorization for {name} is {other:?}")),
                                 status: None,
                                 subproblems: Vec::new(),
+                                retry_after: None,
                             },
                         })
                     }
@@ -951,7 +981,10 @@ impl AcmeClient {
                 let Some(mut challenge) = authz.challenge(kind.clone()) else {
                     return Err(AcmeError::Protocol {
                         during: "reading the authorizations",
-                        reason: format!("the CA offers no {kind:?} challenge for {name}"),
+                        cause: ProtocolError::NoChallenge {
+                            kind: self.config.challenge.as_str(),
+                            name: name.to_string(),
+                        },
                     });
                 };
                 let key_auth = challenge.key_authorization();
@@ -1092,16 +1125,19 @@ impl AcmeClient {
             self.http
                 .get_bytes(url)
                 .await
-                .map_err(|reason| AcmeError::Unreachable {
+                .map_err(|cause| AcmeError::Unreachable {
                     url: url.to_owned(),
                     during: "fetching",
-                    reason,
+                    cause,
                 })?;
         if !status.is_success() {
             return Err(AcmeError::Unreachable {
                 url: url.to_owned(),
                 during: "fetching",
-                reason: format!("HTTP status {status}"),
+                cause: Transport::Status {
+                    status: status.as_u16(),
+                    retry_after: None,
+                },
             });
         }
         Ok(body.to_vec())
@@ -1221,39 +1257,41 @@ async fn delete_records(state: &dyn AcmeState, records: Vec<String>) {
     }
 }
 
-fn map_acme_error(url: &str, during: &'static str, e: instant_acme::Error) -> AcmeError {
-    match e {
-        instant_acme::Error::Api(p) => AcmeError::Refused {
-            during,
-            problem: Problem::from(&p),
-        },
-        instant_acme::Error::Timeout(_) => AcmeError::Timeout { during, seconds: 0 },
-        instant_acme::Error::Hyper(e) => AcmeError::Unreachable {
-            url: url.to_owned(),
-            during,
-            reason: e.to_string(),
-        },
-        instant_acme::Error::Other(e) => AcmeError::Unreachable {
-            url: url.to_owned(),
-            during,
-            reason: error_chain(e.as_ref()),
-        },
-        other => AcmeError::Protocol {
-            during,
-            reason: other.to_string(),
-        },
-    }
+/// Runs one operation of the client with its own slot for the last `Retry-After` (see
+/// `http::FINAL_RETRY_AFTER`), so concurrent orders never see each other's.
+async fn with_retry_after_slot<T>(operation: impl Future<Output = T>) -> T {
+    crate::http::FINAL_RETRY_AFTER
+        .scope(std::cell::Cell::new(None), operation)
+        .await
 }
 
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        source = inner.source();
+fn map_acme_error(url: &str, during: &'static str, e: instant_acme::Error) -> AcmeError {
+    match e {
+        instant_acme::Error::Api(p) => {
+            let mut problem = Problem::from(&p);
+            // The answer's Retry-After, which instant-acme drops with the headers (a rate
+            // limit's 429, a busy CA's 503): recorded by this crate's HTTP client.
+            if matches!(problem.status, Some(429 | 503)) {
+                problem.retry_after = crate::http::FINAL_RETRY_AFTER
+                    .try_with(|slot| slot.take())
+                    .ok()
+                    .flatten();
+            }
+            AcmeError::Refused { during, problem }
+        }
+        instant_acme::Error::Timeout(_) => AcmeError::Timeout { during, seconds: 0 },
+        e @ (instant_acme::Error::Hyper(_) | instant_acme::Error::Other(_)) => {
+            AcmeError::Unreachable {
+                url: url.to_owned(),
+                during,
+                cause: Transport::from_acme(e),
+            }
+        }
+        other => AcmeError::Protocol {
+            during,
+            cause: ProtocolError::Acme(Box::new(other)),
+        },
     }
-    s
 }
 
 /// The account contact: the address given, else `no-reply@<default domain>`.
@@ -1284,7 +1322,7 @@ fn contact_address(topology: &Topology, email: Option<&str>) -> Result<String, A
 type KeyAndCsr = (Zeroizing<Vec<u8>>, Zeroizing<String>, Vec<u8>);
 
 fn generate_key_and_csr(kind: KeyKind, names: &[DomainName]) -> Result<KeyAndCsr, AcmeError> {
-    let key_err = |e: rcgen::Error| AcmeError::Key(e.to_string());
+    let key_err = |e: rcgen::Error| AcmeError::Key(KeyGenError::Rcgen(e));
     let key = match kind {
         KeyKind::EcdsaP256 => rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
         KeyKind::Rsa2048 => {
@@ -1320,7 +1358,7 @@ fn tls_alpn_certificate(
     name: &str,
     key_auth_digest: &[u8],
 ) -> Result<Arc<rustls::sign::CertifiedKey>, AcmeError> {
-    let key_err = |e: rcgen::Error| AcmeError::Key(e.to_string());
+    let key_err = |e: rcgen::Error| AcmeError::Key(KeyGenError::Rcgen(e));
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(key_err)?;
     let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).map_err(key_err)?;
     params.custom_extensions = vec![rcgen::CustomExtension::new_acme_identifier(key_auth_digest)];
@@ -1332,7 +1370,7 @@ fn tls_alpn_certificate(
     let signer = provider
         .key_provider
         .load_private_key(key_der)
-        .map_err(|e| AcmeError::Key(e.to_string()))?;
+        .map_err(|e| AcmeError::Key(KeyGenError::Rustls(e)))?;
     Ok(Arc::new(rustls::sign::CertifiedKey::new(
         vec![cert.der().clone()],
         signer,

@@ -1,6 +1,7 @@
 //! Errors of the ACME flow, each with what to check.
 
 use core::fmt;
+use std::time::Duration;
 
 use bmcert_topology::{Target, TopologyError};
 
@@ -15,6 +16,9 @@ pub struct Problem {
     pub status: Option<u16>,
     /// One problem per identifier, for orders covering several names.
     pub subproblems: Vec<Subproblem>,
+    /// The CA's `Retry-After` on the response that carried the problem (a rate limit's
+    /// `429`, a `503`), when it gave one: the earliest time the same request may succeed.
+    pub retry_after: Option<Duration>,
 }
 
 /// The part of a [`Problem`] about one identifier.
@@ -115,6 +119,7 @@ impl From<&instant_acme::Problem> for Problem {
                     detail: s.detail.clone(),
                 })
                 .collect(),
+            retry_after: None,
         }
     }
 }
@@ -167,14 +172,15 @@ pub enum AcmeError {
         problem: Problem,
     },
     /// The CA could not be reached, or kept failing, within the time allowed.
-    #[error("the ACME CA at {url} could not be reached while {during}: {reason}; check the network, proxy and firewall towards the CA, and the directory URL")]
+    #[error("the ACME CA at {url} could not be reached while {during}: {}; check the network, proxy and firewall towards the CA, and the directory URL", .cause.chain())]
     Unreachable {
-        /// The directory URL.
+        /// The URL requested.
         url: String,
         /// What was being done.
         during: &'static str,
         /// The last transport error or status.
-        reason: String,
+        #[source]
+        cause: Transport,
     },
     /// The order did not complete in the time allowed.
     #[error("the ACME order did not complete within {seconds} s while {during}; the CA may be overloaded: try again later")]
@@ -185,20 +191,31 @@ pub enum AcmeError {
         seconds: u64,
     },
     /// The CA answered something this client does not understand.
-    #[error("the ACME CA gave an unexpected answer while {during}: {reason}")]
+    #[error("the ACME CA gave an unexpected answer while {during}: {cause}")]
     Protocol {
         /// What was being done.
         during: &'static str,
         /// What was wrong.
-        reason: String,
+        #[source]
+        cause: ProtocolError,
     },
-    /// The certificate the CA issued did not pass the checks; nothing was installed.
-    #[error("the certificate issued for {target} was not installed: {reason}")]
+    /// The certificate the CA issued did not pass the checks an upload gets; nothing was
+    /// installed.
+    #[error("the certificate issued for {target} was not installed: {}", .report.problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Check {
         /// The target ordered.
         target: Target,
-        /// The failed check.
-        reason: String,
+        /// The check's report (its problems say what failed).
+        report: Box<bmcert_bundle::Report>,
+    },
+    /// The certificate the CA issued does not cover a name that was ordered; nothing was
+    /// installed.
+    #[error("the certificate issued for {target} was not installed: it does not cover `{name}`, which was ordered")]
+    NotCovered {
+        /// The target ordered.
+        target: Target,
+        /// The name ordered and missing from the certificate.
+        name: String,
     },
     /// The installation's gate refused the checked certificate; nothing was installed.
     #[error("the certificate issued for {target} was not installed: {source}")]
@@ -209,14 +226,14 @@ pub enum AcmeError {
         source: crate::GateError,
     },
     /// The client has no install gate (`AcmeClient::with_gate`); nothing was ordered.
-    #[error("this ACME client has no install gate, so it cannot install a certificate; build it with bmcert::acme::client_for_manager (or AcmeClient::with_gate)")]
+    #[error("this ACME client has no install gate, so it cannot install a certificate; build it with bmcert::Installation::acme_client (or AcmeClient::with_gate)")]
     NoGate,
     /// The extra trusted root given for the directory is not usable.
     #[error("the trusted root for the ACME directory is not usable: {0}; give a PEM file with a CA certificate")]
-    BadRoot(String),
+    BadRoot(#[source] BadRoot),
     /// Generating the certificate key or the CSR failed.
     #[error("generating the certificate key or request failed: {0}")]
-    Key(String),
+    Key(#[source] KeyGenError),
     /// Reading or writing the store failed.
     #[error("the certificate store failed while {during}: {source}")]
     Store {
@@ -254,18 +271,193 @@ pub enum AcmeError {
     /// A certificate cannot be named to the CA for renewal information (RFC 9773), or an
     /// identifier given for an order's `replaces` is malformed.
     #[error("cannot name the certificate for ACME renewal information (RFC 9773): {0}")]
-    AriIdentifier(String),
+    AriIdentifier(#[source] AriIdError),
     /// Binding a challenge listener failed.
-    #[error("cannot listen on {addr} for ACME challenges: {reason}; check that the port is free and that this process may bind it")]
+    #[error("cannot listen on {addr} for ACME challenges: {source}; check that the port is free and that this process may bind it")]
     Listen {
         /// The address.
-        addr: String,
-        /// The OS error.
-        reason: String,
+        addr: std::net::SocketAddr,
+        /// The OS error (or, for TLS-ALPN-01, the TLS configuration's).
+        source: ListenError,
     },
 }
 
+/// Why a request to the CA got no usable answer ([`AcmeError::Unreachable`]).
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum Transport {
+    /// The CA answered with an HTTP status that is not a problem document (a proxy's or
+    /// load balancer's error page, a `5xx` after the retry budget).
+    #[error("HTTP status {status}")]
+    Status {
+        /// The status code.
+        status: u16,
+        /// Its `Retry-After`, when given.
+        retry_after: Option<Duration>,
+    },
+    /// No answer came within the request's time budget (retries included).
+    #[error("no answer within {seconds} s")]
+    NoAnswer {
+        /// The budget.
+        seconds: u64,
+    },
+    /// The connection failed (DNS, TCP, TLS, proxy): hyper's client error, with its causes.
+    #[error(transparent)]
+    Connect(hyper_util::client::legacy::Error),
+    /// The request could not be built (a malformed URL).
+    #[error(transparent)]
+    Request(http::Error),
+    /// The answer's body could not be read.
+    #[error("reading the answer failed: {0}")]
+    Body(Box<dyn std::error::Error + Send + Sync>),
+    /// instant-acme's transport error, as it reported it (boxed: it is large).
+    #[error(transparent)]
+    Acme(Box<instant_acme::Error>),
+}
+
+impl Transport {
+    /// The error and its causes on one line (`a: b: c`), for messages.
+    pub fn chain(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(inner) = source {
+            let next = inner.to_string();
+            if !text.ends_with(&next) {
+                text.push_str(": ");
+                text.push_str(&next);
+            }
+            source = inner.source();
+        }
+        text
+    }
+
+    /// The CA's `Retry-After` on the last answer, when it gave one.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// What the CA sent that this client does not understand ([`AcmeError::Protocol`]).
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    /// The directory is not ACME JSON (RFC 8555 section 7.1.1).
+    #[error("the directory is not ACME JSON: {0}")]
+    Directory(#[source] serde_json::Error),
+    /// The renewal information is not the JSON of RFC 9773 section 4.2.
+    #[error("not the JSON of RFC 9773 section 4.2 (a suggestedWindow with start and end): {0}")]
+    RenewalInfo(#[source] serde_json::Error),
+    /// A time of the renewal information is not RFC 3339.
+    #[error("the time {value:?} is not RFC 3339: {source}")]
+    RenewalInfoTime {
+        /// The value as sent.
+        value: String,
+        /// The parser's error.
+        source: time::error::Parse,
+    },
+    /// The suggested renewal window ends before it starts.
+    #[error("the suggested window ends ({end}) before it starts ({start})")]
+    RenewalInfoWindow {
+        /// Its start.
+        start: time::OffsetDateTime,
+        /// Its end.
+        end: time::OffsetDateTime,
+    },
+    /// The CA offers no challenge of the configured kind for a name.
+    #[error("the CA offers no {kind} challenge for {name}")]
+    NoChallenge {
+        /// `http-01` or `tls-alpn-01`.
+        kind: &'static str,
+        /// The name.
+        name: String,
+    },
+    /// instant-acme could not make sense of an answer (JSON, missing data, unsupported);
+    /// boxed: it is large.
+    #[error(transparent)]
+    Acme(Box<instant_acme::Error>),
+}
+
+/// Why the extra trusted root for the directory is not usable ([`AcmeError::BadRoot`]).
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum BadRoot {
+    /// The file is not PEM.
+    #[error("{what} is not PEM: {source}")]
+    NotPem {
+        /// The file, as named by the caller.
+        what: String,
+        /// The PEM parser's error.
+        source: pem::PemError,
+    },
+    /// The file holds no `CERTIFICATE` block.
+    #[error("{what} holds no CERTIFICATE block")]
+    NoCertificate {
+        /// The file, as named by the caller.
+        what: String,
+    },
+    /// rustls refused the certificate as a trust anchor, or the TLS configuration.
+    #[error(transparent)]
+    Rustls(rustls::Error),
+}
+
+/// Why generating a key, a CSR or a TLS-ALPN-01 certificate failed ([`AcmeError::Key`]).
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum KeyGenError {
+    /// rcgen failed (key generation, CSR, self-signed certificate).
+    #[error(transparent)]
+    Rcgen(rcgen::Error),
+    /// rustls refused the generated key.
+    #[error(transparent)]
+    Rustls(rustls::Error),
+}
+
+/// Why a certificate cannot be named for renewal information ([`AcmeError::AriIdentifier`]).
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum AriIdError {
+    /// The certificate is not DER X.509.
+    #[error("the certificate is not DER X.509: {0}")]
+    NotX509(#[source] der::Error),
+    /// The certificate has no authority key identifier with a key identifier.
+    #[error("the certificate has no authority key identifier (RFC 9773 section 4.1 needs its keyIdentifier)")]
+    NoAuthorityKeyId,
+    /// The authority key identifier extension cannot be read.
+    #[error("its authority key identifier cannot be read: {0}")]
+    AuthorityKeyIdUnreadable(#[source] der::Error),
+    /// The key identifier or the serial number is empty.
+    #[error("its authority key identifier or serial number is empty")]
+    Empty,
+    /// An identifier given for `replaces` is malformed.
+    #[error("`{0}` is not a certificate identifier (base64url key identifier \".\" base64url serial); compute it with ari_certificate_id")]
+    Malformed(String),
+}
+
+/// Why a challenge listener could not start ([`AcmeError::Listen`]).
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    /// Binding the socket failed.
+    #[error(transparent)]
+    Bind(std::io::Error),
+    /// The TLS configuration of the TLS-ALPN-01 listener was refused.
+    #[error(transparent)]
+    Tls(rustls::Error),
+}
+
 impl AcmeError {
+    /// The CA's `Retry-After`, when the failing answer carried one (a rate limit, a busy CA).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Refused { problem, .. } => problem.retry_after,
+            Self::Unreachable { cause, .. } => cause.retry_after(),
+            _ => None,
+        }
+    }
+
     /// The CA's problem document, when the CA refused something.
     pub fn problem(&self) -> Option<&Problem> {
         match self {
@@ -281,6 +473,7 @@ impl AcmeError {
             self,
             Self::Refused { .. }
                 | Self::Check { .. }
+                | Self::NotCovered { .. }
                 | Self::BadName { .. }
                 | Self::Topology(TopologyError::DomainWithoutUrl(_))
         )
@@ -302,6 +495,7 @@ mod tests {
                 kind: Some("urn:ietf:params:acme:error:connection".into()),
                 detail: Some("refused".into()),
             }],
+            retry_after: None,
         };
         let e = AcmeError::Refused {
             during: "validating the challenges",

@@ -16,7 +16,49 @@ use hyper_util::rt::TokioExecutor;
 use instant_acme::{BodyWrapper, BytesResponse, HttpClient};
 use rustls_pki_types::CertificateDer;
 
-use crate::AcmeError;
+use crate::{AcmeError, BadRoot, Transport};
+
+tokio::task_local! {
+    /// The `Retry-After` of the last answer that ended a request with a `429` or `5xx` (the
+    /// retry budget spent), for the ACME flow running in this task: instant-acme turns that
+    /// answer into a problem document and drops its headers, and
+    /// [`AcmeClient`](crate::AcmeClient) scopes this around its operations to carry the CA's
+    /// instruction out in [`Problem::retry_after`](crate::Problem::retry_after).
+    pub(crate) static FINAL_RETRY_AFTER: std::cell::Cell<Option<Duration>>;
+}
+
+/// No answer within the retry budget: carried through instant-acme's `Error::Other` and
+/// turned back into [`Transport::NoAnswer`] by [`Transport::from_acme`].
+#[derive(Debug, thiserror::Error)]
+#[error("no answer within {seconds} s")]
+pub(crate) struct NoAnswer {
+    pub(crate) seconds: u64,
+}
+
+impl Transport {
+    /// Sorts a transport error of instant-acme: this crate's client reports connection
+    /// failures as hyper's client error and a spent budget as [`NoAnswer`], both boxed in
+    /// `Error::Other`.
+    pub(crate) fn from_acme(e: instant_acme::Error) -> Self {
+        match e {
+            instant_acme::Error::Other(inner) => {
+                let inner = match inner.downcast::<NoAnswer>() {
+                    Ok(no_answer) => {
+                        return Self::NoAnswer {
+                            seconds: no_answer.seconds,
+                        }
+                    }
+                    Err(inner) => inner,
+                };
+                match inner.downcast::<hyper_util::client::legacy::Error>() {
+                    Ok(connect) => Self::Connect(*connect),
+                    Err(inner) => Self::Acme(Box::new(instant_acme::Error::Other(inner))),
+                }
+            }
+            other => Self::Acme(Box::new(other)),
+        }
+    }
+}
 
 /// How the HTTP layer retries: connection errors, `5xx` and `429` are retried with exponential
 /// back-off (honouring `Retry-After` when the CA sends it) until `total` has passed.
@@ -79,12 +121,12 @@ impl RetryingClient {
         for root in extra_roots {
             roots
                 .add(root.clone())
-                .map_err(|e| AcmeError::BadRoot(e.to_string()))?;
+                .map_err(|e| AcmeError::BadRoot(BadRoot::Rustls(e)))?;
         }
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| AcmeError::BadRoot(e.to_string()))?
+            .map_err(|e| AcmeError::BadRoot(BadRoot::Rustls(e)))?
             .with_root_certificates(roots)
             .with_no_client_auth();
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
@@ -104,7 +146,7 @@ impl RetryingClient {
     }
 
     /// A plain GET through the same client (directory, pebble's management interface).
-    pub(crate) async fn get_bytes(&self, url: &str) -> Result<(StatusCode, Bytes), String> {
+    pub(crate) async fn get_bytes(&self, url: &str) -> Result<(StatusCode, Bytes), Transport> {
         let (status, _, body) = self.get_full(url).await?;
         Ok((status, body))
     }
@@ -113,18 +155,18 @@ impl RetryingClient {
     pub(crate) async fn get_full(
         &self,
         url: &str,
-    ) -> Result<(StatusCode, http::HeaderMap, Bytes), String> {
+    ) -> Result<(StatusCode, http::HeaderMap, Bytes), Transport> {
         let req = Request::builder()
             .method(Method::GET)
             .uri(url)
             .header(http::header::USER_AGENT, USER_AGENT)
             .body(BodyWrapper::default())
-            .map_err(|e| e.to_string())?;
-        let rsp = self.request(req).await.map_err(|e| e.to_string())?;
+            .map_err(Transport::Request)?;
+        let rsp = self.request(req).await.map_err(Transport::from_acme)?;
         let status = rsp.parts.status;
         let headers = rsp.parts.headers;
         let mut body = rsp.body;
-        let bytes = body.into_bytes().await.map_err(|e| e.to_string())?;
+        let bytes = body.into_bytes().await.map_err(Transport::Body)?;
         Ok((status, headers, bytes))
     }
 }
@@ -140,6 +182,8 @@ impl HttpClient for RetryingClient {
         let budget = self.budget;
         let counts = self.counts.clone();
         Box::pin(async move {
+            // A new request: what an earlier one was told no longer applies.
+            let _ = FINAL_RETRY_AFTER.try_with(|slot| slot.set(None));
             let (parts, body) = req.into_parts();
             let body = body
                 .collect()
@@ -176,6 +220,8 @@ impl HttpClient for RetryingClient {
                                 retry_after(rsp.headers(), SystemTime::now()).unwrap_or(delay);
                             if start.elapsed() + wait > budget.total {
                                 tracing::debug!(%status, "ACME request: retry budget spent");
+                                let told = retry_after(rsp.headers(), SystemTime::now());
+                                let _ = FINAL_RETRY_AFTER.try_with(|slot| slot.set(told));
                                 return Ok(BytesResponse::from(rsp));
                             }
                             tracing::debug!(%status, ?wait, "ACME request: CA busy, retrying");
@@ -192,9 +238,9 @@ impl HttpClient for RetryingClient {
                         delay
                     }
                     Err(_) => {
-                        return Err(instant_acme::Error::Other(
-                            format!("no answer within {} s", budget.total.as_secs()).into(),
-                        ))
+                        return Err(instant_acme::Error::Other(Box::new(NoAnswer {
+                            seconds: budget.total.as_secs(),
+                        })))
                     }
                 };
                 counts.retried.fetch_add(1, Ordering::Relaxed);

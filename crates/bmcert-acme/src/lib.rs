@@ -85,14 +85,17 @@ pub use ari::{
     MIN_ARI_RETRY,
 };
 pub use challenge::{
-    http01_response, http01_response_from_state, parse_request_line, ChallengeBoard,
-    Http01Listener, NoCertificate, ResolvesServerCertWithAcme, TlsAlpn01Listener, TokenLookup,
-    ACME_TLS_ALPN, HTTP01_PATH_PREFIX,
+    accept_loop, http01_response, http01_response_from_state, parse_request_line, ChallengeBoard,
+    Http01Listener, Http01Source, NoCertificate, ResolvesServerCertWithAcme, TlsAlpn01Listener,
+    TokenLookup, ACME_TLS_ALPN, HTTP01_PATH_PREFIX,
 };
 pub use client::{
     AcmeClient, AcmeConfig, ChallengeKind, Directory, IssueRequest, KeyKind, PollSchedule, Progress,
 };
-pub use error::{AcmeError, Problem, Subproblem};
+pub use error::{
+    AcmeError, AriIdError, BadRoot, KeyGenError, ListenError, Problem, ProtocolError, Subproblem,
+    Transport,
+};
 pub use gate::{GateError, InstallGate};
 pub use http::{parse_retry_after, RequestCounts, RetryBudget};
 pub use names::order_names;

@@ -18,7 +18,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bmcert_acme::{AcmeClient, AcmeConfig, AcmeError, ChallengeBoard, Directory, MemoryState};
+use bmcert_acme::{
+    AcmeClient, AcmeConfig, AcmeError, ChallengeBoard, Directory, MemoryState, Transport,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing_subscriber::layer::SubscriberExt;
 
@@ -304,7 +306,16 @@ async fn a_ca_failing_beyond_the_budget_ends_with_the_budget_spent() {
     let (url, ca, seen) = scripted_ca(usize::MAX, "500 Internal Server Error", None).await;
     let acme = client(&url, &ca, budget);
     let e = acme.terms_url().await.unwrap_err();
-    assert!(matches!(e, AcmeError::Unreachable { .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            AcmeError::Unreachable {
+                cause: Transport::Status { status: 500, .. },
+                ..
+            }
+        ),
+        "{e:?}"
+    );
     assert!(e.to_string().contains("500"), "{e}");
 
     // The delays chosen follow the schedule and fit in the budget; the client stopped
@@ -334,7 +345,18 @@ async fn an_unreachable_ca_ends_with_the_budget_spent() {
     let budget = Duration::from_secs(2);
     let acme = client(&format!("https://127.0.0.1:{port}/dir"), &ca, budget);
     let e = acme.terms_url().await.unwrap_err();
-    assert!(matches!(e, AcmeError::Unreachable { .. }), "{e}");
+    // hyper's connection error, kept typed, its causes in the message.
+    assert!(
+        matches!(
+            e,
+            AcmeError::Unreachable {
+                cause: Transport::Connect(_),
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("Connection refused"), "{e}");
     let delays = events.delays(CONNECTION, "delay");
     assert!(delays.len() >= 2, "retried with back-off: {delays:?}");
     assert_eq!(delays, doubling(delays.len()));
@@ -358,4 +380,87 @@ async fn a_wrong_directory_url_is_reported_with_its_status_and_not_retried() {
     );
     assert_eq!(seen.hits(), 1, "a 404 is not retried");
     assert!(events.with_message(BUSY).is_empty());
+}
+
+/// Serves a CA whose directory and nonces work and whose `newAccount` always answers `429`
+/// with a `rateLimited` problem document and `Retry-After: 7200`. Returns the directory URL,
+/// the CA to trust and how many `newAccount` requests arrived.
+async fn rate_limiting_ca() -> (String, Vec<u8>, Arc<AtomicUsize>) {
+    let (acceptor, listener, ca_pem) = support::loopback_tls().await;
+    let base = format!(
+        "https://127.0.0.1:{}",
+        listener.local_addr().unwrap().port()
+    );
+    let directory = format!(
+        r#"{{"newNonce":"{base}/n","newAccount":"{base}/a","newOrder":"{base}/o","meta":{{"termsOfService":"https://ca.example/terms.pdf"}}}}"#
+    );
+    let accounts = Arc::new(AtomicUsize::new(0));
+    let seen = accounts.clone();
+    tokio::spawn(async move {
+        loop {
+            let (s, _) = listener.accept().await.unwrap();
+            let (acceptor, directory, seen) = (acceptor.clone(), directory.clone(), seen.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(s).await else {
+                    return;
+                };
+                let mut buf = vec![0u8; 16384];
+                let mut len = 0;
+                while !buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf[len..]).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => len += n,
+                    }
+                }
+                let head = String::from_utf8_lossy(&buf[..len]).into_owned();
+                let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+                let nonce = "Replay-Nonce: bm-nonce\r\n";
+                let response = match path.as_str() {
+                    "/dir" => format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{directory}",
+                        directory.len()
+                    ),
+                    "/n" => format!("HTTP/1.1 200 OK\r\n{nonce}Content-Length: 0\r\nConnection: close\r\n\r\n"),
+                    _ => {
+                        seen.fetch_add(1, Ordering::SeqCst);
+                        let problem = r#"{"type":"urn:ietf:params:acme:error:rateLimited","detail":"too many new registrations from this address","status":429}"#;
+                        format!(
+                            "HTTP/1.1 429 Too Many Requests\r\n{nonce}Retry-After: 7200\r\nContent-Type: application/problem+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{problem}",
+                            problem.len()
+                        )
+                    }
+                };
+                let _ = tls.write_all(response.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    (format!("{base}/dir"), ca_pem, accounts)
+}
+
+#[tokio::test]
+async fn a_final_rate_limit_carries_the_cas_retry_after_out_of_instant_acme() {
+    let (url, ca, accounts) = rate_limiting_ca().await;
+    let acme = client(&url, &ca, Duration::from_secs(2));
+    acme.accept_terms().await.unwrap();
+    let site = bmcert_topology::Site::new("https://mail.example.test", &[]).unwrap();
+    let topology = bmcert_topology::Topology::new(site);
+    let Err(e) = acme.account(&topology, Some("admin@example.test")).await else {
+        panic!("the account was created although the CA answered 429");
+    };
+    let problem = e.problem().unwrap_or_else(|| panic!("a refusal: {e:?}"));
+    assert_eq!(problem.short_kind(), Some("rateLimited"), "{e}");
+    assert_eq!(problem.status, Some(429));
+    // Retry-After (two hours) is longer than the budget: not waited for, handed out.
+    assert_eq!(
+        problem.retry_after,
+        Some(Duration::from_secs(7200)),
+        "{e:?}"
+    );
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(7200)));
+    assert_eq!(
+        accounts.load(Ordering::SeqCst),
+        1,
+        "not retried within the budget"
+    );
 }

@@ -319,6 +319,20 @@ impl CertSummary {
         })
     }
 
+    /// The DNS names and IP addresses the certificate covers, as installs record them
+    /// (`bmcert list`'s names): its `DNS:` and `IP:` subject alternative names without the
+    /// prefix, in certificate order.
+    pub fn names(&self) -> Vec<String> {
+        self.sans
+            .iter()
+            .filter_map(|san| {
+                san.strip_prefix("DNS:")
+                    .or_else(|| san.strip_prefix("IP:"))
+                    .map(str::to_owned)
+            })
+            .collect()
+    }
+
     /// A short label for messages: the subject, or the fingerprint when the subject is empty.
     /// Control characters of the subject are shown as escapes ([`Escaped`]).
     pub fn label(&self) -> String {

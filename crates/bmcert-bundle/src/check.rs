@@ -4,13 +4,13 @@ use bmcert_topology::Host;
 use rustls_pki_types::{CertificateDer, UnixTime};
 use time::OffsetDateTime;
 
-use bmcert_verify::{ChainInput, Code as VerifyCode, Role, Severity, Verdict};
+use bmcert_verify::{ChainCode as VerifyCode, ChainInput, Role, Severity, Verdict};
 
 use crate::cert::{parse_certificates, CertSummary, KeyAlgorithm};
 use crate::key::{parse_private_key, KeyError};
 use crate::keycheck::{self, KeyCheck};
 use crate::pkcs12::{parse_pkcs12, Pkcs12Error};
-use crate::report::{Bundle, Code, FileKind, Finding, Report};
+use crate::report::{Code, FileKind, Finding, ParsedBundle, Report};
 
 /// Certificates shorter than this many RSA bits are `weak_key`.
 pub const MIN_RSA_BITS: u32 = 2048;
@@ -317,7 +317,7 @@ impl<'a> BundleCheck<'a> {
         };
         chain.retain(|c| c.as_ref() != leaf.as_ref());
         if let Some(key) = key {
-            report.bundle = Some(Bundle { leaf, chain, key });
+            report.bundle = Some(ParsedBundle { leaf, chain, key });
         }
         report
     }

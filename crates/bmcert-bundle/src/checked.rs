@@ -8,7 +8,7 @@ use rustls_pki_types::{CertificateDer, UnixTime};
 
 use crate::check::BundleCheck;
 use crate::key::PrivateKey;
-use crate::report::{Bundle, Report};
+use crate::report::{ParsedBundle, Report};
 
 /// A bundle that passed every check of [`BundleCheck`] for one host, with the report.
 ///
@@ -26,7 +26,7 @@ use crate::report::{Bundle, Report};
 ///
 /// `Debug` never shows the key.
 pub struct CheckedBundle {
-    bundle: Bundle,
+    bundle: ParsedBundle,
     report: Report,
     host: Host,
     checked_at: UnixTime,
@@ -101,16 +101,7 @@ impl CheckedBundle {
         self.report
             .leaf
             .as_ref()
-            .map(|leaf| {
-                leaf.sans
-                    .iter()
-                    .filter_map(|san| {
-                        san.strip_prefix("DNS:")
-                            .or_else(|| san.strip_prefix("IP:"))
-                            .map(str::to_owned)
-                    })
-                    .collect()
-            })
+            .map(crate::CertSummary::names)
             .unwrap_or_default()
     }
 
@@ -120,7 +111,7 @@ impl CheckedBundle {
     }
 
     /// The bundle (to be stored) and the report.
-    pub fn into_parts(self) -> (Bundle, Report) {
+    pub fn into_parts(self) -> (ParsedBundle, Report) {
         (self.bundle, self.report)
     }
 }

@@ -11,28 +11,7 @@ use zeroize::Zeroizing;
 use crate::cert::{bit_len, KeyAlgorithm, OID_EC, OID_RSA, OID_RSA_PSS};
 use crate::text::{self, Block, Contents, TextError};
 
-/// The encoding of a private key's DER bytes.
-#[non_exhaustive]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum KeyFormat {
-    /// PKCS#8 `PrivateKeyInfo` (`PRIVATE KEY`).
-    Pkcs8,
-    /// PKCS#1 `RSAPrivateKey` (`RSA PRIVATE KEY`).
-    Pkcs1,
-    /// SEC1 `ECPrivateKey` (`EC PRIVATE KEY`).
-    Sec1,
-}
-
-impl KeyFormat {
-    /// The PEM label of this encoding.
-    pub fn pem_label(self) -> &'static str {
-        match self {
-            Self::Pkcs8 => "PRIVATE KEY",
-            Self::Pkcs1 => "RSA PRIVATE KEY",
-            Self::Sec1 => "EC PRIVATE KEY",
-        }
-    }
-}
+pub use bmcert_topology::KeyFormat;
 
 /// A private key read from an upload.
 ///

@@ -7,7 +7,7 @@
 use rustls::crypto::aws_lc_rs::sign::any_supported_type;
 use rustls::sign::SigningKey;
 use rustls::SignatureScheme;
-use rustls_pki_types::{CertificateDer, SignatureVerificationAlgorithm};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, SignatureVerificationAlgorithm};
 use std::sync::Arc;
 
 use crate::key::PrivateKey;
@@ -72,7 +72,57 @@ fn certificate_error_words(e: &webpki::Error, cert: &CertificateDer<'_>) -> Stri
 
 /// Loads the key into the provider once.
 pub(crate) fn load(key: &PrivateKey) -> Result<Arc<dyn SigningKey>, String> {
-    any_supported_type(&key.secret_der()).map_err(|e| e.to_string())
+    load_der(&key.secret_der())
+}
+
+fn load_der(key: &PrivateKeyDer<'_>) -> Result<Arc<dyn SigningKey>, String> {
+    any_supported_type(key).map_err(|e| e.to_string())
+}
+
+/// Why [`prove_key`] found that a private key does not sign for a certificate.
+///
+/// None of the messages contains key material.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum KeyProofError {
+    /// A signature made with the key does not verify with the certificate's public key:
+    /// the key belongs to another certificate, or its bytes are damaged.
+    #[error("the private key does not sign for the certificate (a signature made with it does not verify with the certificate's public key)")]
+    Mismatch,
+    /// The crypto provider cannot load or use the key (damaged, unsupported or weak).
+    #[error("the private key cannot be used: {0}")]
+    Unloadable(String),
+    /// The certificate cannot be read as a server certificate.
+    #[error("the certificate cannot be read as a server certificate: {0}")]
+    BadCertificate(String),
+}
+
+/// The upload's key proof, for keys that are already DER (a stored bundle): signs
+/// [`TEST_MESSAGE`] with `key` through the rustls aws-lc-rs provider and verifies the
+/// signature with `cert`'s public key through rustls-webpki, exactly as
+/// [`BundleCheck`](crate::BundleCheck) does for an upload.
+///
+/// ```
+/// use bmcert_bundle::{prove_key, KeyProofError};
+/// use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+///
+/// let a = rcgen::generate_simple_self_signed(vec!["a.test".into()]).unwrap();
+/// let b = rcgen::generate_simple_self_signed(vec!["b.test".into()]).unwrap();
+/// let key_of = |ck: &rcgen::CertifiedKey<rcgen::KeyPair>| {
+///     PrivateKeyDer::from(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()))
+/// };
+/// let cert_a = CertificateDer::from(a.cert.der().to_vec());
+/// assert_eq!(prove_key(&key_of(&a), &cert_a), Ok(()));
+/// assert_eq!(prove_key(&key_of(&b), &cert_a), Err(KeyProofError::Mismatch));
+/// ```
+pub fn prove_key(key: &PrivateKeyDer<'_>, cert: &CertificateDer<'_>) -> Result<(), KeyProofError> {
+    let signing_key = load_der(key).map_err(KeyProofError::Unloadable)?;
+    match check(signing_key.as_ref(), cert) {
+        KeyCheck::Match => Ok(()),
+        KeyCheck::Mismatch => Err(KeyProofError::Mismatch),
+        KeyCheck::Unloadable(why) => Err(KeyProofError::Unloadable(why)),
+        KeyCheck::BadCertificate(why) => Err(KeyProofError::BadCertificate(why)),
+    }
 }
 
 /// Signs [`TEST_MESSAGE`] with `signing_key` and verifies it against `cert`.

@@ -64,15 +64,13 @@ pub use cert::{parse_certificates, sha256_fingerprint, CertError, CertSummary, K
 pub use check::{BundleCheck, EXPIRES_SOON, MIN_RSA_BITS};
 pub use checked::CheckedBundle;
 pub use key::{parse_private_key, KeyError, KeyFormat, PrivateKey};
-pub use keycheck::TEST_MESSAGE;
+pub use keycheck::{prove_key, KeyProofError, TEST_MESSAGE};
 pub use pkcs12::{parse_pkcs12, Pkcs12Contents, Pkcs12Error, PKCS12_MAX_ITERATIONS};
-pub use report::{Bundle, Code, FileKind, Finding, Report};
+pub use report::{Code, FileKind, Finding, ParsedBundle, Report};
 pub use text::{pem_encode, TextError};
 
 /// Whether `key` signs a message that verifies with `cert`'s public key; `false` when the
 /// provider cannot load the key or webpki cannot read the certificate.
 pub fn key_matches(key: &PrivateKey, cert: &rustls_pki_types::CertificateDer<'_>) -> bool {
-    keycheck::load(key)
-        .map(|k| keycheck::check(k.as_ref(), cert) == keycheck::KeyCheck::Match)
-        .unwrap_or(false)
+    prove_key(&key.secret_der(), cert).is_ok()
 }

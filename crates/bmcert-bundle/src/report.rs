@@ -43,12 +43,12 @@ pub enum Code {
     ChainInCertFile,
     /// A chain or name finding of `bmcert-verify` (`chain_incomplete`, `root_missing`,
     /// `name_mismatch`, `ca_expired`, `chain_reordered`, ...), carried with its own stable code.
-    Chain(bmcert_verify::Code),
+    Chain(bmcert_verify::ChainCode),
 }
 
 impl Code {
     /// Every code this crate defines, in documentation order ([`Code::Chain`] aside: see
-    /// `bmcert_verify::Code::ALL`).
+    /// `bmcert_verify::ChainCode::ALL`).
     pub const ALL: &'static [Self] = &[
         Self::CertUnreadable,
         Self::KeyUnreadable,
@@ -154,7 +154,7 @@ impl fmt::Display for Finding {
 /// The certificates and key of an accepted (or at least parsed) bundle, ready to install.
 ///
 /// `Debug` shows the certificates' count, never the key.
-pub struct Bundle {
+pub struct ParsedBundle {
     /// The end-entity certificate: the one matching the key.
     pub leaf: CertificateDer<'static>,
     /// The other certificates, in the order found (extra certificates of the certificate
@@ -164,9 +164,9 @@ pub struct Bundle {
     pub key: PrivateKey,
 }
 
-impl fmt::Debug for Bundle {
+impl fmt::Debug for ParsedBundle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Bundle")
+        f.debug_struct("ParsedBundle")
             .field("leaf_len", &self.leaf.len())
             .field("chain_len", &self.chain.len())
             .field("key", &self.key)
@@ -191,14 +191,14 @@ pub struct Report {
     pub warnings: Vec<Finding>,
     /// A summary of the leaf certificate, when one was read.
     pub leaf: Option<CertSummary>,
-    /// Summaries of the chain certificates, in [`Bundle::chain`] order.
+    /// Summaries of the chain certificates, in [`ParsedBundle::chain`] order.
     pub chain: Vec<CertSummary>,
     /// The reference host the bundle is meant for (`--url`), when given.
     pub host: Option<Host>,
     /// The time the bundle was checked at, RFC 3339.
     pub checked_at: String,
     /// The parsed certificates and key, when the certificate and key could be read.
-    pub bundle: Option<Bundle>,
+    pub bundle: Option<ParsedBundle>,
 }
 
 impl Report {
@@ -342,23 +342,23 @@ mod tests {
         let mut report = Report::default();
         assert!(report.is_valid());
         report.push_warning(
-            Code::Chain(bmcert_verify::Code::ChainReordered),
+            Code::Chain(bmcert_verify::ChainCode::ChainReordered),
             FileKind::Ca,
             "reordered",
         );
         assert!(report.is_valid());
         report.push_problem(
-            Code::Chain(bmcert_verify::Code::RootMissing),
+            Code::Chain(bmcert_verify::ChainCode::RootMissing),
             FileKind::Ca,
             "add the root",
         );
         assert!(!report.is_valid());
-        assert!(report.has(Code::Chain(bmcert_verify::Code::RootMissing)));
+        assert!(report.has(Code::Chain(bmcert_verify::ChainCode::RootMissing)));
         assert_eq!(
             report.codes(),
             vec![
-                Code::Chain(bmcert_verify::Code::RootMissing),
-                Code::Chain(bmcert_verify::Code::ChainReordered)
+                Code::Chain(bmcert_verify::ChainCode::RootMissing),
+                Code::Chain(bmcert_verify::ChainCode::ChainReordered)
             ]
         );
         let v: serde_json::Value = serde_json::to_value(&report).unwrap();

@@ -11,7 +11,7 @@ use bmcert_bundle::{
 };
 use bmcert_test::fixtures::{openssl, Chain, ChainSpec, KeyType};
 use bmcert_test::openssl_files::{export_p12, self_signed};
-use bmcert_verify::Code as VerifyCode;
+use bmcert_verify::ChainCode as VerifyCode;
 use proptest::prelude::*;
 use rustls_pki_types::UnixTime;
 use time::OffsetDateTime;

@@ -9,7 +9,7 @@ use bmcert_bundle::{
     key_matches, parse_certificates, parse_pkcs12, parse_private_key, BundleCheck, CertSummary,
     Code, FileKind,
 };
-use bmcert_verify::Code as VerifyCode;
+use bmcert_verify::ChainCode as VerifyCode;
 use rustls_pki_types::{CertificateDer, UnixTime};
 
 fn root() -> PathBuf {

@@ -7,7 +7,7 @@
 use bmcert_bundle::{pem_encode, BundleCheck, Code, FileKind, Report};
 use bmcert_test::chains::{ca_params, leaf_params, look_alikes, Alg, Chain3, Node, TEST_TIME};
 use bmcert_test::openssl_files::export_p12;
-use bmcert_verify::Code as VerifyCode;
+use bmcert_verify::ChainCode as VerifyCode;
 use rcgen::{DnType, DnValue};
 use rustls_pki_types::UnixTime;
 

@@ -239,13 +239,13 @@ async fn run_issue(args: IssueArgs, settings: &Settings) -> Result<ExitCode, Usa
     }
     args.chain.apply(settings, &mut config)?;
     let json = settings.json;
-    // Issued certificates go through the installation's gate, checked against `topology`.
-    let gate = std::sync::Arc::new(bmcert::CertManager::new(
-        crate::store_arg::open_store(settings)?,
-        topology.clone(),
-    ));
-    let client = client(&args.ca, settings, config)?
-        .with_gate(gate)
+    // One installation over one store: issued certificates go through its gate, checked
+    // against its topology.
+    let config = args.ca.config(settings, config)?;
+    let installation = bmcert::Installation::new(crate::store_arg::open_store(settings)?, topology);
+    let client = installation
+        .acme_client(config)
+        .map_err(|e| UsageError(e.to_string()))?
         .with_progress(move |p| {
             // With --json, standard output is the document alone: progress goes to stderr.
             if json {
@@ -279,7 +279,7 @@ async fn run_issue(args: IssueArgs, settings: &Settings) -> Result<ExitCode, Usa
         extra_names: args.names,
         replaces: None,
     };
-    match client.issue(&topology, &request).await {
+    match client.issue(&installation.topology(), &request).await {
         Ok(issued) => {
             let names: Vec<&str> = issued.names.iter().map(|n| n.as_str()).collect();
             let until = time::OffsetDateTime::from_unix_timestamp(issued.not_after)

@@ -32,3 +32,28 @@ pub(crate) fn refused(json: bool, reason: &dyn std::fmt::Display) -> Result<Exit
     eprintln!("bmcert: refused: {reason}");
     Ok(ExitCode::from(REFUSED))
 }
+
+/// The problem code of a target whose stored certificate is damaged.
+pub(crate) const STORE_DAMAGED: &str = "store_damaged";
+
+/// A damaged target's row in `list` and `status` (`--json`): which target, where, what is
+/// wrong, and the advice that repairs it.
+pub(crate) fn damaged_json(d: &bmcert::Damaged) -> serde_json::Value {
+    json!({
+        "target": d.target.to_string(),
+        "code": STORE_DAMAGED,
+        "version": d.version,
+        "location": d.location,
+        "problem": d.damage.to_string(),
+        "advice": d.advice(),
+    })
+}
+
+/// A damaged target's row in `list` and `status` (text).
+pub(crate) fn print_damaged(d: &bmcert::Damaged) {
+    println!(
+        "{}	DAMAGED ({STORE_DAMAGED})	{}: {}",
+        d.target, d.location, d.damage
+    );
+    println!("    fix: {}", d.advice());
+}

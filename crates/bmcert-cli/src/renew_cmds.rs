@@ -10,18 +10,15 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use bmcert::acme::{client_for_manager, AcmeConfig, Http01Listener};
-use bmcert::renew::{
-    AcmeIssuer, NoNotifier, Outcome, RenewError, Renewer, RenewerConfig, SystemClock,
-};
+use bmcert::acme::{AcmeConfig, Http01Listener};
+use bmcert::renew::{NoNotifier, Outcome, RenewError, RenewerConfig};
 use bmcert::topology::Target;
-use bmcert::CertManager;
 use clap::Args;
 use serde_json::json;
 
 use crate::acme_cmds::{runtime, CaArgs, ChainArgs};
 use crate::input::UsageError;
-use crate::output::{print_json, refused, to_json};
+use crate::output::{damaged_json, print_damaged, print_json, refused, to_json, STORE_DAMAGED};
 use crate::settings::Settings;
 
 /// `bmcert renew`.
@@ -39,18 +36,40 @@ pub(crate) struct RenewArgs {
     http01_listen: Option<SocketAddr>,
 }
 
+/// Exit 1 when a target is damaged (`store_damaged`, listed after the others).
 pub(crate) fn status(settings: &Settings) -> Result<ExitCode, UsageError> {
     let store = crate::store_arg::open_store(settings)?;
-    let rows = runtime()?
-        .block_on(bmcert::renew::status(store.as_ref()))
-        .map_err(|e| UsageError(e.to_string()))?;
+    let (rows, listed) = runtime()?.block_on(async {
+        let rows = bmcert::renew::status(store.as_ref()).await;
+        (rows, store.list().await)
+    });
+    let rows = rows.map_err(|e| UsageError(e.to_string()))?;
+    let damaged: Vec<bmcert::Damaged> = listed
+        .map_err(|e| UsageError(e.to_string()))?
+        .into_iter()
+        .filter_map(Result::err)
+        .collect();
+    let code = if damaged.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "bmcert: {} damaged certificate(s) in the store ({STORE_DAMAGED}); the other targets are not affected",
+            damaged.len()
+        );
+        ExitCode::from(crate::output::REFUSED)
+    };
     if settings.json {
-        print_json(&to_json(&rows)?)?;
-        return Ok(ExitCode::SUCCESS);
+        let mut items = match to_json(&rows)? {
+            serde_json::Value::Array(items) => items,
+            other => vec![other],
+        };
+        items.extend(damaged.iter().map(damaged_json));
+        print_json(&serde_json::Value::Array(items))?;
+        return Ok(code);
     }
-    if rows.is_empty() {
+    if rows.is_empty() && damaged.is_empty() {
         println!("No certificate installed.");
-        return Ok(ExitCode::SUCCESS);
+        return Ok(code);
     }
     let header = [
         "TARGET",
@@ -101,7 +120,10 @@ pub(crate) fn status(settings: &Settings) -> Result<ExitCode, UsageError> {
             println!("    warning: {w}");
         }
     }
-    Ok(ExitCode::SUCCESS)
+    for d in &damaged {
+        print_damaged(d);
+    }
+    Ok(code)
 }
 
 pub(crate) fn renew(args: RenewArgs, settings: &Settings) -> Result<ExitCode, UsageError> {
@@ -115,8 +137,11 @@ pub(crate) fn renew(args: RenewArgs, settings: &Settings) -> Result<ExitCode, Us
     let json = settings.json;
     runtime()?.block_on(async move {
         let store = crate::store_arg::open_store(settings)?;
+        // One installation: the gate, the issuer and the renewer share its one topology.
+        let installation = bmcert::Installation::new(store.clone(), topology);
         let client = Arc::new(
-            client_for_manager(&CertManager::new(store.clone(), topology.clone()), config)
+            installation
+                .acme_client(config)
                 .map_err(|e| UsageError(e.to_string()))?
                 .with_progress(move |p| {
                     // With --json, standard output is the document alone.
@@ -135,12 +160,10 @@ pub(crate) fn renew(args: RenewArgs, settings: &Settings) -> Result<ExitCode, Us
             ),
             None => None,
         };
-        let renewer = Renewer::new(
-            store.clone(),
-            Arc::new(AcmeIssuer::new(client, topology)),
+        let renewer = installation.renewer(
+            client,
             // A renewal by hand sends no warning: the administrator sees the result.
             Arc::new(NoNotifier),
-            Arc::new(SystemClock),
             RenewerConfig {
                 holder: format!("bmcert-cli-{}", std::process::id()),
                 ..RenewerConfig::default()

@@ -196,6 +196,11 @@ pub(crate) struct SmtpSettings {
 }
 
 impl SmtpSettings {
+    /// The password, when the file gives one (never shown).
+    pub(crate) fn secret_password(&self) -> Option<&str> {
+        self.password.as_deref()
+    }
+
     /// The port, or the usual one for the security chosen.
     pub(crate) fn port(&self) -> u16 {
         self.port

@@ -12,7 +12,8 @@ use common::{repo, Setup};
 use serde_json::Value;
 
 /// The schemas of docs/cli-json.md: `refused` and `report` (the two before the first
-/// command), then one per `## \`bmcert COMMAND\`` heading.
+/// command), then one per `## \`bmcert COMMAND\`` heading; a block after a
+/// `<!-- schema: NAME -->` line is the shared schema `NAME` (`$ref` to it).
 fn schemas() -> BTreeMap<String, Value> {
     let text = std::fs::read_to_string(repo().join("docs/cli-json.md")).unwrap();
     let mut out = BTreeMap::new();
@@ -46,6 +47,11 @@ fn schemas() -> BTreeMap<String, Value> {
             .and_then(|l| l.strip_suffix('`'))
         {
             heading = Some(cmd.to_owned());
+        } else if let Some(name) = line
+            .strip_prefix("<!-- schema: ")
+            .and_then(|l| l.strip_suffix(" -->"))
+        {
+            heading = Some(name.to_owned());
         } else if line.trim_end() == "```json" {
             block = Some(String::new());
         }
@@ -364,6 +370,32 @@ fn every_command_output_matches_its_documented_schema() {
         0,
     );
     assert_eq!(doc["files"].as_array().unwrap().len(), 3);
+    // The domain's state file damaged: `list` and `status` show it as `$damaged` next to
+    // the system row and exit 1; its export is refused with `store_damaged`.
+    std::fs::write(s.path("store/domains/acme.test/state.json"), b"").unwrap();
+    for command in ["list", "status"] {
+        let doc = check_command(&schemas, seen, &s, command, &with(&[command]), 1);
+        let rows = doc.as_array().unwrap();
+        assert_eq!(rows.len(), 2, "{doc}");
+        let damaged = rows.iter().find(|r| r["code"] == "store_damaged");
+        let damaged = damaged.unwrap_or_else(|| panic!("no damaged row: {doc}"));
+        // The row matched the shared `$damaged` schema (the only `oneOf` option it fits).
+        assert!(
+            validate(&schemas, &schemas["damaged"], damaged, "$").is_empty(),
+            "{damaged}"
+        );
+    }
+    seen.push("damaged".to_owned());
+    let doc = check_command(
+        &schemas,
+        seen,
+        &s,
+        "export",
+        &with(&["export", "--target", "domain:acme.test", "--out-dir", "b1"]),
+        1,
+    );
+    assert_eq!(doc["code"], "store_damaged", "{doc}");
+    // `disable` repairs it (below).
     let doc = check_command(
         &schemas,
         seen,

@@ -67,6 +67,12 @@ pub enum IssueError {
     },
 }
 
+/// A `Retry-After` as the renewer's `time::Duration` (saturating: the CA's value is capped at
+/// a day by the parser anyway).
+fn to_time(d: std::time::Duration) -> Duration {
+    Duration::try_from(d).unwrap_or(Duration::MAX)
+}
+
 impl IssueError {
     /// Sorts an ACME error by what the renewer does next.
     pub fn from_acme(error: AcmeError) -> Self {
@@ -89,11 +95,11 @@ impl IssueError {
             } => Self::StoreUnavailable { source: error },
             AcmeError::Refused { problem, .. } => match problem.short_kind() {
                 Some("rateLimited") => Self::RateLimited {
-                    retry_after: None,
+                    retry_after: error.retry_after().map(to_time),
                     source: error,
                 },
                 Some("serverInternal" | "badNonce") => Self::Transient {
-                    retry_after: None,
+                    retry_after: error.retry_after().map(to_time),
                     source: error,
                 },
                 _ => Self::Permanent { source: error },
@@ -102,7 +108,7 @@ impl IssueError {
             | AcmeError::Timeout { .. }
             | AcmeError::Protocol { .. }
             | AcmeError::Listen { .. } => Self::Transient {
-                retry_after: None,
+                retry_after: error.retry_after().map(to_time),
                 source: error,
             },
             _ => Self::Permanent { source: error },

@@ -4,7 +4,7 @@
 //!   its lifetime remains (half when it lives less than 10 days), brought forward by a
 //!   small spread derived from the target so certificates issued together do not renew
 //!   together; the CA's renewal-information window (ARI, RFC 9773) wins when offered
-//!   ([`policy::AriWindow`], [`policy::ari_cert_id`]; [`AcmeIssuer`] asks the CA through
+//!   ([`policy::ari_due_at`] over bmcert-acme's `RenewalWindow`; [`AcmeIssuer`] asks the CA through
 //!   `AcmeClient::renewal_window` and its orders name the certificate they replace);
 //!   retries back off from 5 minutes to 6 hours. Uploaded certificates are never renewed automatically.
 //! - [`IssueError`]: why an issuer could not renew, by what happens next (transient and
@@ -35,7 +35,7 @@
 //! This crate does not talk ACME itself (`bmcert-acme` places the orders, through the
 //! [`Issuer`] trait and its [`AcmeIssuer`]), does not check or serve certificates
 //! (`bmcert-bundle`, `bmcert-resolve`) and never renews an uploaded certificate (it warns).
-//! `bmcert::renew::renewer_for_store` builds the installation's renewer; the lifecycle is in
+//! `bmcert::Installation::renewer` builds the installation's renewer; the lifecycle is in
 //! `docs/embedding.md`, the details in `docs/renewal.md`.
 //!
 //! ```

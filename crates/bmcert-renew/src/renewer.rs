@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
-use bmcert_acme::{AcmeClient, IssueRequest};
+use bmcert_acme::{AcmeClient, IssueRequest, RenewalWindow};
 use bmcert_store::{
     keys, ChangeKey, Condition, Fence, Installed, Lease, RecordKey, Source, Store, StoreError,
 };
@@ -60,7 +60,7 @@ pub trait Issuer: fmt::Debug + Send + Sync {
     /// sorted by what the renewer does next ([`IssueError`]). `names` are the names the current certificate covers; an issuer orders
     /// what the installation gives now ([`AcmeIssuer`]: the topology's URL host and
     /// additional names), so a name removed from the topology is not renewed. `replaces` is the ARI identifier
-    /// ([`policy::ari_cert_id`]) of the certificate being replaced, when the CA offers
+    /// ([`bmcert_acme::ari_certificate_id`]) of the certificate being replaced, when the CA offers
     /// renewal information; the order names it (RFC 9773 section 5).
     ///
     /// `fence` is the renewal lock the attempt runs under: every store write the issuer
@@ -87,13 +87,13 @@ pub trait Issuer: fmt::Debug + Send + Sync {
 
     /// The CA's suggested renewal window for the certificate `leaf_der` (ARI, RFC 9773), or
     /// `None` when the CA offers no renewal information (the lifetime rule applies). The
-    /// renewer asks again after the window's [`policy::AriWindow::retry_after`], else after
+    /// renewer asks again after the window's [`RenewalWindow::retry_after`](bmcert_acme::RenewalWindow::retry_after), else after
     /// [`ARI_REFRESH`].
     fn renewal_window<'a>(
         &'a self,
         _target: &'a Target,
         _leaf_der: &'a [u8],
-    ) -> BoxFuture<'a, Option<policy::AriWindow>> {
+    ) -> BoxFuture<'a, Option<RenewalWindow>> {
         Box::pin(async { None })
     }
 }
@@ -182,15 +182,11 @@ impl Issuer for AcmeIssuer {
         &'a self,
         target: &'a Target,
         leaf_der: &'a [u8],
-    ) -> BoxFuture<'a, Option<policy::AriWindow>> {
+    ) -> BoxFuture<'a, Option<RenewalWindow>> {
         Box::pin(async move {
             match self.client.renewal_window(leaf_der).await {
-                Ok(window) => window.map(|w| policy::AriWindow {
-                    start: w.start,
-                    end: w.end,
-                    // bmcert-acme keeps it within a minute and a day.
-                    retry_after: Duration::try_from(w.retry_after).ok(),
-                }),
+                // bmcert-acme keeps its retry_after within a minute and a day.
+                Ok(window) => window,
                 // No window: the lifetime rule applies, and the renewer asks again later.
                 Err(e) => {
                     tracing::warn!(target = %target, error = %e, "renewal information (ARI) unavailable; the lifetime rule applies");
@@ -300,9 +296,23 @@ pub enum RenewError {
         /// The store's error.
         source: StoreError,
     },
-    /// A bug-class failure (a record key or record that cannot be encoded).
-    #[error("renewal: internal error while {0}")]
-    Internal(String),
+    /// A record's key cannot be formed (a bug-class failure: the names come from this crate
+    /// and the target).
+    #[error("renewal: internal error while naming the {what}: {source}")]
+    RecordKey {
+        /// The record (`renewal lock`, `renewal record`, `warning record`).
+        what: &'static str,
+        /// The key's error.
+        source: bmcert_store::RecordKeyError,
+    },
+    /// A record cannot be encoded as JSON (a bug-class failure).
+    #[error("renewal: internal error while encoding the {what}: {source}")]
+    Encode {
+        /// The record.
+        what: &'static str,
+        /// serde_json's error.
+        source: serde_json::Error,
+    },
     /// The target has no certificate.
     #[error("{0} has no certificate installed; issue one first (bmcert acme issue)")]
     NotInstalled(Target),
@@ -432,7 +442,7 @@ struct Inner {
     wake: Notify,
     pass: tokio::sync::Mutex<()>,
     /// Renewal windows from the CA per certificate fingerprint, with when they were asked.
-    ari: Mutex<std::collections::HashMap<String, (Option<policy::AriWindow>, OffsetDateTime)>>,
+    ari: Mutex<std::collections::HashMap<String, (Option<RenewalWindow>, OffsetDateTime)>>,
     /// The last status read from the store, shown (with the store's error) while it is
     /// unreachable.
     last_status: Mutex<Vec<RenewalStatus>>,
@@ -635,8 +645,10 @@ impl Renewer {
                 return Ok(());
             }
             rec.planned = Some(unix(at));
-            let bytes = serde_json::to_vec(&rec)
-                .map_err(|e| RenewError::Internal(format!("encoding the renewal record: {e}")))?;
+            let bytes = serde_json::to_vec(&rec).map_err(|source| RenewError::Encode {
+                what: "renewal record",
+                source,
+            })?;
             match self.inner.store.put(&key, &bytes, &condition).await {
                 Ok(_) | Err(StoreError::Conflict { .. }) => Ok(()),
                 Err(e) => Err(store_err("writing the planned renewal time")(e)),
@@ -677,9 +689,12 @@ impl Renewer {
             .ari
             .lock()
             .ok()
-            .and_then(|m| m.get(&fp).copied())
+            .and_then(|m| m.get(&fp).cloned())
             .filter(|(w, at)| {
-                let refresh = w.and_then(|w| w.retry_after).unwrap_or(ARI_REFRESH);
+                let refresh = w
+                    .as_ref()
+                    .and_then(|w| Duration::try_from(w.retry_after).ok())
+                    .unwrap_or(ARI_REFRESH);
                 now - *at < refresh
             });
         let window = match cached {
@@ -691,7 +706,7 @@ impl Renewer {
                     .renewal_window(&installed.target, installed.bundle.leaf())
                     .await;
                 if let Ok(mut m) = self.inner.ari.lock() {
-                    m.insert(fp, (w, now));
+                    m.insert(fp, (w.clone(), now));
                 }
                 w
             }
@@ -723,8 +738,10 @@ impl Renewer {
     ) -> Result<Outcome, RenewError> {
         let store = &self.inner.store;
         let config = &self.inner.config;
-        let lock = RecordKey::new(keys::RENEWAL_LOCK)
-            .map_err(|e| RenewError::Internal(format!("{}: {e}", "naming the renewal lock")))?;
+        let lock = RecordKey::new(keys::RENEWAL_LOCK).map_err(|source| RenewError::RecordKey {
+            what: "renewal lock",
+            source,
+        })?;
         // The lease runs from before the request: the local view of its expiry is early,
         // never late.
         let asked = tokio::time::Instant::now();
@@ -809,8 +826,10 @@ impl Renewer {
         lease: &Lease,
     ) -> Result<(), RenewError> {
         let (key, _) = self.record(target).await?;
-        let bytes = serde_json::to_vec(rec)
-            .map_err(|e| RenewError::Internal(format!("encoding the renewal record: {e}")))?;
+        let bytes = serde_json::to_vec(rec).map_err(|source| RenewError::Encode {
+            what: "renewal record",
+            source,
+        })?;
         match self
             .inner
             .store
@@ -867,7 +886,7 @@ impl Renewer {
         let names = meta.names.clone();
         tracing::info!(target = %target, names = ?names, not_after = %rfc3339(meta.not_after), token = lease.token, "renewal: attempt");
         let replaces = match self.due(&installed).await.1 {
-            true => policy::ari_cert_id(installed.bundle.leaf()).ok(),
+            true => bmcert_acme::ari_certificate_id(installed.bundle.leaf()).ok(),
             false => None,
         };
         let fence = lease.fence();
@@ -949,8 +968,12 @@ impl Renewer {
             return Ok((false, tomorrow));
         };
         let store = &self.inner.store;
-        let key = keys::target_key(keys::WARNING_PREFIX, target)
-            .map_err(|e| RenewError::Internal(format!("{}: {e}", "naming the warning record")))?;
+        let key = keys::target_key(keys::WARNING_PREFIX, target).map_err(|source| {
+            RenewError::RecordKey {
+                what: "warning record",
+                source,
+            }
+        })?;
         let day = utc_day(now);
         let current = store
             .get(&key)
@@ -1287,20 +1310,30 @@ fn status_row(
     }
 }
 
-/// The current bundle of every listed target.
+/// The current bundle of every listed target. A target the store reports damaged is left
+/// out, with an error in the log: it is not renewed from damaged data (`bmcert list`
+/// shows it, and an install or disable repairs it); the others are not held up.
 async fn current_bundles(store: &dyn Store) -> Result<Vec<Installed>, RenewError> {
     let listed = store
         .list()
         .await
         .map_err(store_err("listing the targets"))?;
     let mut current = Vec::with_capacity(listed.len());
-    for l in listed {
-        if let Some(installed) = store
-            .current(&l.target)
-            .await
-            .map_err(store_err("reading a certificate"))?
-        {
-            current.push(installed);
+    for row in listed {
+        let target = match row {
+            Ok(l) => l.target,
+            Err(damaged) => {
+                tracing::error!(%damaged, "renewal: skipping a damaged certificate");
+                continue;
+            }
+        };
+        match store.current(&target).await {
+            Ok(Some(installed)) => current.push(installed),
+            Ok(None) => {}
+            Err(StoreError::Damaged(damaged)) => {
+                tracing::error!(%damaged, "renewal: skipping a damaged certificate");
+            }
+            Err(e) => return Err(store_err("reading a certificate")(e)),
         }
     }
     Ok(current)
@@ -1358,8 +1391,11 @@ async fn record(
     store: &dyn Store,
     target: &Target,
 ) -> Result<(RecordKey, Option<(bmcert_store::Revision, RenewalRecord)>), RenewError> {
-    let key = keys::target_key(keys::RENEWAL_PREFIX, target)
-        .map_err(|e| RenewError::Internal(format!("naming the renewal record: {e}")))?;
+    let key =
+        keys::target_key(keys::RENEWAL_PREFIX, target).map_err(|source| RenewError::RecordKey {
+            what: "renewal record",
+            source,
+        })?;
     let rec = store
         .get(&key)
         .await
@@ -1437,7 +1473,7 @@ mod tests {
         store: Arc<dyn Store>,
         clock: Arc<ManualClock>,
         delay: StdDuration,
-        window: Option<policy::AriWindow>,
+        window: Option<RenewalWindow>,
         calls: AtomicU32,
         finished: AtomicBool,
     }
@@ -1477,8 +1513,8 @@ mod tests {
             &'a self,
             _target: &'a Target,
             _leaf_der: &'a [u8],
-        ) -> BoxFuture<'a, Option<policy::AriWindow>> {
-            let w = self.window;
+        ) -> BoxFuture<'a, Option<RenewalWindow>> {
+            let w = self.window.clone();
             Box::pin(async move { w })
         }
     }
@@ -1491,11 +1527,7 @@ mod tests {
         renewer: Renewer,
     }
 
-    fn setup(
-        delay: StdDuration,
-        window: Option<policy::AriWindow>,
-        config: RenewerConfig,
-    ) -> Setup {
+    fn setup(delay: StdDuration, window: Option<RenewalWindow>, config: RenewerConfig) -> Setup {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Flaky::new(
             DirStore::open(dir.path().join("store")).unwrap(),
@@ -1738,16 +1770,16 @@ mod tests {
 
     #[tokio::test]
     async fn status_reports_the_ari_window_the_renewer_acts_on() {
-        let window = policy::AriWindow {
-            start: T0 + Duration::days(10),
-            end: T0 + Duration::days(11),
-            retry_after: None,
-        };
-        let s = setup(StdDuration::ZERO, Some(window), RenewerConfig::default());
+        let window = RenewalWindow::new(T0 + Duration::days(10), T0 + Duration::days(11)).unwrap();
+        let s = setup(
+            StdDuration::ZERO,
+            Some(window.clone()),
+            RenewerConfig::default(),
+        );
         let (nb, na) = (T0 - Duration::days(5), T0 + Duration::days(85));
         install(s.store.as_ref(), &Target::System, nb, 90).await;
         let key = key_str(&Target::System);
-        let ari_due = whole_second(window.due_at(&key));
+        let ari_due = whole_second(policy::ari_due_at(&window, &key));
         let lifetime_due = policy::due_at(nb, na, &key);
         assert!(ari_due < lifetime_due);
         // Exact from the renewer at once; from the record after a pass.

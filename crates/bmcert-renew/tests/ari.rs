@@ -52,7 +52,7 @@ async fn setup(
         Source::Acme,
     );
     install(store.as_ref(), &Target::System, &old).await;
-    let id = policy::ari_cert_id(old.leaf()).unwrap();
+    let id = bmcert_acme::ari_certificate_id(old.leaf()).unwrap();
     let clock = Arc::new(ManualClock::new(issued + Duration::days(5)));
     let issuer = Arc::new(AcmeIssuer::new(Arc::new(acme), topology()));
     let renewer = Renewer::new(

@@ -651,7 +651,13 @@ async fn each_target_is_warned_at_the_address_given_at_activation() {
 
     // Four days before expiry the CA is unreachable: every renewal fails, each target's
     // warning goes to its own address, none to the administrator address.
-    let current = store.list().await.unwrap();
+    let current: Vec<_> = store
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
     assert_eq!(current.len(), 3);
     let expiry = current.iter().map(|l| l.meta.not_after).min().unwrap();
     let clock = Arc::new(ManualClock::new(expiry - Duration::days(4)));

@@ -405,11 +405,12 @@ async fn the_ca_renewal_window_wins_and_the_order_names_the_replaced_certificate
     let old = acme_on_system(store.as_ref(), "ari.example.test", issued).await;
     // The CA (e.g. during a mass revocation) suggests renewing on day 10-11, well before
     // the lifetime rule's day ~56-60.
-    let window = policy::AriWindow::from_json(
+    let window = bmcert_acme::parse_renewal_info(
         br#"{"suggestedWindow":{"start":"2026-01-11T00:00:00Z","end":"2026-01-12T00:00:00Z"}}"#,
+        None,
     )
     .unwrap();
-    *issuer.window.lock().unwrap() = Some(window);
+    *issuer.window.lock().unwrap() = Some(window.clone());
     let r = renewer(&store, &issuer, &notifier, &clock, "a");
     clock.set(issued + Duration::days(5));
     let pass = r.run_once().await.unwrap();
@@ -420,7 +421,7 @@ async fn the_ca_renewal_window_wins_and_the_order_names_the_replaced_certificate
     let pass = r.run_once().await.unwrap();
     assert_eq!(pass.renewed, [Target::System]);
     // The order named the certificate it replaces, by its ARI identifier.
-    let id = policy::ari_cert_id(old.leaf()).unwrap();
+    let id = bmcert_acme::ari_certificate_id(old.leaf()).unwrap();
     assert_eq!(issuer.replaced.lock().unwrap().as_slice(), [Some(id)]);
 
     // Without a window the lifetime rule applies.

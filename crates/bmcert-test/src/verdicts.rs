@@ -28,7 +28,7 @@ pub const URL: &str = "https://mail.example.test/";
 /// [`crate::chains::TEST_TIME`] in RFC 3339, for `bmcert check --at`.
 pub const TEST_TIME_RFC3339: &str = "2026-06-01T00:00:00Z";
 
-/// The codes [`upload`] makes an upload for (the stable strings of `bmcert_verify::Code`).
+/// The codes [`upload`] makes an upload for (the stable strings of `bmcert_verify::ChainCode`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Code {
     /// `chain_signature_invalid`: the CA file holds an intermediate with the right name and

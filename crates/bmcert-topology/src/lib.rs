@@ -32,6 +32,7 @@
 #![warn(unreachable_pub)]
 
 mod host;
+mod key_format;
 mod name;
 mod plain;
 mod shared;
@@ -39,6 +40,7 @@ mod target;
 mod topology;
 
 pub use host::{Host, HostError};
+pub use key_format::KeyFormat;
 pub use name::{DomainName, NameError};
 pub use plain::{is_unsafe_char, Escaped, ECHO_LIMIT};
 pub use shared::SharedTopology;

@@ -56,9 +56,10 @@ pub struct DomainSite {
 #[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TopologyError {
-    /// The TOML text does not parse or lacks a field.
-    #[error("the topology file is not valid: {}", escape_lines(.0))]
-    Syntax(String),
+    /// The TOML text does not parse or lacks a field (toml's error: the line, column and
+    /// what was expected).
+    #[error("the topology file is not valid: {}", escape_lines(&.0.to_string()))]
+    Syntax(#[source] toml::de::Error),
     /// A URL whose host cannot be read.
     #[error("the URL of {} is not usable: {reason}", Escaped(.whose))]
     BadUrl {
@@ -189,7 +190,7 @@ impl Topology {
 
     /// Parses the TOML topology file format shown in the type's documentation.
     pub fn from_toml_str(text: &str) -> Result<Self, TopologyError> {
-        let file: File = toml::from_str(text).map_err(|e| TopologyError::Syntax(e.to_string()))?;
+        let file: File = toml::from_str(text).map_err(TopologyError::Syntax)?;
         let default_domain = file
             .default_domain
             .map(|d| {

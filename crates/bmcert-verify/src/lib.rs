@@ -26,9 +26,9 @@
 //!   choose between several candidates, at most once per (certificate, issuer key) pair and
 //!   under a budget of 1,024 checks, so a CA file of
 //!   thousands of look-alike authorities costs milliseconds and its valid chain is still
-//!   found (refused with [`Code::LookAlikes`] when the budget runs out); webpki validates
+//!   found (refused with [`ChainCode::LookAlikes`] when the budget runs out); webpki validates
 //!   the path over that selection;
-//! * explains a refusal link by link ([`Code`]), with the most useful finding first;
+//! * explains a refusal link by link ([`ChainCode`]), with the most useful finding first;
 //! * matches the host name per RFC 9525 ([`names`]), with the CN fallback the issue asks for.
 //!
 //! The certificate fields webpki does not expose are read through a borrowing view derived
@@ -181,10 +181,10 @@ impl Role {
     }
 }
 
-/// What a finding is about; [`Code::as_str`] is the stable code of the report.
+/// What a finding is about; [`ChainCode::as_str`] is the stable code of the report.
 #[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Code {
+pub enum ChainCode {
     /// A certificate cannot be parsed.
     Malformed,
     /// The leaf is outside its validity period.
@@ -226,7 +226,7 @@ pub enum Code {
     RootFromPlatform,
 }
 
-impl Code {
+impl ChainCode {
     /// Every code, problems first, in ranking order.
     pub const ALL: &'static [Self] = &[
         Self::Malformed,
@@ -301,7 +301,7 @@ impl Code {
     }
 }
 
-impl fmt::Display for Code {
+impl fmt::Display for ChainCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
@@ -309,9 +309,9 @@ impl fmt::Display for Code {
 
 /// One thing the report says about the chain or the name.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Finding {
+pub struct ChainFinding {
     /// What it is about.
-    pub code: Code,
+    pub code: ChainCode,
     /// Problem or warning.
     pub severity: Severity,
     /// The file to fix.
@@ -320,7 +320,7 @@ pub struct Finding {
     pub message: String,
 }
 
-impl fmt::Display for Finding {
+impl fmt::Display for ChainFinding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
@@ -340,7 +340,7 @@ pub struct Verdict {
     /// was found.
     pub chain: Vec<CertificateDer<'static>>,
     /// Problems first, the most useful one leading; then warnings.
-    pub findings: Vec<Finding>,
+    pub findings: Vec<ChainFinding>,
     /// The name check, when a reference host was given and the leaf could be read.
     pub names: Option<NameVerdict>,
 }
@@ -355,14 +355,14 @@ impl Verdict {
     }
 
     /// The leading problem, if any.
-    pub fn first_problem(&self) -> Option<&Finding> {
+    pub fn first_problem(&self) -> Option<&ChainFinding> {
         self.findings
             .iter()
             .find(|f| f.severity == Severity::Problem)
     }
 
     /// Whether a finding with this code is present.
-    pub fn has(&self, code: Code) -> bool {
+    pub fn has(&self, code: ChainCode) -> bool {
         self.findings.iter().any(|f| f.code == code)
     }
 
@@ -482,8 +482,8 @@ pub fn verify_path<'a>(input: &PathInput<'a>, options: &Options) -> Verdict {
 fn malformed_leaf(e: &der::Error) -> Verdict {
     Verdict {
         chain: Vec::new(),
-        findings: vec![Finding {
-            code: Code::Malformed,
+        findings: vec![ChainFinding {
+            code: ChainCode::Malformed,
             severity: Severity::Problem,
             file: Role::Cert,
             message: format!(
@@ -799,9 +799,9 @@ impl<'a> Engine<'a> {
     }
 
     /// Explains a refusal: the first broken link, or webpki's reason.
-    fn diagnose(&self, failure: &Failure, known: &[Known<'a>], out: &mut Vec<Finding>) {
+    fn diagnose(&self, failure: &Failure, known: &[Known<'a>], out: &mut Vec<ChainFinding>) {
         use webpki::Error as E;
-        let problem = |code, file, message: String| Finding {
+        let problem = |code, file, message: String| ChainFinding {
             code,
             severity: Severity::Problem,
             file,
@@ -811,19 +811,19 @@ impl<'a> Engine<'a> {
         let now = self.time.as_secs();
         if !within_validity(&self.leaf, now) {
             out.push(problem(
-                Code::LeafExpired,
+                ChainCode::LeafExpired,
                 Role::Cert,
                 format!("the server certificate ({leaf_subject}) is outside its validity period ({}); renew it", validity_text(&self.leaf)),
             ));
         }
         match &failure.error {
             E::CaUsedAsEndEntity => out.push(problem(
-                Code::LeafIsCa,
+                ChainCode::LeafIsCa,
                 Role::Cert,
                 format!("the server certificate ({leaf_subject}) is a certificate authority (basicConstraints cA=TRUE); the certificate file must start with the server's own certificate"),
             )),
             E::RequiredEkuNotFoundContext(_) => out.push(problem(
-                Code::NotServerAuth,
+                ChainCode::NotServerAuth,
                 Role::Cert,
                 format!("the server certificate ({leaf_subject}) has an extended key usage without TLS server authentication; ask your authority for a certificate with serverAuth"),
             )),
@@ -833,13 +833,13 @@ impl<'a> Engine<'a> {
                     _ => String::new(),
                 };
                 out.push(problem(
-                    Code::Malformed,
+                    ChainCode::Malformed,
                     Role::Cert,
                     format!("the server certificate is {} bytes{names}, more than the 65,535 bytes TLS libraries accept; ask your authority for several smaller certificates, each with fewer names", self.leaf_der.len()),
                 ));
             }
             E::CertRevoked => out.push(problem(
-                Code::Revoked,
+                ChainCode::Revoked,
                 Role::Cert,
                 "a certificate of the chain is revoked by its authority's CRL; get a new certificate".to_owned(),
             )),
@@ -863,22 +863,22 @@ impl<'a> Engine<'a> {
         // Walk the issuer links ourselves to name the broken one.
         let before = out.len();
         self.walk(known, out);
-        if out[..before].iter().any(|f| f.code == Code::CaExpired) {
+        if out[..before].iter().any(|f| f.code == ChainCode::CaExpired) {
             // The expired root was already reported from the profile check.
             let mut seen = false;
-            out.retain(|f| f.code != Code::CaExpired || !std::mem::replace(&mut seen, true));
+            out.retain(|f| f.code != ChainCode::CaExpired || !std::mem::replace(&mut seen, true));
         }
         let walk_found = out.len() > before;
         if out.is_empty() && !walk_found {
             out.push(problem(
-                Code::ChainInvalid,
+                ChainCode::ChainInvalid,
                 Role::Ca,
                 format!("the chain is refused by rustls-webpki ({}); check that the CA file holds the intermediates and root of your authority", webpki_words(&failure.error)),
             ));
         }
     }
 
-    fn walk(&self, known: &[Known<'a>], out: &mut Vec<Finding>) {
+    fn walk(&self, known: &[Known<'a>], out: &mut Vec<ChainFinding>) {
         let now = self.time.as_secs();
         let mut current: (&Certificate<'_>, &'a [u8], Role) =
             (&self.leaf, self.leaf_der.as_ref(), Role::Cert);
@@ -891,8 +891,8 @@ impl<'a> Engine<'a> {
             let sig_oid = cert.signature_algorithm.oid.to_string();
             if let Some((_, alg)) = profile::WEAK_SIGNATURES.iter().find(|(o, _)| *o == sig_oid) {
                 if depth == 0 || !is_self_issued(cert) {
-                    out.push(Finding {
-                        code: Code::WeakSignature,
+                    out.push(ChainFinding {
+                        code: ChainCode::WeakSignature,
                         severity: Severity::Problem,
                         file: role,
                         message: format!("{subject} is signed with {alg}, which clients refuse; ask the authority to reissue it with SHA-256"),
@@ -915,21 +915,21 @@ impl<'a> Engine<'a> {
                 }
                 let (code, message) = if depth == 0 && is_self_issued(cert) {
                     (
-                        Code::ChainIncomplete,
+                        ChainCode::ChainIncomplete,
                         "the server certificate is self-signed and no CA file holds it, so no client will trust it; get a certificate from an authority (or, for tests only, put the same certificate in the CA file)".to_owned(),
                     )
                 } else if depth == 0 {
                     (
-                        Code::ChainIncomplete,
+                        ChainCode::ChainIncomplete,
                         format!("no certificate of the issuer \"{issuer}\" of the server certificate was supplied; add that intermediate certificate (and its own issuers up to the root) to the CA file"),
                     )
                 } else {
                     (
-                        Code::RootMissing,
+                        ChainCode::RootMissing,
                         format!("the CA file stops at \"{subject}\"; append the root certificate \"{issuer}\" of your authority to the CA file"),
                     )
                 };
-                out.push(Finding {
+                out.push(ChainFinding {
                     code,
                     severity: Severity::Problem,
                     file: Role::Ca,
@@ -956,8 +956,8 @@ impl<'a> Engine<'a> {
                 }
             }
             let Some(next) = next else {
-                out.push(Finding {
-                    code: Code::ChainSignatureInvalid,
+                out.push(ChainFinding {
+                    code: ChainCode::ChainSignatureInvalid,
                     severity: Severity::Problem,
                     file: Role::Ca,
                     message: format!("the signature on \"{subject}\" does not verify with the key of the supplied \"{issuer}\"; the CA file holds a different certificate of that name: download the matching one from your authority"),
@@ -968,8 +968,8 @@ impl<'a> Engine<'a> {
             let k = &known[next];
             let Some(kc) = k.cert.as_ref() else { return };
             if !within_validity(kc, now) {
-                out.push(Finding {
-                    code: Code::CaExpired,
+                out.push(ChainFinding {
+                    code: ChainCode::CaExpired,
                     severity: Severity::Problem,
                     file: k.origin.role(),
                     message: format!("the authority certificate \"{issuer}\" is outside its validity period ({}); replace it with the current one from your authority", validity_text(kc)),
@@ -986,7 +986,7 @@ impl<'a> Engine<'a> {
 
 /// The refusal when the issuer search gave up (our budget, or webpki's own): the files
 /// hold too many certificates that look like an issuer of the chain.
-fn look_alikes(failure: &Failure, known: &[Known<'_>]) -> Option<Finding> {
+fn look_alikes(failure: &Failure, known: &[Known<'_>]) -> Option<ChainFinding> {
     use webpki::Error as E;
     let (name, count) = match &failure.stopped_at {
         Some((name, count)) => (Some(name.as_slice()), *count),
@@ -1026,8 +1026,8 @@ fn look_alikes(failure: &Failure, known: &[Known<'_>]) -> Option<Finding> {
     } else {
         ". Keep only the intermediate certificates of your authority and its root in the CA file"
     };
-    Some(Finding {
-        code: Code::LookAlikes,
+    Some(ChainFinding {
+        code: ChainCode::LookAlikes,
         severity: Severity::Problem,
         file,
         message: format!(
@@ -1055,7 +1055,7 @@ fn webpki_words(e: &webpki::Error) -> String {
     }
 }
 
-fn violation_finding(v: &Violation, severity: Severity, subjects: &[String]) -> Finding {
+fn violation_finding(v: &Violation, severity: Severity, subjects: &[String]) -> ChainFinding {
     let who = subjects
         .get(v.position)
         .map(String::as_str)
@@ -1067,11 +1067,11 @@ fn violation_finding(v: &Violation, severity: Severity, subjects: &[String]) -> 
     } else {
         "the intermediate certificate"
     };
-    Finding {
+    ChainFinding {
         code: if v.message.starts_with(profile::ROOT_EXPIRED) {
-            Code::CaExpired
+            ChainCode::CaExpired
         } else {
-            Code::NonConformant
+            ChainCode::NonConformant
         },
         severity,
         file: if v.position == 0 {
@@ -1093,7 +1093,7 @@ fn success_findings(
     cache: &Cache<'_>,
     from_platform: bool,
 ) {
-    let warn = |code, file, message: String| Finding {
+    let warn = |code, file, message: String| ChainFinding {
         code,
         severity: Severity::Warning,
         file,
@@ -1113,7 +1113,7 @@ fn success_findings(
             .map(|c| cache.subject(c.as_ref()))
             .unwrap_or_default();
         verdict.findings.push(warn(
-            Code::RootFromPlatform,
+            ChainCode::RootFromPlatform,
             Role::Ca,
             format!("the root \"{root}\" is not in the CA file; it was taken from the system trust store. Append it to the CA file so every client can build the chain"),
         ));
@@ -1127,7 +1127,7 @@ fn success_findings(
     let in_ca: Vec<usize> = ca_pos.iter().flatten().copied().collect();
     if in_ca.windows(2).any(|w| w[0] > w[1]) {
         verdict.findings.push(warn(
-            Code::ChainReordered,
+            ChainCode::ChainReordered,
             Role::Ca,
             "the CA file is not in chain order; it was accepted and reordered. Write the intermediates first (the one that signed the server certificate at the top) and the root last".to_owned(),
         ));
@@ -1145,7 +1145,7 @@ fn success_findings(
         .collect();
     if !in_cert.is_empty() {
         verdict.findings.push(warn(
-            Code::ChainInCertFile,
+            ChainCode::ChainInCertFile,
             Role::Cert,
             format!("the certificate file also holds the chain certificate(s) {}; they were used, but belong in the CA file", in_cert.join(", ")),
         ));
@@ -1195,7 +1195,7 @@ fn success_findings(
             )
         };
         verdict.findings.push(warn(
-            Code::ExtraCertificates,
+            ChainCode::ExtraCertificates,
             file,
             format!("{what} unrelated to this chain and dropped: {names}"),
         ));
@@ -1227,15 +1227,15 @@ fn name_findings(verdict: &mut Verdict, engine: &Engine<'_>, reference: Option<&
                 nv.matched = None;
             }
             if nv.matched.is_none() {
-                verdict.findings.push(Finding {
-                    code: Code::NameMismatch,
+                verdict.findings.push(ChainFinding {
+                    code: ChainCode::NameMismatch,
                     severity: Severity::Problem,
                     file: Role::Cert,
                     message: format!("{nv}; get a certificate that includes {reference} or correct the external URL"),
                 });
             } else if matches!(nv.matched, Some(MatchedBy::CommonName(_))) {
-                verdict.findings.push(Finding {
-                    code: Code::CnOnly,
+                verdict.findings.push(ChainFinding {
+                    code: ChainCode::CnOnly,
                     severity: Severity::Warning,
                     file: Role::Cert,
                     message: format!("the certificate has no subjectAltName; its common name was used for {reference}. Browsers and rustls ignore the common name: get a certificate with a DNS subjectAltName"),
@@ -1243,8 +1243,8 @@ fn name_findings(verdict: &mut Verdict, engine: &Engine<'_>, reference: Option<&
             }
             verdict.names = Some(nv);
         }
-        Err(e) => verdict.findings.push(Finding {
-            code: Code::Malformed,
+        Err(e) => verdict.findings.push(ChainFinding {
+            code: ChainCode::Malformed,
             severity: Severity::Problem,
             file: Role::Cert,
             message: e.to_string(),
@@ -1332,12 +1332,12 @@ mod tests {
 
     #[test]
     fn codes_are_unique_and_ranked_in_all_order() {
-        let mut names: Vec<&str> = Code::ALL.iter().map(|c| c.as_str()).collect();
-        for (i, code) in Code::ALL.iter().enumerate() {
+        let mut names: Vec<&str> = ChainCode::ALL.iter().map(|c| c.as_str()).collect();
+        for (i, code) in ChainCode::ALL.iter().enumerate() {
             assert_eq!(usize::from(code.rank()), i, "{code}");
         }
         names.sort_unstable();
         names.dedup();
-        assert_eq!(names.len(), Code::ALL.len());
+        assert_eq!(names.len(), ChainCode::ALL.len());
     }
 }

@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use bmcert_topology::Host;
-use bmcert_verify::{verify, ChainInput, Code};
+use bmcert_verify::{verify, ChainCode, ChainInput};
 use rustls_pki_types::{CertificateDer, UnixTime};
 
 /// The target's input format (fuzz/fuzz_targets/verify_path.rs): records of a 2-byte
@@ -59,7 +59,7 @@ fn every_seed_gets_the_verdict_its_name_says() {
             assert!(v.is_valid(), "{name}: {:?}", v.findings);
             assert!(v.findings.is_empty(), "{name}: {:?}", v.findings);
         } else {
-            let code = Code::ALL
+            let code = ChainCode::ALL
                 .iter()
                 .find(|c| c.as_str() == expected)
                 .unwrap_or_else(|| panic!("{name}: no code {expected}"));

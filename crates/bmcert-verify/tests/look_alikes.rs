@@ -9,7 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use bmcert_test::chains::{leaf_params, look_alikes, Alg, Chain3, TEST_TIME};
-use bmcert_verify::{verify, ChainInput, Code, Role, Severity};
+use bmcert_verify::{verify, ChainCode, ChainInput, Role, Severity};
 use rustls_pki_types::{CertificateDer, UnixTime};
 
 fn time() -> UnixTime {
@@ -69,7 +69,7 @@ fn the_valid_chain_is_found_behind_ten_thousand_look_alikes() {
     let extra: Vec<_> = v
         .findings
         .iter()
-        .filter(|f| f.code == Code::ExtraCertificates)
+        .filter(|f| f.code == ChainCode::ExtraCertificates)
         .collect();
     assert_eq!(extra.len(), 1, "{extra:?}");
     assert_eq!(extra[0].file, Role::Ca);
@@ -101,7 +101,7 @@ fn look_alikes_in_the_certificate_file_are_attributed_to_it() {
     let extra: Vec<_> = v
         .findings
         .iter()
-        .filter(|f| f.code == Code::ExtraCertificates)
+        .filter(|f| f.code == ChainCode::ExtraCertificates)
         .collect();
     assert_eq!(extra.len(), 1, "{extra:?}");
     assert_eq!(extra[0].file, Role::Cert, "{}", extra[0].message);
@@ -123,7 +123,7 @@ fn without_key_identifiers_too_many_look_alikes_are_refused_in_plain_words() {
         &hostile_ca_file(&chain, 2_000),
     );
     let first = v.first_problem().expect("refused");
-    assert_eq!(first.code, Code::LookAlikes, "{}", first.message);
+    assert_eq!(first.code, ChainCode::LookAlikes, "{}", first.message);
     assert_eq!(first.severity, Severity::Problem);
     assert_eq!(first.file, Role::Ca);
     assert!(
@@ -155,7 +155,7 @@ fn a_missing_intermediate_behind_look_alikes_is_named_as_probably_missing() {
     let leaf = CertificateDer::from(chain.leaf.der.clone());
     let v = check(&leaf, &[], &ca);
     let first = v.first_problem().expect("refused");
-    assert_eq!(first.code, Code::LookAlikes, "{}", first.message);
+    assert_eq!(first.code, ChainCode::LookAlikes, "{}", first.message);
     assert!(
         first
             .message

@@ -275,7 +275,7 @@ fn sha1_signed_leaf_is_weak_signature_for_both() {
     });
     assert_eq!(
         v.first_problem().map(|f| f.code),
-        Some(bmcert_verify::Code::WeakSignature),
+        Some(bmcert_verify::ChainCode::WeakSignature),
         "{:?}",
         v.findings
     );
@@ -365,7 +365,7 @@ fn sha1_signed_intermediate_is_weak_signature_for_both() {
         let f = v.first_problem().unwrap();
         assert_eq!(
             f.code,
-            bmcert_verify::Code::WeakSignature,
+            bmcert_verify::ChainCode::WeakSignature,
             "{:?}",
             v.findings
         );

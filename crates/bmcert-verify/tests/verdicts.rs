@@ -5,7 +5,7 @@
 
 use bmcert_test::chains::{ca_params, leaf_params, Alg, Chain3, Node, TEST_TIME};
 use bmcert_topology::Host;
-use bmcert_verify::{verify, ChainInput, Code, Finding, Role, Severity, Verdict};
+use bmcert_verify::{verify, ChainCode, ChainFinding, ChainInput, Role, Severity, Verdict};
 use rcgen::{CertificateParams, ExtendedKeyUsagePurpose, IsCa};
 use rustls_pki_types::{CertificateDer, UnixTime};
 
@@ -49,7 +49,7 @@ fn check_in_chain(leaf: &Node, c: &Chain3, host: Option<&str>) -> Verdict {
 }
 
 /// The first problem of `v`, which must have `code`.
-fn first_problem(v: &Verdict, code: Code) -> &Finding {
+fn first_problem(v: &Verdict, code: ChainCode) -> &ChainFinding {
     let f = v.first_problem().unwrap();
     assert_eq!(f.code, code, "{:?}", v.findings);
     f
@@ -120,7 +120,7 @@ fn missing_intermediate_names_the_issuer() {
     let c = Chain3::new(Alg::P256, &["mail.example.test"]);
     let v = check(&c.leaf, &[], &[&c.root], &[], None);
     assert!(!v.is_valid());
-    let f = first_problem(&v, Code::ChainIncomplete);
+    let f = first_problem(&v, ChainCode::ChainIncomplete);
     assert_eq!(f.file, Role::Ca);
     assert!(
         f.message.contains("CN=bmcert Test Intermediate"),
@@ -133,7 +133,7 @@ fn missing_intermediate_names_the_issuer() {
 fn missing_root_says_which_root_to_append() {
     let c = Chain3::new(Alg::Rsa2048, &["mail.example.test"]);
     let v = check(&c.leaf, &[], &[&c.intermediate], &[], None);
-    let f = first_problem(&v, Code::RootMissing);
+    let f = first_problem(&v, ChainCode::RootMissing);
     assert!(
         f.message.contains("append the root certificate \"")
             && f.message.contains("CN=bmcert Test Root"),
@@ -160,7 +160,7 @@ fn wrong_authority_with_the_same_name_is_a_signature_problem() {
         .root
         .issue(ca_params("bmcert Test Intermediate"), Alg::P256.key());
     let v = check(&c.leaf, &[], &[&impostor, &c.root], &[], None);
-    first_problem(&v, Code::ChainSignatureInvalid);
+    first_problem(&v, ChainCode::ChainSignatureInvalid);
 }
 
 #[test]
@@ -171,7 +171,7 @@ fn expired_intermediate_is_ca_expired() {
     let inter = root.issue(p, Alg::P256.key());
     let leaf = inter.issue(leaf_params(&["mail.example.test"]), Alg::P256.key());
     let v = check(&leaf, &[], &[&inter, &root], &[], None);
-    let f = first_problem(&v, Code::CaExpired);
+    let f = first_problem(&v, ChainCode::CaExpired);
     assert!(f.message.contains("bmcert Old Intermediate"));
 }
 
@@ -179,7 +179,7 @@ fn expired_intermediate_is_ca_expired() {
 fn expired_root_is_ca_expired() {
     let v = expired_root_verdict();
     assert!(!v.is_valid());
-    assert!(v.has(Code::CaExpired), "{:?}", v.findings);
+    assert!(v.has(ChainCode::CaExpired), "{:?}", v.findings);
 }
 
 #[test]
@@ -189,14 +189,14 @@ fn expired_leaf_leads() {
         p.not_after = rcgen::date_time_ymd(2024, 1, 1);
     });
     let v = check_in_chain(&leaf, &c, Some("mail.example.test"));
-    first_problem(&v, Code::LeafExpired);
+    first_problem(&v, ChainCode::LeafExpired);
 }
 
 #[test]
 fn authority_as_leaf_is_leaf_is_ca() {
     let c = Chain3::new(Alg::P256, &["mail.example.test"]);
     let v = check(&c.intermediate, &[], &[&c.root], &[], None);
-    first_problem(&v, Code::LeafIsCa);
+    first_problem(&v, ChainCode::LeafIsCa);
 }
 
 #[test]
@@ -206,14 +206,14 @@ fn client_only_eku_is_not_server_auth() {
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     });
     let v = check_in_chain(&leaf, &c, None);
-    first_problem(&v, Code::NotServerAuth);
+    first_problem(&v, ChainCode::NotServerAuth);
 }
 
 #[test]
 fn name_mismatch_lists_the_covered_names() {
     let c = Chain3::new(Alg::P256, &["mail.example.test", "*.example.test"]);
     let v = check_in_chain(&c.leaf, &c, Some("https://a.b.example.test"));
-    let f = first_problem(&v, Code::NameMismatch);
+    let f = first_problem(&v, ChainCode::NameMismatch);
     assert!(
         f.message.contains("mail.example.test, *.example.test"),
         "{}",
@@ -231,7 +231,7 @@ fn ip_reference_matches_only_ip_sans() {
         assert!(v.is_valid(), "{host}: {:?}", v.findings);
     }
     let v = check_in_chain(&c.leaf, &c, Some("127.0.0.2"));
-    assert!(v.has(Code::NameMismatch));
+    assert!(v.has(ChainCode::NameMismatch));
 }
 
 #[test]
@@ -245,7 +245,7 @@ fn cn_only_certificate_matches_with_a_warning() {
     assert!(v.is_valid(), "{:?}", v.findings);
     assert_eq!(codes(&v), ["cn_only"]);
     let v = check_in_chain(&leaf, &c, Some("127.0.0.1"));
-    assert!(v.has(Code::NameMismatch), "an IP never matches a CN");
+    assert!(v.has(ChainCode::NameMismatch), "an IP never matches a CN");
 }
 
 #[test]
@@ -256,7 +256,7 @@ fn ca_without_basic_constraints_is_non_conformant() {
     let root = Node::self_signed(p, Alg::P256.key());
     let leaf = root.issue(leaf_params(&["mail.example.test"]), Alg::P256.key());
     let v = check(&leaf, &[], &[&root], &[], None);
-    let f = first_problem(&v, Code::NonConformant);
+    let f = first_problem(&v, ChainCode::NonConformant);
     assert!(f.message.contains("basicConstraints"), "{}", f.message);
 }
 
@@ -284,7 +284,7 @@ fn garbage_is_a_typed_finding_not_a_panic() {
         reference: None,
         time: at(TEST_TIME),
     });
-    assert_eq!(v.first_problem().unwrap().code, Code::Malformed);
+    assert_eq!(v.first_problem().unwrap().code, ChainCode::Malformed);
     let c = Chain3::new(Alg::P256, &["mail.example.test"]);
     let junk = CertificateDer::from(b"junk".to_vec());
     let v = verify(&ChainInput {
@@ -296,14 +296,14 @@ fn garbage_is_a_typed_finding_not_a_panic() {
         time: at(TEST_TIME),
     });
     assert!(v.is_valid(), "{:?}", v.findings);
-    assert!(v.has(Code::ExtraCertificates));
+    assert!(v.has(ChainCode::ExtraCertificates));
 }
 
 #[test]
 fn self_signed_leaf_says_so() {
     let leaf = Node::self_signed(leaf_params(&["mail.example.test"]), Alg::P256.key());
     let v = check(&leaf, &[], &[], &[], Some("mail.example.test"));
-    let f = first_problem(&v, Code::ChainIncomplete);
+    let f = first_problem(&v, ChainCode::ChainIncomplete);
     assert!(f.message.contains("self-signed"), "{}", f.message);
 }
 
@@ -313,13 +313,13 @@ fn expired_root_is_reported_once() {
     assert_eq!(
         v.findings
             .iter()
-            .filter(|f| f.code == Code::CaExpired)
+            .filter(|f| f.code == ChainCode::CaExpired)
             .count(),
         1,
         "{:?}",
         v.findings
     );
-    first_problem(&v, Code::CaExpired);
+    first_problem(&v, ChainCode::CaExpired);
 }
 
 #[test]
@@ -348,5 +348,8 @@ fn profile_rules_are_warnings_by_default_and_problems_when_pedantic() {
         .contains("authorityKeyIdentifier"));
     let pedantic = verify_with(&input, &Options::with_strictness(Strictness::Pedantic));
     assert!(!pedantic.is_valid());
-    assert_eq!(pedantic.first_problem().unwrap().code, Code::NonConformant);
+    assert_eq!(
+        pedantic.first_problem().unwrap().code,
+        ChainCode::NonConformant
+    );
 }

@@ -141,16 +141,16 @@ impl Installation {
 
     /// The installation's ACME client: its account, terms and HTTP-01 tokens in the store
     /// (shared by every server), its challenges on this installation's board, and what it
-    /// obtains installed through the gate (source `acme`).
-    pub fn acme_client(&self, config: AcmeConfig) -> Result<Arc<AcmeClient>, AcmeError> {
-        Ok(Arc::new(
-            AcmeClient::new(
-                config,
-                Arc::new(StoreState::new(self.store.clone())),
-                self.board.clone(),
-            )?
-            .with_gate(Arc::new(self.manager.clone())),
-        ))
+    /// obtains installed through the gate (source `acme`). Returned unshared so the caller
+    /// can still add a progress callback ([`AcmeClient::with_progress`]); share it in an
+    /// `Arc` with [`renewer`](Self::renewer).
+    pub fn acme_client(&self, config: AcmeConfig) -> Result<AcmeClient, AcmeError> {
+        Ok(AcmeClient::new(
+            config,
+            Arc::new(StoreState::new(self.store.clone())),
+            self.board.clone(),
+        )?
+        .with_gate(Arc::new(self.manager.clone())))
     }
 
     /// The renewer: renewals through `acme` with the names of the current topology,
@@ -181,9 +181,32 @@ impl Installation {
         http01_response_from_state(path, &StoreState::new(self.store.clone())).await
     }
 
+    /// Answers HTTP-01 on `addr` from this installation ([`http01_response`](Self::http01_response):
+    /// this server's orders and, through the store, any other server's), for a front
+    /// server (nginx) proxying `/.well-known/acme-challenge/` here. Bounded like every
+    /// challenge listener; stops when dropped.
+    pub async fn http01_listener(
+        &self,
+        addr: std::net::SocketAddr,
+    ) -> Result<bmcert_acme::Http01Listener, AcmeError> {
+        bmcert_acme::Http01Listener::serve(addr, Arc::new(self.clone())).await
+    }
+
+    /// The shared topology (the renewer's issuer reads it at each order).
+    #[cfg(feature = "agent")]
+    pub(crate) fn shared_topology(&self) -> &SharedTopology {
+        &self.topology
+    }
+
     /// Wraps `inner` (usually [`https_resolver`](Self::https_resolver)) to answer
     /// TLS-ALPN-01 on port 443; add `b"acme-tls/1"` to the server's ALPN protocols.
     pub fn tls_alpn01(&self, inner: Arc<dyn ResolvesServerCert>) -> ResolvesServerCertWithAcme {
         ResolvesServerCertWithAcme::new(inner, self.board.clone())
+    }
+}
+
+impl bmcert_acme::Http01Source for Installation {
+    fn answer<'a>(&'a self, path: &'a str) -> bmcert_acme::BoxFuture<'a, Option<String>> {
+        Box::pin(self.http01_response(path))
     }
 }

@@ -52,7 +52,10 @@
 #![warn(unreachable_pub)]
 
 pub mod acme;
+#[cfg(feature = "agent")]
+pub mod agent;
 mod bootstrap;
+pub mod deploy;
 mod installation;
 mod manager;
 mod open;
@@ -77,7 +80,8 @@ pub use bmcert_resolve::{
     ResolvesServerCertUsingSniWithFallback, ResolvesSystemCert, Service,
 };
 pub use bmcert_store::{
-    DirStore, Fingerprint, Source, Store, StoreConfig, StoreConfigError, StoreError, StoreSettings,
+    Damage, Damaged, DirStore, Fingerprint, Source, Store, StoreConfig, StoreConfigError,
+    StoreError, StoreSettings,
 };
 pub use bmcert_topology::{DomainName, Host, SharedTopology, Target, Topology, TopologyError};
 pub use manager::{

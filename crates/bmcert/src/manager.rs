@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use bmcert_bundle::{BundleCheck, CheckedBundle, Report};
 use bmcert_store::{
-    keys, BundleMeta, Condition, DirStore, Fence, Fingerprint, Installed, Revision, SecretKey,
-    Source, Store, StoreError,
+    keys, BundleMeta, Condition, Damaged, DirStore, Fence, Installed, Revision, SecretKey, Source,
+    Store, StoreError,
 };
 use bmcert_topology::{DomainName, Host, SharedTopology, Target, Topology, TopologyError};
 use rustls_pki_types::{CertificateDer, UnixTime};
@@ -63,7 +63,7 @@ pub enum ManagerError {
 impl ManagerError {
     /// The stable problem code of a refusal the administrator can act on
     /// (`domain_without_url`, `system_cannot_be_disabled`, `nothing_installed`,
-    /// `no_previous_version`), `None` for a failure (store, bug). The CLI exits with 1 for
+    /// `no_previous_version`, `store_damaged`), `None` for a failure (store, bug). The CLI exits with 1 for
     /// the refusals and prints the code.
     pub fn code(&self) -> Option<&'static str> {
         match self {
@@ -72,6 +72,7 @@ impl ManagerError {
             Self::NothingInstalled(_) => Some("nothing_installed"),
             Self::UnknownTarget(_) => Some("unknown_target"),
             Self::Store(StoreError::NoPreviousVersion { .. }) => Some("no_previous_version"),
+            Self::Store(StoreError::Damaged(_)) => Some("store_damaged"),
             Self::CheckedForAnotherHost { .. } => Some("checked_for_another_host"),
             _ => None,
         }
@@ -339,14 +340,10 @@ impl CertManager {
                 current: host.clone(),
             });
         }
-        let meta = BundleMeta {
-            source,
-            names: checked.names(),
-            not_after: OffsetDateTime::from_unix_timestamp(checked.not_after_unix())
-                .unwrap_or(OffsetDateTime::UNIX_EPOCH),
-            installed_at: to_datetime(checked.checked_at()),
-            fingerprint: Fingerprint::of(checked.leaf()),
-        };
+        // The store's own reading of the leaf (names, notAfter, fingerprint): what every
+        // later read proves the stored bundle against.
+        let meta = BundleMeta::for_leaf(source, to_datetime(checked.checked_at()), checked.leaf())
+            .map_err(StoreError::InvalidBundle)?;
         let (parsed, report) = checked.into_parts();
         let key = SecretKey::from_private_key_der(&parsed.key.secret_der())
             .ok_or(ManagerError::UnsupportedKey)?;
@@ -404,7 +401,7 @@ impl CertManager {
         }
         // A domain removed from the topology can still be cleaned up; a name that is neither
         // listed nor stored is refused rather than answered "nothing to do".
-        if self.is_unlisted(target) && self.store.current(target).await?.is_none() {
+        if self.is_unlisted(target) && !self.has_certificate(target).await? {
             return Err(ManagerError::UnknownTarget(target.clone()));
         }
         let revision = self.store.disable(target, &Condition::none()).await?;
@@ -423,32 +420,42 @@ impl CertManager {
         self.disable(&Target::Domain(domain.clone())).await
     }
 
-    /// Every target with a certificate: source, names, expiry and days left at `now`.
-    pub async fn list(&self, now: UnixTime) -> Result<Vec<TargetStatus>, ManagerError> {
+    /// Every target with a certificate: source, names, expiry and days left at `now`, or,
+    /// for a target whose stored certificate fails the store's proof, why it is
+    /// [`Damaged`] (problem code `store_damaged`; the other targets are listed as usual).
+    pub async fn list(
+        &self,
+        now: UnixTime,
+    ) -> Result<Vec<Result<TargetStatus, Damaged>>, ManagerError> {
         let now = to_datetime(now);
         Ok(self
             .store
             .list()
             .await?
             .into_iter()
-            .map(|l| TargetStatus {
-                days_left: (l.meta.not_after - now).whole_days(),
-                target: l.target,
-                source: l.meta.source,
-                names: l.meta.names,
-                not_after: l.meta.not_after,
-                version: l.version,
-                installed_at: l.meta.installed_at,
-                fingerprint: l.meta.fingerprint.to_string(),
-                warning: l.meta.source.warning(),
+            .map(|row| {
+                row.map(|l| TargetStatus {
+                    days_left: (l.meta.not_after - now).whole_days(),
+                    target: l.target,
+                    source: l.meta.source,
+                    names: l.meta.names,
+                    not_after: l.meta.not_after,
+                    version: l.version,
+                    installed_at: l.meta.installed_at,
+                    fingerprint: l.meta.fingerprint.to_string(),
+                    warning: l.meta.source.warning(),
+                })
             })
             .collect())
     }
 
     /// Makes the previous version of `target` current again. A target without a current
     /// certificate (never installed, or disabled) is [`ManagerError::NothingInstalled`].
+    ///
+    /// A damaged current version can be rolled back from: the store proves the version it
+    /// returns to.
     pub async fn rollback(&self, target: &Target) -> Result<InstalledVersion, ManagerError> {
-        if self.store.current(target).await?.is_none() {
+        if !self.has_certificate(target).await? {
             return Err(self.nothing_for(target));
         }
         let installed = self.store.rollback(target, &Condition::none()).await?;
@@ -474,6 +481,15 @@ impl CertManager {
 }
 
 impl CertManager {
+    /// Whether the store holds a current certificate for `target`, whole or damaged.
+    async fn has_certificate(&self, target: &Target) -> Result<bool, ManagerError> {
+        match self.store.current(target).await {
+            Ok(current) => Ok(current.is_some()),
+            Err(StoreError::Damaged(_)) => Ok(true),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// A domain target the current topology does not list.
     fn is_unlisted(&self, target: &Target) -> bool {
         match target {

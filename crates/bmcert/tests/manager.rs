@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use bmcert::store::{DirStore, Source};
 use bmcert::topology::{Target, Topology};
-use bmcert::{block_on, CertManager, ManagerError};
+use bmcert::{block_on, CertManager, ManagerError, TargetStatus};
 use bmcert_test::fixtures::{openssl, Chain, ChainSpec};
 use rustls_pki_types::UnixTime;
 
@@ -86,7 +86,11 @@ fn an_accepted_bundle_is_installed_listed_and_exported() {
         .names
         .contains(&"mail.example.test".to_owned()));
 
-    let listed = block_on(m.list(UnixTime::now())).unwrap();
+    let listed: Vec<TargetStatus> = block_on(m.list(UnixTime::now()))
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].target, Target::System);
     assert_eq!(listed[0].days_left, 90);
@@ -165,7 +169,7 @@ fn disabling_the_system_certificate_is_refused_and_a_domain_falls_back() {
     let targets: Vec<Target> = block_on(m.list(UnixTime::now()))
         .unwrap()
         .into_iter()
-        .map(|s| s.target)
+        .map(|s| s.unwrap().target)
         .collect();
     assert_eq!(targets, vec![Target::System]);
     assert_eq!(block_on(m.disable(&domain)).unwrap(), None);
@@ -370,7 +374,11 @@ fn bootstrap_makes_a_self_signed_system_certificate_through_the_gate_once() {
         made.report.host.as_ref().unwrap().to_string(),
         "mail.example.test"
     );
-    let rows = block_on(m.list(now)).unwrap();
+    let rows: Vec<TargetStatus> = block_on(m.list(now))
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
     assert_eq!(rows[0].source, Source::Bootstrap);
     assert!(rows[0].warning.unwrap().contains("browsers"));
     assert!(rows[0].days_left >= 364);
@@ -388,7 +396,10 @@ fn bootstrap_makes_a_self_signed_system_certificate_through_the_gate_once() {
         &Target::System,
         &ChainSpec::new(&["mail.example.test"]).build(),
     );
-    assert_eq!(block_on(m.list(now)).unwrap()[0].source, Source::Files);
+    assert_eq!(
+        block_on(m.list(now)).unwrap()[0].as_ref().unwrap().source,
+        Source::Files
+    );
 }
 
 fn bmcert_resolve_key(

@@ -35,7 +35,7 @@ pub struct ScriptedIssuer {
     /// The `replaces` argument of each call.
     pub replaced: std::sync::Mutex<Vec<Option<String>>>,
     /// The renewal window the CA offers (ARI), if any.
-    pub window: std::sync::Mutex<Option<bmcert_renew::policy::AriWindow>>,
+    pub window: std::sync::Mutex<Option<bmcert_acme::RenewalWindow>>,
     /// When set, failures are this instead of [`failure`] (built anew for each call).
     pub failing_with: std::sync::Mutex<Option<fn() -> IssueError>>,
     /// What [`Issuer::order_key`] answers.
@@ -68,7 +68,7 @@ pub fn failure() -> IssueError {
         source: bmcert_acme::AcmeError::Unreachable {
             url: "https://127.0.0.1:1/dir".into(),
             during: "reading the directory",
-            reason: "connection refused".into(),
+            cause: bmcert_acme::Transport::NoAnswer { seconds: 60 },
         },
     }
 }
@@ -82,24 +82,29 @@ pub fn caa_refusal() -> IssueError {
             detail: Some("CAA record for example.test prevents issuance".into()),
             status: Some(403),
             subproblems: Vec::new(),
+            retry_after: None,
         },
     })
 }
 
-/// The CA's rate limit, with a `Retry-After` of two hours.
+/// The CA's rate limit, with a `Retry-After` of two hours, sorted as the ACME issuer sorts
+/// it (the `Retry-After` travels in the problem document).
 pub fn rate_limited() -> IssueError {
-    IssueError::RateLimited {
-        retry_after: Some(time::Duration::hours(2)),
-        source: bmcert_acme::AcmeError::Refused {
-            during: "placing the order",
-            problem: bmcert_acme::Problem {
-                kind: Some("urn:ietf:params:acme:error:rateLimited".into()),
-                detail: Some("too many new orders".into()),
-                status: Some(429),
-                subproblems: Vec::new(),
-            },
+    let e = IssueError::from_acme(bmcert_acme::AcmeError::Refused {
+        during: "placing the order",
+        problem: bmcert_acme::Problem {
+            kind: Some("urn:ietf:params:acme:error:rateLimited".into()),
+            detail: Some("too many new orders".into()),
+            status: Some(429),
+            subproblems: Vec::new(),
+            retry_after: Some(std::time::Duration::from_secs(7200)),
         },
-    }
+    });
+    assert!(
+        matches!(&e, IssueError::RateLimited { retry_after: Some(d), .. } if *d == time::Duration::hours(2)),
+        "{e:?}"
+    );
+    e
 }
 
 /// A store error of a test issuer's install, as the ACME issuer sorts it.
@@ -164,8 +169,8 @@ impl Issuer for ScriptedIssuer {
         &'a self,
         _target: &'a Target,
         _leaf_der: &'a [u8],
-    ) -> BoxFuture<'a, Option<bmcert_renew::policy::AriWindow>> {
-        let w = *self.window.lock().unwrap();
+    ) -> BoxFuture<'a, Option<bmcert_acme::RenewalWindow>> {
+        let w = self.window.lock().unwrap().clone();
         Box::pin(async move { w })
     }
 }
