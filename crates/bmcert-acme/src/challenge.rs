@@ -66,7 +66,48 @@ pub async fn http01_response_from_state(
     let token = probe.0.into_inner().ok().flatten()?;
     let key = format!("{}{token}", crate::keys::HTTP01_PREFIX);
     let bytes = state.get(&key).await.ok()??;
-    String::from_utf8(bytes).ok()
+    Http01Record::decode(&bytes).map(|r| r.key_authorization)
+}
+
+/// The stored form of an HTTP-01 token record (`acme/http01/TOKEN`): the key authorization,
+/// and when it was published, so that the records a stopped server left behind can be
+/// swept once no order can still need them ([`AcmeClient::sweep_challenges`](crate::AcmeClient::sweep_challenges)).
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct Http01Record {
+    pub(crate) key_authorization: String,
+    /// Seconds since the Unix epoch; `None` for a record of the key authorization alone
+    /// (as versions before the sweep wrote it).
+    #[serde(default)]
+    pub(crate) published_at: Option<i64>,
+}
+
+impl Http01Record {
+    pub(crate) fn encode(key_authorization: &str, published_at: i64) -> Vec<u8> {
+        serde_json::json!({
+            "key_authorization": key_authorization,
+            "published_at": published_at,
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    /// The record in `bytes`: JSON, or the key authorization alone (older records). `None`
+    /// when it is neither (a damaged record answers nothing).
+    pub(crate) fn decode(bytes: &[u8]) -> Option<Self> {
+        if bytes.first() == Some(&b'{') {
+            return serde_json::from_slice(bytes).ok();
+        }
+        let text = std::str::from_utf8(bytes).ok()?;
+        // A key authorization is `token.thumbprint`, base64url on both sides.
+        let plain = !text.is_empty()
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        plain.then(|| Self {
+            key_authorization: text.to_owned(),
+            published_at: None,
+        })
+    }
 }
 
 /// Where an HTTP-01 listener finds its answers when looking them up takes I/O: the

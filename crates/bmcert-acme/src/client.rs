@@ -304,6 +304,9 @@ pub struct AcmeClient {
     account: tokio::sync::Mutex<Option<Account>>,
     directory_doc: tokio::sync::Mutex<Option<DirectoryDoc>>,
     progress: Option<ProgressFn>,
+    /// HTTP-01 records of orders whose future was dropped (an interrupted command, a lost
+    /// lock), not yet removed from the store: [`AcmeClient::sweep_challenges`] removes them.
+    abandoned: Abandoned,
 }
 
 impl fmt::Debug for AcmeClient {
@@ -397,6 +400,7 @@ impl AcmeClient {
             account: tokio::sync::Mutex::new(None),
             directory_doc: tokio::sync::Mutex::new(None),
             progress: None,
+            abandoned: Abandoned::default(),
         })
     }
 
@@ -417,6 +421,62 @@ impl AcmeClient {
     /// The challenge board this client publishes on.
     pub fn board(&self) -> &ChallengeBoard {
         &self.board
+    }
+
+    /// Removes the HTTP-01 records that no order still needs, and returns how many went:
+    /// those of this client's orders that were abandoned (their future dropped, for
+    /// instance by a command interrupted with SIGINT or SIGTERM: call this before exiting),
+    /// and those of any server older than [`AcmeClient::challenge_lifetime`] (a server that
+    /// was killed, or stopped between publishing and removing).
+    ///
+    /// Every order calls it before it publishes anything, so a record left behind is gone
+    /// by the next order of any server of the installation. Removals that fail are logged
+    /// and retried by the next sweep; only a failure to list the records is an error.
+    pub async fn sweep_challenges(&self) -> Result<usize, AcmeError> {
+        let mut removed = flush_abandoned(self.state.as_ref(), &self.abandoned).await;
+        let keys = self
+            .state
+            .keys(keys::HTTP01_PREFIX)
+            .await
+            .map_err(|e| state_err("listing the HTTP-01 records", e))?;
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let lifetime = i64::try_from(self.challenge_lifetime().as_secs()).unwrap_or(i64::MAX);
+        for key in keys {
+            let Ok(Some(bytes)) = self.state.get(&key).await else {
+                continue;
+            };
+            let stale = match crate::challenge::Http01Record::decode(&bytes) {
+                Some(record) => match record.published_at {
+                    Some(at) => now.saturating_sub(at) > lifetime,
+                    // Written before records carried their time: no order of this version
+                    // can need it.
+                    None => true,
+                },
+                // Damaged: it answers nothing.
+                None => true,
+            };
+            if !stale {
+                continue;
+            }
+            match self.state.delete(&key).await {
+                Ok(()) => {
+                    removed += 1;
+                    tracing::info!(record = %key, "removed a stale HTTP-01 record");
+                }
+                Err(e) => {
+                    tracing::warn!(record = %key, error = %e, "could not remove a stale HTTP-01 record")
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    /// How long an HTTP-01 record may be needed after it was published: the order's whole
+    /// allowance ([`PollSchedule::total`], from the order's creation to the download), but
+    /// at least an hour, so that a server configured with a longer allowance than this one
+    /// never loses its records to this one's sweep.
+    pub fn challenge_lifetime(&self) -> Duration {
+        self.config.poll.total.max(Duration::from_secs(3600))
     }
 
     /// What this client sent so far.
@@ -712,7 +772,14 @@ impl AcmeClient {
         let account = self
             .account_fenced(topology, request.email.as_deref(), fence)
             .await?;
-        let mut published = Unpublish::new(self.board.clone(), self.state.clone());
+        if let Err(e) = self.sweep_challenges().await {
+            tracing::warn!(error = %e, "could not sweep stale HTTP-01 records before the order");
+        }
+        let mut published = Unpublish::new(
+            self.board.clone(),
+            self.state.clone(),
+            self.abandoned.clone(),
+        );
         let result = self
             .issue_with(&account, topology, request, &names, &mut published, fence)
             .await;
@@ -994,8 +1061,12 @@ impl AcmeClient {
                         self.board.add_http01(&token, key_auth.as_str());
                         published.push(Published::Http01(token.clone()));
                         let key = format!("{}{token}", keys::HTTP01_PREFIX);
+                        let record = crate::challenge::Http01Record::encode(
+                            key_auth.as_str(),
+                            time::OffsetDateTime::now_utc().unix_timestamp(),
+                        );
                         self.state
-                            .put_fenced(&key, key_auth.as_str().as_bytes().to_vec(), false, fence)
+                            .put_fenced(&key, record, false, fence)
                             .await
                             .map_err(|e| state_err("publishing the HTTP-01 token", e))?;
                     }
@@ -1187,20 +1258,28 @@ fn state_err(during: &'static str, e: StateError) -> AcmeError {
     }
 }
 
+/// The HTTP-01 records of abandoned orders, shared by a client and its orders' [`Unpublish`]
+/// guards.
+type Abandoned = Arc<std::sync::Mutex<Vec<String>>>;
+
 /// The challenges an order published, removed when it ends ([`Unpublish::finish`]) or, if
 /// the order's future is dropped first (an attempt abandoned by its caller), on drop: from
-/// the board at once, from the store by a task on the current tokio runtime.
+/// the board at once; the store records go to the client's abandoned list, and a task on
+/// the current tokio runtime (if any) removes them. A caller that exits right after
+/// dropping an order calls [`AcmeClient::sweep_challenges`] to remove them before it goes.
 struct Unpublish {
     board: ChallengeBoard,
     state: Arc<dyn AcmeState>,
+    abandoned: Abandoned,
     items: Vec<Published>,
 }
 
 impl Unpublish {
-    fn new(board: ChallengeBoard, state: Arc<dyn AcmeState>) -> Self {
+    fn new(board: ChallengeBoard, state: Arc<dyn AcmeState>, abandoned: Abandoned) -> Self {
         Self {
             board,
             state,
+            abandoned,
             items: Vec::new(),
         }
     }
@@ -1236,17 +1315,45 @@ impl Drop for Unpublish {
         if records.is_empty() {
             return;
         }
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => {
-                let state = self.state.clone();
-                rt.spawn(async move { delete_records(state.as_ref(), records).await });
+        match self.abandoned.lock() {
+            Ok(mut list) => list.extend(records),
+            Err(_) => {
+                tracing::warn!("the list of abandoned HTTP-01 records was poisoned; the sweep will remove them once stale");
+                return;
             }
-            Err(_) => tracing::warn!(
-                records = records.len(),
-                "an abandoned ACME order left HTTP-01 records in the store (no runtime to remove them)"
-            ),
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let state = self.state.clone();
+            let abandoned = self.abandoned.clone();
+            rt.spawn(async move { flush_abandoned(state.as_ref(), &abandoned).await });
         }
     }
+}
+
+/// Deletes the abandoned records; the ones that fail go back on the list. Returns how many
+/// were removed.
+async fn flush_abandoned(state: &dyn AcmeState, abandoned: &Abandoned) -> usize {
+    let records = match abandoned.lock() {
+        Ok(mut list) => std::mem::take(&mut *list),
+        Err(_) => return 0,
+    };
+    let mut removed = 0;
+    let mut failed = Vec::new();
+    for key in records {
+        match state.delete(&key).await {
+            Ok(()) => removed += 1,
+            Err(e) => {
+                tracing::warn!(record = %key, error = %e, "could not remove an abandoned HTTP-01 record");
+                failed.push(key);
+            }
+        }
+    }
+    if !failed.is_empty() {
+        if let Ok(mut list) = abandoned.lock() {
+            list.extend(failed);
+        }
+    }
+    removed
 }
 
 async fn delete_records(state: &dyn AcmeState, records: Vec<String>) {
@@ -1435,7 +1542,7 @@ mod tests {
         let state = crate::MemoryState::new();
         let board = ChallengeBoard::new();
         let path = |t: &str| format!("{}{t}", crate::HTTP01_PATH_PREFIX);
-        let mut published = Unpublish::new(board.clone(), state.clone());
+        let mut published = Unpublish::new(board.clone(), state.clone(), Abandoned::default());
         for token in ["tok1", "tok2"] {
             board.add_http01(token, &format!("{token}.thumb"));
             state
@@ -1464,10 +1571,73 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_sweep_removes_abandoned_and_stale_records_and_keeps_live_ones() {
+        use crate::challenge::Http01Record;
+        let state = crate::MemoryState::new();
+        let client =
+            AcmeClient::new(AcmeConfig::default(), state.clone(), ChallengeBoard::new()).unwrap();
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let lifetime = i64::try_from(client.challenge_lifetime().as_secs()).unwrap();
+        assert!(lifetime >= 3600);
+        let records: [(&str, Vec<u8>); 6] = [
+            ("fresh", Http01Record::encode("fresh.th", now - 60)),
+            ("edge", Http01Record::encode("edge.th", now - lifetime + 60)),
+            (
+                "stale",
+                Http01Record::encode("stale.th", now - lifetime - 60),
+            ),
+            ("legacy", b"legacy.th".to_vec()),
+            ("damaged", b"\xff\x00{".to_vec()),
+            ("dropped", Http01Record::encode("dropped.th", now)),
+        ];
+        for (token, value) in records {
+            let key = format!("{}{token}", keys::HTTP01_PREFIX);
+            state.put(&key, value, false).await.unwrap();
+        }
+        let answer = |t: &str| format!("{}{t}", crate::HTTP01_PATH_PREFIX);
+        // Both forms are answered from the store while they are kept.
+        for (token, expected) in [("fresh", "fresh.th"), ("legacy", "legacy.th")] {
+            assert_eq!(
+                crate::http01_response_from_state(&answer(token), &*state)
+                    .await
+                    .as_deref(),
+                Some(expected)
+            );
+        }
+        assert_eq!(
+            crate::http01_response_from_state(&answer("damaged"), &*state).await,
+            None
+        );
+        // An order of this client published "dropped", then its future was dropped (the
+        // command was interrupted): nothing ran the removal task yet.
+        {
+            let mut published = Unpublish::new(
+                client.board.clone(),
+                state.clone(),
+                client.abandoned.clone(),
+            );
+            client.board.add_http01("dropped", "dropped.th");
+            published.push(Published::Http01("dropped".into()));
+        }
+        assert_eq!(client.sweep_challenges().await.unwrap(), 4);
+        let mut left = state.record_keys();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                format!("{}edge", keys::HTTP01_PREFIX),
+                format!("{}fresh", keys::HTTP01_PREFIX)
+            ]
+        );
+        // A second sweep finds nothing more to do.
+        assert_eq!(client.sweep_challenges().await.unwrap(), 0);
+    }
+
+    #[tokio::test]
     async fn a_finished_order_removes_what_it_published_and_leaves_nothing_to_drop() {
         let state = crate::MemoryState::new();
         let board = ChallengeBoard::new();
-        let mut published = Unpublish::new(board.clone(), state.clone());
+        let mut published = Unpublish::new(board.clone(), state.clone(), Abandoned::default());
         board.add_http01("tok", "tok.thumb");
         state
             .put(

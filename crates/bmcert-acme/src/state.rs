@@ -43,6 +43,9 @@ pub trait AcmeState: fmt::Debug + Send + Sync {
     ) -> BoxFuture<'a, Result<(), StateError>>;
     /// Removes a record; removing a missing record is not an error.
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), StateError>>;
+    /// The keys of the records under `prefix` (for instance [`keys::HTTP01_PREFIX`]), in any
+    /// order: the client sweeps the challenge records that a stopped server left behind.
+    fn keys<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, StateError>>;
     /// [`put`](Self::put), only while `fence` (when given) still holds.
     fn put_fenced<'a>(
         &'a self,
@@ -119,7 +122,9 @@ pub mod keys {
     /// The account credentials (secret): instant-acme's `AccountCredentials` JSON plus the
     /// contact. One per installation and directory.
     pub const ACCOUNT: &str = "acme/account";
-    /// Prefix of HTTP-01 tokens: `acme/http01/TOKEN` holds the key authorization.
+    /// Prefix of HTTP-01 tokens: `acme/http01/TOKEN` holds the key authorization and when
+    /// it was published, JSON `{ "key_authorization": ..., "published_at": ... }` (a record
+    /// of the key authorization alone, as older versions wrote, is still answered).
     pub const HTTP01_PREFIX: &str = "acme/http01/";
 }
 
@@ -270,6 +275,17 @@ impl AcmeState for MemoryState {
         })
     }
 
+    fn keys<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, StateError>> {
+        Box::pin(async move {
+            let map = self.records.lock().map_err(|_| poisoned())?;
+            Ok(map
+                .keys()
+                .filter(|k| k.starts_with(prefix))
+                .cloned()
+                .collect())
+        })
+    }
+
     fn put_fenced<'a>(
         &'a self,
         key: &'a str,
@@ -360,6 +376,9 @@ mod tests {
         }
         fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), StateError>> {
             self.0.delete(key)
+        }
+        fn keys<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, StateError>> {
+            self.0.keys(prefix)
         }
     }
 

@@ -77,6 +77,19 @@ impl AcmeState for StoreState {
         self.delete_fenced(k, None)
     }
 
+    fn keys<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, StateError>> {
+        Box::pin(async move {
+            // The store's prefixes are whole path segments (`acme/http01` covers
+            // `acme/http01/TOKEN`); a trailing slash is the same prefix.
+            let keys = self
+                .store
+                .keys(prefix.trim_end_matches('/'))
+                .await
+                .map_err(store_err)?;
+            Ok(keys.into_iter().map(|k| k.as_str().to_owned()).collect())
+        })
+    }
+
     fn put_fenced<'a>(
         &'a self,
         k: &'a str,

@@ -59,8 +59,20 @@ pub enum CertError {
 ///
 /// Each certificate is checked to be well-formed X.509 (RFC 5280 profile, as `x509-cert`
 /// decodes it), so later steps can summarize it.
+///
+/// Inputs over [`limits::CA_FILE`](crate::limits::CA_FILE) bytes (the larger of the two
+/// certificate-file limits) are refused with [`TextError::TooLarge`] before any decoding.
 pub fn parse_certificates(input: &[u8]) -> Result<Vec<CertificateDer<'static>>, CertError> {
-    let ders: Vec<(Vec<u8>, Option<usize>)> = match text::read(input)? {
+    parse_certificates_up_to(input, crate::limits::CA_FILE, "a CA file")
+}
+
+/// [`parse_certificates`] with the limit of one file kind.
+pub(crate) fn parse_certificates_up_to(
+    input: &[u8],
+    limit: usize,
+    what: &'static str,
+) -> Result<Vec<CertificateDer<'static>>, CertError> {
+    let ders: Vec<(Vec<u8>, Option<usize>)> = match text::read(input, limit, what)? {
         Contents::Der(der) => {
             if Certificate::from_der(&der).is_err() && crate::key::looks_like_key_der(&der) {
                 return Err(CertError::PrivateKeyInstead);

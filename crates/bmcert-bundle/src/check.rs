@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 
 use bmcert_verify::{ChainCode as VerifyCode, ChainInput, Role, Severity, Verdict};
 
-use crate::cert::{parse_certificates, CertSummary, KeyAlgorithm};
+use crate::cert::{parse_certificates, parse_certificates_up_to, CertSummary, KeyAlgorithm};
 use crate::key::{parse_private_key, KeyError};
 use crate::keycheck::{self, KeyCheck};
 use crate::pkcs12::{parse_pkcs12, Pkcs12Error};
@@ -114,7 +114,11 @@ impl<'a> BundleCheck<'a> {
 
         let (certs, key, ca, files) = match self.source {
             Source::Files { cert, key, ca } => {
-                let certs = match parse_certificates(cert) {
+                let certs = match parse_certificates_up_to(
+                    cert,
+                    crate::limits::FILE,
+                    "a certificate file",
+                ) {
                     Ok(c) => Some(c),
                     Err(e) => {
                         report.push_problem(

@@ -289,8 +289,11 @@ fn from_block(
 ///
 /// An `ENCRYPTED PRIVATE KEY` (PKCS#8 PBES2, the OpenSSL 3 default) is decrypted with
 /// `password` when one is given; otherwise it is [`KeyError::Encrypted`].
+///
+/// Inputs over [`limits::FILE`](crate::limits::FILE) bytes are refused with
+/// [`TextError::TooLarge`] before any decoding.
 pub fn parse_private_key(input: &[u8], password: Option<&[u8]>) -> Result<PrivateKey, KeyError> {
-    match text::read(input)? {
+    match text::read(input, crate::limits::FILE, "a private key file")? {
         Contents::Der(der) => {
             if let Some(format) = classify_der(&der) {
                 return Ok(PrivateKey::new(der, format, None));

@@ -56,6 +56,7 @@ mod check;
 mod checked;
 mod key;
 mod keycheck;
+pub mod limits;
 mod pkcs12;
 mod report;
 mod text;

@@ -44,6 +44,21 @@ pub enum Pkcs12Error {
         /// What the decoder says.
         reason: String,
     },
+    /// The file is larger than [`limits::FILE`](crate::limits::FILE): not a PKCS#12 bundle
+    /// of one server (a real one is a few KiB).
+    #[error("the file is {len} bytes, over the {} limit for a PKCS#12 file; check that the right file was given", crate::limits::Size(*.limit))]
+    TooLarge {
+        /// The file's length in bytes.
+        len: usize,
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The password is longer than [`limits::PASSWORD`](crate::limits::PASSWORD) bytes.
+    #[error("the password is over the {} limit; check the password file", crate::limits::Size(*.limit))]
+    PasswordTooLong {
+        /// The limit in bytes.
+        limit: usize,
+    },
     /// No private key inside.
     #[error("the PKCS#12 file holds no private key; export it again including the key (`-inkey key.pem`)")]
     NoKey,
@@ -92,9 +107,23 @@ fn mac_iterations(input: &[u8]) -> Option<u64> {
 }
 
 /// Opens a PKCS#12 file with `password` (empty for none).
+///
+/// A file over [`limits::FILE`](crate::limits::FILE) bytes, or a password over
+/// [`limits::PASSWORD`](crate::limits::PASSWORD) bytes, is refused before any decoding.
 pub fn parse_pkcs12(input: &[u8], password: &str) -> Result<Pkcs12Contents, Pkcs12Error> {
     if input.is_empty() {
         return Err(Pkcs12Error::Empty);
+    }
+    if input.len() > crate::limits::FILE {
+        return Err(Pkcs12Error::TooLarge {
+            len: input.len(),
+            limit: crate::limits::FILE,
+        });
+    }
+    if password.len() > crate::limits::PASSWORD {
+        return Err(Pkcs12Error::PasswordTooLong {
+            limit: crate::limits::PASSWORD,
+        });
     }
     let archive = Pkcs12Archive::from_pkcs12(input, password).map_err(|e| match e {
         p12_keystore::error::Error::MacError(_) | p12_keystore::error::Error::UnpadError => {

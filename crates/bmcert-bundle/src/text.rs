@@ -47,6 +47,17 @@ pub enum TextError {
         /// The 1-based line of the BEGIN line.
         line: usize,
     },
+    /// The input is larger than the entry point accepts ([`crate::limits`]); nothing of it
+    /// was decoded.
+    #[error("the file is {len} bytes, over the {} limit for {what}; check that the right file was given (a device, a log or a disk image is not a certificate file)", crate::limits::Size(*.limit))]
+    TooLarge {
+        /// The input's length in bytes.
+        len: usize,
+        /// The limit in bytes.
+        limit: usize,
+        /// The kind of file, for the message ("a certificate file").
+        what: &'static str,
+    },
     /// The base64 text of a block does not decode.
     #[error("the PEM block `{}` starting on line {line} is damaged (its base64 text does not decode)", Escaped(.label))]
     BadBase64 {
@@ -97,7 +108,17 @@ fn end_label(line: &[u8]) -> Option<&[u8]> {
 }
 
 /// Reads a file's bytes as PEM blocks or DER.
-pub(crate) fn read(input: &[u8]) -> Result<Contents, TextError> {
+///
+/// An input over `limit` bytes is refused at once, before any decoding (`what` names the
+/// file kind in the message).
+pub(crate) fn read(input: &[u8], limit: usize, what: &'static str) -> Result<Contents, TextError> {
+    if input.len() > limit {
+        return Err(TextError::TooLarge {
+            len: input.len(),
+            limit,
+            what,
+        });
+    }
     let input = input.strip_prefix(BOM).unwrap_or(input);
     if trim(input).is_empty() {
         return Err(TextError::Empty);

@@ -172,6 +172,64 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, UsageError> {
         .map_err(|e| UsageError(format!("cannot start the async runtime: {e}")))
 }
 
+/// SIGINT and SIGTERM, listened for while an order runs: the command then abandons the order
+/// and removes the challenge records it published before it exits, instead of dying with
+/// them left in the store (every server of the installation would keep answering them).
+pub(crate) struct Interrupt {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Interrupt {
+    /// Starts listening (before the order starts, so that no signal is missed).
+    pub(crate) fn listen() -> Result<Self, UsageError> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let err = |e: std::io::Error| UsageError(format!("cannot handle signals: {e}"));
+        Ok(Self {
+            int: signal(SignalKind::interrupt()).map_err(err)?,
+            term: signal(SignalKind::terminate()).map_err(err)?,
+        })
+    }
+
+    /// The next SIGINT or SIGTERM, as the exit status a shell gives a command killed by it
+    /// (130, 143) and its name.
+    pub(crate) async fn recv(&mut self) -> (u8, &'static str) {
+        tokio::select! {
+            _ = self.int.recv() => (130, "SIGINT"),
+            _ = self.term.recv() => (143, "SIGTERM"),
+        }
+    }
+}
+
+/// Runs `work` (an order, or a renewal that orders) until it ends or a SIGINT/SIGTERM
+/// arrives. On a signal the work's future is dropped (its order abandoned), the challenge
+/// records it published are removed through `client`, and the exit status is returned as
+/// `Err`, the message on stderr.
+pub(crate) async fn unless_interrupted<T>(
+    client: &AcmeClient,
+    work: impl std::future::Future<Output = T>,
+) -> Result<Result<T, ExitCode>, UsageError> {
+    let mut interrupt = Interrupt::listen()?;
+    let signal = {
+        tokio::pin!(work);
+        tokio::select! {
+            done = &mut work => return Ok(Ok(done)),
+            signal = interrupt.recv() => signal,
+        }
+        // `work` is dropped here: the order's records move to the client's abandoned list.
+    };
+    let (code, name) = signal;
+    match client.sweep_challenges().await {
+        Ok(n) => eprintln!(
+            "bmcert: {name}: the order was abandoned; {n} challenge record(s) removed from the store"
+        ),
+        Err(e) => eprintln!(
+            "bmcert: {name}: the order was abandoned, but its challenge records could not be removed ({e}); the next order of any server sweeps them"
+        ),
+    }
+    Ok(Err(ExitCode::from(code)))
+}
+
 pub(crate) fn run(args: AcmeArgs, settings: &Settings) -> Result<ExitCode, UsageError> {
     runtime()?.block_on(async move {
         match args.command {
@@ -279,7 +337,12 @@ async fn run_issue(args: IssueArgs, settings: &Settings) -> Result<ExitCode, Usa
         extra_names: args.names,
         replaces: None,
     };
-    match client.issue(&installation.topology(), &request).await {
+    let topology = installation.topology();
+    let outcome = match unless_interrupted(&client, client.issue(&topology, &request)).await? {
+        Ok(outcome) => outcome,
+        Err(code) => return Ok(code),
+    };
+    match outcome {
         Ok(issued) => {
             let names: Vec<&str> = issued.names.iter().map(|n| n.as_str()).collect();
             let until = time::OffsetDateTime::from_unix_timestamp(issued.not_after)

@@ -28,19 +28,17 @@ fn describe(e: &std::io::Error) -> String {
 }
 
 /// The most bytes read from a certificate, key, PKCS#12, password, etcd or configuration
-/// file: 1 MiB. A real chain of a dozen RSA-4096 certificates is under 30 KiB;
-/// anything larger is not what the option asks for (a device, a log, a disk image).
-pub(crate) const FILE_LIMIT: u64 = 1 << 20;
+/// file: the library's limit for such files ([`bmcert_bundle::limits::FILE`], 1 MiB), so
+/// that a file the CLI reads is never refused again by the parser.
+pub(crate) const FILE_LIMIT: u64 = bmcert_bundle::limits::FILE as u64;
 
-/// The most bytes read from a CA file (`--ca`, `--chain-ca`, `--directory-ca`): 16 MiB. An
-/// authority's chain is a few KiB and a whole platform trust store under 1 MiB, but a file
-/// crowded with thousands of certificates is still read, so that the check can name what is
-/// wrong with it (`look_alikes`, `extra_certificates`) instead of refusing it unread.
-pub(crate) const CA_FILE_LIMIT: u64 = 16 << 20;
+/// The most bytes read from a CA file (`--ca`, `--chain-ca`, `--directory-ca`): the
+/// library's CA file limit ([`bmcert_bundle::limits::CA_FILE`], 16 MiB).
+pub(crate) const CA_FILE_LIMIT: u64 = bmcert_bundle::limits::CA_FILE as u64;
 
-/// The most bytes read from the topology file: 4 MiB, room for 100,000 domains with a URL
-/// each.
-pub(crate) const TOPOLOGY_LIMIT: u64 = 4 << 20;
+/// The most bytes read from the topology file: the library's
+/// [`bmcert_topology::Topology::MAX_BYTES`] (4 MiB).
+pub(crate) const TOPOLOGY_LIMIT: u64 = bmcert_topology::Topology::MAX_BYTES as u64;
 
 /// Reads a whole input file of at most [`FILE_LIMIT`] bytes; `what` names it in messages
 /// ("certificate file").

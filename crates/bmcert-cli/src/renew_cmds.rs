@@ -161,7 +161,7 @@ pub(crate) fn renew(args: RenewArgs, settings: &Settings) -> Result<ExitCode, Us
             None => None,
         };
         let renewer = installation.renewer(
-            client,
+            client.clone(),
             // A renewal by hand sends no warning: the administrator sees the result.
             Arc::new(NoNotifier),
             RenewerConfig {
@@ -169,7 +169,16 @@ pub(crate) fn renew(args: RenewArgs, settings: &Settings) -> Result<ExitCode, Us
                 ..RenewerConfig::default()
             },
         );
-        match renewer.renew_now(&target).await {
+        let outcome = match crate::acme_cmds::unless_interrupted(
+            &client,
+            renewer.renew_now(&target),
+        )
+        .await?
+        {
+            Ok(outcome) => outcome,
+            Err(code) => return Ok(code),
+        };
+        match outcome {
             Ok(Outcome::Renewed) | Ok(Outcome::AlreadyRenewed) => {
                 let rows = bmcert::renew::status(store.as_ref())
                     .await

@@ -338,3 +338,113 @@ fn no_email_and_no_default_domain_is_the_typed_error() {
         .unwrap()
         .is_none());
 }
+
+/// Issue 13: an `acme issue` stopped by SIGTERM while the CA validates removes the HTTP-01
+/// record it published to the store before it exits (143), so no other server keeps
+/// answering a dead order's token.
+#[test]
+fn sigterm_during_an_order_removes_its_http01_records() {
+    let Some(pebble) = Pebble::from_env() else {
+        return;
+    };
+    let host = unique_name("cli-sigterm");
+    let installation = Installation::new(
+        &pebble,
+        &format!("default_domain = \"example.test\"\n[system]\nurl = \"https://{host}\"\n"),
+    );
+    installation.accept();
+    let _ports = ports();
+    wait_port_free(pebble.http01);
+    // A tar pit on pebble's validation port: it accepts and never answers, so the order
+    // stays pending (its record published) until pebble's validation times out.
+    let tarpit = std::net::TcpListener::bind(pebble.http01_listen()).unwrap();
+    tarpit.set_nonblocking(true).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let held = std::thread::spawn({
+        let stop = stop.clone();
+        move || {
+            let mut conns = Vec::new();
+            let until = std::time::Instant::now() + Duration::from_secs(60);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                && std::time::Instant::now() < until
+            {
+                match tarpit.accept() {
+                    Ok((c, _)) if conns.len() < 64 => conns.push(c),
+                    _ => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        }
+    });
+    let store = installation.store_path();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bmcert"))
+        .args([
+            "acme",
+            "issue",
+            "--store",
+            store.to_str().unwrap(),
+            "--directory",
+            &installation.pebble_dir,
+            "--directory-ca",
+            &installation.pebble_ca,
+            "--topology",
+            installation.topology.to_str().unwrap(),
+            "--target",
+            "system",
+            "--chain-ca",
+            installation.root.to_str().unwrap(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let records = || {
+        block_on(
+            installation
+                .store()
+                .keys(keys::HTTP01_PREFIX.trim_end_matches('/')),
+        )
+        .unwrap()
+    };
+    let mut published = Vec::new();
+    for _ in 0..300 {
+        published = records();
+        if !published.is_empty() || child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !published.is_empty(),
+        "the order never published its HTTP-01 record"
+    );
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut exited = None;
+    for _ in 0..200 {
+        exited = child.try_wait().unwrap();
+        if exited.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if exited.is_none() {
+        child.kill().unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(143), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("challenge record") && stderr.contains("removed"),
+        "{stderr}"
+    );
+    assert!(records().is_empty(), "left behind: {:?}", records());
+    assert!(block_on(installation.store().current(&Target::System))
+        .unwrap()
+        .is_none());
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    held.join().unwrap();
+}

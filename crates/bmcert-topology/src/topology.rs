@@ -60,6 +60,9 @@ pub enum TopologyError {
     /// what was expected).
     #[error("the topology file is not valid: {}", escape_lines(&.0.to_string()))]
     Syntax(#[source] toml::de::Error),
+    /// The text is longer than [`Topology::MAX_BYTES`]: refused before parsing.
+    #[error("the topology file is {0} bytes, over the {} MiB limit; check that the right file was given", Topology::MAX_BYTES >> 20)]
+    TooLarge(usize),
     /// A URL whose host cannot be read.
     #[error("the URL of {} is not usable: {reason}", Escaped(.whose))]
     BadUrl {
@@ -188,8 +191,19 @@ impl Topology {
         }
     }
 
+    /// The longest topology text [`Topology::from_toml_str`] parses: 4 MiB, room for
+    /// 100,000 domains with a URL each. Programs that read the file should bound their read
+    /// with it (the `bmcert` CLI does).
+    pub const MAX_BYTES: usize = 4 << 20;
+
     /// Parses the TOML topology file format shown in the type's documentation.
+    ///
+    /// A text over [`Topology::MAX_BYTES`] is [`TopologyError::TooLarge`], refused before
+    /// parsing.
     pub fn from_toml_str(text: &str) -> Result<Self, TopologyError> {
+        if text.len() > Self::MAX_BYTES {
+            return Err(TopologyError::TooLarge(text.len()));
+        }
         let file: File = toml::from_str(text).map_err(TopologyError::Syntax)?;
         let default_domain = file
             .default_domain
@@ -265,6 +279,22 @@ impl Topology {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_text_over_the_limit_is_refused_before_parsing() {
+        // Valid TOML padded with a comment: only its size is wrong.
+        let mut text = String::from("[system]\nurl = \"https://mail.example.test\"\n#");
+        text.push_str(&"x".repeat(Topology::MAX_BYTES));
+        assert_eq!(
+            Topology::from_toml_str(&text),
+            Err(TopologyError::TooLarge(text.len()))
+        );
+        assert!(TopologyError::TooLarge(text.len())
+            .to_string()
+            .contains("over the 4 MiB limit"));
+        text.truncate(Topology::MAX_BYTES);
+        assert!(Topology::from_toml_str(&text).is_ok());
+    }
 
     const SAMPLE: &str = r#"
 default_domain = "example.test"

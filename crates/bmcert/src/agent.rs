@@ -479,6 +479,8 @@ pub struct Agent {
     metrics_addr: Option<SocketAddr>,
     http01: Option<Http01Listener>,
     renewer: Option<(Renewer, Running)>,
+    /// The renewer's ACME client: its challenge records are swept at shutdown.
+    acme: Option<Arc<bmcert_acme::AcmeClient>>,
 }
 
 impl Agent {
@@ -523,9 +525,11 @@ impl Agent {
             }
             None => (None, None),
         };
+        let mut acme = None;
         let renewer = match config.renewal {
             Some(renewal) => {
                 let client = Arc::new(installation.acme_client(renewal.acme)?);
+                acme = Some(client.clone());
                 let issuer = CountingIssuer {
                     inner: AcmeIssuer::with_shared_topology(
                         client,
@@ -574,6 +578,7 @@ impl Agent {
             metrics_addr,
             http01,
             renewer,
+            acme,
         })
     }
 
@@ -620,6 +625,13 @@ impl Agent {
         let _ = (&mut self.deploy_task).await;
         if let Some((_, running)) = self.renewer.take() {
             running.stop().await;
+        }
+        // The attempt in progress removed its own records when it ended; this also removes
+        // the records of an attempt that was abandoned, and stale ones of other servers.
+        if let Some(client) = self.acme.take() {
+            if let Err(e) = client.sweep_challenges().await {
+                tracing::warn!(error = %e, "agent: could not sweep the HTTP-01 records at shutdown");
+            }
         }
         if let Some(http01) = self.http01.take() {
             http01.stop().await;
