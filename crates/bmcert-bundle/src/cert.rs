@@ -60,10 +60,10 @@ pub enum CertError {
 /// Each certificate is checked to be well-formed X.509 (RFC 5280 profile, as `x509-cert`
 /// decodes it), so later steps can summarize it.
 ///
-/// Inputs over [`limits::CA_FILE`](crate::limits::CA_FILE) bytes (the larger of the two
-/// certificate-file limits) are refused with [`TextError::TooLarge`] before any decoding.
+/// Inputs over [`limits::CERTIFICATE_FILE`](crate::limits::CERTIFICATE_FILE) bytes are
+/// refused with [`TextError::TooLarge`] before any decoding.
 pub fn parse_certificates(input: &[u8]) -> Result<Vec<CertificateDer<'static>>, CertError> {
-    parse_certificates_up_to(input, crate::limits::CA_FILE, "a CA file")
+    parse_certificates_up_to(input, crate::limits::CERTIFICATE_FILE, "a certificate file")
 }
 
 /// [`parse_certificates`] with the limit of one file kind.

@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 
 use bmcert_verify::{ChainCode as VerifyCode, ChainInput, Role, Severity, Verdict};
 
-use crate::cert::{parse_certificates, parse_certificates_up_to, CertSummary, KeyAlgorithm};
+use crate::cert::{parse_certificates_up_to, CertSummary, KeyAlgorithm};
 use crate::key::{parse_private_key, KeyError};
 use crate::keycheck::{self, KeyCheck};
 use crate::pkcs12::{parse_pkcs12, Pkcs12Error};
@@ -116,7 +116,7 @@ impl<'a> BundleCheck<'a> {
             Source::Files { cert, key, ca } => {
                 let certs = match parse_certificates_up_to(
                     cert,
-                    crate::limits::FILE,
+                    crate::limits::CERTIFICATE_FILE,
                     "a certificate file",
                 ) {
                     Ok(c) => Some(c),
@@ -153,7 +153,11 @@ impl<'a> BundleCheck<'a> {
                 };
                 let ca = match ca {
                     None => Vec::new(),
-                    Some(bytes) => match parse_certificates(bytes) {
+                    Some(bytes) => match parse_certificates_up_to(
+                        bytes,
+                        crate::limits::CERTIFICATE_FILE,
+                        "a CA file",
+                    ) {
                         Ok(c) => c,
                         Err(e) => {
                             report.push_problem(

@@ -9,16 +9,16 @@
 
 use core::fmt;
 
-/// A certificate, private key or PKCS#12 file: 1 MiB. A real chain of a dozen RSA-4096
-/// certificates is under 30 KiB; anything larger is not what the option asks for (a device,
-/// a log, a disk image).
+/// A private key or PKCS#12 file: 1 MiB. A real PKCS#12 bundle with a chain of a dozen
+/// RSA-4096 certificates is under 30 KiB; anything larger is not what the option asks for (a
+/// device, a log, a disk image).
 pub const FILE: usize = 1 << 20;
 
-/// A CA file: 16 MiB. An authority's chain is a few KiB and a whole platform trust store
+/// A certificate or CA file: 16 MiB. A chain is a few KiB and a whole platform trust store
 /// under 1 MiB, but a file crowded with thousands of certificates is still read, so that the
 /// check can name what is wrong with it (`look_alikes`, `extra_certificates`) instead of
 /// refusing it unread.
-pub const CA_FILE: usize = 16 << 20;
+pub const CERTIFICATE_FILE: usize = 16 << 20;
 
 /// A password (of a key file or a PKCS#12 file): 64 KiB.
 pub const PASSWORD: usize = 64 << 10;
@@ -45,7 +45,7 @@ mod tests {
     #[test]
     fn sizes_read_as_people_write_them() {
         assert_eq!(Size(FILE).to_string(), "1 MiB");
-        assert_eq!(Size(CA_FILE).to_string(), "16 MiB");
+        assert_eq!(Size(CERTIFICATE_FILE).to_string(), "16 MiB");
         assert_eq!(Size(PASSWORD).to_string(), "64 KiB");
         assert_eq!(Size(1000).to_string(), "1000 bytes");
     }
@@ -53,10 +53,10 @@ mod tests {
     #[test]
     fn every_entry_point_refuses_input_over_its_limit_before_decoding() {
         // PEM-looking bytes: without the limit they would be scanned line by line.
-        let big = vec![b'A'; CA_FILE + 1];
+        let big = vec![b'A'; CERTIFICATE_FILE + 1];
         match parse_certificates(&big) {
             Err(CertError::Text(TextError::TooLarge { len, limit, .. })) => {
-                assert_eq!((len, limit), (CA_FILE + 1, CA_FILE));
+                assert_eq!((len, limit), (CERTIFICATE_FILE + 1, CERTIFICATE_FILE));
             }
             other => panic!("{other:?}"),
         }
@@ -84,22 +84,37 @@ mod tests {
 
     #[test]
     fn the_bundle_check_names_the_oversized_file_and_its_limit() {
-        let cert = vec![b'A'; FILE + 1];
-        let report = BundleCheck::files(&cert, b"", None).check(rustls_pki_types::UnixTime::now());
-        let problem = &report.problems[0];
-        assert_eq!(problem.code.as_str(), "cert_unreadable");
-        assert!(
-            problem
-                .message
-                .contains("over the 1 MiB limit for a certificate file"),
-            "{}",
-            problem.message
-        );
-        // The CA file gets its own, larger limit: 2 MiB of text is read (and found to hold no
-        // certificate), not refused for its size.
-        let ca = vec![b'A'; 2 << 20];
-        let report =
-            BundleCheck::files(b"x", b"", Some(&ca)).check(rustls_pki_types::UnixTime::now());
+        let now = rustls_pki_types::UnixTime::now();
+        let cert = vec![b'A'; CERTIFICATE_FILE + 1];
+        let key = vec![b'A'; FILE + 1];
+        let report = BundleCheck::files(&cert, &key, Some(&cert)).check(now);
+        let messages: Vec<(&str, &str)> = report
+            .problems
+            .iter()
+            .map(|p| (p.code.as_str(), p.message.as_str()))
+            .collect();
+        for (code, limit) in [
+            (
+                "cert_unreadable",
+                "over the 16 MiB limit for a certificate file",
+            ),
+            (
+                "key_unreadable",
+                "over the 1 MiB limit for a private key file",
+            ),
+            ("ca_unreadable", "over the 16 MiB limit for a CA file"),
+        ] {
+            assert!(
+                messages
+                    .iter()
+                    .any(|(c, m)| *c == code && m.contains(limit)),
+                "{code}: {messages:?}"
+            );
+        }
+        // Under the limits, 2 MiB of text is read (and found to hold no certificate), not
+        // refused for its size.
+        let big = vec![b'A'; 2 << 20];
+        let report = BundleCheck::files(&big, b"", Some(&big)).check(now);
         assert!(
             report.problems.iter().all(|p| !p.message.contains("limit")),
             "{:?}",

@@ -198,6 +198,25 @@ pub fn pem_encode(label: &str, der: &[u8]) -> String {
 mod tests {
     use super::*;
 
+    /// [`super::read`] without a limit.
+    fn read(input: &[u8]) -> Result<Contents, TextError> {
+        super::read(input, usize::MAX, "a test file")
+    }
+
+    #[test]
+    fn a_limit_refuses_before_reading_and_allows_up_to_it() {
+        let pem = b"-----BEGIN X-----\nAAAA\n-----END X-----\n";
+        assert!(super::read(pem, pem.len(), "x").is_ok());
+        assert_eq!(
+            super::read(pem, pem.len() - 1, "a certificate file").err(),
+            Some(TextError::TooLarge {
+                len: pem.len(),
+                limit: pem.len() - 1,
+                what: "a certificate file"
+            })
+        );
+    }
+
     fn pem_blocks(input: &[u8]) -> Vec<Block> {
         match read(input).unwrap() {
             Contents::Pem(b) => b,

@@ -33,8 +33,8 @@ fn describe(e: &std::io::Error) -> String {
 pub(crate) const FILE_LIMIT: u64 = bmcert_bundle::limits::FILE as u64;
 
 /// The most bytes read from a CA file (`--ca`, `--chain-ca`, `--directory-ca`): the
-/// library's CA file limit ([`bmcert_bundle::limits::CA_FILE`], 16 MiB).
-pub(crate) const CA_FILE_LIMIT: u64 = bmcert_bundle::limits::CA_FILE as u64;
+/// library's CA file limit ([`bmcert_bundle::limits::CERTIFICATE_FILE`], 16 MiB).
+pub(crate) const CA_FILE_LIMIT: u64 = bmcert_bundle::limits::CERTIFICATE_FILE as u64;
 
 /// The most bytes read from the topology file: the library's
 /// [`bmcert_topology::Topology::MAX_BYTES`] (4 MiB).

@@ -61,7 +61,7 @@ pub enum TopologyError {
     #[error("the topology file is not valid: {}", escape_lines(&.0.to_string()))]
     Syntax(#[source] toml::de::Error),
     /// The text is longer than [`Topology::MAX_BYTES`]: refused before parsing.
-    #[error("the topology file is {0} bytes, over the {} MiB limit; check that the right file was given", Topology::MAX_BYTES >> 20)]
+    #[error("the topology file is {0} bytes, over the {limit} MiB limit; check that the right file was given", limit = Topology::MAX_BYTES >> 20)]
     TooLarge(usize),
     /// A URL whose host cannot be read.
     #[error("the URL of {} is not usable: {reason}", Escaped(.whose))]
