@@ -54,6 +54,13 @@ pub(crate) struct AgentArgs {
     /// Do not renew ACME certificates on this server (another server's agent does).
     #[arg(long)]
     no_renew: bool,
+    /// The lease of the installation's renewal lock while this agent renews: kept alive every
+    /// third of it, so an agent killed during a renewal (or cut off from the store) gives
+    /// the renewal up to another server's agent this long after it stopped. Use the same
+    /// value on every server.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(3..=3600))]
+    lock_ttl: u64,
     #[command(flatten)]
     ca: CaArgs,
     #[command(flatten)]
@@ -176,6 +183,7 @@ pub(crate) fn run(args: AgentArgs, settings: &Settings) -> Result<ExitCode, Usag
                 config: RenewerConfig {
                     holder: format!("agent-{}-{}", host_name(), std::process::id()),
                     warn_to,
+                    lock_ttl: Duration::from_secs(args.lock_ttl),
                     ..RenewerConfig::default()
                 },
             })

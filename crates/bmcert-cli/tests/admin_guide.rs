@@ -3,7 +3,7 @@
 //! line of its output: the guide cannot drift from the tool.
 //!
 //! The commands are the lines starting with `bmcert ` in the guide's ```sh blocks; the
-//! topology is the guide's ```toml block. The guide's paths (`/var/lib/bmcert`,
+//! topology is the guide's ```toml block. The guide's paths (`/var/lib/bmcert/store`,
 //! `/etc/bmcert/topology.toml`) become the temporary directory's; the bundle files are
 //! generated here (rcgen, and the `openssl` CLI for the PKCS#12 file). The Let's Encrypt
 //! commands run against the pebble that `scripts/test-all` starts (`--directory` and
@@ -18,7 +18,7 @@ use bmcert_test::chains::{ca_params, leaf_params, Alg, Node};
 use bmcert_test::fixtures::openssl;
 use bmcert_test::peers::{Missing, Pebble, PebbleInstance};
 
-const STORE: &str = "/var/lib/bmcert";
+const STORE: &str = "/var/lib/bmcert/store";
 const TOPOLOGY: &str = "/etc/bmcert/topology.toml";
 
 fn guide() -> String {

@@ -70,4 +70,5 @@ pub use plan::{plan, Plan, PlanInput, Planned, RateLimit};
 pub use renewer::{
     status, AcmeIssuer, Clock, Issuer, ManualClock, Outcome, PassReport, RenewError, RenewalRecord,
     RenewalStatus, Renewer, RenewerConfig, Running, SystemClock, WarningRecord, ARI_REFRESH,
+    BUSY_RETRY_MAX, BUSY_RETRY_MIN,
 };

@@ -321,6 +321,9 @@ pub enum RenewError {
     Busy {
         /// Who holds it.
         holder: String,
+        /// When its lease runs out unless the holder keeps it alive (the store's view);
+        /// `None` when the store's time could not be read.
+        expires_at: Option<OffsetDateTime>,
     },
     /// The renewal lock was lost during the attempt (its lease could not be renewed, or
     /// another server holds it now): the attempt was abandoned before installing, and the
@@ -747,7 +750,16 @@ impl Renewer {
         let asked = tokio::time::Instant::now();
         let lease = match store.lock(&lock, &config.holder, config.lock_ttl).await {
             Ok(lease) => lease,
-            Err(StoreError::LockHeld { holder, .. }) => return Err(RenewError::Busy { holder }),
+            Err(StoreError::LockHeld {
+                holder, expires_at, ..
+            }) => {
+                let expires_at = OffsetDateTime::parse(
+                    &expires_at,
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .ok();
+                return Err(RenewError::Busy { holder, expires_at });
+            }
             Err(e) => return Err(store_err("taking the renewal lock")(e)),
         };
         let target = &installed.target;
@@ -1089,9 +1101,10 @@ impl Renewer {
                     Ok(Outcome::AlreadyRenewed) => {}
                     Err(RenewError::Failed { .. }) => report.failed.push(target.clone()),
                     Err(RenewError::Waiting { .. }) => {}
-                    Err(RenewError::Busy { holder }) => {
-                        tracing::info!(target = %target, holder = %holder, "renewal: another server holds the renewal lock");
-                        wake(now + Duration::minutes(1), &mut report);
+                    Err(RenewError::Busy { holder, expires_at }) => {
+                        let again = busy_wake(now, expires_at);
+                        tracing::info!(target = %target, holder = %holder, look_again = %rfc3339(again), "renewal: another server holds the renewal lock");
+                        wake(again, &mut report);
                         // Its outcome decides about warnings: look again in a minute.
                         continue;
                     }
@@ -1246,6 +1259,24 @@ impl Renewer {
         }
     }
 }
+
+/// When a pass that found the renewal lock held looks again: just after the holder's lease
+/// runs out (a holder that died, was paused or cut off from the store loses the lock then, and
+/// this server takes over), at least [`BUSY_RETRY_MIN`] and at most [`BUSY_RETRY_MAX`] from
+/// `now` (a live holder keeps extending its lease; its outcome also wakes the renewer through
+/// the store's change feed).
+fn busy_wake(now: OffsetDateTime, expires_at: Option<OffsetDateTime>) -> OffsetDateTime {
+    let (min, max) = (now + BUSY_RETRY_MIN, now + BUSY_RETRY_MAX);
+    match expires_at {
+        Some(at) => (at + Duration::milliseconds(200)).clamp(min, max),
+        None => max,
+    }
+}
+
+/// The shortest wait after a pass found the renewal lock held.
+pub const BUSY_RETRY_MIN: Duration = Duration::seconds(1);
+/// The longest wait after a pass found the renewal lock held.
+pub const BUSY_RETRY_MAX: Duration = Duration::minutes(1);
 
 /// The status of every target installed in `store`: source, names, expiry, next renewal,
 /// last attempt and last error (from the renewal records every server shares).
@@ -1453,6 +1484,26 @@ mod tests {
     use time::macros::datetime;
 
     const T0: OffsetDateTime = datetime!(2027-01-01 0:00 UTC);
+
+    #[test]
+    fn a_busy_pass_looks_again_when_the_holders_lease_runs_out() {
+        // A lease running out in 5 s: just after it (a dead holder's lock is free then).
+        assert_eq!(
+            busy_wake(T0, Some(T0 + Duration::seconds(5))),
+            T0 + Duration::milliseconds(5200)
+        );
+        // Already run out (the store's clock ahead of ours): soon, never at once.
+        assert_eq!(
+            busy_wake(T0, Some(T0 - Duration::seconds(5))),
+            T0 + BUSY_RETRY_MIN
+        );
+        // A long lease, or no expiry known: at most a minute.
+        assert_eq!(
+            busy_wake(T0, Some(T0 + Duration::hours(1))),
+            T0 + BUSY_RETRY_MAX
+        );
+        assert_eq!(busy_wake(T0, None), T0 + BUSY_RETRY_MAX);
+    }
 
     fn bundle(name: &str, not_before: OffsetDateTime, not_after: OffsetDateTime) -> Bundle {
         bmcert_test::renewal::self_signed_bundle(&[name], not_before, not_after, Source::Acme)

@@ -201,6 +201,7 @@ struct Metrics {
     not_after: Family<TargetLabel, Gauge>,
     renewal_due: Family<TargetLabel, Gauge>,
     renewal_failures: Family<FailureLabels, Counter>,
+    renewal_in_progress: Family<TargetLabel, Gauge>,
     deploy_failures: Family<TargetLabel, Counter>,
     store_up: Gauge,
     reloads: Family<ResultLabel, Counter>,
@@ -214,6 +215,7 @@ impl Metrics {
             not_after: Family::default(),
             renewal_due: Family::default(),
             renewal_failures: Family::default(),
+            renewal_in_progress: Family::default(),
             deploy_failures: Family::default(),
             store_up: Gauge::default(),
             reloads: Family::default(),
@@ -234,6 +236,11 @@ impl Metrics {
             "bmcert_renewal_failures",
             "Failed renewal attempts of this agent, per target and kind of failure",
             m.renewal_failures.clone(),
+        );
+        r.register(
+            "bmcert_renewal_in_progress",
+            "1 while this agent renews the target (it holds the installation's renewal lock), else 0",
+            m.renewal_in_progress.clone(),
         );
         r.register(
             "bmcert_deploy_failures",
@@ -402,8 +409,9 @@ impl fmt::Debug for Shared {
     }
 }
 
-/// Counts an attempt that was dropped before it ended (its lease lost, or past the
-/// renewer's attempt timeout): the renewer records why; the metric says `abandoned`.
+/// Shows the attempt in `bmcert_renewal_in_progress` while it runs, and counts an attempt
+/// that was dropped before it ended (its lease lost, or past the renewer's attempt timeout):
+/// the renewer records why; the metric says `abandoned`.
 struct Unfinished<'a> {
     shared: &'a Shared,
     target: &'a Target,
@@ -412,6 +420,11 @@ struct Unfinished<'a> {
 
 impl Drop for Unfinished<'_> {
     fn drop(&mut self) {
+        self.shared
+            .metrics
+            .renewal_in_progress
+            .get_or_create(&label(self.target))
+            .set(0);
         if !self.done {
             self.shared
                 .metrics
@@ -439,6 +452,11 @@ impl Issuer for CountingIssuer {
                 target,
                 done: false,
             };
+            self.shared
+                .metrics
+                .renewal_in_progress
+                .get_or_create(&label(target))
+                .set(1);
             let result = self.inner.issue(target, names, replaces, fence).await;
             guard.done = true;
             if let Err(e) = &result {
