@@ -76,7 +76,7 @@ fn open_topology_and_dir_store(
     store_dir: &Path,
 ) -> Result<(Topology, Arc<dyn Store>), Error> {
     // The service's configuration names them: topology_file = /etc/bmcert/topology.toml,
-    // store_dir = /var/lib/bmcert, store_url = "etcd://10.0.0.1:2379,10.0.0.2:2379/bmcert/".
+    // store_dir = /var/lib/bmcert/store, store_url = "etcd://10.0.0.1:2379,10.0.0.2:2379/bmcert/".
     let topology = Topology::from_toml_str(&std::fs::read_to_string(topology_file)?)?;
 
     // One server: the directory store (created with mode 0700 if missing).
