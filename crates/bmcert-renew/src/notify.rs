@@ -117,24 +117,33 @@ pub fn target_arg(target: &Target) -> String {
 #[non_exhaustive]
 pub enum NotifyError {
     /// An address could not be parsed.
-    #[error("the e-mail address {address:?} is not valid: {reason}; fix the warning address or the SMTP from address")]
+    #[error("the e-mail address {address:?} is not valid: {source}; fix the warning address or the SMTP from address")]
     Address {
         /// The address.
         address: String,
-        /// Why.
-        reason: String,
+        /// lettre's reason.
+        #[source]
+        source: lettre::address::AddressError,
     },
     /// The SMTP exchange failed.
-    #[error("sending the warning e-mail through {server} failed: {reason}; check the SMTP server, port, security mode and credentials")]
+    #[error("sending the warning e-mail through {server} failed: {source}; check the SMTP server, port, security mode and credentials")]
     Smtp {
         /// `host:port`.
         server: String,
         /// lettre's error.
-        reason: String,
+        #[source]
+        source: lettre::transport::smtp::Error,
     },
-    /// Building the message or the TLS parameters failed.
+    /// The TLS parameters (an extra root certificate, the rustls configuration) could not
+    /// be built.
+    #[error("preparing TLS to the SMTP server failed: {0}; check the SMTP CA certificates")]
+    Tls(#[source] lettre::transport::smtp::Error),
+    /// The message could not be built.
     #[error("preparing the warning e-mail failed: {0}")]
-    Build(String),
+    Message(#[source] lettre::error::Error),
+    /// The error of a [`Notifier`] of the service's own (or of a test double), kept as it is.
+    #[error("sending the warning failed: {0}")]
+    Other(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Sends warnings. Implemented by [`SmtpNotifier`]; services may send through their own mail
@@ -231,19 +240,17 @@ impl fmt::Debug for SmtpNotifier {
 impl SmtpNotifier {
     /// A notifier for `config`. Nothing is sent or connected yet.
     pub fn new(config: SmtpConfig) -> Result<Self, NotifyError> {
-        let from: Mailbox = config.from.parse().map_err(|e| NotifyError::Address {
+        let from: Mailbox = config.from.parse().map_err(|source| NotifyError::Address {
             address: config.from.clone(),
-            reason: format!("{e}"),
+            source,
         })?;
         let tls = || -> Result<TlsParameters, NotifyError> {
             let mut b = TlsParameters::builder(config.host.clone());
             for pem in &config.extra_roots_pem {
-                let cert =
-                    Certificate::from_pem(pem).map_err(|e| NotifyError::Build(e.to_string()))?;
+                let cert = Certificate::from_pem(pem).map_err(NotifyError::Tls)?;
                 b = b.add_root_certificate(cert);
             }
-            b.build_rustls()
-                .map_err(|e| NotifyError::Build(e.to_string()))
+            b.build_rustls().map_err(NotifyError::Tls)
         };
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&config.host)
             .port(config.port)
@@ -275,9 +282,9 @@ impl Notifier for SmtpNotifier {
         now: OffsetDateTime,
     ) -> BoxFuture<'a, Result<(), NotifyError>> {
         Box::pin(async move {
-            let to: Mailbox = warning.to.parse().map_err(|e| NotifyError::Address {
+            let to: Mailbox = warning.to.parse().map_err(|source| NotifyError::Address {
                 address: warning.to.clone(),
-                reason: format!("{e}"),
+                source,
             })?;
             let message = Message::builder()
                 .from(self.from.clone())
@@ -285,13 +292,13 @@ impl Notifier for SmtpNotifier {
                 .subject(warning.subject(now))
                 .header(ContentType::TEXT_PLAIN)
                 .body(warning.body())
-                .map_err(|e| NotifyError::Build(e.to_string()))?;
+                .map_err(NotifyError::Message)?;
             self.transport
                 .send(message)
                 .await
-                .map_err(|e| NotifyError::Smtp {
+                .map_err(|source| NotifyError::Smtp {
                     server: self.server(),
-                    reason: e.to_string(),
+                    source,
                 })?;
             Ok(())
         })
@@ -344,10 +351,9 @@ impl Notifier for MemoryNotifier {
     ) -> BoxFuture<'a, Result<(), NotifyError>> {
         Box::pin(async move {
             if self.fail.lock().map(|f| *f).unwrap_or(false) {
-                return Err(NotifyError::Smtp {
-                    server: "memory".into(),
-                    reason: "told to fail".into(),
-                });
+                return Err(NotifyError::Other(Box::new(std::io::Error::other(
+                    "the memory notifier was told to fail",
+                ))));
             }
             if let Ok(mut s) = self.sent.lock() {
                 s.push(warning.clone());

@@ -102,7 +102,7 @@ async fn read_target(
             Ok(None)
         }
         Err(StoreError::Damaged(damaged)) => Err(LoadError::Damaged(damaged)),
-        Err(error) => Err(LoadError::Store(error.to_string())),
+        Err(error) => Err(LoadError::Store(error)),
     }
 }
 

@@ -10,11 +10,11 @@ use rustls::sign::CertifiedKey;
 ///
 /// None of the messages contains key material.
 #[non_exhaustive]
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum LoadError {
     /// The store could not read the target's current bundle.
     #[error("the store could not read the certificate: {0}")]
-    Store(String),
+    Store(#[source] bmcert_store::StoreError),
     /// The target's current bundle in the store failed the store's proof (a damaged file or
     /// value, a key that does not sign for the certificate, metadata that is not the
     /// certificate's): the last good certificate stays in service, or the newest good
@@ -28,7 +28,7 @@ pub enum LoadError {
     EmptyChain,
     /// The private key is of a type or encoding rustls (aws-lc-rs) cannot sign with.
     #[error("the private key cannot be used for TLS: {0}; use an RSA (2048 bits or more), ECDSA P-256/P-384 or Ed25519 key")]
-    UnsupportedKey(String),
+    UnsupportedKey(#[source] rustls::Error),
     /// The private key does not belong to the server certificate.
     #[error("the private key does not match the server certificate; install the key that was generated with this certificate's request")]
     KeyMismatch,
@@ -71,7 +71,7 @@ pub fn certified_key(
     if chain.is_empty() {
         return Err(LoadError::EmptyChain);
     }
-    let signer = any_supported_type(key).map_err(|e| LoadError::UnsupportedKey(e.to_string()))?;
+    let signer = any_supported_type(key).map_err(LoadError::UnsupportedKey)?;
     let certified = CertifiedKey::new(chain, signer);
     match certified.keys_match() {
         Ok(()) => {}

@@ -15,7 +15,7 @@ use crate::key::{names_host, LoadError};
 use crate::service::Service;
 
 /// A target whose latest certificate could not be loaded.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct LoadFailure {
     /// The target.
     pub target: Target,

@@ -298,7 +298,7 @@ fn load_failure_keeps_the_previous_certificate_and_is_reported() {
     let f = fixture();
     f.index.record_failure(
         &domain("acme.test"),
-        LoadError::Store("corrupt cert.pem".into()),
+        LoadError::Store(bmcert_store::StoreError::NotFound("cert.pem".into())),
     );
     assert!(Arc::ptr_eq(
         &served(&f, Service::Https, Some("webmail.acme.test")),
@@ -420,8 +420,10 @@ fn no_key_material_in_debug_or_errors() {
     let f = fixture();
     let pki = Pki::new();
     let leaf = pki.leaf(&["a.test"]);
-    f.index
-        .record_failure(&domain("acme.test"), LoadError::UnsupportedKey("x".into()));
+    f.index.record_failure(
+        &domain("acme.test"),
+        LoadError::UnsupportedKey(rustls::Error::General("x".into())),
+    );
     let shown = format!(
         "{:?} {:?} {:?} {}",
         f.index,
