@@ -131,6 +131,9 @@ pub struct AcmeConfig {
     pub poll: PollSchedule,
     /// HTTP retries (connection errors, `5xx`, `429`).
     pub retry: RetryBudget,
+    /// How requests reach the CA: the environment's `HTTPS_PROXY`/`NO_PROXY` by default,
+    /// directly, or through a given proxy (HTTP `CONNECT`).
+    pub proxy: crate::ProxySetting,
 }
 
 impl AcmeConfig {
@@ -376,10 +379,15 @@ impl AcmeClient {
         board: ChallengeBoard,
     ) -> Result<Self, AcmeError> {
         let counts = Arc::new(RequestCounts::default());
+        let route = config.proxy.route().map_err(AcmeError::ProxyUrl)?;
+        if let Some(route) = &route {
+            tracing::debug!(?route, "ACME: requests to the CA go through a proxy");
+        }
         let http = Arc::new(RetryingClient::new(
             &config.directory_roots,
             config.retry,
             counts.clone(),
+            route,
         )?);
         let chain_roots = if config.chain_roots.is_empty() {
             rustls_native_certs::load_native_certs().certs

@@ -231,6 +231,10 @@ pub enum AcmeError {
     /// The extra trusted root given for the directory is not usable.
     #[error("the trusted root for the ACME directory is not usable: {0}; give a PEM file with a CA certificate")]
     BadRoot(#[source] BadRoot),
+    /// The proxy URL (`--proxy`, `[acme] proxy`, `HTTPS_PROXY`, ...) is not usable; nothing
+    /// was sent.
+    #[error(transparent)]
+    ProxyUrl(crate::ProxyUrlError),
     /// Generating the certificate key or the CSR failed.
     #[error("generating the certificate key or request failed: {0}")]
     Key(#[source] KeyGenError),
@@ -301,9 +305,13 @@ pub enum Transport {
         /// The budget.
         seconds: u64,
     },
-    /// The connection failed (DNS, TCP, TLS, proxy): hyper's client error, with its causes.
+    /// The connection failed (DNS, TCP, TLS): hyper's client error, with its causes.
     #[error(transparent)]
     Connect(hyper_util::client::legacy::Error),
+    /// The connection through the outgoing proxy failed: the proxy (password hidden), the
+    /// tunnel's destination and what failed.
+    #[error(transparent)]
+    Proxy(crate::ProxyError),
     /// The request could not be built (a malformed URL).
     #[error(transparent)]
     Request(http::Error),

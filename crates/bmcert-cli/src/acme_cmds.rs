@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use bmcert::acme::{
     client_for_store, AcmeClient, AcmeConfig, AcmeError, ChallengeKind, Directory, Http01Listener,
-    IssueRequest, KeyKind, TlsAlpn01Listener,
+    IssueRequest, KeyKind, ProxySetting, ProxyUrl, TlsAlpn01Listener,
 };
 use bmcert::topology::Target;
 use clap::{Args, Subcommand, ValueEnum};
@@ -38,7 +38,7 @@ enum AcmeCommand {
 }
 
 /// Which ACME CA: these options win over `[acme]` in the configuration file.
-#[derive(Args, Debug)]
+#[derive(Args)]
 pub(crate) struct CaArgs {
     /// The ACME directory URL (Let's Encrypt production by default; `staging` for
     /// Let's Encrypt's staging). [config: acme.directory]
@@ -48,6 +48,23 @@ pub(crate) struct CaArgs {
     /// [config: acme.directory_ca]
     #[arg(long, value_name = "FILE")]
     directory_ca: Option<PathBuf>,
+    /// The HTTP proxy every request to the CA goes through (HTTP CONNECT):
+    /// http://[user:password@]host:port, or `direct` to ignore HTTPS_PROXY. Default: the
+    /// HTTPS_PROXY/https_proxy (or ALL_PROXY) environment variable; NO_PROXY/no_proxy exempts
+    /// hosts either way. [config: acme.proxy]
+    #[arg(long, value_name = "URL")]
+    proxy: Option<String>,
+}
+
+impl std::fmt::Debug for CaArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The proxy URL may hold a password.
+        f.debug_struct("CaArgs")
+            .field("directory", &self.directory)
+            .field("directory_ca", &self.directory_ca)
+            .field("proxy", &self.proxy.as_ref().map(|_| "(set)"))
+            .finish()
+    }
 }
 
 /// The roots the issued chain must lead to.
@@ -138,6 +155,21 @@ impl CaArgs {
             config.directory_roots =
                 input::read_certs(&ca.value, &format!("directory CA file ({})", ca.origin))?;
         }
+        let proxy = match &self.proxy {
+            Some(url) => Some(Setting::new(
+                zeroize::Zeroizing::new(url.clone()),
+                Origin::Flag("--proxy"),
+            )),
+            None => settings.acme.proxy.clone(),
+        };
+        config.proxy = match proxy {
+            None => ProxySetting::Environment,
+            Some(p) if p.value.trim() == "direct" => ProxySetting::Direct,
+            Some(p) => ProxySetting::Url(
+                ProxyUrl::parse(&p.value, &p.origin.to_string())
+                    .map_err(|e| UsageError(e.to_string()))?,
+            ),
+        };
         Ok(config)
     }
 }
