@@ -1,6 +1,6 @@
 //! The ACME client: directory and terms, the installation's account, and the order flow.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -188,6 +188,25 @@ pub struct IssueRequest {
     /// renewal information. A CA that refuses it (e.g. already replaced) does not block the
     /// renewal: the order is placed once more without it.
     pub replaces: Option<String>,
+    /// The certificate profile to order (draft-aaron-acme-profiles). `None`: the one kept
+    /// for the target by an earlier order (`profile/<target>`: renewals order what the
+    /// administrator chose), else the CA's default. A choice given here is kept for the
+    /// target once the certificate is installed.
+    pub profile: Option<ProfileChoice>,
+}
+
+/// Which certificate profile to order ([`IssueRequest::profile`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProfileChoice {
+    /// Ordered when the CA's directory advertises it; otherwise the CA's default profile,
+    /// with a warning ([`Progress::ProfileFallback`] and a `tracing` warning).
+    Preferred(String),
+    /// Ordered when the CA's directory advertises it; otherwise
+    /// [`AcmeError::ProfileNotOffered`] before anything is ordered.
+    Required(String),
+    /// The CA's default profile; the profile kept for the target is forgotten.
+    CaDefault,
 }
 
 impl IssueRequest {
@@ -198,6 +217,7 @@ impl IssueRequest {
             email: None,
             extra_names: Vec::new(),
             replaces: None,
+            profile: None,
         }
     }
 
@@ -216,6 +236,13 @@ pub enum Progress {
     AccountRegistered {
         /// The contact address.
         contact: String,
+    },
+    /// The preferred profile is not advertised by the CA: its default profile is ordered.
+    ProfileFallback {
+        /// The profile asked for.
+        wanted: String,
+        /// The profiles the CA advertises.
+        offered: Vec<String>,
     },
     /// The order was placed.
     Ordered {
@@ -241,6 +268,11 @@ impl fmt::Display for Progress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::AccountRegistered { contact } => write!(f, "account registered ({contact})"),
+            Self::ProfileFallback { wanted, offered } => write!(
+                f,
+                "warning: the CA does not offer the profile `{wanted}` ({}); ordering its default profile",
+                offered_list(offered)
+            ),
             Self::Ordered { names } => write!(f, "order placed for {}", names.join(", ")),
             Self::ChallengeReady { name } => write!(f, "challenge ready for {name}"),
             Self::Validating => f.write_str("waiting for the CA to validate"),
@@ -252,6 +284,15 @@ impl fmt::Display for Progress {
 }
 
 type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
+
+/// `it offers: a, b` or `it offers none`.
+pub(crate) fn offered_list(offered: &[String]) -> String {
+    if offered.is_empty() {
+        "it advertises no profiles".to_owned()
+    } else {
+        format!("it offers: {}", offered.join(", "))
+    }
+}
 
 #[derive(Serialize, Deserialize)]
 struct TermsRecord {
@@ -285,6 +326,16 @@ struct DirectoryDoc {
 struct DirectoryMeta {
     #[serde(rename = "termsOfService")]
     terms_of_service: Option<String>,
+    /// The profiles the CA advertises (draft-aaron-acme-profiles): name -> description.
+    #[serde(default)]
+    profiles: BTreeMap<String, String>,
+}
+
+/// The `profile/<target>` record: the profile chosen for a target, kept for its renewals.
+#[derive(Serialize, Deserialize)]
+struct ProfileRecord {
+    profile: String,
+    required: bool,
 }
 
 /// What the order published and must remove when it ends.
@@ -448,6 +499,13 @@ impl AcmeClient {
     /// admin console can link to it. Reads the directory once (a `GET`).
     pub async fn terms_url(&self) -> Result<Option<String>, AcmeError> {
         Ok(self.directory_doc().await?.meta.terms_of_service)
+    }
+
+    /// The certificate profiles the CA's directory advertises (`meta.profiles`: name ->
+    /// description), sorted by name; empty when it advertises none (pebble 2.4). Reads the
+    /// directory once (a `GET`); no account needed.
+    pub async fn profiles(&self) -> Result<BTreeMap<String, String>, AcmeError> {
+        Ok(self.directory_doc().await?.meta.profiles)
     }
 
     /// The directory, read once and kept.
@@ -717,12 +775,21 @@ impl AcmeClient {
     ) -> Result<Issued, AcmeError> {
         let names = order_names(topology, &request.target, &request.extra_names)?;
         let gate = self.gate.clone().ok_or(AcmeError::NoGate)?;
+        let profile = self.order_profile(request).await?;
         let account = self
             .account_fenced(topology, request.email.as_deref(), fence)
             .await?;
         let mut published = Unpublish::new(self.board.clone(), self.state.clone());
         let result = self
-            .issue_with(&account, topology, request, &names, &mut published, fence)
+            .issue_with(
+                &account,
+                topology,
+                request,
+                &names,
+                profile.as_deref(),
+                &mut published,
+                fence,
+            )
             .await;
         published.finish().await;
         let (issued, checked) = result?;
@@ -733,9 +800,106 @@ impl AcmeClient {
             self.keep_contact(topology, &account, &request.target, email, fence)
                 .await?;
         }
+        if let Some(choice) = &request.profile {
+            self.keep_profile(&request.target, choice, fence).await?;
+        }
         self.report(Progress::Installed);
         tracing::info!(target = %request.target, names = ?issued.names, not_after = issued.not_after, "ACME certificate installed");
         Ok(issued)
+    }
+
+    /// The profile to name in the order: the request's choice, else the one kept for the
+    /// target, checked against what the directory advertises (a required profile that is
+    /// not offered is refused here, before the account or the order).
+    async fn order_profile(&self, request: &IssueRequest) -> Result<Option<String>, AcmeError> {
+        let choice = match &request.profile {
+            Some(choice) => Some(choice.clone()),
+            None => self.kept_profile(&request.target).await?,
+        };
+        let (name, required) = match choice {
+            None | Some(ProfileChoice::CaDefault) => return Ok(None),
+            Some(ProfileChoice::Preferred(name)) => (name, false),
+            Some(ProfileChoice::Required(name)) => (name, true),
+        };
+        let offered = self.profiles().await?;
+        if offered.contains_key(&name) {
+            return Ok(Some(name));
+        }
+        let offered: Vec<String> = offered.into_keys().collect();
+        if required {
+            return Err(AcmeError::ProfileNotOffered {
+                profile: name,
+                offered,
+            });
+        }
+        tracing::warn!(target = %request.target, profile = %name, offered = ?offered, "the CA does not offer the preferred profile; ordering its default profile");
+        self.report(Progress::ProfileFallback {
+            wanted: name,
+            offered,
+        });
+        Ok(None)
+    }
+
+    fn profile_key(target: &Target) -> Result<bmcert_store::RecordKey, AcmeError> {
+        bmcert_store::keys::target_key(bmcert_store::keys::PROFILE_PREFIX, target).map_err(
+            |reason| {
+                state_err(
+                    "naming the profile record",
+                    StateError::BadKey {
+                        key: format!("{}/{target}", bmcert_store::keys::PROFILE_PREFIX),
+                        reason,
+                    },
+                )
+            },
+        )
+    }
+
+    /// The profile kept for `target` by an earlier order (`profile/<target>`), if any.
+    pub async fn kept_profile(&self, target: &Target) -> Result<Option<ProfileChoice>, AcmeError> {
+        let key = Self::profile_key(target)?;
+        let Some(bytes) = self
+            .state
+            .get(key.as_str())
+            .await
+            .map_err(|e| state_err("reading the profile record", e))?
+        else {
+            return Ok(None);
+        };
+        let record: ProfileRecord = serde_json::from_slice(&bytes)
+            .map_err(|e| record_err("read", bmcert_store::keys::PROFILE_PREFIX, &e))?;
+        Ok(Some(if record.required {
+            ProfileChoice::Required(record.profile)
+        } else {
+            ProfileChoice::Preferred(record.profile)
+        }))
+    }
+
+    /// Keeps the profile chosen for `target` for its renewals (forgets it for
+    /// [`ProfileChoice::CaDefault`]).
+    async fn keep_profile(
+        &self,
+        target: &Target,
+        choice: &ProfileChoice,
+        fence: Option<&Fence>,
+    ) -> Result<(), AcmeError> {
+        let key = Self::profile_key(target)?;
+        let (profile, required) = match choice {
+            ProfileChoice::Preferred(p) => (p.clone(), false),
+            ProfileChoice::Required(p) => (p.clone(), true),
+            ProfileChoice::CaDefault => {
+                return self
+                    .state
+                    .delete(key.as_str())
+                    .await
+                    .map_err(|e| state_err("forgetting the profile", e));
+            }
+        };
+        let value = serde_json::to_vec(&ProfileRecord { profile, required })
+            .map_err(|e| record_err("written", bmcert_store::keys::PROFILE_PREFIX, &e))?;
+        self.state
+            .put_fenced(key.as_str(), value, false, fence)
+            .await
+            .map_err(|e| state_err("recording the profile", e))
     }
 
     /// Keeps the address given when Let's Encrypt was activated for `target` (the
@@ -807,6 +971,7 @@ impl AcmeClient {
         topology: &Topology,
         request: &IssueRequest,
         names: &[DomainName],
+        profile: Option<&str>,
         published: &mut Unpublish,
         fence: Option<&Fence>,
     ) -> Result<(Issued, CheckedBundle), AcmeError> {
@@ -821,7 +986,7 @@ impl AcmeClient {
             .map(crate::ari::certificate_identifier)
             .transpose()?;
         let mut order = match self
-            .place_order(account, &identifiers, replaces.as_ref())
+            .place_order(account, &identifiers, replaces.as_ref(), profile)
             .await
         {
             Err(instant_acme::Error::Api(p))
@@ -843,7 +1008,7 @@ impl AcmeClient {
                         }
                     }
                 };
-                self.place_order(&account, &identifiers, replaces.as_ref())
+                self.place_order(&account, &identifiers, replaces.as_ref(), profile)
                     .await
             }
             other => other,
@@ -906,11 +1071,16 @@ impl AcmeClient {
         account: &Account,
         identifiers: &[Identifier],
         replaces: Option<&CertificateIdentifier<'static>>,
+        profile: Option<&str>,
     ) -> Result<Order, instant_acme::Error> {
-        let Some(id) = replaces else {
-            return nonce_retry!(account.new_order(&NewOrder::new(identifiers)).await);
+        let plain = || match profile {
+            Some(p) => NewOrder::new(identifiers).profile(p),
+            None => NewOrder::new(identifiers),
         };
-        let with = NewOrder::new(identifiers).replaces(id.clone());
+        let Some(id) = replaces else {
+            return nonce_retry!(account.new_order(&plain()).await);
+        };
+        let with = plain().replaces(id.clone());
         match nonce_retry!(account.new_order(&with).await) {
             Err(instant_acme::Error::Unsupported(_)) => {
                 tracing::info!(replaces = %id, "the CA offers no renewal information; ordering without `replaces`");
@@ -936,7 +1106,7 @@ impl AcmeClient {
             }
             other => return other,
         }
-        nonce_retry!(account.new_order(&NewOrder::new(identifiers)).await)
+        nonce_retry!(account.new_order(&plain()).await)
     }
 
     async fn answer_challenges(

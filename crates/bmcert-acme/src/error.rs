@@ -225,6 +225,15 @@ pub enum AcmeError {
         /// The gate's refusal.
         source: crate::GateError,
     },
+    /// The profile required for the order (`--require-profile`) is not advertised by the
+    /// CA's directory; nothing was ordered.
+    #[error("the ACME CA does not offer the certificate profile `{profile}` ({}); nothing was ordered: choose one it offers (`bmcert acme profiles`), or prefer the profile (--profile) to fall back to the CA's default", crate::client::offered_list(.offered))]
+    ProfileNotOffered {
+        /// The profile required.
+        profile: String,
+        /// The profiles the CA advertises (sorted; empty when it advertises none).
+        offered: Vec<String>,
+    },
     /// The client has no install gate (`AcmeClient::with_gate`); nothing was ordered.
     #[error("this ACME client has no install gate, so it cannot install a certificate; build it with bmcert::Installation::acme_client (or AcmeClient::with_gate)")]
     NoGate,
@@ -480,6 +489,7 @@ impl AcmeError {
         matches!(
             self,
             Self::Refused { .. }
+                | Self::ProfileNotOffered { .. }
                 | Self::Check { .. }
                 | Self::NotCovered { .. }
                 | Self::BadName { .. }

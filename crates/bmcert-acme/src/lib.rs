@@ -103,7 +103,8 @@ pub use challenge::{
     TokenLookup, ACME_TLS_ALPN, HTTP01_PATH_PREFIX,
 };
 pub use client::{
-    AcmeClient, AcmeConfig, ChallengeKind, Directory, IssueRequest, KeyKind, PollSchedule, Progress,
+    AcmeClient, AcmeConfig, ChallengeKind, Directory, IssueRequest, KeyKind, PollSchedule,
+    ProfileChoice, Progress,
 };
 pub use error::{
     AcmeError, AriIdError, BadRoot, KeyGenError, ListenError, Problem, ProtocolError, Subproblem,

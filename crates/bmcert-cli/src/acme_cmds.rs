@@ -1,4 +1,4 @@
-//! `bmcert acme terms|accept|issue`: Let's Encrypt through ACME.
+//! `bmcert acme terms|accept|profiles|issue`: Let's Encrypt through ACME.
 //!
 //! Exit status: 0 done (issued and installed); 1 refused by the CA or by the checks, or the
 //! terms not accepted yet (the reason is printed); 2 usage or I/O error (no usable contact
@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use bmcert::acme::{
     client_for_store, AcmeClient, AcmeConfig, AcmeError, ChallengeKind, Directory, Http01Listener,
-    IssueRequest, KeyKind, ProxySetting, ProxyUrl, TlsAlpn01Listener,
+    IssueRequest, KeyKind, ProfileChoice, ProxySetting, ProxyUrl, TlsAlpn01Listener,
 };
 use bmcert::topology::Target;
 use clap::{Args, Subcommand, ValueEnum};
@@ -33,6 +33,8 @@ enum AcmeCommand {
     Terms(CaArgs),
     /// Record that the administrator accepted the CA's terms of service.
     Accept(CaArgs),
+    /// List the certificate profiles the CA's directory advertises.
+    Profiles(CaArgs),
     /// Order a certificate for a target, answer its challenges and install it.
     Issue(IssueArgs),
 }
@@ -109,6 +111,15 @@ struct IssueArgs {
     /// The certificate key type.
     #[arg(long, value_enum, default_value = "ecdsa-p256")]
     key: KeyArg,
+    /// Order this certificate profile when the CA offers it, else the CA's default (with a
+    /// warning); `default` for the CA's default. Kept for the target's renewals (default:
+    /// the profile kept by an earlier issue).
+    #[arg(long, value_name = "NAME")]
+    profile: Option<String>,
+    /// Order this certificate profile, refused (exit 1, nothing ordered) when the CA does
+    /// not offer it. Kept for the target's renewals.
+    #[arg(long, value_name = "NAME", conflicts_with = "profile")]
+    require_profile: Option<String>,
 }
 
 /// The option if given, else the configuration file's setting.
@@ -240,6 +251,24 @@ pub(crate) fn run(args: AcmeArgs, settings: &Settings) -> Result<ExitCode, Usage
                     Err(e) => fail(e, settings.json),
                 }
             }
+            AcmeCommand::Profiles(ca) => {
+                let client = client(&ca, settings, AcmeConfig::default())?;
+                let profiles = match client.profiles().await {
+                    Ok(p) => p,
+                    Err(e) => return fail(e, settings.json),
+                };
+                if settings.json {
+                    print_json(&json!({ "profiles": profiles }))?;
+                } else if profiles.is_empty() {
+                    println!("the CA's directory advertises no profiles: orders get its default");
+                } else {
+                    let width = profiles.keys().map(String::len).max().unwrap_or(0);
+                    for (name, description) in &profiles {
+                        println!("{name:<width$}  {description}");
+                    }
+                }
+                Ok(ExitCode::SUCCESS)
+            }
             AcmeCommand::Issue(issue) => run_issue(issue, settings).await,
         }
     })
@@ -310,6 +339,12 @@ async fn run_issue(args: IssueArgs, settings: &Settings) -> Result<ExitCode, Usa
         email,
         extra_names: args.names,
         replaces: None,
+        profile: match (args.profile, args.require_profile) {
+            (_, Some(name)) => Some(ProfileChoice::Required(name)),
+            (Some(name), None) if name == "default" => Some(ProfileChoice::CaDefault),
+            (Some(name), None) => Some(ProfileChoice::Preferred(name)),
+            (None, None) => None,
+        },
     };
     match client.issue(&installation.topology(), &request).await {
         Ok(issued) => {
