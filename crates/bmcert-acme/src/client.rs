@@ -16,6 +16,7 @@ use http::Request;
 use instant_acme::{
     Account, AccountCredentials, BodyWrapper, BytesResponse, CertificateIdentifier, ChallengeType,
     HttpClient, Identifier, NewAccount, NewOrder, Order, OrderStatus, RetryPolicy,
+    RevocationRequest,
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixTime};
 use serde::{Deserialize, Serialize};
@@ -225,6 +226,91 @@ impl IssueRequest {
     pub fn replacing(mut self, certificate_id: impl Into<String>) -> Self {
         self.replaces = Some(certificate_id.into());
         self
+    }
+}
+
+/// Why a certificate is revoked ([`AcmeClient::revoke`]): the RFC 5280 section 5.3.1
+/// reason codes ACME CAs accept (Let's Encrypt takes these five).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RevokeReason {
+    /// `unspecified` (0).
+    Unspecified,
+    /// `keyCompromise` (1): the private key leaked. Let's Encrypt then refuses the key for
+    /// every later order (bmcert generates a new key for each order anyway).
+    KeyCompromise,
+    /// `affiliationChanged` (3): the names changed owner or purpose.
+    AffiliationChanged,
+    /// `superseded` (4): replaced by another certificate.
+    Superseded,
+    /// `cessationOfOperation` (5): the names are no longer used.
+    CessationOfOperation,
+}
+
+/// A revocation reason name that is not one of [`RevokeReason`]'s.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a revocation reason: expected unspecified, keyCompromise, affiliationChanged, superseded or cessationOfOperation")]
+pub struct UnknownRevokeReason(pub String);
+
+impl RevokeReason {
+    /// Every reason, in code order.
+    pub const ALL: [Self; 5] = [
+        Self::Unspecified,
+        Self::KeyCompromise,
+        Self::AffiliationChanged,
+        Self::Superseded,
+        Self::CessationOfOperation,
+    ];
+
+    /// The RFC 5280 name (`keyCompromise`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unspecified => "unspecified",
+            Self::KeyCompromise => "keyCompromise",
+            Self::AffiliationChanged => "affiliationChanged",
+            Self::Superseded => "superseded",
+            Self::CessationOfOperation => "cessationOfOperation",
+        }
+    }
+
+    /// The RFC 5280 reason code.
+    pub fn code(self) -> u8 {
+        match self {
+            Self::Unspecified => 0,
+            Self::KeyCompromise => 1,
+            Self::AffiliationChanged => 3,
+            Self::Superseded => 4,
+            Self::CessationOfOperation => 5,
+        }
+    }
+
+    fn to_acme(self) -> instant_acme::RevocationReason {
+        use instant_acme::RevocationReason as R;
+        match self {
+            Self::Unspecified => R::Unspecified,
+            Self::KeyCompromise => R::KeyCompromise,
+            Self::AffiliationChanged => R::AffiliationChanged,
+            Self::Superseded => R::Superseded,
+            Self::CessationOfOperation => R::CessationOfOperation,
+        }
+    }
+}
+
+impl fmt::Display for RevokeReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for RevokeReason {
+    type Err = UnknownRevokeReason;
+
+    /// The RFC 5280 name, case-insensitively (`keyCompromise`, `keycompromise`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|r| r.as_str().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| UnknownRevokeReason(s.to_owned()))
     }
 }
 
@@ -592,6 +678,33 @@ impl AcmeClient {
         let window = crate::parse_renewal_info(&body, retry_after)?;
         tracing::debug!(certificate = %id, start = %window.start, end = %window.end, "ACME renewal information");
         Ok(Some(window))
+    }
+
+    /// Revokes the certificate `leaf_der` at the CA (RFC 8555 section 7.6), signed with the
+    /// installation's account (loaded, or registered with `no-reply@<default domain>` when
+    /// there is none: the CA accepts a revocation from the account that ordered the
+    /// certificate). Requires the accepted terms. A CA that refuses (already revoked, not
+    /// this account's certificate) is [`AcmeError::Refused`]. Installs nothing: the caller
+    /// orders the replacement ([`issue`](Self::issue)).
+    pub async fn revoke(
+        &self,
+        topology: &Topology,
+        leaf_der: &[u8],
+        reason: RevokeReason,
+    ) -> Result<(), AcmeError> {
+        with_retry_after_slot(async {
+            let account = self.account_fenced(topology, None, None).await?;
+            let certificate = CertificateDer::from(leaf_der.to_vec());
+            let request = RevocationRequest {
+                certificate: &certificate,
+                reason: Some(reason.to_acme()),
+            };
+            nonce_retry!(account.revoke(&request).await)
+                .map_err(|e| self.acme_err("revoking the certificate", e))?;
+            tracing::info!(%reason, "ACME certificate revoked");
+            Ok(())
+        })
+        .await
     }
 
     /// Records that the administrator accepted the CA's current terms; returns their URL.
@@ -1659,6 +1772,22 @@ mod tests {
         published.finish().await;
         assert!(state.record_keys().is_empty());
         assert!(published.items.is_empty());
+    }
+
+    #[test]
+    fn revocation_reasons_parse_by_their_rfc_5280_names() {
+        for r in RevokeReason::ALL {
+            assert_eq!(r.as_str().parse::<RevokeReason>(), Ok(r));
+            assert_eq!(r.to_acme() as u8, r.code());
+        }
+        assert_eq!(
+            "KEYCOMPROMISE".parse::<RevokeReason>(),
+            Ok(RevokeReason::KeyCompromise)
+        );
+        assert_eq!(
+            "lost".parse::<RevokeReason>(),
+            Err(UnknownRevokeReason("lost".into()))
+        );
     }
 
     #[test]

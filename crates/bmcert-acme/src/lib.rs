@@ -104,7 +104,7 @@ pub use challenge::{
 };
 pub use client::{
     AcmeClient, AcmeConfig, ChallengeKind, Directory, IssueRequest, KeyKind, PollSchedule,
-    ProfileChoice, Progress,
+    ProfileChoice, Progress, RevokeReason, UnknownRevokeReason,
 };
 pub use error::{
     AcmeError, AriIdError, BadRoot, KeyGenError, ListenError, Problem, ProtocolError, Subproblem,

@@ -1,4 +1,4 @@
-//! `bmcert acme terms|accept|profiles|issue`: Let's Encrypt through ACME.
+//! `bmcert acme terms|accept|profiles|issue|revoke`: Let's Encrypt through ACME.
 //!
 //! Exit status: 0 done (issued and installed); 1 refused by the CA or by the checks, or the
 //! terms not accepted yet (the reason is printed); 2 usage or I/O error (no usable contact
@@ -10,8 +10,9 @@ use std::process::ExitCode;
 
 use bmcert::acme::{
     client_for_store, AcmeClient, AcmeConfig, AcmeError, ChallengeKind, Directory, Http01Listener,
-    IssueRequest, KeyKind, ProfileChoice, ProxySetting, ProxyUrl, TlsAlpn01Listener,
+    IssueRequest, KeyKind, ProfileChoice, ProxySetting, ProxyUrl, RevokeReason, TlsAlpn01Listener,
 };
+use bmcert::store::Source;
 use bmcert::topology::Target;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
@@ -37,6 +38,30 @@ enum AcmeCommand {
     Profiles(CaArgs),
     /// Order a certificate for a target, answer its challenges and install it.
     Issue(IssueArgs),
+    /// Revoke a target's current certificate at the CA, then (ACME certificates) order and
+    /// install its replacement.
+    Revoke(RevokeArgs),
+}
+
+#[derive(Args, Debug)]
+struct RevokeArgs {
+    #[command(flatten)]
+    ca: CaArgs,
+    #[command(flatten)]
+    chain: ChainArgs,
+    /// `system` or `domain:NAME`.
+    #[arg(long)]
+    target: String,
+    /// Why (RFC 5280): unspecified, keyCompromise, affiliationChanged, superseded or
+    /// cessationOfOperation.
+    #[arg(long, value_name = "REASON")]
+    reason: String,
+    /// Answer HTTP-01 on this address while the replacement is ordered.
+    #[arg(long, value_name = "ADDR")]
+    http01_listen: Option<SocketAddr>,
+    /// Answer TLS-ALPN-01 on this address instead of HTTP-01.
+    #[arg(long, value_name = "ADDR", conflicts_with = "http01_listen")]
+    tls_alpn01_listen: Option<SocketAddr>,
 }
 
 /// Which ACME CA: these options win over `[acme]` in the configuration file.
@@ -270,6 +295,7 @@ pub(crate) fn run(args: AcmeArgs, settings: &Settings) -> Result<ExitCode, Usage
                 Ok(ExitCode::SUCCESS)
             }
             AcmeCommand::Issue(issue) => run_issue(issue, settings).await,
+            AcmeCommand::Revoke(revoke) => run_revoke(revoke, settings).await,
         }
     })
 }
@@ -315,22 +341,7 @@ async fn run_issue(args: IssueArgs, settings: &Settings) -> Result<ExitCode, Usa
                 println!("acme: {p}");
             }
         });
-    let _http = match args.http01_listen {
-        Some(addr) => Some(
-            Http01Listener::bind(addr, std::sync::Arc::new(client.board().clone()))
-                .await
-                .map_err(|e| UsageError(e.to_string()))?,
-        ),
-        None => None,
-    };
-    let _tls = match args.tls_alpn01_listen {
-        Some(addr) => Some(
-            TlsAlpn01Listener::bind(addr, client.board().clone())
-                .await
-                .map_err(|e| UsageError(e.to_string()))?,
-        ),
-        None => None,
-    };
+    let _listeners = listen(&client, args.http01_listen, args.tls_alpn01_listen).await?;
     let email = args
         .email
         .or_else(|| settings.acme.contact.as_ref().map(|c| c.value.clone()));
@@ -349,13 +360,7 @@ async fn run_issue(args: IssueArgs, settings: &Settings) -> Result<ExitCode, Usa
     match client.issue(&installation.topology(), &request).await {
         Ok(issued) => {
             let names: Vec<&str> = issued.names.iter().map(|n| n.as_str()).collect();
-            let until = time::OffsetDateTime::from_unix_timestamp(issued.not_after)
-                .ok()
-                .and_then(|t| {
-                    t.format(&time::format_description::well_known::Rfc3339)
-                        .ok()
-                })
-                .unwrap_or_else(|| issued.not_after.to_string());
+            let until = rfc3339(issued.not_after);
             if json {
                 print_json(&json!({
                     "target": target.to_string(),
@@ -372,6 +377,157 @@ async fn run_issue(args: IssueArgs, settings: &Settings) -> Result<ExitCode, Usa
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => fail(e, json),
+    }
+}
+
+/// The challenge listeners of a command that orders, kept while it runs.
+async fn listen(
+    client: &AcmeClient,
+    http01: Option<SocketAddr>,
+    tls_alpn01: Option<SocketAddr>,
+) -> Result<(Option<Http01Listener>, Option<TlsAlpn01Listener>), UsageError> {
+    let http = match http01 {
+        Some(addr) => Some(
+            Http01Listener::bind(addr, std::sync::Arc::new(client.board().clone()))
+                .await
+                .map_err(|e| UsageError(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let tls = match tls_alpn01 {
+        Some(addr) => Some(
+            TlsAlpn01Listener::bind(addr, client.board().clone())
+                .await
+                .map_err(|e| UsageError(e.to_string()))?,
+        ),
+        None => None,
+    };
+    Ok((http, tls))
+}
+
+/// The RFC 3339 form of a notAfter (seconds since the epoch).
+fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| unix.to_string())
+}
+
+async fn run_revoke(args: RevokeArgs, settings: &Settings) -> Result<ExitCode, UsageError> {
+    let topology = settings.topology()?;
+    let target: Target = args
+        .target
+        .parse()
+        .map_err(|e| UsageError(format!("--target: {e}")))?;
+    let reason: RevokeReason = args
+        .reason
+        .parse()
+        .map_err(|e| UsageError(format!("--reason: {e}")))?;
+    let json = settings.json;
+    let mut config = AcmeConfig::default();
+    if args.tls_alpn01_listen.is_some() {
+        config.challenge = ChallengeKind::TlsAlpn01;
+    }
+    args.chain.apply(settings, &mut config)?;
+    let config = args.ca.config(settings, config)?;
+    let installation = bmcert::Installation::new(crate::store_arg::open_store(settings)?, topology);
+    let current = installation
+        .store()
+        .current(&target)
+        .await
+        .map_err(|e| UsageError(format!("reading the certificate of {target}: {e}")))?;
+    let Some(current) = current else {
+        return refused(
+            json,
+            &format!("nothing is installed for {target}: there is no certificate to revoke"),
+        );
+    };
+    let meta = current.bundle.meta().clone();
+    let client = installation
+        .acme_client(config)
+        .map_err(|e| UsageError(e.to_string()))?
+        .with_progress(move |p| {
+            if json {
+                eprintln!("acme: {p}");
+            } else {
+                println!("acme: {p}");
+            }
+        });
+    if let Err(e) = client
+        .revoke(
+            &installation.topology(),
+            current.bundle.leaf().as_ref(),
+            reason,
+        )
+        .await
+    {
+        return fail(e, json);
+    }
+    let revoked = format!(
+        "revoked the certificate of {target} ({}, sha256 {}, valid until {}) at the CA: {reason}",
+        meta.names.join(", "),
+        meta.fingerprint,
+        rfc3339(meta.not_after.unix_timestamp())
+    );
+    if meta.source != Source::Acme {
+        // Not ordered through ACME: nothing to order again here.
+        if json {
+            print_json(&json!({
+                "target": target.to_string(),
+                "done": true,
+                "revoked": true,
+                "reason": reason.as_str(),
+                "renewed": false,
+            }))?;
+        } else {
+            println!("{revoked}");
+            println!(
+                "the certificate of {target} was not obtained through ACME (source {}): install its replacement (bmcert install, or bmcert acme issue)",
+                meta.source
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if json {
+        eprintln!("{revoked}");
+    } else {
+        println!("{revoked}");
+    }
+    let _listeners = listen(&client, args.http01_listen, args.tls_alpn01_listen).await?;
+    match client
+        .issue(&installation.topology(), &IssueRequest::new(target.clone()))
+        .await
+    {
+        Ok(issued) => {
+            let names: Vec<&str> = issued.names.iter().map(|n| n.as_str()).collect();
+            let until = rfc3339(issued.not_after);
+            if json {
+                print_json(&json!({
+                    "target": target.to_string(),
+                    "done": true,
+                    "revoked": true,
+                    "reason": reason.as_str(),
+                    "renewed": true,
+                    "names": names,
+                    "not_after": until,
+                }))?;
+            } else {
+                println!(
+                    "issued and installed the replacement for {target}: {} (valid until {until})",
+                    names.join(", ")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!(
+                "bmcert: the revoked certificate is still installed for {target}: its replacement failed"
+            );
+            fail(e, json)
+        }
     }
 }
 
