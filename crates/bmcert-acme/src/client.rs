@@ -898,8 +898,7 @@ impl AcmeClient {
                 &account,
                 topology,
                 request,
-                &names,
-                profile.as_deref(),
+                (&names, profile.as_deref()),
                 &mut published,
                 fence,
             )
@@ -1083,8 +1082,7 @@ impl AcmeClient {
         account: &Account,
         topology: &Topology,
         request: &IssueRequest,
-        names: &[DomainName],
-        profile: Option<&str>,
+        (names, profile): (&[DomainName], Option<&str>),
         published: &mut Unpublish,
         fence: Option<&Fence>,
     ) -> Result<(Issued, CheckedBundle), AcmeError> {

@@ -89,7 +89,7 @@ async fn through_tinyproxy_the_directory_is_read_and_a_refusal_is_not_retried() 
     assert!(terms.is_some(), "pebble names terms");
     assert_eq!(
         tinyproxy.connects(),
-        [authority.clone()],
+        [authority],
         "{}",
         tinyproxy.log_text()
     );
