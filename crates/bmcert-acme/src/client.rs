@@ -768,6 +768,56 @@ impl AcmeClient {
         with_retry_after_slot(self.account_fenced(topology, email, None)).await
     }
 
+    /// Replaces the installation's account key (RFC 8555 section 7.3.5, `keyChange`): a new
+    /// key is generated, the CA is asked to bind the account to it (signed with both keys),
+    /// and the account record in the store is rewritten with it; the account (its URL,
+    /// contact and certificates) stays the same. For a key that may have leaked. Requires the
+    /// accepted terms and an account (registered now when there is none). Returns the
+    /// account URL.
+    ///
+    /// Should the store refuse the new record after the CA switched keys, the error says
+    /// so ([`AcmeError::Store`] while "saving the rolled-over account key"): the stored key
+    /// is then the old one, which the CA no longer accepts, and the next order registers a
+    /// new account (the CA answers `accountDoesNotExist` or `unauthorized`).
+    pub async fn rollover(&self, topology: &Topology) -> Result<String, AcmeError> {
+        with_retry_after_slot(async {
+            let account = self.account_fenced(topology, None, None).await?;
+            let mut cached = self.account.lock().await;
+            let mut rolled = account.clone();
+            // A rejected nonce changed nothing at the CA: a new key is generated and sent
+            // again.
+            let credentials = nonce_retry!(rolled.update_key().await)
+                .map_err(|e| self.acme_err("changing the account key", e))?;
+            let contact = self
+                .state
+                .get(keys::ACCOUNT)
+                .await
+                .ok()
+                .flatten()
+                .map(Zeroizing::new)
+                .and_then(|b| serde_json::from_slice::<AccountRecord>(&b).ok())
+                .map(|r| r.contact)
+                .unwrap_or_default();
+            let record = AccountRecord {
+                directory: self.config.directory.url().to_owned(),
+                contact,
+                credentials,
+            };
+            let bytes = Zeroizing::new(
+                serde_json::to_vec(&record)
+                    .map_err(|e| record_err("written", keys::ACCOUNT, &e))?,
+            );
+            *cached = Some(rolled.clone());
+            self.state
+                .put(keys::ACCOUNT, bytes.to_vec(), true)
+                .await
+                .map_err(|e| state_err("saving the rolled-over account key", e))?;
+            tracing::info!(id = rolled.id(), "ACME account key rolled over");
+            Ok(rolled.id().to_owned())
+        })
+        .await
+    }
+
     /// [`account`](Self::account), registering (when needed) only while `fence` holds.
     async fn account_fenced(
         &self,

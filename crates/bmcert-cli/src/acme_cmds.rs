@@ -1,4 +1,4 @@
-//! `bmcert acme terms|accept|profiles|issue|revoke`: Let's Encrypt through ACME.
+//! `bmcert acme terms|accept|profiles|issue|revoke|rollover`: Let's Encrypt through ACME.
 //!
 //! Exit status: 0 done (issued and installed); 1 refused by the CA or by the checks, or the
 //! terms not accepted yet (the reason is printed); 2 usage or I/O error (no usable contact
@@ -36,6 +36,8 @@ enum AcmeCommand {
     Accept(CaArgs),
     /// List the certificate profiles the CA's directory advertises.
     Profiles(CaArgs),
+    /// Replace the ACME account's key (the account and its certificates stay).
+    Rollover(CaArgs),
     /// Order a certificate for a target, answer its challenges and install it.
     Issue(IssueArgs),
     /// Revoke a target's current certificate at the CA, then (ACME certificates) order and
@@ -293,6 +295,21 @@ pub(crate) fn run(args: AcmeArgs, settings: &Settings) -> Result<ExitCode, Usage
                     }
                 }
                 Ok(ExitCode::SUCCESS)
+            }
+            AcmeCommand::Rollover(ca) => {
+                let topology = settings.topology()?;
+                let client = client(&ca, settings, AcmeConfig::default())?;
+                match client.rollover(&topology).await {
+                    Ok(account) => {
+                        if settings.json {
+                            print_json(&json!({ "done": true, "account": account }))?;
+                        } else {
+                            println!("the key of the ACME account {account} was replaced");
+                        }
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(e) => fail(e, settings.json),
+                }
             }
             AcmeCommand::Issue(issue) => run_issue(issue, settings).await,
             AcmeCommand::Revoke(revoke) => run_revoke(revoke, settings).await,

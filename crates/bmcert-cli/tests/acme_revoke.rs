@@ -3,7 +3,9 @@
 //! installed certificate (pebble's management interface, `/cert-status-by-serial/SERIAL`,
 //! then reports it `Revoked`), then orders and installs a new one (another fingerprint,
 //! `Valid` at pebble). An unknown reason is a usage error before anything is sent; a target
-//! with nothing installed is refused.
+//! with nothing installed is refused. `bmcert acme rollover` replaces the account key: the
+//! account record keeps its URL with another key, and the next order is signed with the
+//! new key (no new registration).
 //!
 //! Pebble's validator connects to the fixed HTTP-01 port: run under
 //! `flock /tmp/bmcert-pebble.lock` beside other pebble users.
@@ -252,4 +254,56 @@ fn revoke_with_key_compromise_revokes_at_pebble_and_installs_a_new_certificate()
     assert_ne!(new_fingerprint, old_fingerprint);
     assert_ne!(new_serial, old_serial);
     assert_eq!(pebble_status(&pebble, &new_serial)["Status"], "Valid");
+}
+
+/// The account record's id (URL) and key, as stored.
+fn account(store: &str) -> (String, String) {
+    let store = DirStore::open(store).unwrap();
+    let key = bmcert::store::RecordKey::new(bmcert::acme::keys::ACCOUNT).unwrap();
+    let record = block_on(store.get(&key)).unwrap().expect("an account");
+    let v: serde_json::Value = serde_json::from_slice(record.secret_value()).unwrap();
+    let creds = &v["credentials"];
+    (
+        creds["id"].as_str().unwrap().to_owned(),
+        creds["key_pkcs8"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[test]
+fn rollover_replaces_the_account_key_and_the_next_order_uses_it() {
+    let Some(pebble) = Pebble::from_env() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let host = unique_name("rollover-mail");
+    let site = site(
+        &pebble,
+        dir.path(),
+        &format!("default_domain = \"example.test\"\n[system]\nurl = \"https://{host}\"\n"),
+    );
+    let accepted = site.acme("accept", &[], &[]);
+    assert_eq!(accepted.status.code(), Some(0), "{}", text(&accepted));
+    let first = site.issue("system", &[], &[]);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    let (id, key) = account(&site.store);
+
+    let rolled = site.acme("rollover", &["--topology", &site.topology], &[]);
+    assert_eq!(rolled.status.code(), Some(0), "{}", text(&rolled));
+    assert_eq!(
+        String::from_utf8_lossy(&rolled.stdout),
+        format!("the key of the ACME account {id} was replaced\n")
+    );
+    let (id_after, key_after) = account(&site.store);
+    assert_eq!(id_after, id, "the same account");
+    assert_ne!(key_after, key, "another key");
+
+    // The next order is signed with the new key: accepted, and no new registration.
+    let second = site.issue("system", &[], &[]);
+    assert_eq!(second.status.code(), Some(0), "{}", text(&second));
+    assert!(
+        !String::from_utf8_lossy(&second.stdout).contains("account registered"),
+        "{}",
+        text(&second)
+    );
+    assert_eq!(account(&site.store), (id_after, key_after));
 }
