@@ -20,6 +20,22 @@ use bmcert::store::{DirStore, Store};
 use bmcert::topology::Target;
 use bmcert_test::peers::{unique_name, Pebble};
 
+/// Both scenarios answer HTTP-01 on pebble's fixed port: one at a time.
+static PORTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn ports(pebble: &Pebble) -> std::sync::MutexGuard<'static, ()> {
+    // A failed scenario must not fail the next one with a poisoned lock.
+    let guard = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    // The other scenario's listener has gone (bounded wait).
+    for _ in 0..200 {
+        if std::net::TcpListener::bind(("127.0.0.1", pebble.http01)).is_ok() {
+            return guard;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("port {} stays busy", pebble.http01);
+}
+
 /// Every variable that could route the child's requests, removed before each run so that
 /// only what the scenario sets applies.
 const PROXY_VARS: [&str; 8] = [
@@ -213,6 +229,7 @@ fn revoke_with_key_compromise_revokes_at_pebble_and_installs_a_new_certificate()
 
     let accepted = site.acme("accept", &[], &[]);
     assert_eq!(accepted.status.code(), Some(0), "{}", text(&accepted));
+    let _ports = ports(&pebble);
     let issued = site.issue("system", &[], &[]);
     assert_eq!(issued.status.code(), Some(0), "{}", text(&issued));
     let (old_serial, old_fingerprint) = installed_leaf(&site.store);
@@ -283,6 +300,7 @@ fn rollover_replaces_the_account_key_and_the_next_order_uses_it() {
     );
     let accepted = site.acme("accept", &[], &[]);
     assert_eq!(accepted.status.code(), Some(0), "{}", text(&accepted));
+    let _ports = ports(&pebble);
     let first = site.issue("system", &[], &[]);
     assert_eq!(first.status.code(), Some(0), "{}", text(&first));
     let (id, key) = account(&site.store);
