@@ -768,6 +768,50 @@ impl AcmeClient {
         with_retry_after_slot(self.account_fenced(topology, email, None)).await
     }
 
+    /// Makes `email` the contact of the installation's ACME account: at the CA (an account
+    /// update, RFC 8555 section 7.3.2) and in the account record. Requires the accepted
+    /// terms; an account is registered with `email` when there is none. Returns the
+    /// address as kept. An address that is not `local@domain.name` is
+    /// [`AcmeError::BadContact`], before anything is sent.
+    pub async fn update_contact(
+        &self,
+        topology: &Topology,
+        email: &str,
+    ) -> Result<String, AcmeError> {
+        let contact = contact_address(topology, Some(email))?;
+        with_retry_after_slot(async {
+            let account = self.account_fenced(topology, Some(&contact), None).await?;
+            let Some(bytes) = self
+                .state
+                .get(keys::ACCOUNT)
+                .await
+                .map_err(|e| state_err("reading the ACME account", e))?
+                .map(Zeroizing::new)
+            else {
+                return Ok(contact.clone());
+            };
+            let mut record: AccountRecord = serde_json::from_slice(&bytes)
+                .map_err(|e| record_err("read", keys::ACCOUNT, &e))?;
+            let mailto = format!("mailto:{contact}");
+            nonce_retry!(account.update_contacts(&[mailto.as_str()]).await)
+                .map_err(|e| self.acme_err("updating the account's contact", e))?;
+            if record.contact != contact {
+                tracing::info!(from = %record.contact, to = %contact, "ACME account contact updated");
+                record.contact = contact.clone();
+                let bytes = Zeroizing::new(
+                    serde_json::to_vec(&record)
+                        .map_err(|e| record_err("written", keys::ACCOUNT, &e))?,
+                );
+                self.state
+                    .put(keys::ACCOUNT, bytes.to_vec(), true)
+                    .await
+                    .map_err(|e| state_err("saving the ACME account", e))?;
+            }
+            Ok(contact.clone())
+        })
+        .await
+    }
+
     /// Replaces the installation's account key (RFC 8555 section 7.3.5, `keyChange`): a new
     /// key is generated, the CA is asked to bind the account to it (signed with both keys),
     /// and the account record in the store is rewritten with it; the account (its URL,

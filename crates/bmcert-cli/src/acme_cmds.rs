@@ -1,4 +1,5 @@
-//! `bmcert acme terms|accept|profiles|issue|revoke|rollover`: Let's Encrypt through ACME.
+//! `bmcert acme terms|accept|profiles|issue|revoke|rollover|contact`: Let's Encrypt through
+//! ACME.
 //!
 //! Exit status: 0 done (issued and installed); 1 refused by the CA or by the checks, or the
 //! terms not accepted yet (the reason is printed); 2 usage or I/O error (no usable contact
@@ -38,11 +39,22 @@ enum AcmeCommand {
     Profiles(CaArgs),
     /// Replace the ACME account's key (the account and its certificates stay).
     Rollover(CaArgs),
+    /// Change the ACME account's contact address (at the CA and in the store).
+    Contact(ContactArgs),
     /// Order a certificate for a target, answer its challenges and install it.
     Issue(IssueArgs),
     /// Revoke a target's current certificate at the CA, then (ACME certificates) order and
     /// install its replacement.
     Revoke(RevokeArgs),
+}
+
+#[derive(Args, Debug)]
+struct ContactArgs {
+    #[command(flatten)]
+    ca: CaArgs,
+    /// The new contact address of the account.
+    #[arg(long, value_name = "ADDR")]
+    email: String,
 }
 
 #[derive(Args, Debug)]
@@ -305,6 +317,21 @@ pub(crate) fn run(args: AcmeArgs, settings: &Settings) -> Result<ExitCode, Usage
                             print_json(&json!({ "done": true, "account": account }))?;
                         } else {
                             println!("the key of the ACME account {account} was replaced");
+                        }
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(e) => fail(e, settings.json),
+                }
+            }
+            AcmeCommand::Contact(args) => {
+                let topology = settings.topology()?;
+                let client = client(&args.ca, settings, AcmeConfig::default())?;
+                match client.update_contact(&topology, &args.email).await {
+                    Ok(contact) => {
+                        if settings.json {
+                            print_json(&json!({ "done": true, "contact": contact }))?;
+                        } else {
+                            println!("the ACME account's contact is now {contact}");
                         }
                         Ok(ExitCode::SUCCESS)
                     }

@@ -5,7 +5,8 @@
 //! `Valid` at pebble). An unknown reason is a usage error before anything is sent; a target
 //! with nothing installed is refused. `bmcert acme rollover` replaces the account key: the
 //! account record keeps its URL with another key, and the next order is signed with the
-//! new key (no new registration).
+//! new key (no new registration). `bmcert acme contact --email` then changes the account's
+//! contact at the CA and in the record.
 //!
 //! Pebble's validator connects to the fixed HTTP-01 port: run under
 //! `flock /tmp/bmcert-pebble.lock` beside other pebble users.
@@ -287,7 +288,7 @@ fn account(store: &str) -> (String, String) {
 }
 
 #[test]
-fn rollover_replaces_the_account_key_and_the_next_order_uses_it() {
+fn rollover_replaces_the_account_key_the_next_order_uses_it_and_the_contact_changes() {
     let Some(pebble) = Pebble::from_env() else {
         return;
     };
@@ -324,4 +325,34 @@ fn rollover_replaces_the_account_key_and_the_next_order_uses_it() {
         text(&second)
     );
     assert_eq!(account(&site.store), (id_after, key_after));
+
+    // The contact: changed at the CA (signed with the new key) and in the record; a bad
+    // address is a usage error before anything is sent.
+    let changed = site.acme(
+        "contact",
+        &["--topology", &site.topology, "--email", "ops@example.org"],
+        &[],
+    );
+    assert_eq!(changed.status.code(), Some(0), "{}", text(&changed));
+    assert_eq!(
+        String::from_utf8_lossy(&changed.stdout),
+        "the ACME account's contact is now ops@example.org\n"
+    );
+    assert_eq!(contact(&site.store), "ops@example.org");
+    let bad = site.acme(
+        "contact",
+        &["--topology", &site.topology, "--email", "nobody"],
+        &[],
+    );
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
+    assert_eq!(contact(&site.store), "ops@example.org");
+}
+
+/// The account record's contact.
+fn contact(store: &str) -> String {
+    let store = DirStore::open(store).unwrap();
+    let key = bmcert::store::RecordKey::new(bmcert::acme::keys::ACCOUNT).unwrap();
+    let record = block_on(store.get(&key)).unwrap().expect("an account");
+    let v: serde_json::Value = serde_json::from_slice(record.secret_value()).unwrap();
+    v["contact"].as_str().unwrap().to_owned()
 }

@@ -499,6 +499,10 @@ fn every_command_output_matches_its_documented_schema() {
                 doc["account"].as_str().unwrap().starts_with("https://"),
                 "{doc}"
             );
+            let mut contact = acme("contact");
+            contact.extend(["--email", "ops@example.org"].map(str::to_owned));
+            let doc = run(&contact, "acme contact", 0, seen);
+            assert_eq!(doc["contact"], "ops@example.org");
         }
         Err(missing) => {
             assert!(
@@ -514,6 +518,7 @@ fn every_command_output_matches_its_documented_schema() {
                     "acme profiles",
                     "acme revoke",
                     "acme rollover",
+                    "acme contact",
                 ]
                 .map(str::to_owned),
             );
