@@ -1,6 +1,6 @@
 //! The ACME client: directory and terms, the installation's account, and the order flow.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -16,6 +16,7 @@ use http::Request;
 use instant_acme::{
     Account, AccountCredentials, BodyWrapper, BytesResponse, CertificateIdentifier, ChallengeType,
     HttpClient, Identifier, NewAccount, NewOrder, Order, OrderStatus, RetryPolicy,
+    RevocationRequest,
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixTime};
 use serde::{Deserialize, Serialize};
@@ -131,6 +132,9 @@ pub struct AcmeConfig {
     pub poll: PollSchedule,
     /// HTTP retries (connection errors, `5xx`, `429`).
     pub retry: RetryBudget,
+    /// How requests reach the CA: the environment's `HTTPS_PROXY`/`NO_PROXY` by default,
+    /// directly, or through a given proxy (HTTP `CONNECT`).
+    pub proxy: crate::ProxySetting,
 }
 
 impl AcmeConfig {
@@ -185,6 +189,25 @@ pub struct IssueRequest {
     /// renewal information. A CA that refuses it (e.g. already replaced) does not block the
     /// renewal: the order is placed once more without it.
     pub replaces: Option<String>,
+    /// The certificate profile to order (draft-aaron-acme-profiles). `None`: the one kept
+    /// for the target by an earlier order (`profile/<target>`: renewals order what the
+    /// administrator chose), else the CA's default. A choice given here is kept for the
+    /// target once the certificate is installed.
+    pub profile: Option<ProfileChoice>,
+}
+
+/// Which certificate profile to order ([`IssueRequest::profile`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProfileChoice {
+    /// Ordered when the CA's directory advertises it; otherwise the CA's default profile,
+    /// with a warning ([`Progress::ProfileFallback`] and a `tracing` warning).
+    Preferred(String),
+    /// Ordered when the CA's directory advertises it; otherwise
+    /// [`AcmeError::ProfileNotOffered`] before anything is ordered.
+    Required(String),
+    /// The CA's default profile; the profile kept for the target is forgotten.
+    CaDefault,
 }
 
 impl IssueRequest {
@@ -195,6 +218,7 @@ impl IssueRequest {
             email: None,
             extra_names: Vec::new(),
             replaces: None,
+            profile: None,
         }
     }
 
@@ -202,6 +226,91 @@ impl IssueRequest {
     pub fn replacing(mut self, certificate_id: impl Into<String>) -> Self {
         self.replaces = Some(certificate_id.into());
         self
+    }
+}
+
+/// Why a certificate is revoked ([`AcmeClient::revoke`]): the RFC 5280 section 5.3.1
+/// reason codes ACME CAs accept (Let's Encrypt takes these five).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RevokeReason {
+    /// `unspecified` (0).
+    Unspecified,
+    /// `keyCompromise` (1): the private key leaked. Let's Encrypt then refuses the key for
+    /// every later order (bmcert generates a new key for each order anyway).
+    KeyCompromise,
+    /// `affiliationChanged` (3): the names changed owner or purpose.
+    AffiliationChanged,
+    /// `superseded` (4): replaced by another certificate.
+    Superseded,
+    /// `cessationOfOperation` (5): the names are no longer used.
+    CessationOfOperation,
+}
+
+/// A revocation reason name that is not one of [`RevokeReason`]'s.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a revocation reason: expected unspecified, keyCompromise, affiliationChanged, superseded or cessationOfOperation")]
+pub struct UnknownRevokeReason(pub String);
+
+impl RevokeReason {
+    /// Every reason, in code order.
+    pub const ALL: [Self; 5] = [
+        Self::Unspecified,
+        Self::KeyCompromise,
+        Self::AffiliationChanged,
+        Self::Superseded,
+        Self::CessationOfOperation,
+    ];
+
+    /// The RFC 5280 name (`keyCompromise`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unspecified => "unspecified",
+            Self::KeyCompromise => "keyCompromise",
+            Self::AffiliationChanged => "affiliationChanged",
+            Self::Superseded => "superseded",
+            Self::CessationOfOperation => "cessationOfOperation",
+        }
+    }
+
+    /// The RFC 5280 reason code.
+    pub fn code(self) -> u8 {
+        match self {
+            Self::Unspecified => 0,
+            Self::KeyCompromise => 1,
+            Self::AffiliationChanged => 3,
+            Self::Superseded => 4,
+            Self::CessationOfOperation => 5,
+        }
+    }
+
+    fn to_acme(self) -> instant_acme::RevocationReason {
+        use instant_acme::RevocationReason as R;
+        match self {
+            Self::Unspecified => R::Unspecified,
+            Self::KeyCompromise => R::KeyCompromise,
+            Self::AffiliationChanged => R::AffiliationChanged,
+            Self::Superseded => R::Superseded,
+            Self::CessationOfOperation => R::CessationOfOperation,
+        }
+    }
+}
+
+impl fmt::Display for RevokeReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for RevokeReason {
+    type Err = UnknownRevokeReason;
+
+    /// The RFC 5280 name, case-insensitively (`keyCompromise`, `keycompromise`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|r| r.as_str().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| UnknownRevokeReason(s.to_owned()))
     }
 }
 
@@ -213,6 +322,13 @@ pub enum Progress {
     AccountRegistered {
         /// The contact address.
         contact: String,
+    },
+    /// The preferred profile is not advertised by the CA: its default profile is ordered.
+    ProfileFallback {
+        /// The profile asked for.
+        wanted: String,
+        /// The profiles the CA advertises.
+        offered: Vec<String>,
     },
     /// The order was placed.
     Ordered {
@@ -238,6 +354,11 @@ impl fmt::Display for Progress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::AccountRegistered { contact } => write!(f, "account registered ({contact})"),
+            Self::ProfileFallback { wanted, offered } => write!(
+                f,
+                "warning: the CA does not offer the profile `{wanted}` ({}); ordering its default profile",
+                offered_list(offered)
+            ),
             Self::Ordered { names } => write!(f, "order placed for {}", names.join(", ")),
             Self::ChallengeReady { name } => write!(f, "challenge ready for {name}"),
             Self::Validating => f.write_str("waiting for the CA to validate"),
@@ -249,6 +370,15 @@ impl fmt::Display for Progress {
 }
 
 type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
+
+/// `it offers: a, b` or `it offers none`.
+pub(crate) fn offered_list(offered: &[String]) -> String {
+    if offered.is_empty() {
+        "it advertises no profiles".to_owned()
+    } else {
+        format!("it offers: {}", offered.join(", "))
+    }
+}
 
 #[derive(Serialize, Deserialize)]
 struct TermsRecord {
@@ -282,6 +412,16 @@ struct DirectoryDoc {
 struct DirectoryMeta {
     #[serde(rename = "termsOfService")]
     terms_of_service: Option<String>,
+    /// The profiles the CA advertises (draft-aaron-acme-profiles): name -> description.
+    #[serde(default)]
+    profiles: BTreeMap<String, String>,
+}
+
+/// The `profile/<target>` record: the profile chosen for a target, kept for its renewals.
+#[derive(Serialize, Deserialize)]
+struct ProfileRecord {
+    profile: String,
+    required: bool,
 }
 
 /// What the order published and must remove when it ends.
@@ -379,10 +519,15 @@ impl AcmeClient {
         board: ChallengeBoard,
     ) -> Result<Self, AcmeError> {
         let counts = Arc::new(RequestCounts::default());
+        let route = config.proxy.route().map_err(AcmeError::ProxyUrl)?;
+        if let Some(route) = &route {
+            tracing::debug!(?route, "ACME: requests to the CA go through a proxy");
+        }
         let http = Arc::new(RetryingClient::new(
             &config.directory_roots,
             config.retry,
             counts.clone(),
+            route,
         )?);
         let chain_roots = if config.chain_roots.is_empty() {
             rustls_native_certs::load_native_certs().certs
@@ -502,6 +647,13 @@ impl AcmeClient {
         Ok(self.directory_doc().await?.meta.terms_of_service)
     }
 
+    /// The certificate profiles the CA's directory advertises (`meta.profiles`: name ->
+    /// description), sorted by name; empty when it advertises none (pebble 2.4). Reads the
+    /// directory once (a `GET`); no account needed.
+    pub async fn profiles(&self) -> Result<BTreeMap<String, String>, AcmeError> {
+        Ok(self.directory_doc().await?.meta.profiles)
+    }
+
     /// The directory, read once and kept.
     async fn directory_doc(&self) -> Result<DirectoryDoc, AcmeError> {
         let mut cached = self.directory_doc.lock().await;
@@ -588,6 +740,33 @@ impl AcmeClient {
         Ok(Some(window))
     }
 
+    /// Revokes the certificate `leaf_der` at the CA (RFC 8555 section 7.6), signed with the
+    /// installation's account (loaded, or registered with `no-reply@<default domain>` when
+    /// there is none: the CA accepts a revocation from the account that ordered the
+    /// certificate). Requires the accepted terms. A CA that refuses (already revoked, not
+    /// this account's certificate) is [`AcmeError::Refused`]. Installs nothing: the caller
+    /// orders the replacement ([`issue`](Self::issue)).
+    pub async fn revoke(
+        &self,
+        topology: &Topology,
+        leaf_der: &[u8],
+        reason: RevokeReason,
+    ) -> Result<(), AcmeError> {
+        with_retry_after_slot(async {
+            let account = self.account_fenced(topology, None, None).await?;
+            let certificate = CertificateDer::from(leaf_der.to_vec());
+            let request = RevocationRequest {
+                certificate: &certificate,
+                reason: Some(reason.to_acme()),
+            };
+            nonce_retry!(account.revoke(&request).await)
+                .map_err(|e| self.acme_err("revoking the certificate", e))?;
+            tracing::info!(%reason, "ACME certificate revoked");
+            Ok(())
+        })
+        .await
+    }
+
     /// Records that the administrator accepted the CA's current terms; returns their URL.
     pub async fn accept_terms(&self) -> Result<Option<String>, AcmeError> {
         let url = self.terms_url().await?;
@@ -647,6 +826,100 @@ impl AcmeClient {
         email: Option<&str>,
     ) -> Result<Account, AcmeError> {
         with_retry_after_slot(self.account_fenced(topology, email, None)).await
+    }
+
+    /// Makes `email` the contact of the installation's ACME account: at the CA (an account
+    /// update, RFC 8555 section 7.3.2) and in the account record. Requires the accepted
+    /// terms; an account is registered with `email` when there is none. Returns the
+    /// address as kept. An address that is not `local@domain.name` is
+    /// [`AcmeError::BadContact`], before anything is sent.
+    pub async fn update_contact(
+        &self,
+        topology: &Topology,
+        email: &str,
+    ) -> Result<String, AcmeError> {
+        let contact = contact_address(topology, Some(email))?;
+        with_retry_after_slot(async {
+            let account = self.account_fenced(topology, Some(&contact), None).await?;
+            let Some(bytes) = self
+                .state
+                .get(keys::ACCOUNT)
+                .await
+                .map_err(|e| state_err("reading the ACME account", e))?
+                .map(Zeroizing::new)
+            else {
+                return Ok(contact.clone());
+            };
+            let mut record: AccountRecord = serde_json::from_slice(&bytes)
+                .map_err(|e| record_err("read", keys::ACCOUNT, &e))?;
+            let mailto = format!("mailto:{contact}");
+            nonce_retry!(account.update_contacts(&[mailto.as_str()]).await)
+                .map_err(|e| self.acme_err("updating the account's contact", e))?;
+            if record.contact != contact {
+                tracing::info!(from = %record.contact, to = %contact, "ACME account contact updated");
+                record.contact = contact.clone();
+                let bytes = Zeroizing::new(
+                    serde_json::to_vec(&record)
+                        .map_err(|e| record_err("written", keys::ACCOUNT, &e))?,
+                );
+                self.state
+                    .put(keys::ACCOUNT, bytes.to_vec(), true)
+                    .await
+                    .map_err(|e| state_err("saving the ACME account", e))?;
+            }
+            Ok(contact.clone())
+        })
+        .await
+    }
+
+    /// Replaces the installation's account key (RFC 8555 section 7.3.5, `keyChange`): a new
+    /// key is generated, the CA is asked to bind the account to it (signed with both keys),
+    /// and the account record in the store is rewritten with it; the account (its URL,
+    /// contact and certificates) stays the same. For a key that may have leaked. Requires the
+    /// accepted terms and an account (registered now when there is none). Returns the
+    /// account URL.
+    ///
+    /// Should the store refuse the new record after the CA switched keys, the error says
+    /// so ([`AcmeError::Store`] while "saving the rolled-over account key"): the stored key
+    /// is then the old one, which the CA no longer accepts, and the next order registers a
+    /// new account (the CA answers `accountDoesNotExist` or `unauthorized`).
+    pub async fn rollover(&self, topology: &Topology) -> Result<String, AcmeError> {
+        with_retry_after_slot(async {
+            let account = self.account_fenced(topology, None, None).await?;
+            let mut cached = self.account.lock().await;
+            let mut rolled = account.clone();
+            // A rejected nonce changed nothing at the CA: a new key is generated and sent
+            // again.
+            let credentials = nonce_retry!(rolled.update_key().await)
+                .map_err(|e| self.acme_err("changing the account key", e))?;
+            let contact = self
+                .state
+                .get(keys::ACCOUNT)
+                .await
+                .ok()
+                .flatten()
+                .map(Zeroizing::new)
+                .and_then(|b| serde_json::from_slice::<AccountRecord>(&b).ok())
+                .map(|r| r.contact)
+                .unwrap_or_default();
+            let record = AccountRecord {
+                directory: self.config.directory.url().to_owned(),
+                contact,
+                credentials,
+            };
+            let bytes = Zeroizing::new(
+                serde_json::to_vec(&record)
+                    .map_err(|e| record_err("written", keys::ACCOUNT, &e))?,
+            );
+            *cached = Some(rolled.clone());
+            self.state
+                .put(keys::ACCOUNT, bytes.to_vec(), true)
+                .await
+                .map_err(|e| state_err("saving the rolled-over account key", e))?;
+            tracing::info!(id = rolled.id(), "ACME account key rolled over");
+            Ok(rolled.id().to_owned())
+        })
+        .await
     }
 
     /// [`account`](Self::account), registering (when needed) only while `fence` holds.
@@ -769,6 +1042,7 @@ impl AcmeClient {
     ) -> Result<Issued, AcmeError> {
         let names = order_names(topology, &request.target, &request.extra_names)?;
         let gate = self.gate.clone().ok_or(AcmeError::NoGate)?;
+        let profile = self.order_profile(request).await?;
         let account = self
             .account_fenced(topology, request.email.as_deref(), fence)
             .await?;
@@ -781,7 +1055,14 @@ impl AcmeClient {
             self.abandoned.clone(),
         );
         let result = self
-            .issue_with(&account, topology, request, &names, &mut published, fence)
+            .issue_with(
+                &account,
+                topology,
+                request,
+                (&names, profile.as_deref()),
+                &mut published,
+                fence,
+            )
             .await;
         published.finish().await;
         let (issued, checked) = result?;
@@ -792,9 +1073,106 @@ impl AcmeClient {
             self.keep_contact(topology, &account, &request.target, email, fence)
                 .await?;
         }
+        if let Some(choice) = &request.profile {
+            self.keep_profile(&request.target, choice, fence).await?;
+        }
         self.report(Progress::Installed);
         tracing::info!(target = %request.target, names = ?issued.names, not_after = issued.not_after, "ACME certificate installed");
         Ok(issued)
+    }
+
+    /// The profile to name in the order: the request's choice, else the one kept for the
+    /// target, checked against what the directory advertises (a required profile that is
+    /// not offered is refused here, before the account or the order).
+    async fn order_profile(&self, request: &IssueRequest) -> Result<Option<String>, AcmeError> {
+        let choice = match &request.profile {
+            Some(choice) => Some(choice.clone()),
+            None => self.kept_profile(&request.target).await?,
+        };
+        let (name, required) = match choice {
+            None | Some(ProfileChoice::CaDefault) => return Ok(None),
+            Some(ProfileChoice::Preferred(name)) => (name, false),
+            Some(ProfileChoice::Required(name)) => (name, true),
+        };
+        let offered = self.profiles().await?;
+        if offered.contains_key(&name) {
+            return Ok(Some(name));
+        }
+        let offered: Vec<String> = offered.into_keys().collect();
+        if required {
+            return Err(AcmeError::ProfileNotOffered {
+                profile: name,
+                offered,
+            });
+        }
+        tracing::warn!(target = %request.target, profile = %name, offered = ?offered, "the CA does not offer the preferred profile; ordering its default profile");
+        self.report(Progress::ProfileFallback {
+            wanted: name,
+            offered,
+        });
+        Ok(None)
+    }
+
+    fn profile_key(target: &Target) -> Result<bmcert_store::RecordKey, AcmeError> {
+        bmcert_store::keys::target_key(bmcert_store::keys::PROFILE_PREFIX, target).map_err(
+            |reason| {
+                state_err(
+                    "naming the profile record",
+                    StateError::BadKey {
+                        key: format!("{}/{target}", bmcert_store::keys::PROFILE_PREFIX),
+                        reason,
+                    },
+                )
+            },
+        )
+    }
+
+    /// The profile kept for `target` by an earlier order (`profile/<target>`), if any.
+    pub async fn kept_profile(&self, target: &Target) -> Result<Option<ProfileChoice>, AcmeError> {
+        let key = Self::profile_key(target)?;
+        let Some(bytes) = self
+            .state
+            .get(key.as_str())
+            .await
+            .map_err(|e| state_err("reading the profile record", e))?
+        else {
+            return Ok(None);
+        };
+        let record: ProfileRecord = serde_json::from_slice(&bytes)
+            .map_err(|e| record_err("read", bmcert_store::keys::PROFILE_PREFIX, &e))?;
+        Ok(Some(if record.required {
+            ProfileChoice::Required(record.profile)
+        } else {
+            ProfileChoice::Preferred(record.profile)
+        }))
+    }
+
+    /// Keeps the profile chosen for `target` for its renewals (forgets it for
+    /// [`ProfileChoice::CaDefault`]).
+    async fn keep_profile(
+        &self,
+        target: &Target,
+        choice: &ProfileChoice,
+        fence: Option<&Fence>,
+    ) -> Result<(), AcmeError> {
+        let key = Self::profile_key(target)?;
+        let (profile, required) = match choice {
+            ProfileChoice::Preferred(p) => (p.clone(), false),
+            ProfileChoice::Required(p) => (p.clone(), true),
+            ProfileChoice::CaDefault => {
+                return self
+                    .state
+                    .delete(key.as_str())
+                    .await
+                    .map_err(|e| state_err("forgetting the profile", e));
+            }
+        };
+        let value = serde_json::to_vec(&ProfileRecord { profile, required })
+            .map_err(|e| record_err("written", bmcert_store::keys::PROFILE_PREFIX, &e))?;
+        self.state
+            .put_fenced(key.as_str(), value, false, fence)
+            .await
+            .map_err(|e| state_err("recording the profile", e))
     }
 
     /// Keeps the address given when Let's Encrypt was activated for `target` (the
@@ -865,7 +1243,7 @@ impl AcmeClient {
         account: &Account,
         topology: &Topology,
         request: &IssueRequest,
-        names: &[DomainName],
+        (names, profile): (&[DomainName], Option<&str>),
         published: &mut Unpublish,
         fence: Option<&Fence>,
     ) -> Result<(Issued, CheckedBundle), AcmeError> {
@@ -880,7 +1258,7 @@ impl AcmeClient {
             .map(crate::ari::certificate_identifier)
             .transpose()?;
         let mut order = match self
-            .place_order(account, &identifiers, replaces.as_ref())
+            .place_order(account, &identifiers, replaces.as_ref(), profile)
             .await
         {
             Err(instant_acme::Error::Api(p))
@@ -902,7 +1280,7 @@ impl AcmeClient {
                         }
                     }
                 };
-                self.place_order(&account, &identifiers, replaces.as_ref())
+                self.place_order(&account, &identifiers, replaces.as_ref(), profile)
                     .await
             }
             other => other,
@@ -965,11 +1343,16 @@ impl AcmeClient {
         account: &Account,
         identifiers: &[Identifier],
         replaces: Option<&CertificateIdentifier<'static>>,
+        profile: Option<&str>,
     ) -> Result<Order, instant_acme::Error> {
-        let Some(id) = replaces else {
-            return nonce_retry!(account.new_order(&NewOrder::new(identifiers)).await);
+        let plain = || match profile {
+            Some(p) => NewOrder::new(identifiers).profile(p),
+            None => NewOrder::new(identifiers),
         };
-        let with = NewOrder::new(identifiers).replaces(id.clone());
+        let Some(id) = replaces else {
+            return nonce_retry!(account.new_order(&plain()).await);
+        };
+        let with = plain().replaces(id.clone());
         match nonce_retry!(account.new_order(&with).await) {
             Err(instant_acme::Error::Unsupported(_)) => {
                 tracing::info!(replaces = %id, "the CA offers no renewal information; ordering without `replaces`");
@@ -995,7 +1378,7 @@ impl AcmeClient {
             }
             other => return other,
         }
-        nonce_retry!(account.new_order(&NewOrder::new(identifiers)).await)
+        nonce_retry!(account.new_order(&plain()).await)
     }
 
     async fn answer_challenges(
@@ -1651,6 +2034,22 @@ mod tests {
         published.finish().await;
         assert!(state.record_keys().is_empty());
         assert!(published.items.is_empty());
+    }
+
+    #[test]
+    fn revocation_reasons_parse_by_their_rfc_5280_names() {
+        for r in RevokeReason::ALL {
+            assert_eq!(r.as_str().parse::<RevokeReason>(), Ok(r));
+            assert_eq!(r.to_acme() as u8, r.code());
+        }
+        assert_eq!(
+            "KEYCOMPROMISE".parse::<RevokeReason>(),
+            Ok(RevokeReason::KeyCompromise)
+        );
+        assert_eq!(
+            "lost".parse::<RevokeReason>(),
+            Err(UnknownRevokeReason("lost".into()))
+        );
     }
 
     #[test]

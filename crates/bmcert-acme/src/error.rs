@@ -225,12 +225,25 @@ pub enum AcmeError {
         /// The gate's refusal.
         source: crate::GateError,
     },
+    /// The profile required for the order (`--require-profile`) is not advertised by the
+    /// CA's directory; nothing was ordered.
+    #[error("the ACME CA does not offer the certificate profile `{profile}` ({}); nothing was ordered: choose one it offers (`bmcert acme profiles`), or prefer the profile (--profile) to fall back to the CA's default", crate::client::offered_list(.offered))]
+    ProfileNotOffered {
+        /// The profile required.
+        profile: String,
+        /// The profiles the CA advertises (sorted; empty when it advertises none).
+        offered: Vec<String>,
+    },
     /// The client has no install gate (`AcmeClient::with_gate`); nothing was ordered.
     #[error("this ACME client has no install gate, so it cannot install a certificate; build it with bmcert::Installation::acme_client (or AcmeClient::with_gate)")]
     NoGate,
     /// The extra trusted root given for the directory is not usable.
     #[error("the trusted root for the ACME directory is not usable: {0}; give a PEM file with a CA certificate")]
     BadRoot(#[source] BadRoot),
+    /// The proxy URL (`--proxy`, `[acme] proxy`, `HTTPS_PROXY`, ...) is not usable; nothing
+    /// was sent.
+    #[error(transparent)]
+    ProxyUrl(crate::ProxyUrlError),
     /// Generating the certificate key or the CSR failed.
     #[error("generating the certificate key or request failed: {0}")]
     Key(#[source] KeyGenError),
@@ -301,9 +314,13 @@ pub enum Transport {
         /// The budget.
         seconds: u64,
     },
-    /// The connection failed (DNS, TCP, TLS, proxy): hyper's client error, with its causes.
+    /// The connection failed (DNS, TCP, TLS): hyper's client error, with its causes.
     #[error(transparent)]
     Connect(hyper_util::client::legacy::Error),
+    /// The connection through the outgoing proxy failed: the proxy (password hidden), the
+    /// tunnel's destination and what failed.
+    #[error(transparent)]
+    Proxy(crate::ProxyError),
     /// The request could not be built (a malformed URL).
     #[error(transparent)]
     Request(http::Error),
@@ -472,6 +489,7 @@ impl AcmeError {
         matches!(
             self,
             Self::Refused { .. }
+                | Self::ProfileNotOffered { .. }
                 | Self::Check { .. }
                 | Self::NotCovered { .. }
                 | Self::BadName { .. }

@@ -10,12 +10,12 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::rt::TokioExecutor;
 use instant_acme::{BodyWrapper, BytesResponse, HttpClient};
 use rustls_pki_types::CertificateDer;
 
+use crate::proxy::{ProxyConnector, Route};
 use crate::{AcmeError, BadRoot, Transport};
 
 tokio::task_local! {
@@ -51,7 +51,10 @@ impl Transport {
                     Err(inner) => inner,
                 };
                 match inner.downcast::<hyper_util::client::legacy::Error>() {
-                    Ok(connect) => Self::Connect(*connect),
+                    Ok(connect) => match crate::proxy::find_proxy_error(&*connect) {
+                        Some(proxy) => Self::Proxy(proxy.clone()),
+                        None => Self::Connect(*connect),
+                    },
                     Err(inner) => Self::Acme(Box::new(instant_acme::Error::Other(inner))),
                 }
             }
@@ -94,7 +97,7 @@ pub struct RequestCounts {
 }
 
 pub(crate) type Hyper =
-    HyperClient<hyper_rustls::HttpsConnector<HttpConnector>, BodyWrapper<Bytes>>;
+    HyperClient<hyper_rustls::HttpsConnector<ProxyConnector>, BodyWrapper<Bytes>>;
 
 /// The instant-acme [`HttpClient`] of this crate.
 pub(crate) struct RetryingClient {
@@ -108,6 +111,7 @@ impl RetryingClient {
         extra_roots: &[CertificateDer<'static>],
         budget: RetryBudget,
         counts: Arc<RequestCounts>,
+        route: Option<Arc<Route>>,
     ) -> Result<Self, AcmeError> {
         let mut roots = rustls::RootCertStore::empty();
         if extra_roots.is_empty() {
@@ -134,7 +138,7 @@ impl RetryingClient {
             .https_only()
             .enable_http1()
             .enable_http2()
-            .build();
+            .wrap_connector(ProxyConnector::new(route));
         let inner = HyperClient::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
@@ -231,7 +235,11 @@ impl HttpClient for RetryingClient {
                         }
                     }
                     Ok(Err(e)) => {
-                        if start.elapsed() + delay > budget.total {
+                        // A proxy that answered no (credentials, its rules) is configuration:
+                        // asking again cannot help.
+                        let settled = crate::proxy::find_proxy_error(&e)
+                            .is_some_and(|p| !p.failure.is_transient());
+                        if settled || start.elapsed() + delay > budget.total {
                             return Err(instant_acme::Error::Other(Box::new(e)));
                         }
                         tracing::debug!(error = %e, ?delay, "ACME request: connection failed, retrying");

@@ -32,6 +32,18 @@
 //! certificate it replaces, and a CA that refuses that gets the order once more without it.
 //! [`parse_renewal_info`] is the sans-I/O parser of the CA's answer.
 //!
+//! Outgoing proxy ([`AcmeConfig::proxy`], [`ProxySetting`]): every request to the CA goes
+//! through an HTTP `CONNECT` tunnel when a proxy applies (a given [`ProxyUrl`], else
+//! `HTTPS_PROXY`/`https_proxy`/`ALL_PROXY`), except for the hosts `NO_PROXY` exempts. The
+//! tunnel and the `NO_PROXY` rules are hyper-util's (`client::legacy::connect::proxy::Tunnel`,
+//! `client::proxy::matcher::Matcher`) rather than this crate's own: they are maintained with
+//! the hyper client the requests already use (the TLS to the CA runs unchanged inside the
+//! tunnel), follow curl's rules, and keep the proxy credentials in a header marked
+//! sensitive. This crate checks the URL first (the matcher would silently ignore a
+//! malformed one), hides the password in every message ([`ProxyUrl`]'s `Display`/`Debug`),
+//! and names the proxy in failures ([`ProxyError`], in [`Transport::Proxy`]); a proxy that
+//! answers no is not retried.
+//!
 //! Every server answers the challenges: [`http01_response`] for a request path on port 80
 //! (any HTTP server can call it), [`ResolvesServerCertWithAcme`] around the HTTPS resolver
 //! for TLS-ALPN-01 on port 443. The account, terms and HTTP-01 tokens are store records, so
@@ -77,6 +89,7 @@ mod error;
 mod gate;
 mod http;
 mod names;
+mod proxy;
 mod state;
 mod store_state;
 
@@ -90,7 +103,8 @@ pub use challenge::{
     TokenLookup, ACME_TLS_ALPN, HTTP01_PATH_PREFIX,
 };
 pub use client::{
-    AcmeClient, AcmeConfig, ChallengeKind, Directory, IssueRequest, KeyKind, PollSchedule, Progress,
+    AcmeClient, AcmeConfig, ChallengeKind, Directory, IssueRequest, KeyKind, PollSchedule,
+    ProfileChoice, Progress, RevokeReason, UnknownRevokeReason,
 };
 pub use error::{
     AcmeError, AriIdError, BadRoot, KeyGenError, ListenError, Problem, ProtocolError, Subproblem,
@@ -99,5 +113,9 @@ pub use error::{
 pub use gate::{GateError, InstallGate};
 pub use http::{parse_retry_after, RequestCounts, RetryBudget};
 pub use names::order_names;
+pub use proxy::{
+    ProxyError, ProxyFailure, ProxySetting, ProxyUrl, ProxyUrlError, NO_PROXY_VARIABLES,
+    PROXY_VARIABLES,
+};
 pub use state::{keys, AcmeState, BoxFuture, Issued, MemoryState, StateError};
 pub use store_state::StoreState;

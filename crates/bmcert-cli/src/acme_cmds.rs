@@ -1,4 +1,5 @@
-//! `bmcert acme terms|accept|issue`: Let's Encrypt through ACME.
+//! `bmcert acme terms|accept|profiles|issue|revoke|rollover|contact`: Let's Encrypt through
+//! ACME.
 //!
 //! Exit status: 0 done (issued and installed); 1 refused by the CA or by the checks, or the
 //! terms not accepted yet (the reason is printed); 2 usage or I/O error (no usable contact
@@ -10,8 +11,9 @@ use std::process::ExitCode;
 
 use bmcert::acme::{
     client_for_store, AcmeClient, AcmeConfig, AcmeError, ChallengeKind, Directory, Http01Listener,
-    IssueRequest, KeyKind, TlsAlpn01Listener,
+    IssueRequest, KeyKind, ProfileChoice, ProxySetting, ProxyUrl, RevokeReason, TlsAlpn01Listener,
 };
+use bmcert::store::Source;
 use bmcert::topology::Target;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
@@ -33,12 +35,51 @@ enum AcmeCommand {
     Terms(CaArgs),
     /// Record that the administrator accepted the CA's terms of service.
     Accept(CaArgs),
+    /// List the certificate profiles the CA's directory advertises.
+    Profiles(CaArgs),
+    /// Replace the ACME account's key (the account and its certificates stay).
+    Rollover(CaArgs),
+    /// Change the ACME account's contact address (at the CA and in the store).
+    Contact(ContactArgs),
     /// Order a certificate for a target, answer its challenges and install it.
     Issue(IssueArgs),
+    /// Revoke a target's current certificate at the CA, then (ACME certificates) order and
+    /// install its replacement.
+    Revoke(RevokeArgs),
+}
+
+#[derive(Args, Debug)]
+struct ContactArgs {
+    #[command(flatten)]
+    ca: CaArgs,
+    /// The new contact address of the account.
+    #[arg(long, value_name = "ADDR")]
+    email: String,
+}
+
+#[derive(Args, Debug)]
+struct RevokeArgs {
+    #[command(flatten)]
+    ca: CaArgs,
+    #[command(flatten)]
+    chain: ChainArgs,
+    /// `system` or `domain:NAME`.
+    #[arg(long)]
+    target: String,
+    /// Why (RFC 5280): unspecified, keyCompromise, affiliationChanged, superseded or
+    /// cessationOfOperation.
+    #[arg(long, value_name = "REASON")]
+    reason: String,
+    /// Answer HTTP-01 on this address while the replacement is ordered.
+    #[arg(long, value_name = "ADDR")]
+    http01_listen: Option<SocketAddr>,
+    /// Answer TLS-ALPN-01 on this address instead of HTTP-01.
+    #[arg(long, value_name = "ADDR", conflicts_with = "http01_listen")]
+    tls_alpn01_listen: Option<SocketAddr>,
 }
 
 /// Which ACME CA: these options win over `[acme]` in the configuration file.
-#[derive(Args, Debug)]
+#[derive(Args)]
 pub(crate) struct CaArgs {
     /// The ACME directory URL (Let's Encrypt production by default; `staging` for
     /// Let's Encrypt's staging). [config: acme.directory]
@@ -48,6 +89,23 @@ pub(crate) struct CaArgs {
     /// [config: acme.directory_ca]
     #[arg(long, value_name = "FILE")]
     directory_ca: Option<PathBuf>,
+    /// The HTTP proxy every request to the CA goes through (HTTP CONNECT):
+    /// http://[user:password@]host:port, or `direct` to ignore HTTPS_PROXY. Default: the
+    /// HTTPS_PROXY/https_proxy (or ALL_PROXY) environment variable; NO_PROXY/no_proxy exempts
+    /// hosts either way. [config: acme.proxy]
+    #[arg(long, value_name = "URL")]
+    proxy: Option<String>,
+}
+
+impl std::fmt::Debug for CaArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The proxy URL may hold a password.
+        f.debug_struct("CaArgs")
+            .field("directory", &self.directory)
+            .field("directory_ca", &self.directory_ca)
+            .field("proxy", &self.proxy.as_ref().map(|_| "(set)"))
+            .finish()
+    }
 }
 
 /// The roots the issued chain must lead to.
@@ -92,6 +150,15 @@ struct IssueArgs {
     /// The certificate key type.
     #[arg(long, value_enum, default_value = "ecdsa-p256")]
     key: KeyArg,
+    /// Order this certificate profile when the CA offers it, else the CA's default (with a
+    /// warning); `default` for the CA's default. Kept for the target's renewals (default:
+    /// the profile kept by an earlier issue).
+    #[arg(long, value_name = "NAME")]
+    profile: Option<String>,
+    /// Order this certificate profile, refused (exit 1, nothing ordered) when the CA does
+    /// not offer it. Kept for the target's renewals.
+    #[arg(long, value_name = "NAME", conflicts_with = "profile")]
+    require_profile: Option<String>,
 }
 
 /// The option if given, else the configuration file's setting.
@@ -138,6 +205,21 @@ impl CaArgs {
             config.directory_roots =
                 input::read_certs(&ca.value, &format!("directory CA file ({})", ca.origin))?;
         }
+        let proxy = match &self.proxy {
+            Some(url) => Some(Setting::new(
+                zeroize::Zeroizing::new(url.clone()),
+                Origin::Flag("--proxy"),
+            )),
+            None => settings.acme.proxy.clone(),
+        };
+        config.proxy = match proxy {
+            None => ProxySetting::Environment,
+            Some(p) if p.value.trim() == "direct" => ProxySetting::Direct,
+            Some(p) => ProxySetting::Url(
+                ProxyUrl::parse(&p.value, &p.origin.to_string())
+                    .map_err(|e| UsageError(e.to_string()))?,
+            ),
+        };
         Ok(config)
     }
 }
@@ -266,7 +348,56 @@ pub(crate) fn run(args: AcmeArgs, settings: &Settings) -> Result<ExitCode, Usage
                     Err(e) => fail(e, settings.json),
                 }
             }
+            AcmeCommand::Profiles(ca) => {
+                let client = client(&ca, settings, AcmeConfig::default())?;
+                let profiles = match client.profiles().await {
+                    Ok(p) => p,
+                    Err(e) => return fail(e, settings.json),
+                };
+                if settings.json {
+                    print_json(&json!({ "profiles": profiles }))?;
+                } else if profiles.is_empty() {
+                    println!("the CA's directory advertises no profiles: orders get its default");
+                } else {
+                    let width = profiles.keys().map(String::len).max().unwrap_or(0);
+                    for (name, description) in &profiles {
+                        println!("{name:<width$}  {description}");
+                    }
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            AcmeCommand::Rollover(ca) => {
+                let topology = settings.topology()?;
+                let client = client(&ca, settings, AcmeConfig::default())?;
+                match client.rollover(&topology).await {
+                    Ok(account) => {
+                        if settings.json {
+                            print_json(&json!({ "done": true, "account": account }))?;
+                        } else {
+                            println!("the key of the ACME account {account} was replaced");
+                        }
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(e) => fail(e, settings.json),
+                }
+            }
+            AcmeCommand::Contact(args) => {
+                let topology = settings.topology()?;
+                let client = client(&args.ca, settings, AcmeConfig::default())?;
+                match client.update_contact(&topology, &args.email).await {
+                    Ok(contact) => {
+                        if settings.json {
+                            print_json(&json!({ "done": true, "contact": contact }))?;
+                        } else {
+                            println!("the ACME account's contact is now {contact}");
+                        }
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(e) => fail(e, settings.json),
+                }
+            }
             AcmeCommand::Issue(issue) => run_issue(issue, settings).await,
+            AcmeCommand::Revoke(revoke) => run_revoke(revoke, settings).await,
         }
     })
 }
@@ -312,22 +443,7 @@ async fn run_issue(args: IssueArgs, settings: &Settings) -> Result<ExitCode, Usa
                 println!("acme: {p}");
             }
         });
-    let _http = match args.http01_listen {
-        Some(addr) => Some(
-            Http01Listener::bind(addr, std::sync::Arc::new(client.board().clone()))
-                .await
-                .map_err(|e| UsageError(e.to_string()))?,
-        ),
-        None => None,
-    };
-    let _tls = match args.tls_alpn01_listen {
-        Some(addr) => Some(
-            TlsAlpn01Listener::bind(addr, client.board().clone())
-                .await
-                .map_err(|e| UsageError(e.to_string()))?,
-        ),
-        None => None,
-    };
+    let _listeners = listen(&client, args.http01_listen, args.tls_alpn01_listen).await?;
     let email = args
         .email
         .or_else(|| settings.acme.contact.as_ref().map(|c| c.value.clone()));
@@ -336,6 +452,12 @@ async fn run_issue(args: IssueArgs, settings: &Settings) -> Result<ExitCode, Usa
         email,
         extra_names: args.names,
         replaces: None,
+        profile: match (args.profile, args.require_profile) {
+            (_, Some(name)) => Some(ProfileChoice::Required(name)),
+            (Some(name), None) if name == "default" => Some(ProfileChoice::CaDefault),
+            (Some(name), None) => Some(ProfileChoice::Preferred(name)),
+            (None, None) => None,
+        },
     };
     let topology = installation.topology();
     let outcome = match unless_interrupted(&client, client.issue(&topology, &request)).await? {
@@ -345,13 +467,7 @@ async fn run_issue(args: IssueArgs, settings: &Settings) -> Result<ExitCode, Usa
     match outcome {
         Ok(issued) => {
             let names: Vec<&str> = issued.names.iter().map(|n| n.as_str()).collect();
-            let until = time::OffsetDateTime::from_unix_timestamp(issued.not_after)
-                .ok()
-                .and_then(|t| {
-                    t.format(&time::format_description::well_known::Rfc3339)
-                        .ok()
-                })
-                .unwrap_or_else(|| issued.not_after.to_string());
+            let until = rfc3339(issued.not_after);
             if json {
                 print_json(&json!({
                     "target": target.to_string(),
@@ -368,6 +484,157 @@ async fn run_issue(args: IssueArgs, settings: &Settings) -> Result<ExitCode, Usa
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => fail(e, json),
+    }
+}
+
+/// The challenge listeners of a command that orders, kept while it runs.
+async fn listen(
+    client: &AcmeClient,
+    http01: Option<SocketAddr>,
+    tls_alpn01: Option<SocketAddr>,
+) -> Result<(Option<Http01Listener>, Option<TlsAlpn01Listener>), UsageError> {
+    let http = match http01 {
+        Some(addr) => Some(
+            Http01Listener::bind(addr, std::sync::Arc::new(client.board().clone()))
+                .await
+                .map_err(|e| UsageError(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let tls = match tls_alpn01 {
+        Some(addr) => Some(
+            TlsAlpn01Listener::bind(addr, client.board().clone())
+                .await
+                .map_err(|e| UsageError(e.to_string()))?,
+        ),
+        None => None,
+    };
+    Ok((http, tls))
+}
+
+/// The RFC 3339 form of a notAfter (seconds since the epoch).
+fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| unix.to_string())
+}
+
+async fn run_revoke(args: RevokeArgs, settings: &Settings) -> Result<ExitCode, UsageError> {
+    let topology = settings.topology()?;
+    let target: Target = args
+        .target
+        .parse()
+        .map_err(|e| UsageError(format!("--target: {e}")))?;
+    let reason: RevokeReason = args
+        .reason
+        .parse()
+        .map_err(|e| UsageError(format!("--reason: {e}")))?;
+    let json = settings.json;
+    let mut config = AcmeConfig::default();
+    if args.tls_alpn01_listen.is_some() {
+        config.challenge = ChallengeKind::TlsAlpn01;
+    }
+    args.chain.apply(settings, &mut config)?;
+    let config = args.ca.config(settings, config)?;
+    let installation = bmcert::Installation::new(crate::store_arg::open_store(settings)?, topology);
+    let current = installation
+        .store()
+        .current(&target)
+        .await
+        .map_err(|e| UsageError(format!("reading the certificate of {target}: {e}")))?;
+    let Some(current) = current else {
+        return refused(
+            json,
+            &format!("nothing is installed for {target}: there is no certificate to revoke"),
+        );
+    };
+    let meta = current.bundle.meta().clone();
+    let client = installation
+        .acme_client(config)
+        .map_err(|e| UsageError(e.to_string()))?
+        .with_progress(move |p| {
+            if json {
+                eprintln!("acme: {p}");
+            } else {
+                println!("acme: {p}");
+            }
+        });
+    if let Err(e) = client
+        .revoke(
+            &installation.topology(),
+            current.bundle.leaf().as_ref(),
+            reason,
+        )
+        .await
+    {
+        return fail(e, json);
+    }
+    let revoked = format!(
+        "revoked the certificate of {target} ({}, sha256 {}, valid until {}) at the CA: {reason}",
+        meta.names.join(", "),
+        meta.fingerprint,
+        rfc3339(meta.not_after.unix_timestamp())
+    );
+    if meta.source != Source::Acme {
+        // Not ordered through ACME: nothing to order again here.
+        if json {
+            print_json(&json!({
+                "target": target.to_string(),
+                "done": true,
+                "revoked": true,
+                "reason": reason.as_str(),
+                "renewed": false,
+            }))?;
+        } else {
+            println!("{revoked}");
+            println!(
+                "the certificate of {target} was not obtained through ACME (source {}): install its replacement (bmcert install, or bmcert acme issue)",
+                meta.source
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if json {
+        eprintln!("{revoked}");
+    } else {
+        println!("{revoked}");
+    }
+    let _listeners = listen(&client, args.http01_listen, args.tls_alpn01_listen).await?;
+    match client
+        .issue(&installation.topology(), &IssueRequest::new(target.clone()))
+        .await
+    {
+        Ok(issued) => {
+            let names: Vec<&str> = issued.names.iter().map(|n| n.as_str()).collect();
+            let until = rfc3339(issued.not_after);
+            if json {
+                print_json(&json!({
+                    "target": target.to_string(),
+                    "done": true,
+                    "revoked": true,
+                    "reason": reason.as_str(),
+                    "renewed": true,
+                    "names": names,
+                    "not_after": until,
+                }))?;
+            } else {
+                println!(
+                    "issued and installed the replacement for {target}: {} (valid until {until})",
+                    names.join(", ")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!(
+                "bmcert: the revoked certificate is still installed for {target}: its replacement failed"
+            );
+            fail(e, json)
+        }
     }
 }
 

@@ -15,6 +15,7 @@
 //! | `--etcd-cacert`, `--etcd-cert`, `--etcd-key` | `BMCERT_ETCD_CACERT`, `_CERT`, `_KEY` | `[etcd] cacert`, `cert`, `key` |
 //! | `--etcd-user USER[:PASSWORD]` | `BMCERT_ETCD_USER`, `BMCERT_ETCD_PASSWORD` | `[etcd] user`, `password` |
 //! | `--directory`, `--directory-ca`, `--chain-ca`, `--email` | | `[acme] directory`, `directory_ca`, `chain_ca`, `contact` |
+//! | `--proxy` | `HTTPS_PROXY`, `https_proxy`, `ALL_PROXY`, `all_proxy` (after the file); `NO_PROXY`, `no_proxy` | `[acme] proxy` |
 //! | | | `[smtp] host`, `port`, `security`, `from`, `to`, `user`, `password`, `ca` |
 //!
 //! Relative paths in the file are relative to the file's directory.
@@ -171,12 +172,26 @@ impl fmt::Debug for EtcdSettings {
 }
 
 /// The ACME CA settings of the configuration file; each command's own options win.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct AcmeSettings {
     pub(crate) directory: Option<Setting<String>>,
     pub(crate) directory_ca: Option<Setting<PathBuf>>,
     pub(crate) chain_ca: Option<Setting<PathBuf>>,
     pub(crate) contact: Option<Setting<String>>,
+    /// The proxy URL (may hold a password: never shown).
+    pub(crate) proxy: Option<Setting<Zeroizing<String>>>,
+}
+
+impl fmt::Debug for AcmeSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AcmeSettings")
+            .field("directory", &self.directory)
+            .field("directory_ca", &self.directory_ca)
+            .field("chain_ca", &self.chain_ca)
+            .field("contact", &self.contact)
+            .field("proxy", &self.proxy.as_ref().map(|_| "(set)"))
+            .finish()
+    }
 }
 
 /// How to reach the SMTP server of the expiry warnings (configuration file only).
@@ -253,6 +268,7 @@ struct FileAcme {
     directory_ca: Option<PathBuf>,
     chain_ca: Option<PathBuf>,
     contact: Option<String>,
+    proxy: Option<String>,
 }
 
 /// Every shared setting, resolved.
@@ -447,6 +463,13 @@ impl Settings {
                 path,
                 "acme.contact",
             ),
+            proxy: pick(
+                None,
+                Origin::Default,
+                file.acme.proxy.map(Zeroizing::new),
+                path,
+                "acme.proxy",
+            ),
         };
         let smtp = file.smtp.map(|mut s| {
             s.ca = rel(s.ca.take());
@@ -538,6 +561,14 @@ fn read_file(path: &Path, origin: &Origin) -> Result<FileSettings, UsageError> {
     #[cfg(unix)]
     if file.etcd.secret_password().is_some()
         || file.smtp.as_ref().is_some_and(|s| s.password.is_some())
+        // A proxy URL with userinfo (`user:password@`).
+        || file.acme.proxy.as_ref().is_some_and(|p| {
+            p.split_once("://")
+                .map_or(p.as_str(), |(_, rest)| rest)
+                .split('/')
+                .next()
+                .is_some_and(|authority| authority.contains('@'))
+        })
     {
         use std::os::unix::fs::PermissionsExt as _;
         if let Ok(meta) = std::fs::metadata(path) {
@@ -617,6 +648,14 @@ impl Settings {
             shown("acme.directory_ca", self.acme.directory_ca.as_ref(), path),
             shown("acme.chain_ca", self.acme.chain_ca.as_ref(), path),
             shown("acme.contact", self.acme.contact.as_ref(), String::clone),
+            shown(
+                "acme.proxy",
+                self.acme.proxy.as_ref(),
+                |p: &Zeroizing<String>| {
+                    bmcert::acme::ProxyUrl::parse(p, "acme.proxy")
+                        .map_or_else(|_| "(not a usable URL)".to_owned(), |u| u.to_string())
+                },
+            ),
             smtp_field("smtp.host", &|s| written(Some(s.host.clone()))),
             smtp_field("smtp.port", &|s| {
                 Some((s.port().to_string(), s.port.is_some()))

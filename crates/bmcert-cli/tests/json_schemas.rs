@@ -479,6 +479,30 @@ fn every_command_output_matches_its_documented_schema() {
             );
             let doc = run(&acme("accept"), "acme accept", 0, seen);
             assert_eq!(doc["done"], true);
+            // Pebble 2.4 advertises no profiles.
+            let doc = run(&acme("profiles"), "acme profiles", 0, seen);
+            assert_eq!(doc["profiles"], serde_json::json!({}));
+            // Nothing installed for the system target: refused before anything is sent.
+            let mut revoke = acme("revoke");
+            revoke.extend(["--target", "system", "--reason", "superseded"].map(str::to_owned));
+            let doc = run(&revoke, "acme revoke", 1, seen);
+            assert!(
+                doc["refused"]
+                    .as_str()
+                    .unwrap()
+                    .contains("nothing is installed"),
+                "{doc}"
+            );
+            // Registers the account (terms accepted above), then replaces its key.
+            let doc = run(&acme("rollover"), "acme rollover", 0, seen);
+            assert!(
+                doc["account"].as_str().unwrap().starts_with("https://"),
+                "{doc}"
+            );
+            let mut contact = acme("contact");
+            contact.extend(["--email", "ops@example.org"].map(str::to_owned));
+            let doc = run(&contact, "acme contact", 0, seen);
+            assert_eq!(doc["contact"], "ops@example.org");
         }
         Err(missing) => {
             assert!(
@@ -486,7 +510,18 @@ fn every_command_output_matches_its_documented_schema() {
                 "the ACME commands' JSON needs pebble: {missing}"
             );
             eprintln!("SKIPPED the acme commands: {missing}");
-            seen.extend(["acme terms", "acme accept", "acme issue"].map(str::to_owned));
+            seen.extend(
+                [
+                    "acme terms",
+                    "acme accept",
+                    "acme issue",
+                    "acme profiles",
+                    "acme revoke",
+                    "acme rollover",
+                    "acme contact",
+                ]
+                .map(str::to_owned),
+            );
         }
     }
     // Every documented command was run (a schema nobody checks would drift).

@@ -18,6 +18,9 @@ pub const WARNING_PREFIX: &str = "warning";
 /// The contact address given when Let's Encrypt was activated for a target (warnings go
 /// there): `contact/system`, `contact/domain/NAME`.
 pub const CONTACT_PREFIX: &str = "contact";
+/// The ACME profile chosen for a target (`--profile`, `--require-profile`), kept for its
+/// renewals: `profile/system`, `profile/domain/NAME`.
+pub const PROFILE_PREFIX: &str = "profile";
 /// The renewal lock: only its holder orders certificates.
 pub const RENEWAL_LOCK: &str = "renewal";
 

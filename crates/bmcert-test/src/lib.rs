@@ -32,4 +32,5 @@ pub mod pebble;
 pub mod peers;
 #[cfg(feature = "store")]
 pub mod renewal;
+pub mod tinyproxy;
 pub mod verdicts;

@@ -53,7 +53,7 @@ pub const REQUIRE_PEERS: &str = "BMCERT_REQUIRE_PEERS";
 /// The peer, or `None` after printing `SKIPPED: <why>` on standard error (the test harness
 /// shows it). Under the test command ([`REQUIRE_PEERS`] set) a missing peer panics: a test
 /// whose peer is missing fails there, it does not pass by returning early.
-fn or_skip<T>(found: Result<T, Missing>) -> Option<T> {
+pub(crate) fn or_skip<T>(found: Result<T, Missing>) -> Option<T> {
     match found {
         Ok(peer) => Some(peer),
         Err(missing) if std::env::var_os(REQUIRE_PEERS).is_some_and(|v| !v.is_empty()) => {

@@ -80,10 +80,11 @@ impl ManagerError {
 }
 
 /// The per-target records a disable deletes with the certificate.
-const TARGET_RECORDS: [&str; 3] = [
+const TARGET_RECORDS: [&str; 4] = [
     keys::RENEWAL_PREFIX,
     keys::WARNING_PREFIX,
     keys::CONTACT_PREFIX,
+    keys::PROFILE_PREFIX,
 ];
 
 /// What an install attempt did: the report, always, and the installed version when the

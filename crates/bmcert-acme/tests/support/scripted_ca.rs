@@ -52,6 +52,8 @@ pub struct Script {
     pub refuse_replaces: bool,
     /// Orders are answered without echoing `replaces` (against RFC 9773 section 5).
     pub ignore_replaces: bool,
+    /// The profiles the directory advertises (`meta.profiles`: name, description).
+    pub profiles: &'static [(&'static str, &'static str)],
 }
 
 pub const WINDOW: &str = r#"{"suggestedWindow":{"start":"2030-01-02T04:00:00Z","end":"2030-01-03T04:00:00Z"},"explanationURL":"https://ca.example/why"}"#;
@@ -63,6 +65,7 @@ impl Default for Script {
             ari_body: WINDOW,
             refuse_replaces: false,
             ignore_replaces: false,
+            profiles: &[],
         }
     }
 }
@@ -158,6 +161,14 @@ fn answer(
             });
             if script.ari {
                 dir["renewalInfo"] = json!(format!("{base}/ari"));
+            }
+            if !script.profiles.is_empty() {
+                dir["meta"]["profiles"] = script
+                    .profiles
+                    .iter()
+                    .map(|(name, description)| ((*name).to_owned(), json!(description)))
+                    .collect::<serde_json::Map<_, _>>()
+                    .into();
             }
             ("200 OK".into(), json_ct, dir.to_string())
         }
@@ -298,12 +309,16 @@ pub async fn scripted_ca(script: Script) -> Ca {
 }
 
 pub fn client(ca: &Ca) -> AcmeClient {
+    client_with_state(ca, MemoryState::new())
+}
+
+/// [`client`] over a state the test keeps (to seed or read records).
+pub fn client_with_state(ca: &Ca, state: Arc<MemoryState>) -> AcmeClient {
     let mut config = AcmeConfig::new(Directory::Url(ca.directory.clone()));
     config.directory_roots = AcmeConfig::certificates_from_pem(&ca.ca_pem, "test CA").unwrap();
     config.retry.total = Duration::from_secs(10);
     config.poll.first_delay = Duration::from_millis(10);
     config.poll.total = Duration::from_secs(10);
-    let state = MemoryState::new();
     AcmeClient::new(config, state.clone(), ChallengeBoard::new())
         .unwrap()
         .with_gate(state)

@@ -1,0 +1,191 @@
+//! Certificate profiles (issue 16, item 1) through the `bmcert` binary against the real
+//! pebble of `scripts/test-all`, which (Debian's pebble 2.4) advertises no profiles:
+//! `bmcert acme profiles` says so; `--require-profile shortlived` exits 1 naming what the CA
+//! offers, with nothing ordered (no account even); `--profile shortlived` falls back to the
+//! CA's default with a warning, issues, and keeps the profile for the target, so the next
+//! order without `--profile` (a renewal's) warns again; `--profile default` forgets it. The
+//! profile actually sent in a newOrder is checked against the scripted CA
+//! (`crates/bmcert-acme/tests/profiles.rs`).
+//!
+//! Pebble's validator connects to the fixed HTTP-01 port: run under
+//! `flock /tmp/bmcert-pebble.lock` beside other pebble users.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use bmcert::acme::keys;
+use bmcert::block_on;
+use bmcert::store::{DirStore, RecordKey, Store};
+use bmcert_test::peers::{unique_name, Pebble};
+
+/// Every variable that could route the child's requests, removed before each run so that
+/// only what the scenario sets applies.
+const PROXY_VARS: [&str; 8] = [
+    "HTTPS_PROXY",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "NO_PROXY",
+    "no_proxy",
+];
+
+fn bmcert(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new("timeout");
+    cmd.args(["-k", "5", "180"])
+        .arg(env!("CARGO_BIN_EXE_bmcert"))
+        .args(args)
+        .stdin(Stdio::null());
+    for var in PROXY_VARS {
+        cmd.env_remove(var);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run bmcert")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+struct Site<'a> {
+    pebble: &'a Pebble,
+    store: String,
+    topology: String,
+    root: String,
+}
+
+impl Site<'_> {
+    fn acme(&self, sub: &str, extra: &[&str], env: &[(&str, &str)]) -> Output {
+        let ca = self.pebble.ca_path.display().to_string();
+        let mut args = vec![
+            "acme",
+            sub,
+            "--store",
+            &self.store,
+            "--directory",
+            &self.pebble.directory,
+            "--directory-ca",
+            &ca,
+        ];
+        args.extend_from_slice(extra);
+        bmcert(&args, env)
+    }
+
+    fn issue(&self, target: &str, extra: &[&str], env: &[(&str, &str)]) -> Output {
+        let listen = self.pebble.http01_listen();
+        let mut args = vec![
+            "--topology",
+            &self.topology,
+            "--target",
+            target,
+            "--chain-ca",
+            &self.root,
+            "--http01-listen",
+            &listen,
+        ];
+        args.extend_from_slice(extra);
+        self.acme("issue", &args, env)
+    }
+}
+
+fn site<'a>(pebble: &'a Pebble, dir: &Path, topology: &str) -> Site<'a> {
+    let root = pebble.root_with_curl(&dir.join("root.pem"));
+    let topology_path = dir.join("topology.toml");
+    std::fs::write(&topology_path, topology).unwrap();
+    Site {
+        pebble,
+        store: dir.join("store").display().to_string(),
+        topology: topology_path.display().to_string(),
+        root: root.display().to_string(),
+    }
+}
+
+fn record(store: &str, key: &str) -> Option<String> {
+    let store = DirStore::open(store).unwrap();
+    block_on(store.get(&RecordKey::new(key).unwrap()))
+        .unwrap()
+        .map(|r| String::from_utf8(r.secret_value().to_vec()).unwrap())
+}
+
+#[test]
+fn pebble_advertises_no_profiles_so_required_is_refused_and_preferred_falls_back() {
+    let Some(pebble) = Pebble::from_env() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let host = unique_name("profile-mail");
+    let site = site(
+        &pebble,
+        dir.path(),
+        &format!("default_domain = \"example.test\"\n[system]\nurl = \"https://{host}\"\n"),
+    );
+    let listed = site.acme("profiles", &[], &[]);
+    assert_eq!(listed.status.code(), Some(0), "{}", text(&listed));
+    assert_eq!(
+        String::from_utf8_lossy(&listed.stdout),
+        "the CA's directory advertises no profiles: orders get its default\n"
+    );
+    let accepted = site.acme("accept", &[], &[]);
+    assert_eq!(accepted.status.code(), Some(0), "{}", text(&accepted));
+
+    // Required and not offered: exit 1, the message names what the CA offers, nothing
+    // ordered (not even the account).
+    let refused = site.issue("system", &["--require-profile", "shortlived"], &[]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    let all = text(&refused);
+    assert!(
+        all.contains("does not offer the certificate profile `shortlived` (it advertises no profiles); nothing was ordered"),
+        "{all}"
+    );
+    assert!(!all.contains("acme: order placed"), "{all}");
+    assert_eq!(
+        record(&site.store, keys::ACCOUNT),
+        None,
+        "no account: {all}"
+    );
+    assert_eq!(record(&site.store, "profile/system"), None);
+
+    // Preferred and not offered: the CA's default, with a warning; kept for the target.
+    let issued = site.issue("system", &["--profile", "shortlived"], &[]);
+    assert_eq!(issued.status.code(), Some(0), "{}", text(&issued));
+    let stdout = String::from_utf8_lossy(&issued.stdout);
+    let warning = "acme: warning: the CA does not offer the profile `shortlived` (it advertises no profiles); ordering its default profile";
+    assert!(stdout.contains(warning), "{}", text(&issued));
+    assert!(
+        stdout.contains(&format!("issued and installed for system: {host} ")),
+        "{}",
+        text(&issued)
+    );
+    assert_eq!(
+        record(&site.store, "profile/system").as_deref(),
+        Some(r#"{"profile":"shortlived","required":false}"#)
+    );
+
+    // The next order without --profile (as a renewal's) uses the kept profile: warned again.
+    let again = site.issue("system", &[], &[]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains(warning),
+        "{}",
+        text(&again)
+    );
+
+    // `--profile default` forgets it.
+    let default = site.issue("system", &["--profile", "default"], &[]);
+    assert_eq!(default.status.code(), Some(0), "{}", text(&default));
+    assert!(
+        !String::from_utf8_lossy(&default.stdout).contains("warning"),
+        "{}",
+        text(&default)
+    );
+    assert_eq!(record(&site.store, "profile/system"), None);
+}
