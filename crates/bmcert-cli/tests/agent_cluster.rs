@@ -72,8 +72,30 @@ struct OwnPebble {
 }
 
 impl OwnPebble {
-    /// Starts them in `dir`; pebble's validator connects to `http01_port` for HTTP-01.
+    /// Starts them in `dir`; pebble's validator connects to `http01_port` for HTTP-01. The
+    /// free ports are found by binding and releasing them, so another process may take one
+    /// before pebble binds it: a start that fails is retried (three times, fresh ports).
     fn start(dir: &Path, pebble: &Path, challtestsrv: &Path, http01_port: u16) -> Self {
+        let mut failures = Vec::new();
+        for attempt in 1..=3 {
+            let dir = dir.join(format!("attempt-{attempt}"));
+            match Self::try_start(&dir, pebble, challtestsrv, http01_port) {
+                Ok(started) => return started,
+                Err(why) => failures.push(why),
+            }
+        }
+        panic!(
+            "pebble did not start, three times:\n{}",
+            failures.join("\n---\n")
+        );
+    }
+
+    fn try_start(
+        dir: &Path,
+        pebble: &Path,
+        challtestsrv: &Path,
+        http01_port: u16,
+    ) -> Result<Self, String> {
         std::fs::create_dir_all(dir).unwrap();
         let port = bmcert_test::peers::free_port;
         let (listen, management, dns, dns_management, tls) =
@@ -162,7 +184,7 @@ impl OwnPebble {
                 .expect("run curl")
                 .success()
         };
-        let up = within(Duration::from_secs(20), || {
+        let up = within(Duration::from_secs(30), || {
             curl(&pebble.directory, &dir.join("dir.json"))
                 && curl(
                     &format!("https://127.0.0.1:{management}/roots/0"),
@@ -173,13 +195,15 @@ impl OwnPebble {
             .children
             .iter_mut()
             .all(|c| c.try_wait().ok().flatten().is_none());
-        assert!(
-            up && alive,
-            "pebble did not start on 127.0.0.1:{listen}:\n{}\n{}",
-            read(&pebble.log),
-            read(&dir.join("challtestsrv.log"))
-        );
-        pebble
+        if !(up && alive) {
+            // Dropping `pebble` stops both processes.
+            return Err(format!(
+                "pebble did not start on 127.0.0.1:{listen}:\n{}\n{}",
+                read(&pebble.log),
+                read(&dir.join("challtestsrv.log"))
+            ));
+        }
+        Ok(pebble)
     }
 
     /// How many orders pebble received (`There are now N orders in the db`, one line per
