@@ -798,6 +798,48 @@ impl Store for EtcdStore {
         })
     }
 
+    fn list_meta(&self) -> StoreFuture<'_, Vec<Result<Listed, Damaged>>> {
+        self.run(|s| async move {
+            // One range read of the bundle prefix. etcd cannot leave the key out of a value,
+            // so the keys travel, but only the version and metadata are decoded.
+            let prefix = s.keys.bundles();
+            let resp = s.get_prefix(&prefix, false).await?;
+            let mut out = Vec::with_capacity(resp.kvs().len());
+            for kv in resp.kvs() {
+                let key = String::from_utf8_lossy(kv.key()).into_owned();
+                let Some(target) = key
+                    .strip_prefix(&prefix)
+                    .and_then(|t| t.parse::<Target>().ok())
+                    .filter(|t| key.strip_prefix(&prefix) == Some(t.to_string().as_str()))
+                else {
+                    tracing::warn!(%key, "ignoring a key under the store's bundle prefix that names no target");
+                    continue;
+                };
+                match serde_json::from_slice::<codec::StoredMetaOnly>(kv.value()) {
+                    Ok(stored) => out.push(Ok(Listed {
+                        target,
+                        version: stored.version,
+                        revision: Revision(to_u64(kv.mod_revision())),
+                        meta: stored.meta,
+                    })),
+                    Err(e) => {
+                        let damage = Damage::Unreadable {
+                            part: Part::Whole,
+                            // The decoder's position only: never content.
+                            reason: format!("not a bundle value (line {}, column {})", e.line(), e.column()),
+                        };
+                        match damaged(&target, None, &key, damage) {
+                            StoreError::Damaged(d) => out.push(Err(*d)),
+                            other => return Err(other),
+                        }
+                    }
+                }
+            }
+            out.sort_by(|a, b| target_of(a).cmp(target_of(b)));
+            Ok(out)
+        })
+    }
+
     fn install<'a>(
         &'a self,
         target: &'a Target,
@@ -976,6 +1018,29 @@ impl Store for EtcdStore {
                 .filter(|k| k.is_under(&prefix))
                 .collect();
             out.sort();
+            Ok(out)
+        })
+    }
+
+    fn records<'a>(&'a self, prefix: &'a str) -> StoreFuture<'a, Vec<(RecordKey, Record)>> {
+        let prefix = prefix.to_owned();
+        self.run(move |s| async move {
+            let base = s.keys.records();
+            let trimmed = prefix.trim_end_matches('/');
+            let range = format!("{base}{trimmed}");
+            let mut resp = s.get_prefix(&range, false).await?;
+            let mut out: Vec<(RecordKey, Record)> = resp
+                .take_kvs()
+                .into_iter()
+                .filter_map(|kv| {
+                    let k = core::str::from_utf8(kv.key()).ok()?.strip_prefix(&base)?;
+                    let key = RecordKey::new(k).ok().filter(|k| k.is_under(&prefix))?;
+                    let revision = Revision(to_u64(kv.mod_revision()));
+                    let (_, value) = kv.into_key_value();
+                    Some((key, Record::new(revision, value)))
+                })
+                .collect();
+            out.sort_by(|a, b| a.0.cmp(&b.0));
             Ok(out)
         })
     }
