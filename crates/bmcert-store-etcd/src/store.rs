@@ -363,6 +363,10 @@ impl EtcdStore {
     }
 }
 
+/// The largest answer to one range read (`list`, `list_meta`, `keys`, `records`): 1 GiB,
+/// about 400,000 bundles.
+const MAX_RANGE_BYTES: usize = 1 << 30;
+
 /// The most attempts an optimistic read-modify-write makes before giving up.
 const MAX_ATTEMPTS: usize = 64;
 
@@ -407,13 +411,19 @@ impl Shared {
         Ok((resp.take_kvs().into_iter().next(), rev))
     }
 
+    /// One range read of everything under `prefix`. The answer may be larger than
+    /// tonic's default limit of 4 MiB per message (10,000 bundles are about 25 MB), so the
+    /// limit is raised to [`MAX_RANGE_BYTES`] for it.
     async fn get_prefix(&self, prefix: &str, keys_only: bool) -> Result<GetResponse, StoreError> {
-        self.retry(true, |mut c| async move {
+        self.retry(true, |c| async move {
             let mut options = GetOptions::new().with_prefix();
             if keys_only {
                 options = options.with_keys_only();
             }
-            c.get(prefix, Some(options)).await
+            c.kv_client()
+                .max_decoding_message_size(MAX_RANGE_BYTES)
+                .get(prefix, Some(options))
+                .await
         })
         .await
     }
