@@ -201,15 +201,25 @@ pub(crate) fn plan_pass(
     refused: &dyn Fn(&Target, &RenewalRecord) -> bool,
 ) -> Vec<TargetPlan> {
     let now = cx.now;
-    let records: Vec<RenewalRecord> = snapshot
+    // Per row, once: its record key, its certificate's fingerprint (hex), its record.
+    let keys: Vec<String> = snapshot.rows.iter().map(|r| key_str(&r.target)).collect();
+    let fps: Vec<String> = snapshot
         .rows
         .iter()
-        .map(|row| snapshot.record_for(row))
+        .map(|r| hex(&r.meta.fingerprint.0))
         .collect();
-    let window = |row: &Listed| {
-        cx.windows
-            .get(&hex(&row.meta.fingerprint.0))
-            .and_then(Option::as_ref)
+    let records: Vec<RenewalRecord> = (0..snapshot.rows.len())
+        .map(|i| match snapshot.records.get(&keys[i]) {
+            Some((_, r)) if r.fingerprint == fps[i] => r.clone(),
+            _ => RenewalRecord {
+                fingerprint: fps[i].clone(),
+                ..RenewalRecord::default()
+            },
+        })
+        .collect();
+    let window = |i: usize| match cx.windows.is_empty() {
+        true => None,
+        false => cx.windows.get(&fps[i]).and_then(Option::as_ref),
     };
     // The rate-limit plan, over the ACME certificates not waiting for a retry (their
     // back-off decides) and without a window from the CA, in target order.
@@ -218,7 +228,7 @@ pub(crate) fn plan_pass(
             let row = &snapshot.rows[i];
             row.meta.source == Source::Acme
                 && !records[i].next_attempt.is_some_and(|n| from_unix(n) > now)
-                && window(row).is_none()
+                && window(i).is_none()
         })
         .collect();
     candidates.sort_by(|&a, &b| snapshot.rows[a].target.cmp(&snapshot.rows[b].target));
@@ -228,7 +238,7 @@ pub(crate) fn plan_pass(
             let row = &snapshot.rows[i];
             let (not_before, not_after) = validity(row);
             PlanInput {
-                key: key_str(&row.target),
+                key: keys[i].clone(),
                 not_before,
                 not_after,
             }
@@ -254,13 +264,13 @@ pub(crate) fn plan_pass(
                 };
                 return TargetPlan::Uploaded { warn, wake };
             }
-            let key = key_str(&row.target);
-            let due = whole_second(match window(row) {
-                Some(w) => policy::ari_due_at(w, &key),
+            let key = &keys[i];
+            let due = whole_second(match window(i) {
+                Some(w) => policy::ari_due_at(w, key),
                 None => planned
                     .get(&i)
                     .copied()
-                    .unwrap_or_else(|| policy::due_at(not_before, not_after, &key)),
+                    .unwrap_or_else(|| policy::due_at(not_before, not_after, key)),
             });
             // The planned time is recorded when it changed; an overdue certificate's slot
             // is "now" at every pass: one past time says it.
