@@ -241,9 +241,14 @@ fn etcd_store(c: &mut Criterion, rt: &tokio::runtime::Runtime, bundles: &[Bundle
         let mut next = 0;
         while next < n {
             let mut tasks = Vec::new();
-            for i in next..(next + 64).min(n) {
+            for (i, b) in bundles
+                .iter()
+                .enumerate()
+                .take((next + 64).min(n))
+                .skip(next)
+            {
                 let store = etcd.clone();
-                let b = bundles[i].clone_bundle();
+                let b = b.clone_bundle();
                 tasks.push(tokio::spawn(async move {
                     store.install(&target(i), &b, &Condition::none()).await
                 }));

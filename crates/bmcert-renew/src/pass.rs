@@ -227,7 +227,7 @@ pub(crate) fn plan_pass(
         .filter(|&i| {
             let row = &snapshot.rows[i];
             row.meta.source == Source::Acme
-                && !records[i].next_attempt.is_some_and(|n| from_unix(n) > now)
+                && records[i].next_attempt.is_none_or(|n| from_unix(n) <= now)
                 && window(i).is_none()
         })
         .collect();

@@ -601,7 +601,7 @@ impl Shared {
 /// What a target mutation writes.
 enum Plan {
     Nothing,
-    Put(StoredBundle),
+    Put(Box<StoredBundle>),
     Delete,
 }
 
@@ -873,7 +873,7 @@ impl Store for EtcdStore {
                     history.entries.truncate(HISTORY_DEPTH);
                 }
                 history.last_version += 1;
-                Ok(Plan::Put(new.with_version(history.last_version)))
+                Ok(Plan::Put(Box::new(new.with_version(history.last_version))))
             })
             .await
         })
@@ -900,7 +900,9 @@ impl Store for EtcdStore {
                 back.bundle
                     .to_bundle()
                     .map_err(|damage| damaged(&target, Some(back.bundle.version), &hkey, damage))?;
-                Ok(Plan::Put(back.bundle.with_version(back.bundle.version)))
+                Ok(Plan::Put(Box::new(
+                    back.bundle.with_version(back.bundle.version),
+                )))
             })
             .await
         })
