@@ -45,6 +45,7 @@ fn install(store: &Path, target: &Target, name: &str, source: Source, days_left:
         source,
         names: vec![name.to_owned()],
         not_after: na.replace_nanosecond(0).unwrap(),
+        not_before: Some(nb.replace_nanosecond(0).unwrap()),
         installed_at: nb,
         fingerprint: Fingerprint::of(&leaf),
     };

@@ -57,6 +57,7 @@
 
 mod issue_error;
 mod notify;
+mod pass;
 pub mod plan;
 pub mod policy;
 mod renewer;

@@ -7,7 +7,8 @@ use std::time::Duration as StdDuration;
 
 use bmcert_acme::{AcmeClient, IssueRequest, RenewalWindow};
 use bmcert_store::{
-    keys, ChangeKey, Condition, Fence, Installed, Lease, RecordKey, Source, Store, StoreError,
+    keys, ChangeKey, Condition, Fence, Installed, Lease, Listed, RecordKey, Source, Store,
+    StoreError,
 };
 use bmcert_topology::{SharedTopology, Target, Topology};
 use serde::{Deserialize, Serialize};
@@ -16,6 +17,7 @@ use tokio::sync::Notify;
 
 use crate::issue_error::IssueError;
 use crate::notify::{BoxFuture, Notifier, Warning};
+use crate::pass::{self, PlanContext, Snapshot, TargetPlan};
 use crate::policy;
 
 pub use bmcert_store::{Clock, SystemClock};
@@ -95,6 +97,14 @@ pub trait Issuer: fmt::Debug + Send + Sync {
         _leaf_der: &'a [u8],
     ) -> BoxFuture<'a, Option<RenewalWindow>> {
         Box::pin(async { None })
+    }
+
+    /// Whether [`renewal_window`](Self::renewal_window) may answer a window at all. Asking
+    /// needs the certificate, which the renewal pass otherwise does not read (its snapshot
+    /// is the metadata): an issuer that never offers windows says `false` and the pass
+    /// reads no bundle for it. Default `true`.
+    fn offers_renewal_window(&self) -> bool {
+        true
     }
 }
 
@@ -466,17 +476,17 @@ impl fmt::Debug for Renewer {
     }
 }
 
-fn unix(t: OffsetDateTime) -> i64 {
+pub(crate) fn unix(t: OffsetDateTime) -> i64 {
     t.unix_timestamp()
 }
 
 /// `t` to the whole second, rounded down (never later than `t`: an overdue certificate,
 /// whose planned slot is "now", is acted on now).
-fn whole_second(t: OffsetDateTime) -> OffsetDateTime {
+pub(crate) fn whole_second(t: OffsetDateTime) -> OffsetDateTime {
     from_unix(t.unix_timestamp())
 }
 
-fn from_unix(s: i64) -> OffsetDateTime {
+pub(crate) fn from_unix(s: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(s).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
@@ -485,8 +495,14 @@ fn rfc3339(t: OffsetDateTime) -> String {
         .unwrap_or_else(|_| t.to_string())
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
 }
 
 fn utc_day(t: OffsetDateTime) -> String {
@@ -495,7 +511,7 @@ fn utc_day(t: OffsetDateTime) -> String {
 }
 
 /// The validity of the installed leaf (start from the certificate, end from the metadata).
-fn validity(installed: &Installed) -> (OffsetDateTime, OffsetDateTime) {
+pub(crate) fn validity(installed: &Installed) -> (OffsetDateTime, OffsetDateTime) {
     let meta = installed.bundle.meta();
     let not_before = bmcert_bundle::CertSummary::from_der(installed.bundle.leaf())
         .map(|s| from_unix(s.not_before_unix))
@@ -584,46 +600,89 @@ impl Renewer {
 
     async fn status_live(&self) -> Result<Vec<RenewalStatus>, RenewError> {
         let store = self.inner.store.as_ref();
-        let current = current_bundles(store).await?;
-        let planned = self.plan_times(&current).await?;
-        let mut out = Vec::with_capacity(current.len());
-        for installed in &current {
-            let rec = self.record_for(installed).await?;
-            let next = match installed.bundle.meta().source {
-                Source::Acme => Some(acts_at(self.due_planned(installed, &planned).await, &rec)),
-                _ => None,
-            };
-            out.push(status_row(installed, &rec, next));
-        }
-        Ok(out)
+        let snapshot = Snapshot::read(store).await?;
+        let plan = self.plan(&snapshot).await;
+        Ok(snapshot
+            .rows
+            .iter()
+            .zip(plan)
+            .map(|(row, plan)| match plan {
+                TargetPlan::Acme(a) => status_row(row, &a.record, Some(acts_at(a.due, &a.record))),
+                TargetPlan::Uploaded { .. } => status_row(row, &snapshot.record_for(row), None),
+            })
+            .collect())
     }
 
-    /// When `installed` (an ACME certificate) is due: the CA's window, else its slot in the
-    /// rate-limit plan, else the lifetime rule; to the whole second (rounded down), as the renewal
-    /// record keeps it, so what status reports is exactly when a pass acts.
-    async fn due_planned(
+    /// The renewal windows the CA offers (ARI) for the ACME certificates of `snapshot`, by
+    /// fingerprint: from the cache, or asked again (after the CA's `Retry-After`, else
+    /// [`ARI_REFRESH`]), which reads that certificate (the question names it).
+    async fn windows(
         &self,
-        installed: &Installed,
-        planned: &std::collections::HashMap<Target, OffsetDateTime>,
-    ) -> OffsetDateTime {
-        whole_second(match self.due(installed).await {
-            (ari_due, true) => ari_due,
-            (lifetime_due, false) => planned
-                .get(&installed.target)
-                .copied()
-                .unwrap_or(lifetime_due),
+        snapshot: &Snapshot,
+    ) -> std::collections::HashMap<String, Option<RenewalWindow>> {
+        let mut out = std::collections::HashMap::new();
+        if !self.inner.issuer.offers_renewal_window() {
+            return out;
+        }
+        for row in &snapshot.rows {
+            if row.meta.source != Source::Acme {
+                continue;
+            }
+            let fp = hex(&row.meta.fingerprint.0);
+            let now = self.inner.clock.now();
+            let window = match self.cached_window(&fp, now) {
+                Some(w) => w,
+                None => match self.inner.store.current(&row.target).await {
+                    Ok(Some(installed))
+                        if installed.bundle.meta().fingerprint == row.meta.fingerprint =>
+                    {
+                        self.ask_window(&installed, now).await
+                    }
+                    // Changed since the snapshot, gone, damaged or unreachable: no window
+                    // this pass (a damaged one is logged where it is acted on).
+                    Ok(_) | Err(_) => None,
+                },
+            };
+            out.insert(fp, window);
+        }
+        out
+    }
+
+    /// Plans a pass over `snapshot` ([`pass::plan_pass`]), with the CA's windows.
+    async fn plan(&self, snapshot: &Snapshot) -> Vec<TargetPlan> {
+        let windows = self.windows(snapshot).await;
+        let cx = PlanContext {
+            now: self.inner.clock.now(),
+            rate_limit: self.inner.config.rate_limit,
+            warn_uploaded: self.inner.config.warn_to.is_some(),
+            windows: &windows,
+        };
+        pass::plan_pass(snapshot, &cx, &|target, rec| {
+            self.still_refused(target, rec)
         })
     }
 
-    /// Writes the time the renewer will act on `installed` into its renewal record when it
-    /// changed, so that [`status`] (another process: `bmcert status`) reports it. A
-    /// compare-and-swap on the record: a concurrent attempt's write wins, and the next pass
-    /// writes it again. A failure is only logged (the time is for display).
-    async fn note_planned(&self, installed: &Installed, at: OffsetDateTime) {
+    /// Writes `at`, the time the renewer will act on the certificate `fingerprint` of
+    /// `target`, into its renewal record (`stored`: the record as read, with its revision),
+    /// so that [`status`] (another process: `bmcert status`) reports it. A compare-and-swap
+    /// on the record: a concurrent attempt's write wins, and the next pass writes it again.
+    /// A failure is only logged (the time is for display).
+    async fn note_planned(
+        &self,
+        target: &Target,
+        fingerprint: &bmcert_store::Fingerprint,
+        stored: Option<(bmcert_store::Revision, RenewalRecord)>,
+        at: OffsetDateTime,
+    ) {
         let result: Result<(), RenewError> = async {
-            let fp = hex(&installed.bundle.meta().fingerprint.0);
-            let (key, current) = self.record(&installed.target).await?;
-            let (condition, mut rec) = match current {
+            let fp = hex(&fingerprint.0);
+            let key = keys::target_key(keys::RENEWAL_PREFIX, target).map_err(|source| {
+                RenewError::RecordKey {
+                    what: "renewal record",
+                    source,
+                }
+            })?;
+            let (condition, mut rec) = match stored {
                 Some((rev, r)) if r.fingerprint == fp => (Condition::at(rev), r),
                 Some((rev, _)) => (
                     Condition::at(rev),
@@ -640,13 +699,7 @@ impl Renewer {
                     },
                 ),
             };
-            // The planned time, without the back-off (status adds it). An overdue
-            // certificate's slot is "now" at every pass: one past time says it.
-            let now = self.inner.clock.now();
-            let overdue = at <= now && rec.planned.is_some_and(|p| from_unix(p) <= now);
-            if rec.planned == Some(unix(at)) || overdue {
-                return Ok(());
-            }
+            // The planned time, without the back-off (status adds it).
             rec.planned = Some(unix(at));
             let bytes = serde_json::to_vec(&rec).map_err(|source| RenewError::Encode {
                 what: "renewal record",
@@ -659,7 +712,7 @@ impl Renewer {
         }
         .await;
         if let Err(e) = result {
-            tracing::debug!(target = %installed.target, error = %e, "renewal: the planned time was not recorded");
+            tracing::debug!(target = %target, error = %e, "renewal: the planned time was not recorded");
         }
     }
 
@@ -687,37 +740,52 @@ impl Renewer {
         let key = key_str(&installed.target);
         let fp = hex(&installed.bundle.meta().fingerprint.0);
         let now = self.inner.clock.now();
-        let cached = self
-            .inner
+        let window = match self.cached_window(&fp, now) {
+            Some(w) => w,
+            None => self.ask_window(installed, now).await,
+        };
+        (
+            policy::next_renewal(nb, na, &key, window.as_ref()),
+            window.is_some(),
+        )
+    }
+
+    /// The cached window of the certificate `fp` (hex), unless it is time to ask again.
+    fn cached_window(&self, fp: &str, now: OffsetDateTime) -> Option<Option<RenewalWindow>> {
+        if !self.inner.issuer.offers_renewal_window() {
+            return Some(None);
+        }
+        self.inner
             .ari
             .lock()
             .ok()
-            .and_then(|m| m.get(&fp).cloned())
+            .and_then(|m| m.get(fp).cloned())
             .filter(|(w, at)| {
                 let refresh = w
                     .as_ref()
                     .and_then(|w| Duration::try_from(w.retry_after).ok())
                     .unwrap_or(ARI_REFRESH);
                 now - *at < refresh
-            });
-        let window = match cached {
-            Some((w, _)) => w,
-            None => {
-                let w = self
-                    .inner
-                    .issuer
-                    .renewal_window(&installed.target, installed.bundle.leaf())
-                    .await;
-                if let Ok(mut m) = self.inner.ari.lock() {
-                    m.insert(fp, (w.clone(), now));
-                }
-                w
-            }
-        };
-        (
-            policy::next_renewal(nb, na, &key, window.as_ref()),
-            window.is_some(),
-        )
+            })
+            .map(|(w, _)| w)
+    }
+
+    /// Asks the CA for `installed`'s window and caches the answer.
+    async fn ask_window(
+        &self,
+        installed: &Installed,
+        now: OffsetDateTime,
+    ) -> Option<RenewalWindow> {
+        let fp = hex(&installed.bundle.meta().fingerprint.0);
+        let w = self
+            .inner
+            .issuer
+            .renewal_window(&installed.target, installed.bundle.leaf())
+            .await;
+        if let Ok(mut m) = self.inner.ari.lock() {
+            m.insert(fp, (w.clone(), now));
+        }
+        w
     }
 
     /// One renewal attempt under the store's renewal lock. Without `force`, nothing is
@@ -967,13 +1035,13 @@ impl Renewer {
     /// Returns whether one was sent, and when to look again.
     async fn warn(
         &self,
-        installed: &Installed,
+        target: &Target,
+        meta: &bmcert_store::BundleMeta,
         last_error: Option<&str>,
         fix: Option<&str>,
         uploaded: bool,
     ) -> Result<(bool, OffsetDateTime), RenewError> {
         let now = self.inner.clock.now();
-        let target = &installed.target;
         let tomorrow = policy::next_utc_day(now);
         let Some(to) = self.recipient(target, uploaded).await else {
             tracing::warn!(target = %target, uploaded, "renewal: a warning is due but there is no address: none given at activation, no ACME account contact, no administrator address (RenewerConfig::warn_to)");
@@ -1025,7 +1093,6 @@ impl Renewer {
             Err(StoreError::Conflict { .. }) => return Ok((false, now + Duration::minutes(10))),
             Err(e) => return Err(store_err("claiming the warning")(e)),
         };
-        let meta = installed.bundle.meta();
         let warning = Warning {
             to,
             target: target.clone(),
@@ -1062,6 +1129,11 @@ impl Renewer {
 
     /// One pass: renews what is due, sends what warnings are due, and says when the next pass
     /// is needed. The background task calls it; tests with a [`ManualClock`] call it directly.
+    ///
+    /// The pass reads one snapshot ([`Store::list_meta`] and [`Store::records`] of
+    /// `renewal/`: two store calls whatever the number of targets), plans over it without
+    /// I/O, then reads and writes only for its actions: the bundle of a target it renews
+    /// (proven whole, key included), a planned time that changed, a warning.
     pub async fn run_once(&self) -> Result<PassReport, RenewError> {
         let _one = self.inner.pass.lock().await;
         let store = &self.inner.store;
@@ -1069,34 +1141,50 @@ impl Renewer {
         let wake = |t: OffsetDateTime, r: &mut PassReport| {
             r.next_wake = Some(r.next_wake.map_or(t, |w: OffsetDateTime| w.min(t)));
         };
-        let current = current_bundles(store.as_ref()).await?;
-        let planned = self.plan_times(&current).await?;
-        for installed in current {
-            let now = self.inner.clock.now();
-            let (_, na) = validity(&installed);
-            let target = installed.target.clone();
-            if installed.bundle.meta().source != Source::Acme {
-                if self.inner.config.warn_to.is_some() {
-                    if policy::warning_due(now, na, true) {
-                        let (sent, next) = self.warn(&installed, None, None, true).await?;
+        let snapshot = Snapshot::read(store.as_ref()).await?;
+        let plan = self.plan(&snapshot).await;
+        for (row, plan) in snapshot.rows.iter().zip(plan) {
+            let target = &row.target;
+            let acme = match plan {
+                TargetPlan::Uploaded { warn, wake: next } => {
+                    if warn {
+                        let (sent, next) = self.warn(target, &row.meta, None, None, true).await?;
                         if sent {
                             report.warned.push(target.clone());
                         }
                         wake(next, &mut report);
-                    } else {
-                        wake(na - policy::WARNING_WINDOW, &mut report);
+                    } else if let Some(next) = next {
+                        wake(next, &mut report);
                     }
+                    continue;
                 }
-                continue;
+                TargetPlan::Acme(acme) => acme,
+            };
+            if acme.note {
+                let stored = snapshot.stored(target).cloned();
+                self.note_planned(target, &row.meta.fingerprint, stored, acme.due)
+                    .await;
             }
-            let due = self.due_planned(&installed, &planned).await;
-            self.note_planned(&installed, due).await;
-            let mut rec = self.record_for(&installed).await?;
-            if now >= due
-                && rec.next_attempt.is_none_or(|n| from_unix(n) <= now)
-                && !self.still_refused(&target, &rec)
-            {
-                match self.attempt(&installed, false, due).await {
+            let mut rec = acme.record;
+            let mut follow = acme.follow_up;
+            if acme.attempt {
+                // The bundle to renew, proven whole: the only key this pass reads.
+                let installed = match store.current(target).await {
+                    Ok(Some(installed)) => installed,
+                    Ok(None) => continue,
+                    Err(StoreError::Damaged(damaged)) => {
+                        tracing::error!(%damaged, "renewal: skipping a damaged certificate");
+                        continue;
+                    }
+                    Err(e) => return Err(store_err("reading a certificate")(e)),
+                };
+                if installed.bundle.meta().fingerprint != row.meta.fingerprint {
+                    // Replaced since the snapshot: plan the new one in a pass right away.
+                    wake(self.inner.clock.now(), &mut report);
+                    continue;
+                }
+                let now = self.inner.clock.now();
+                match self.attempt(&installed, false, acme.due).await {
                     Ok(Outcome::Renewed) => report.renewed.push(target.clone()),
                     Ok(Outcome::AlreadyRenewed) => {}
                     Err(RenewError::Failed { .. }) => report.failed.push(target.clone()),
@@ -1118,7 +1206,7 @@ impl Renewer {
                 }
                 // Re-read: the attempt changed the record (or the certificate).
                 let Some(after) = store
-                    .current(&target)
+                    .current(target)
                     .await
                     .map_err(store_err("reading a certificate"))?
                 else {
@@ -1126,67 +1214,35 @@ impl Renewer {
                 };
                 if after.bundle.meta().fingerprint != installed.bundle.meta().fingerprint {
                     let next = whole_second(self.due(&after).await.0);
-                    self.note_planned(&after, next).await;
+                    let (_, stored) = self.record(target).await?;
+                    self.note_planned(target, &after.bundle.meta().fingerprint, stored, next)
+                        .await;
                     wake(next, &mut report);
                     continue;
                 }
                 rec = self.record_for(&after).await?;
+                follow = pass::follow_up(acme.due, &rec, row.meta.not_after, now);
             }
-            if now < due {
-                wake(due, &mut report);
-            } else if let Some(n) = rec.next_attempt {
-                wake(from_unix(n), &mut report);
+            if let Some(next) = follow.wake {
+                wake(next, &mut report);
             }
-            if let Some(error) = rec.last_error.as_deref() {
-                let now = self.inner.clock.now();
-                if policy::warning_due(now, na, true) {
-                    let (sent, next) = self
-                        .warn(&installed, Some(error), rec.fix.as_deref(), false)
-                        .await?;
-                    if sent {
-                        report.warned.push(target.clone());
-                    }
-                    wake(next, &mut report);
-                } else {
-                    wake(na - policy::WARNING_WINDOW, &mut report);
+            if follow.warn {
+                let (sent, next) = self
+                    .warn(
+                        target,
+                        &row.meta,
+                        rec.last_error.as_deref(),
+                        rec.fix.as_deref(),
+                        false,
+                    )
+                    .await?;
+                if sent {
+                    report.warned.push(target.clone());
                 }
+                wake(next, &mut report);
             }
         }
         Ok(report)
-    }
-
-    /// The renewal time of every ACME certificate under the rate limit ([`plan`](crate::plan())),
-    /// leaving out those waiting for a retry (their back-off decides) and those the CA gave
-    /// a renewal window for.
-    async fn plan_times(
-        &self,
-        current: &[Installed],
-    ) -> Result<std::collections::HashMap<Target, OffsetDateTime>, RenewError> {
-        let now = self.inner.clock.now();
-        let mut targets = Vec::new();
-        let mut inputs = Vec::new();
-        for installed in current {
-            if installed.bundle.meta().source != Source::Acme {
-                continue;
-            }
-            let rec = self.record_for(installed).await?;
-            if rec.next_attempt.is_some_and(|n| from_unix(n) > now) || self.due(installed).await.1 {
-                continue;
-            }
-            let (not_before, not_after) = validity(installed);
-            targets.push(installed.target.clone());
-            inputs.push(crate::plan::PlanInput {
-                key: key_str(&installed.target),
-                not_before,
-                not_after,
-            });
-        }
-        let plan = crate::plan::plan(&inputs, now, self.inner.config.rate_limit);
-        Ok(plan
-            .renewals
-            .into_iter()
-            .map(|p| (targets[p.index].clone(), p.at))
-            .collect())
     }
 
     /// Starts the background task on the current tokio runtime.
@@ -1287,27 +1343,25 @@ pub const BUSY_RETRY_MAX: Duration = Duration::minutes(1);
 /// current certificate, it is the lifetime rule's due time. [`Renewer::status`] computes the
 /// same without waiting for a pass.
 pub async fn status(store: &dyn Store) -> Result<Vec<RenewalStatus>, RenewError> {
-    let current = current_bundles(store).await?;
-    let mut out = Vec::with_capacity(current.len());
-    for installed in &current {
-        let rec = record_for(store, installed).await?;
-        let next = (installed.bundle.meta().source == Source::Acme).then(|| {
-            let due = match rec.planned {
-                Some(p) => from_unix(p),
-                None => {
-                    let (not_before, not_after) = validity(installed);
-                    whole_second(policy::due_at(
-                        not_before,
-                        not_after,
-                        &key_str(&installed.target),
-                    ))
-                }
-            };
-            acts_at(due, &rec)
-        });
-        out.push(status_row(installed, &rec, next));
-    }
-    Ok(out)
+    let snapshot = Snapshot::read(store).await?;
+    Ok(snapshot
+        .rows
+        .iter()
+        .map(|row| {
+            let rec = snapshot.record_for(row);
+            let next = (row.meta.source == Source::Acme).then(|| {
+                let due = match rec.planned {
+                    Some(p) => from_unix(p),
+                    None => {
+                        let (not_before, not_after) = pass::validity(row);
+                        whole_second(policy::due_at(not_before, not_after, &key_str(&row.target)))
+                    }
+                };
+                acts_at(due, &rec)
+            });
+            status_row(row, &rec, next)
+        })
+        .collect())
 }
 
 /// When the renewer acts on a certificate due at `due`: then, or after the back-off of a
@@ -1319,14 +1373,10 @@ fn acts_at(due: OffsetDateTime, rec: &RenewalRecord) -> OffsetDateTime {
     }
 }
 
-fn status_row(
-    installed: &Installed,
-    rec: &RenewalRecord,
-    next: Option<OffsetDateTime>,
-) -> RenewalStatus {
-    let meta = installed.bundle.meta();
+fn status_row(row: &Listed, rec: &RenewalRecord, next: Option<OffsetDateTime>) -> RenewalStatus {
+    let meta = &row.meta;
     RenewalStatus {
-        target: crate::notify::target_arg(&installed.target),
+        target: crate::notify::target_arg(&row.target),
         source: match meta.source {
             Source::Acme => "acme".into(),
             Source::Bootstrap => "bootstrap".into(),
@@ -1339,35 +1389,6 @@ fn status_row(
         last_attempt: rec.last_attempt.map(|t| rfc3339(from_unix(t))),
         last_error: rec.last_error.clone(),
     }
-}
-
-/// The current bundle of every listed target. A target the store reports damaged is left
-/// out, with an error in the log: it is not renewed from damaged data (`bmcert list`
-/// shows it, and an install or disable repairs it); the others are not held up.
-async fn current_bundles(store: &dyn Store) -> Result<Vec<Installed>, RenewError> {
-    let listed = store
-        .list()
-        .await
-        .map_err(store_err("listing the targets"))?;
-    let mut current = Vec::with_capacity(listed.len());
-    for row in listed {
-        let target = match row {
-            Ok(l) => l.target,
-            Err(damaged) => {
-                tracing::error!(%damaged, "renewal: skipping a damaged certificate");
-                continue;
-            }
-        };
-        match store.current(&target).await {
-            Ok(Some(installed)) => current.push(installed),
-            Ok(None) => {}
-            Err(StoreError::Damaged(damaged)) => {
-                tracing::error!(%damaged, "renewal: skipping a damaged certificate");
-            }
-            Err(e) => return Err(store_err("reading a certificate")(e)),
-        }
-    }
-    Ok(current)
 }
 
 /// Keeps `lease` alive until it is lost, and says why.
@@ -1453,7 +1474,7 @@ async fn record_for(store: &dyn Store, installed: &Installed) -> Result<RenewalR
     })
 }
 
-fn key_str(target: &Target) -> String {
+pub(crate) fn key_str(target: &Target) -> String {
     keys::target_key(keys::RENEWAL_PREFIX, target)
         .map(|k| k.as_str().to_owned())
         .unwrap_or_else(|_| target.to_string())

@@ -81,6 +81,14 @@ impl StoredBundle {
     }
 }
 
+/// A bundle value read for its metadata only ([`Store::list_meta`](bmcert_store::Store::list_meta)):
+/// the chain and the key are skipped by the decoder, not decoded or kept.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct StoredMetaOnly {
+    pub(crate) version: u64,
+    pub(crate) meta: BundleMeta,
+}
+
 /// One kept previous version.
 #[derive(serde::Serialize, serde::Deserialize)]
 pub(crate) struct HistoryEntry {

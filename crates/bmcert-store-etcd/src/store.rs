@@ -363,6 +363,10 @@ impl EtcdStore {
     }
 }
 
+/// The largest answer to one range read (`list`, `list_meta`, `keys`, `records`): 1 GiB,
+/// about 400,000 bundles.
+const MAX_RANGE_BYTES: usize = 1 << 30;
+
 /// The most attempts an optimistic read-modify-write makes before giving up.
 const MAX_ATTEMPTS: usize = 64;
 
@@ -407,13 +411,19 @@ impl Shared {
         Ok((resp.take_kvs().into_iter().next(), rev))
     }
 
+    /// One range read of everything under `prefix`. The answer may be larger than
+    /// tonic's default limit of 4 MiB per message (10,000 bundles are about 25 MB), so the
+    /// limit is raised to [`MAX_RANGE_BYTES`] for it.
     async fn get_prefix(&self, prefix: &str, keys_only: bool) -> Result<GetResponse, StoreError> {
-        self.retry(true, |mut c| async move {
+        self.retry(true, |c| async move {
             let mut options = GetOptions::new().with_prefix();
             if keys_only {
                 options = options.with_keys_only();
             }
-            c.get(prefix, Some(options)).await
+            c.kv_client()
+                .max_decoding_message_size(MAX_RANGE_BYTES)
+                .get(prefix, Some(options))
+                .await
         })
         .await
     }
@@ -591,7 +601,7 @@ impl Shared {
 /// What a target mutation writes.
 enum Plan {
     Nothing,
-    Put(StoredBundle),
+    Put(Box<StoredBundle>),
     Delete,
 }
 
@@ -798,6 +808,48 @@ impl Store for EtcdStore {
         })
     }
 
+    fn list_meta(&self) -> StoreFuture<'_, Vec<Result<Listed, Damaged>>> {
+        self.run(|s| async move {
+            // One range read of the bundle prefix. etcd cannot leave the key out of a value,
+            // so the keys travel, but only the version and metadata are decoded.
+            let prefix = s.keys.bundles();
+            let resp = s.get_prefix(&prefix, false).await?;
+            let mut out = Vec::with_capacity(resp.kvs().len());
+            for kv in resp.kvs() {
+                let key = String::from_utf8_lossy(kv.key()).into_owned();
+                let Some(target) = key
+                    .strip_prefix(&prefix)
+                    .and_then(|t| t.parse::<Target>().ok())
+                    .filter(|t| key.strip_prefix(&prefix) == Some(t.to_string().as_str()))
+                else {
+                    tracing::warn!(%key, "ignoring a key under the store's bundle prefix that names no target");
+                    continue;
+                };
+                match serde_json::from_slice::<codec::StoredMetaOnly>(kv.value()) {
+                    Ok(stored) => out.push(Ok(Listed {
+                        target,
+                        version: stored.version,
+                        revision: Revision(to_u64(kv.mod_revision())),
+                        meta: stored.meta,
+                    })),
+                    Err(e) => {
+                        let damage = Damage::Unreadable {
+                            part: Part::Whole,
+                            // The decoder's position only: never content.
+                            reason: format!("not a bundle value (line {}, column {})", e.line(), e.column()),
+                        };
+                        match damaged(&target, None, &key, damage) {
+                            StoreError::Damaged(d) => out.push(Err(*d)),
+                            other => return Err(other),
+                        }
+                    }
+                }
+            }
+            out.sort_by(|a, b| target_of(a).cmp(target_of(b)));
+            Ok(out)
+        })
+    }
+
     fn install<'a>(
         &'a self,
         target: &'a Target,
@@ -821,7 +873,7 @@ impl Store for EtcdStore {
                     history.entries.truncate(HISTORY_DEPTH);
                 }
                 history.last_version += 1;
-                Ok(Plan::Put(new.with_version(history.last_version)))
+                Ok(Plan::Put(Box::new(new.with_version(history.last_version))))
             })
             .await
         })
@@ -848,7 +900,9 @@ impl Store for EtcdStore {
                 back.bundle
                     .to_bundle()
                     .map_err(|damage| damaged(&target, Some(back.bundle.version), &hkey, damage))?;
-                Ok(Plan::Put(back.bundle.with_version(back.bundle.version)))
+                Ok(Plan::Put(Box::new(
+                    back.bundle.with_version(back.bundle.version),
+                )))
             })
             .await
         })
@@ -976,6 +1030,29 @@ impl Store for EtcdStore {
                 .filter(|k| k.is_under(&prefix))
                 .collect();
             out.sort();
+            Ok(out)
+        })
+    }
+
+    fn records<'a>(&'a self, prefix: &'a str) -> StoreFuture<'a, Vec<(RecordKey, Record)>> {
+        let prefix = prefix.to_owned();
+        self.run(move |s| async move {
+            let base = s.keys.records();
+            let trimmed = prefix.trim_end_matches('/');
+            let range = format!("{base}{trimmed}");
+            let mut resp = s.get_prefix(&range, false).await?;
+            let mut out: Vec<(RecordKey, Record)> = resp
+                .take_kvs()
+                .into_iter()
+                .filter_map(|kv| {
+                    let k = core::str::from_utf8(kv.key()).ok()?.strip_prefix(&base)?;
+                    let key = RecordKey::new(k).ok().filter(|k| k.is_under(&prefix))?;
+                    let revision = Revision(to_u64(kv.mod_revision()));
+                    let (_, value) = kv.into_key_value();
+                    Some((key, Record::new(revision, value)))
+                })
+                .collect();
+            out.sort_by(|a, b| a.0.cmp(&b.0));
             Ok(out)
         })
     }

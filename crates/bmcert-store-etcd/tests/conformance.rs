@@ -23,7 +23,7 @@ fn etcd_store_passes_the_conformance_suite() {
     block_on(conformance::run_all(&new_store));
     assert_eq!(
         n.load(Ordering::SeqCst),
-        9,
+        11,
         "every check ran on its own store"
     );
 }

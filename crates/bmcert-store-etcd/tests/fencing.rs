@@ -551,9 +551,18 @@ async fn renewals_wait_while_etcd_is_unreachable_and_resume_by_themselves() {
         tokio::time::sleep(StdDuration::from_millis(200)).await;
     }
     assert_eq!(orders.load(Ordering::SeqCst), 1);
-    let rows = renewer.status().await.unwrap();
+    // The renewal record is written after the install (which the loop above saw): wait
+    // for it, boundedly.
+    let deadline = Instant::now() + StdDuration::from_secs(10);
+    let rows = loop {
+        let rows = renewer.status().await.unwrap();
+        if rows[0].last_attempt.is_some() || Instant::now() > deadline {
+            break rows;
+        }
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+    };
     assert_eq!(rows[0].last_error, None);
-    assert!(rows[0].last_attempt.is_some());
+    assert!(rows[0].last_attempt.is_some(), "{rows:?}");
     running.stop().await;
     proxy.off().await;
 }

@@ -47,7 +47,9 @@ pub async fn run_all(new_store: NewStore<'_>) {
     history_and_rollback(&*new_store()).await;
     disable_deletes_every_version(&*new_store()).await;
     list_is_sorted_with_metadata(&*new_store()).await;
+    list_meta_is_list_without_keys(&*new_store()).await;
     records_round_trip_with_cas(&*new_store()).await;
+    records_by_prefix_with_values(&*new_store()).await;
     watch_delivers_and_resumes(&*new_store()).await;
     locks_expire_and_fence(&*new_store()).await;
 }
@@ -316,6 +318,77 @@ pub async fn list_is_sorted_with_metadata(store: &dyn Store) {
     assert_eq!(targets, ["system", "domain:alpha.test", "domain:zeta.test"]);
     assert_eq!(&listed[1].meta, sample_bundle(2).meta());
     assert_eq!(listed[0].version, 1);
+}
+
+/// `list_meta` gives the rows `list` gives (target, version, revision, metadata, sorted)
+/// after installs, a rollback and a disable, the recorded `not_before` included.
+pub async fn list_meta_is_list_without_keys(store: &dyn Store) {
+    assert!(store.list_meta().await.unwrap().is_empty());
+    let (a, b) = (domain("a.test"), domain("b.test"));
+    for (t, n) in [(&b, 1), (&a, 2), (&Target::System, 3), (&a, 4), (&b, 5)] {
+        store
+            .install(t, &sample_bundle(n), &Condition::none())
+            .await
+            .unwrap();
+    }
+    store.rollback(&b, &Condition::none()).await.unwrap();
+    let c = domain("c.test");
+    store
+        .install(&c, &sample_bundle(6), &Condition::none())
+        .await
+        .unwrap();
+    store.disable(&c, &Condition::none()).await.unwrap();
+    let whole = |rows: Vec<Result<Listed, crate::Damaged>>| -> Vec<Listed> {
+        rows.into_iter()
+            .map(|r| r.expect("every target is whole"))
+            .collect()
+    };
+    let listed = whole(store.list().await.unwrap());
+    let meta = whole(store.list_meta().await.unwrap());
+    assert_eq!(meta, listed);
+    let targets: Vec<String> = meta.iter().map(|l| l.target.to_string()).collect();
+    assert_eq!(targets, ["system", "domain:a.test", "domain:b.test"]);
+    // b.test was rolled back to its first bundle.
+    assert_eq!(
+        (meta[2].version, &meta[2].meta),
+        (1, sample_bundle(1).meta())
+    );
+    assert_eq!(&meta[1].meta, sample_bundle(4).meta());
+    assert!(meta.iter().all(|l| l.meta.not_before.is_some()));
+}
+
+/// `records(prefix)` gives the records at or under `prefix` (segment boundaries
+/// respected), sorted, with the values and revisions `get` gives.
+pub async fn records_by_prefix_with_values(store: &dyn Store) {
+    let key = |k: &str| RecordKey::new(k).unwrap();
+    assert!(store.records("renewal").await.unwrap().is_empty());
+    let written = [
+        ("renewal/domain/b.test", &b"b"[..]),
+        ("renewal/system", b"s"),
+        ("renewal/domain/a.test", b"a"),
+        ("renewal", b"top"),
+        ("renewalx/system", b"not under"),
+        ("warning/system", b"w"),
+    ];
+    for (k, v) in written {
+        store.put(&key(k), v, &Condition::none()).await.unwrap();
+    }
+    store
+        .delete(&key("renewal/domain/b.test"), &Condition::none())
+        .await
+        .unwrap();
+    let got = store.records("renewal").await.unwrap();
+    let keys: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["renewal", "renewal/domain/a.test", "renewal/system"]);
+    for (k, record) in &got {
+        assert_eq!(Some(record), store.get(k).await.unwrap().as_ref(), "{k}");
+    }
+    assert_eq!(got[1].1.secret_value(), b"a");
+    let domains = store.records("renewal/domain/").await.unwrap();
+    assert_eq!(domains.len(), 1);
+    assert_eq!(domains[0].0.as_str(), "renewal/domain/a.test");
+    assert_eq!(store.records("").await.unwrap().len(), 5);
+    assert!(store.records("nothing/here").await.unwrap().is_empty());
 }
 
 /// Records: create, read, swap, delete, list by prefix.
@@ -602,6 +675,20 @@ impl Scene {
             let n = if target == Target::System { 1 } else { 4 };
             let listed = row.unwrap_or_else(|d| panic!("{case}: {target} is damaged too: {d}"));
             assert_eq!(&listed.meta, sample_bundle(n).meta(), "{case}: {target}");
+        }
+        // The metadata-only read is not held up by one damaged target either.
+        let meta = self.store.list_meta().await.unwrap_or_else(|e| {
+            panic!("{case}: one damaged target failed the whole metadata list: {e}")
+        });
+        for (target, n) in [(&Target::System, 1), (&self.b, 4)] {
+            let row = meta
+                .iter()
+                .find_map(|r| r.as_ref().ok().filter(|l| &l.target == target));
+            assert_eq!(
+                row.map(|l| &l.meta),
+                Some(sample_bundle(n).meta()),
+                "{case}: list_meta of {target}"
+            );
         }
         for (target, n) in [(&Target::System, 1), (&self.b, 4)] {
             let current = self.store.current(target).await.unwrap().unwrap();

@@ -64,6 +64,16 @@ pub trait Store: Debug + Send + Sync {
     /// failure of the store as a whole (unreachable, the store directory unreadable) does.
     fn list(&self) -> StoreFuture<'_, Vec<Result<Listed, Damaged>>>;
 
+    /// Every target that has a current bundle, sorted by target: its metadata as recorded,
+    /// **not** proven whole, and without its key, in one read of the store (directory: each
+    /// target's `state.json` and current `meta.json`, once; etcd: one range read). For
+    /// planners that need no key and serve nothing ([`list`](Self::list) proves every
+    /// bundle, which reads and checks every key): the renewal pass reads this, then reads
+    /// with [`current`](Self::current), proven, only the bundle it acts on. A target whose
+    /// state or metadata cannot be read is [`Damaged`]; damage only the proof would find
+    /// (a key that does not match, a chain edited) is not seen here.
+    fn list_meta(&self) -> StoreFuture<'_, Vec<Result<Listed, Damaged>>>;
+
     /// Makes `bundle` the current one of `target` (the previous one goes to the history).
     /// `condition.expect` is about the target's current bundle.
     fn install<'a>(
@@ -113,6 +123,11 @@ pub trait Store: Debug + Send + Sync {
 
     /// The keys of the records at or under `prefix` (see [`RecordKey::is_under`]), sorted.
     fn keys<'a>(&'a self, prefix: &'a str) -> StoreFuture<'a, Vec<RecordKey>>;
+
+    /// The records at or under `prefix` with their values and revisions, sorted by key, in
+    /// one read of the store (etcd: one range read), as [`keys`](Self::keys) then
+    /// [`get`](Self::get) of each would give them when nothing changes in between.
+    fn records<'a>(&'a self, prefix: &'a str) -> StoreFuture<'a, Vec<(RecordKey, Record)>>;
 
     /// Changes after revision `after`, then live ones. `after` = [`Revision::ZERO`] replays
     /// every change still kept; pass the revision of the state you loaded to miss nothing.

@@ -42,6 +42,7 @@ pub enum Op {
     Current,
     History,
     List,
+    ListMeta,
     Install,
     Rollback,
     Disable,
@@ -49,6 +50,7 @@ pub enum Op {
     Put,
     Delete,
     Keys,
+    Records,
     Watch,
     Lock,
     Renew,
@@ -57,11 +59,12 @@ pub enum Op {
 
 impl Op {
     /// Every operation, in the order of the [`Store`] trait.
-    pub const ALL: [Self; 15] = [
+    pub const ALL: [Self; 17] = [
         Self::Revision,
         Self::Current,
         Self::History,
         Self::List,
+        Self::ListMeta,
         Self::Install,
         Self::Rollback,
         Self::Disable,
@@ -69,6 +72,7 @@ impl Op {
         Self::Put,
         Self::Delete,
         Self::Keys,
+        Self::Records,
         Self::Watch,
         Self::Lock,
         Self::Renew,
@@ -166,6 +170,22 @@ impl<S: Store> FaultyStore<S> {
         self.calls[op.index()].load(Ordering::SeqCst)
     }
 
+    /// How many calls of any operation were made, failing or not: the store round trips
+    /// of the code under test.
+    pub fn total_calls(&self) -> u32 {
+        Op::ALL.iter().map(|op| self.calls(*op)).sum()
+    }
+
+    /// The calls made so far of every operation that was called, in the order of
+    /// [`Op::ALL`] (for assertions and their messages).
+    pub fn call_counts(&self) -> Vec<(Op, u32)> {
+        Op::ALL
+            .iter()
+            .map(|op| (*op, self.calls(*op)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
     fn set(&self, op: Op, fault: Option<Fault>) {
         self.faults
             .lock()
@@ -213,6 +233,9 @@ impl<S: Store> Store for FaultyStore<S> {
     }
     fn list(&self) -> StoreFuture<'_, Vec<Result<Listed, Damaged>>> {
         forward!(self, Op::List, None, self.inner.list())
+    }
+    fn list_meta(&self) -> StoreFuture<'_, Vec<Result<Listed, Damaged>>> {
+        forward!(self, Op::ListMeta, None, self.inner.list_meta())
     }
     fn install<'a>(
         &'a self,
@@ -271,6 +294,9 @@ impl<S: Store> Store for FaultyStore<S> {
     }
     fn keys<'a>(&'a self, prefix: &'a str) -> StoreFuture<'a, Vec<RecordKey>> {
         forward!(self, Op::Keys, None, self.inner.keys(prefix))
+    }
+    fn records<'a>(&'a self, prefix: &'a str) -> StoreFuture<'a, Vec<(RecordKey, Record)>> {
+        forward!(self, Op::Records, None, self.inner.records(prefix))
     }
     fn watch(&self, after: Revision) -> StoreFuture<'_, Watch> {
         forward!(self, Op::Watch, None, self.inner.watch(after))

@@ -121,7 +121,8 @@ impl<'de> serde::Deserialize<'de> for Fingerprint {
 
 /// What the store knows about a bundle besides its bytes.
 ///
-/// `fingerprint`, `names` and `not_after` are the leaf certificate's: [`Bundle::new`]
+/// `fingerprint`, `names`, `not_after` (and `not_before` when recorded) are the leaf
+/// certificate's: [`Bundle::new`]
 /// refuses metadata that says otherwise, and a stored bundle whose metadata disagrees with
 /// its leaf (edited by hand, damaged) is reported damaged rather than believed.
 /// [`BundleMeta::for_leaf`] derives them from the certificate.
@@ -134,6 +135,15 @@ pub struct BundleMeta {
     /// The leaf's notAfter.
     #[serde(with = "time::serde::rfc3339")]
     pub not_after: OffsetDateTime,
+    /// The leaf's notBefore, recorded so that planning a renewal needs no certificate
+    /// parsing ([`Store::list_meta`](crate::Store::list_meta)); `None` in bundles stored
+    /// before it was recorded (a reader then takes it from the leaf).
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub not_before: Option<OffsetDateTime>,
     /// When the bundle was installed (the installer's clock).
     #[serde(with = "time::serde::rfc3339")]
     pub installed_at: OffsetDateTime,
@@ -154,6 +164,7 @@ impl BundleMeta {
             source,
             names: facts.names,
             not_after: facts.not_after,
+            not_before: Some(facts.not_before),
             installed_at,
             fingerprint: facts.fingerprint,
         })

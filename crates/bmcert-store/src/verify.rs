@@ -99,7 +99,7 @@ pub enum Damage {
     /// The metadata says something else than the leaf certificate.
     #[error("the recorded {field} ({recorded}) is not the certificate's ({actual})")]
     Metadata {
-        /// `fingerprint`, `names` or `not_after`.
+        /// `fingerprint`, `names`, `not_after` or `not_before`.
         field: &'static str,
         /// What the metadata says.
         recorded: Box<str>,
@@ -171,12 +171,13 @@ impl std::error::Error for Damaged {}
 const _: () = assert!(size_of::<Damaged>() < 128);
 
 /// What the store needs to know about a leaf certificate: its fingerprint, the names it
-/// covers and its notAfter.
+/// covers, its notAfter and notBefore.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct LeafFacts {
     pub(crate) fingerprint: Fingerprint,
     pub(crate) names: Vec<String>,
     pub(crate) not_after: OffsetDateTime,
+    pub(crate) not_before: OffsetDateTime,
 }
 
 impl LeafFacts {
@@ -187,6 +188,8 @@ impl LeafFacts {
             fingerprint: Fingerprint::of(leaf),
             names: summary.names(),
             not_after: OffsetDateTime::from_unix_timestamp(summary.not_after_unix)
+                .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+            not_before: OffsetDateTime::from_unix_timestamp(summary.not_before_unix)
                 .unwrap_or(OffsetDateTime::UNIX_EPOCH),
         })
     }
@@ -319,6 +322,15 @@ pub(crate) fn prove(
             recorded: rfc3339(meta.not_after).into(),
             actual: rfc3339(facts.not_after).into(),
         });
+    }
+    if let Some(not_before) = meta.not_before {
+        if facts.not_before.unix_timestamp() != not_before.unix_timestamp() {
+            return Err(Damage::Metadata {
+                field: "not_before",
+                recorded: rfc3339(not_before).into(),
+                actual: rfc3339(facts.not_before).into(),
+            });
+        }
     }
     Ok(())
 }

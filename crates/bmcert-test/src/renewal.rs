@@ -56,6 +56,7 @@ fn build(
         source,
         names,
         not_after,
+        not_before: Some(not_before),
         installed_at: not_before,
         fingerprint: Fingerprint::of(&der),
     };

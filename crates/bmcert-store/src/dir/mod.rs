@@ -675,7 +675,8 @@ impl DirStore {
         }
     }
 
-    fn list_sync(&self) -> Result<Vec<Result<Listed, Damaged>>, StoreError> {
+    /// Every target with a directory: the system target and each domain directory.
+    fn targets_on_disk(&self) -> Result<Vec<Target>, StoreError> {
         let mut targets = vec![Target::System];
         let domains = self.root.join("domains");
         let entries = fs::read_dir(&domains).map_err(|e| StoreError::io("list", &domains, &e))?;
@@ -693,6 +694,11 @@ impl DirStore {
             }
         }
         targets.sort();
+        Ok(targets)
+    }
+
+    fn list_sync(&self) -> Result<Vec<Result<Listed, Damaged>>, StoreError> {
+        let targets = self.targets_on_disk()?;
         let mut out = Vec::with_capacity(targets.len());
         for target in targets {
             match self.current_sync(&target) {
@@ -708,6 +714,81 @@ impl DirStore {
             }
         }
         Ok(out)
+    }
+
+    /// [`Store::list_meta`]: per target `state.json` and the current `meta.json`, read
+    /// once each, nothing proven, no key read.
+    fn list_meta_sync(&self) -> Result<Vec<Result<Listed, Damaged>>, StoreError> {
+        let targets = self.targets_on_disk()?;
+        let mut out = Vec::with_capacity(targets.len());
+        for target in targets {
+            match self.current_meta(&target) {
+                Ok(Some(listed)) => out.push(Ok(listed)),
+                Ok(None) => {}
+                Err(StoreError::Damaged(d)) => out.push(Err(*d)),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The recorded metadata of `target`'s current version (not proven, no key read).
+    fn current_meta(&self, target: &Target) -> Result<Option<Listed>, StoreError> {
+        let dir = self.target_dir(target);
+        let mut attempt = 0;
+        loop {
+            let Some(state) = self.read_state(target, &dir)? else {
+                return Ok(None);
+            };
+            let Some(version) = state.current else {
+                return Ok(None);
+            };
+            let path = dir.join(version_name(version)).join("meta.json");
+            let bytes = match fs::read(&path) {
+                Ok(bytes) => bytes,
+                // A writer pruned the version between our two reads: read the state again.
+                Err(e) if e.kind() == io::ErrorKind::NotFound && attempt < READ_RETRIES => {
+                    attempt += 1;
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Err(damaged(
+                        target,
+                        Some(version),
+                        &path,
+                        Damage::Missing(Part::Metadata),
+                    ));
+                }
+                Err(e) => {
+                    return Err(damaged(
+                        target,
+                        Some(version),
+                        &path,
+                        Damage::Unreadable {
+                            part: Part::Metadata,
+                            reason: e.to_string(),
+                        },
+                    ))
+                }
+            };
+            let meta: StoredMeta = serde_json::from_slice(&bytes).map_err(|e| {
+                damaged(
+                    target,
+                    Some(version),
+                    &path,
+                    Damage::Unreadable {
+                        part: Part::Metadata,
+                        reason: e.to_string(),
+                    },
+                )
+            })?;
+            return Ok(Some(Listed {
+                target: target.clone(),
+                version,
+                revision: Revision(state.revision),
+                meta: meta.meta,
+            }));
+        }
     }
 
     fn install_sync(
@@ -975,6 +1056,35 @@ impl DirStore {
         collect_keys(&self.root.join("records"), "", &mut out)?;
         out.retain(|k| k.is_under(prefix));
         out.sort();
+        Ok(out)
+    }
+
+    /// [`Store::records`]: walks the directory of `prefix` only, reading each record once.
+    fn records_sync(&self, prefix: &str) -> Result<Vec<(RecordKey, Record)>, StoreError> {
+        let trimmed = prefix.trim_end_matches('/');
+        let mut keys = Vec::new();
+        match RecordKey::new(trimmed) {
+            // `a/b` lives in `records/a+/b`; the keys below it in `records/a+/b+/`.
+            Ok(base) => {
+                let file = self.key_path("records", &base);
+                let mut below = file.clone().into_os_string();
+                below.push("+");
+                collect_keys(Path::new(&below), &format!("{trimmed}/"), &mut keys)?;
+                if file.is_file() {
+                    keys.push(base);
+                }
+            }
+            Err(_) => collect_keys(&self.root.join("records"), "", &mut keys)?,
+        }
+        keys.retain(|k| k.is_under(prefix));
+        keys.sort();
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            // Deleted since it was listed: left out, as a later `keys` would.
+            if let Some(record) = read_record(&self.key_path("records", &key))? {
+                out.push((key, record));
+            }
+        }
         Ok(out)
     }
 
@@ -1584,6 +1694,10 @@ impl Store for DirStore {
         ready(self.list_sync())
     }
 
+    fn list_meta(&self) -> StoreFuture<'_, Vec<Result<Listed, Damaged>>> {
+        ready(self.list_meta_sync())
+    }
+
     fn install<'a>(
         &'a self,
         target: &'a Target,
@@ -1632,6 +1746,10 @@ impl Store for DirStore {
 
     fn keys<'a>(&'a self, prefix: &'a str) -> StoreFuture<'a, Vec<RecordKey>> {
         ready(self.keys_sync(prefix))
+    }
+
+    fn records<'a>(&'a self, prefix: &'a str) -> StoreFuture<'a, Vec<(RecordKey, Record)>> {
+        ready(self.records_sync(prefix))
     }
 
     fn watch(&self, after: Revision) -> StoreFuture<'_, Watch> {
