@@ -3,6 +3,7 @@
 //! is an empty one (never /etc/bmcert/bmcert.toml), unless a test sets them.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
+pub(crate) mod acme_site;
 pub(crate) mod agent;
 
 use std::path::{Path, PathBuf};
