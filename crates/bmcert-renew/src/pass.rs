@@ -168,7 +168,7 @@ pub(crate) struct FollowUp {
 pub(crate) fn follow_up(
     due: OffsetDateTime,
     rec: &RenewalRecord,
-    not_after: OffsetDateTime,
+    (not_before, not_after): (OffsetDateTime, OffsetDateTime),
     now: OffsetDateTime,
 ) -> FollowUp {
     let mut wake = None;
@@ -180,10 +180,10 @@ pub(crate) fn follow_up(
     }
     let mut warn = false;
     if rec.last_error.is_some() {
-        if policy::warning_due(now, not_after, true) {
+        if policy::warning_due(now, not_before, not_after, true) {
             warn = true;
         } else {
-            at(not_after - policy::WARNING_WINDOW);
+            at(not_after - policy::warning_window(not_after - not_before));
         }
     }
     FollowUp { wake, warn }
@@ -259,8 +259,11 @@ pub(crate) fn plan_pass(
             if row.meta.source != Source::Acme {
                 let (warn, wake) = match cx.warn_uploaded {
                     false => (false, None),
-                    true if policy::warning_due(now, not_after, true) => (true, None),
-                    true => (false, Some(not_after - policy::WARNING_WINDOW)),
+                    true if policy::warning_due(now, not_before, not_after, true) => (true, None),
+                    true => (
+                        false,
+                        Some(not_after - policy::warning_window(not_after - not_before)),
+                    ),
                 };
                 return TargetPlan::Uploaded { warn, wake };
             }
@@ -279,7 +282,7 @@ pub(crate) fn plan_pass(
             let attempt = now >= due
                 && record.next_attempt.is_none_or(|n| from_unix(n) <= now)
                 && !refused(&row.target, &record);
-            let follow_up = follow_up(due, &record, not_after, now);
+            let follow_up = follow_up(due, &record, (not_before, not_after), now);
             TargetPlan::Acme(AcmePlan {
                 due,
                 record,

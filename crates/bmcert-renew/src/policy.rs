@@ -8,7 +8,9 @@ use time::{Duration, OffsetDateTime, UtcOffset};
 /// when a third remains.
 pub const SHORT_LIFETIME: Duration = Duration::days(10);
 
-/// Warnings start when the certificate expires within this much time.
+/// Warnings start at the latest when the certificate expires within this much time: the
+/// manual's five days (for 90-day certificates). Shorter-lived ones are warned about sooner
+/// ([`warning_window`]).
 pub const WARNING_WINDOW: Duration = Duration::days(5);
 
 /// The longest delay between two attempts while a certificate is due and renewal fails.
@@ -111,16 +113,35 @@ pub fn next_renewal(
     }
 }
 
+/// How long before its expiry a certificate valid for `lifetime` is warned about while its
+/// renewal fails: [`WARNING_WINDOW`] (the manual's five days), or less when the certificate
+/// is due for renewal closer to its expiry than that, so that the warnings start with the
+/// first failed attempt. A 90-day or 45-day certificate (due with 30 or 15 days left) gets
+/// the five days; a 6-day one (due with 3 days left, brought forward by up to a twentieth of
+/// its lifetime by the spread) is warned about from its first failed attempt, once per
+/// UTC day, as a failing renewal there leaves no time to wait.
+pub fn warning_window(lifetime: Duration) -> Duration {
+    let lifetime = lifetime.max(Duration::ZERO);
+    let window: Duration = remaining_at_due(lifetime) + lifetime / 20;
+    window.min(WARNING_WINDOW)
+}
+
 /// Whether a warning e-mail is called for at `now`: a renewal attempt failed since the
-/// certificate was installed (or it is an uploaded one the administrator asked to be warned
-/// about) and it expires within [`WARNING_WINDOW`].
+/// certificate (valid from `not_before` to `not_after`) was installed (or it is an uploaded
+/// one the administrator asked to be warned about) and it expires within its
+/// [`warning_window`].
 ///
 /// Warnings go out once per UTC day (the caller keeps the per-day record), so the window is
 /// counted in UTC dates: the five dates before the expiry date. Without that rule a
 /// certificate expiring at noon would be warned about on six dates (the afternoon five days
 /// before, and the morning of the expiry date). Once the certificate has expired, a failing
 /// renewal keeps being reported every day until it is replaced.
-pub fn warning_due(now: OffsetDateTime, not_after: OffsetDateTime, failing: bool) -> bool {
+pub fn warning_due(
+    now: OffsetDateTime,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+    failing: bool,
+) -> bool {
     if !failing {
         return false;
     }
@@ -131,7 +152,7 @@ pub fn warning_due(now: OffsetDateTime, not_after: OffsetDateTime, failing: bool
         now.to_offset(UtcOffset::UTC).date(),
         not_after.to_offset(UtcOffset::UTC).date(),
     );
-    not_after - now <= WARNING_WINDOW && today < expiry_day
+    not_after - now <= warning_window(not_after - not_before) && today < expiry_day
 }
 
 #[cfg(test)]
@@ -143,7 +164,8 @@ mod tests {
     #[test]
     fn warnings_fall_on_the_five_utc_dates_before_expiry() {
         let na = datetime!(2026-04-01 12:00 UTC);
-        let warned = |t: OffsetDateTime| warning_due(t, na, true);
+        let nb = na - Duration::days(90);
+        let warned = |t: OffsetDateTime| warning_due(t, nb, na, true);
         assert!(
             !warned(datetime!(2026-03-27 11:00 UTC)),
             "more than 5 days left"
@@ -155,13 +177,37 @@ mod tests {
             warned(datetime!(2026-04-02 08:00 UTC)),
             "expired: still reported"
         );
-        assert!(!warning_due(datetime!(2026-03-30 08:00 UTC), na, false));
+        assert!(!warning_due(datetime!(2026-03-30 08:00 UTC), nb, na, false));
         let dates: std::collections::BTreeSet<_> = (0..24 * 10)
             .map(|h| datetime!(2026-03-25 00:00 UTC) + Duration::hours(h))
             .filter(|t| *t < na && warned(*t))
             .map(|t| t.date())
             .collect();
         assert_eq!(dates.len(), 5, "{dates:?}");
+    }
+
+    #[test]
+    fn the_warning_window_scales_down_to_the_first_failed_attempt() {
+        assert_eq!(warning_window(Duration::days(90)), WARNING_WINDOW);
+        assert_eq!(warning_window(Duration::days(45)), WARNING_WINDOW);
+        assert_eq!(warning_window(Duration::days(365)), WARNING_WINDOW);
+        // A 6-day certificate: warned about from its earliest possible due time.
+        let nb = datetime!(2026-04-01 00:00 UTC);
+        let na = nb + Duration::days(6);
+        let start = na - warning_window(na - nb);
+        assert!(!warning_due(start - Duration::minutes(1), nb, na, true));
+        for key in ["system", "domain/a.test", "domain/b.test", "domain/c.test"] {
+            let due = due_at(nb, na, key);
+            assert!(due >= start, "{key}: due {due} before the window {start}");
+            assert!(warning_due(due, nb, na, true), "{key}: due {due}");
+        }
+        assert_eq!(
+            warning_window(Duration::days(6)),
+            Duration::days(3) + Duration::days(6) / 20
+        );
+        // Not before its renewal is due: a 6-day certificate on its first day is not warned
+        // about, whatever the record says.
+        assert!(!warning_due(nb + Duration::hours(12), nb, na, true));
     }
 
     #[test]

@@ -1221,7 +1221,7 @@ impl Renewer {
                     continue;
                 }
                 rec = self.record_for(&after).await?;
-                follow = pass::follow_up(acme.due, &rec, row.meta.not_after, now);
+                follow = pass::follow_up(acme.due, &rec, pass::validity(row), now);
             }
             if let Some(next) = follow.wake {
                 wake(next, &mut report);
