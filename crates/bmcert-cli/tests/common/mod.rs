@@ -5,6 +5,7 @@
 
 pub(crate) mod acme_site;
 pub(crate) mod agent;
+pub(crate) mod own_pebble;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
