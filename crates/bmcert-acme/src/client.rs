@@ -135,6 +135,9 @@ pub struct AcmeConfig {
     /// How requests reach the CA: the environment's `HTTPS_PROXY`/`NO_PROXY` by default,
     /// directly, or through a given proxy (HTTP `CONNECT`).
     pub proxy: crate::ProxySetting,
+    /// External Account Binding credentials for a CA that requires them (its directory says
+    /// `externalAccountRequired`): used once, when the account is created.
+    pub external_account: Option<crate::ExternalAccountBinding>,
 }
 
 impl AcmeConfig {
@@ -415,6 +418,9 @@ struct DirectoryMeta {
     /// The profiles the CA advertises (draft-aaron-acme-profiles): name -> description.
     #[serde(default)]
     profiles: BTreeMap<String, String>,
+    /// Whether new accounts need External Account Binding (RFC 8555 section 7.1.1).
+    #[serde(rename = "externalAccountRequired", default)]
+    external_account_required: bool,
 }
 
 /// The `profile/<target>` record: the profile chosen for a target, kept for its renewals.
@@ -977,9 +983,23 @@ impl AcmeClient {
             terms_of_service_agreed: true,
             only_return_existing: false,
         };
+        let required = self.directory_doc().await?.meta.external_account_required;
+        let binding = match (&self.config.external_account, required) {
+            (Some(b), _) => Some(b.instant_acme_key()),
+            (None, true) => {
+                return Err(AcmeError::ExternalAccountRequired {
+                    directory: self.config.directory.url().to_owned(),
+                })
+            }
+            (None, false) => None,
+        };
         let (account, credentials) = nonce_retry!(
             self.builder()
-                .create(&new_account, self.config.directory.url().to_owned(), None)
+                .create(
+                    &new_account,
+                    self.config.directory.url().to_owned(),
+                    binding.as_ref()
+                )
                 .await
         )
         .map_err(|e| self.acme_err("creating the account", e))?;

@@ -234,6 +234,13 @@ pub enum AcmeError {
         /// The profiles the CA advertises (sorted; empty when it advertises none).
         offered: Vec<String>,
     },
+    /// The CA's directory says new accounts need External Account Binding and none was
+    /// configured; nothing was sent.
+    #[error("the ACME CA at {directory} requires External Account Binding for a new account: give the key id and HMAC key it issued you (--eab-kid and --eab-hmac-key-file, or [acme] eab_kid / eab_hmac_key_file)")]
+    ExternalAccountRequired {
+        /// The directory URL.
+        directory: String,
+    },
     /// The client has no install gate (`AcmeClient::with_gate`); nothing was ordered.
     #[error("this ACME client has no install gate, so it cannot install a certificate; build it with bmcert::Installation::acme_client (or AcmeClient::with_gate)")]
     NoGate,

@@ -85,6 +85,7 @@
 mod ari;
 mod challenge;
 mod client;
+mod eab;
 mod error;
 mod gate;
 mod http;
@@ -106,6 +107,7 @@ pub use client::{
     AcmeClient, AcmeConfig, ChallengeKind, Directory, IssueRequest, KeyKind, PollSchedule,
     ProfileChoice, Progress, RevokeReason, UnknownRevokeReason,
 };
+pub use eab::{BadBinding, ExternalAccountBinding};
 pub use error::{
     AcmeError, AriIdError, BadRoot, KeyGenError, ListenError, Problem, ProtocolError, Subproblem,
     Transport,

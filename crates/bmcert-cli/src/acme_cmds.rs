@@ -95,6 +95,14 @@ pub(crate) struct CaArgs {
     /// hosts either way. [config: acme.proxy]
     #[arg(long, value_name = "URL")]
     proxy: Option<String>,
+    /// External Account Binding key id, for a CA that requires it to create the account
+    /// (commercial ACME CAs; not Let's Encrypt). [config: acme.eab_kid]
+    #[arg(long, value_name = "ID", requires = "eab_hmac_key_file")]
+    eab_kid: Option<String>,
+    /// A file holding the External Account Binding HMAC key (base64url, as the CA gives
+    /// it). [config: acme.eab_hmac_key_file]
+    #[arg(long, value_name = "FILE", requires = "eab_kid")]
+    eab_hmac_key_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for CaArgs {
@@ -104,6 +112,8 @@ impl std::fmt::Debug for CaArgs {
             .field("directory", &self.directory)
             .field("directory_ca", &self.directory_ca)
             .field("proxy", &self.proxy.as_ref().map(|_| "(set)"))
+            .field("eab_kid", &self.eab_kid)
+            .field("eab_hmac_key_file", &self.eab_hmac_key_file)
             .finish()
     }
 }
@@ -219,6 +229,41 @@ impl CaArgs {
                 ProxyUrl::parse(&p.value, &p.origin.to_string())
                     .map_err(|e| UsageError(e.to_string()))?,
             ),
+        };
+        let kid = flag_or(
+            self.eab_kid.as_ref(),
+            "--eab-kid",
+            settings.acme.eab_kid.as_ref(),
+        );
+        let key_file = flag_or(
+            self.eab_hmac_key_file.as_ref(),
+            "--eab-hmac-key-file",
+            settings.acme.eab_hmac_key_file.as_ref(),
+        );
+        config.external_account = match (kid, key_file) {
+            (None, None) => None,
+            (Some(kid), Some(file)) => {
+                let what = format!("External Account Binding HMAC key file ({})", file.origin);
+                let bytes = zeroize::Zeroizing::new(input::read(&file.value, &what)?);
+                let text = std::str::from_utf8(&bytes)
+                    .map_err(|_| UsageError(format!("the {what} is not text (base64url)")))?;
+                Some(
+                    bmcert::acme::ExternalAccountBinding::new(&kid.value, text)
+                        .map_err(|e| UsageError(format!("{e} ({}, {what})", kid.origin)))?,
+                )
+            }
+            (Some(kid), None) => {
+                return Err(UsageError(format!(
+                    "{} gives an External Account Binding key id but no HMAC key file (--eab-hmac-key-file or acme.eab_hmac_key_file)",
+                    kid.origin
+                )))
+            }
+            (None, Some(file)) => {
+                return Err(UsageError(format!(
+                    "{} gives an External Account Binding HMAC key file but no key id (--eab-kid or acme.eab_kid)",
+                    file.origin
+                )))
+            }
         };
         Ok(config)
     }

@@ -16,6 +16,7 @@
 //! | `--etcd-user USER[:PASSWORD]` | `BMCERT_ETCD_USER`, `BMCERT_ETCD_PASSWORD` | `[etcd] user`, `password` |
 //! | `--directory`, `--directory-ca`, `--chain-ca`, `--email` | | `[acme] directory`, `directory_ca`, `chain_ca`, `contact` |
 //! | `--proxy` | `HTTPS_PROXY`, `https_proxy`, `ALL_PROXY`, `all_proxy` (after the file); `NO_PROXY`, `no_proxy` | `[acme] proxy` |
+//! | `--eab-kid`, `--eab-hmac-key-file` | | `[acme] eab_kid`, `eab_hmac_key_file` |
 //! | | | `[smtp] host`, `port`, `security`, `from`, `to`, `user`, `password`, `ca` |
 //!
 //! Relative paths in the file are relative to the file's directory.
@@ -180,6 +181,10 @@ pub(crate) struct AcmeSettings {
     pub(crate) contact: Option<Setting<String>>,
     /// The proxy URL (may hold a password: never shown).
     pub(crate) proxy: Option<Setting<Zeroizing<String>>>,
+    /// The External Account Binding key id.
+    pub(crate) eab_kid: Option<Setting<String>>,
+    /// The file holding the External Account Binding HMAC key (the key stays in its file).
+    pub(crate) eab_hmac_key_file: Option<Setting<PathBuf>>,
 }
 
 impl fmt::Debug for AcmeSettings {
@@ -190,6 +195,8 @@ impl fmt::Debug for AcmeSettings {
             .field("chain_ca", &self.chain_ca)
             .field("contact", &self.contact)
             .field("proxy", &self.proxy.as_ref().map(|_| "(set)"))
+            .field("eab_kid", &self.eab_kid)
+            .field("eab_hmac_key_file", &self.eab_hmac_key_file)
             .finish()
     }
 }
@@ -269,6 +276,8 @@ struct FileAcme {
     chain_ca: Option<PathBuf>,
     contact: Option<String>,
     proxy: Option<String>,
+    eab_kid: Option<String>,
+    eab_hmac_key_file: Option<PathBuf>,
 }
 
 /// Every shared setting, resolved.
@@ -470,6 +479,20 @@ impl Settings {
                 path,
                 "acme.proxy",
             ),
+            eab_kid: pick(
+                None,
+                Origin::Default,
+                file.acme.eab_kid,
+                path,
+                "acme.eab_kid",
+            ),
+            eab_hmac_key_file: pick(
+                None,
+                Origin::Default,
+                rel(file.acme.eab_hmac_key_file),
+                path,
+                "acme.eab_hmac_key_file",
+            ),
         };
         let smtp = file.smtp.map(|mut s| {
             s.ca = rel(s.ca.take());
@@ -655,6 +678,12 @@ impl Settings {
                     bmcert::acme::ProxyUrl::parse(p, "acme.proxy")
                         .map_or_else(|_| "(not a usable URL)".to_owned(), |u| u.to_string())
                 },
+            ),
+            shown("acme.eab_kid", self.acme.eab_kid.as_ref(), String::clone),
+            shown(
+                "acme.eab_hmac_key_file",
+                self.acme.eab_hmac_key_file.as_ref(),
+                path,
             ),
             smtp_field("smtp.host", &|s| written(Some(s.host.clone()))),
             smtp_field("smtp.port", &|s| {

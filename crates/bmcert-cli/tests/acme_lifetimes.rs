@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
 use bmcert::block_on;
@@ -21,19 +21,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 fn bmcert(args: &[&str]) -> Output {
-    let mut cmd = Command::new("timeout");
-    cmd.args(["-k", "5", "120"])
-        .arg(env!("CARGO_BIN_EXE_bmcert"))
-        .args(args)
-        .stdin(Stdio::null());
-    for var in common::acme_site::PROXY_VARS {
-        cmd.env_remove(var);
-    }
-    cmd.output().expect("run bmcert")
-}
-
-fn text(o: &Output) -> String {
-    common::acme_site::text(o)
+    common::acme_site::bmcert(args, &[])
 }
 
 /// Issues a system certificate valid for `validity` from a pebble of its own, and returns
@@ -48,7 +36,7 @@ fn issue_and_plan(validity: Duration) -> Option<(OffsetDateTime, OffsetDateTime,
         &pebble_bin,
         &challtestsrv,
         http01,
-        Some(validity),
+        serde_json::json!({ "certificateValidityPeriod": validity.as_secs() }),
     );
     let store = dir.path().join("store");
     let topology = dir.path().join("topology.toml");
@@ -77,7 +65,12 @@ fn issue_and_plan(validity: Duration) -> Option<(OffsetDateTime, OffsetDateTime,
         bmcert(&args)
     };
     let out = acme("accept", &[]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        common::acme_site::text(&out)
+    );
     let listen = format!("127.0.0.1:{http01}");
     let out = acme(
         "issue",
@@ -92,7 +85,12 @@ fn issue_and_plan(validity: Duration) -> Option<(OffsetDateTime, OffsetDateTime,
             &listen,
         ],
     );
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        common::acme_site::text(&out)
+    );
 
     let current = block_on(DirStore::open(&store).unwrap().current(&Target::System))
         .unwrap()
@@ -109,7 +107,12 @@ fn issue_and_plan(validity: Duration) -> Option<(OffsetDateTime, OffsetDateTime,
         "--topology",
         &topology_s,
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        common::acme_site::text(&out)
+    );
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let row = rows
         .as_array()

@@ -18,12 +18,13 @@ use std::sync::Arc;
 pub use bmcert_acme::{
     accept_loop, ari_certificate_id, http01_response, http01_response_from_state, keys,
     order_names, parse_renewal_info, parse_request_line, parse_retry_after, AcmeClient, AcmeConfig,
-    AcmeError, AcmeState, BoxFuture, ChallengeBoard, ChallengeKind, Directory, GateError,
-    Http01Listener, Http01Source, InstallGate, IssueRequest, Issued, KeyKind, NoCertificate,
-    PollSchedule, Problem, ProfileChoice, Progress, ProxyError, ProxyFailure, ProxySetting,
-    ProxyUrl, ProxyUrlError, RenewalWindow, ResolvesServerCertWithAcme, RetryBudget, RevokeReason,
-    StateError, StoreState, Subproblem, TlsAlpn01Listener, TokenLookup, UnknownRevokeReason,
-    ACME_TLS_ALPN, DEFAULT_ARI_RETRY, HTTP01_PATH_PREFIX, MAX_ARI_RETRY, MIN_ARI_RETRY,
+    AcmeError, AcmeState, BadBinding, BoxFuture, ChallengeBoard, ChallengeKind, Directory,
+    ExternalAccountBinding, GateError, Http01Listener, Http01Source, InstallGate, IssueRequest,
+    Issued, KeyKind, NoCertificate, PollSchedule, Problem, ProfileChoice, Progress, ProxyError,
+    ProxyFailure, ProxySetting, ProxyUrl, ProxyUrlError, RenewalWindow, ResolvesServerCertWithAcme,
+    RetryBudget, RevokeReason, StateError, StoreState, Subproblem, TlsAlpn01Listener, TokenLookup,
+    UnknownRevokeReason, ACME_TLS_ALPN, DEFAULT_ARI_RETRY, HTTP01_PATH_PREFIX, MAX_ARI_RETRY,
+    MIN_ARI_RETRY,
 };
 /// Test doubles and counters (feature `testing`): an in-process state and gate, and the
 /// client's request counts.

@@ -46,22 +46,29 @@ impl OwnPebble {
     /// free ports are found by binding and releasing them, so another process may take one
     /// before pebble binds it: a start that fails is retried (three times, fresh ports).
     pub(crate) fn start(dir: &Path, pebble: &Path, challtestsrv: &Path, http01_port: u16) -> Self {
-        Self::start_with(dir, pebble, challtestsrv, http01_port, None)
+        Self::start_with(
+            dir,
+            pebble,
+            challtestsrv,
+            http01_port,
+            serde_json::json!({}),
+        )
     }
 
-    /// [`OwnPebble::start`], issuing certificates valid for `validity` (pebble's
-    /// `certificateValidityPeriod`) instead of its default five years.
+    /// [`OwnPebble::start`] with `settings` added to pebble's configuration (an object, for
+    /// instance `certificateValidityPeriod` in seconds, or `externalAccountBindingRequired`
+    /// with `externalAccountMACKeys`).
     pub(crate) fn start_with(
         dir: &Path,
         pebble: &Path,
         challtestsrv: &Path,
         http01_port: u16,
-        validity: Option<Duration>,
+        settings: serde_json::Value,
     ) -> Self {
         let mut failures = Vec::new();
         for attempt in 1..=3 {
             let dir = dir.join(format!("attempt-{attempt}"));
-            match Self::try_start(&dir, pebble, challtestsrv, http01_port, validity) {
+            match Self::try_start(&dir, pebble, challtestsrv, http01_port, &settings) {
                 Ok(started) => return started,
                 Err(why) => failures.push(why),
             }
@@ -77,7 +84,7 @@ impl OwnPebble {
         pebble: &Path,
         challtestsrv: &Path,
         http01_port: u16,
-        validity: Option<Duration>,
+        extra: &serde_json::Value,
     ) -> Result<Self, String> {
         std::fs::create_dir_all(dir).unwrap();
         let port = bmcert_test::peers::free_port;
@@ -108,8 +115,9 @@ impl OwnPebble {
                 "externalAccountBindingRequired": false,
             }
         });
-        if let Some(validity) = validity {
-            settings["pebble"]["certificateValidityPeriod"] = validity.as_secs().into();
+        if let (Some(pebble), Some(extra)) = (settings["pebble"].as_object_mut(), extra.as_object())
+        {
+            pebble.extend(extra.clone());
         }
         std::fs::write(&config, settings.to_string()).unwrap();
         let log = dir.join("pebble.log");
