@@ -11,8 +11,8 @@ use bmcert::acme::keys;
 use bmcert::block_on;
 use bmcert::store::{DirStore, RecordKey, Store};
 use bmcert::Target;
-use common::acme_site::{bmcert, text};
-use common::own_pebble::{binary, OwnPebble};
+use common::acme_site::text;
+use common::own_pebble::{binary, OwnPebble, OwnSite};
 
 /// Pebble's sample EAB key (base64url, 48 bytes).
 const HMAC_KEY: &str = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
@@ -36,53 +36,16 @@ fn a_ca_that_requires_external_account_binding_gets_it_and_only_then_issues() {
             "externalAccountMACKeys": { "kid-1": HMAC_KEY },
         }),
     );
-    let store = dir.path().join("store");
-    let topology = dir.path().join("topology.toml");
-    std::fs::write(
-        &topology,
-        "default_domain = \"example.test\"\n[system]\nurl = \"https://mail.eab.test\"\n",
-    )
-    .unwrap();
+    let site = OwnSite::new(&pebble, dir.path(), "mail.eab.test", http01);
     let (good, bad) = (dir.path().join("eab.key"), dir.path().join("other.key"));
     std::fs::write(&good, format!("{HMAC_KEY}\n")).unwrap();
     std::fs::write(&bad, OTHER_KEY).unwrap();
-    let (store_s, topology_s) = (store.display().to_string(), topology.display().to_string());
-    let (ca, root) = (
-        pebble.listener_ca.display().to_string(),
-        pebble.root.display().to_string(),
-    );
-    let listen = format!("127.0.0.1:{http01}");
-    let acme = |sub: &str, extra: &[&str]| {
-        let mut args = vec![
-            "acme",
-            sub,
-            "--store",
-            &store_s,
-            "--directory",
-            &pebble.directory,
-            "--directory-ca",
-            &ca,
-        ];
-        args.extend_from_slice(extra);
-        bmcert(&args, &[])
-    };
-    let issue = |extra: &[&str]| {
-        let mut args = vec![
-            "--topology",
-            &topology_s,
-            "--target",
-            "system",
-            "--chain-ca",
-            &root,
-            "--http01-listen",
-            &listen,
-        ];
-        args.extend_from_slice(extra);
-        acme("issue", &args)
-    };
+    let store = &site.store;
+    let acme = |sub: &str, extra: &[&str]| site.acme(sub, extra);
+    let issue = |extra: &[&str]| site.issue(extra);
     let account = || {
         block_on(
-            DirStore::open(&store)
+            DirStore::open(store)
                 .unwrap()
                 .get(&RecordKey::new(keys::ACCOUNT).unwrap()),
         )
@@ -124,7 +87,7 @@ fn a_ca_that_requires_external_account_binding_gets_it_and_only_then_issues() {
     assert!(account().is_some());
     assert_eq!(pebble.orders(), 1);
     assert!(
-        block_on(DirStore::open(&store).unwrap().current(&Target::System))
+        block_on(DirStore::open(store).unwrap().current(&Target::System))
             .unwrap()
             .is_some()
     );

@@ -16,7 +16,7 @@ use bmcert::block_on;
 use bmcert::renew::policy;
 use bmcert::store::{keys, DirStore, Store};
 use bmcert::Target;
-use common::own_pebble::{binary, OwnPebble};
+use common::own_pebble::{binary, OwnPebble, OwnSite};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -38,61 +38,22 @@ fn issue_and_plan(validity: Duration) -> Option<(OffsetDateTime, OffsetDateTime,
         http01,
         serde_json::json!({ "certificateValidityPeriod": validity.as_secs() }),
     );
-    let store = dir.path().join("store");
-    let topology = dir.path().join("topology.toml");
-    std::fs::write(
-        &topology,
-        "default_domain = \"example.test\"\n[system]\nurl = \"https://mail.lifetimes.test\"\n",
-    )
-    .unwrap();
-    let (store_s, topology_s) = (store.display().to_string(), topology.display().to_string());
-    let (ca, root) = (
-        pebble.listener_ca.display().to_string(),
-        pebble.root.display().to_string(),
-    );
-    let acme = |sub: &str, extra: &[&str]| {
-        let mut args = vec![
-            "acme",
-            sub,
-            "--store",
-            &store_s,
-            "--directory",
-            &pebble.directory,
-            "--directory-ca",
-            &ca,
-        ];
-        args.extend_from_slice(extra);
-        bmcert(&args)
-    };
-    let out = acme("accept", &[]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        common::acme_site::text(&out)
-    );
-    let listen = format!("127.0.0.1:{http01}");
-    let out = acme(
-        "issue",
-        &[
-            "--topology",
-            &topology_s,
-            "--target",
-            "system",
-            "--chain-ca",
-            &root,
-            "--http01-listen",
-            &listen,
-        ],
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        common::acme_site::text(&out)
+    let site = OwnSite::new(&pebble, dir.path(), "mail.lifetimes.test", http01);
+    for out in [site.acme("accept", &[]), site.issue(&[])] {
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            common::acme_site::text(&out)
+        );
+    }
+    let (store, store_s, topology_s) = (
+        &site.store,
+        site.store.display().to_string(),
+        site.topology.display().to_string(),
     );
 
-    let current = block_on(DirStore::open(&store).unwrap().current(&Target::System))
+    let current = block_on(DirStore::open(store).unwrap().current(&Target::System))
         .unwrap()
         .expect("installed");
     let meta = current.bundle.meta();

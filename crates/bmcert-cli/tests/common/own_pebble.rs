@@ -236,3 +236,71 @@ pub(crate) fn serial(hex: &str) -> String {
         s.to_owned()
     }
 }
+
+/// An installation on an [`OwnPebble`]: a store and a one-host topology in `dir`, and the
+/// `bmcert acme` commands against that pebble (answering HTTP-01 on its validation port).
+pub(crate) struct OwnSite<'a> {
+    pebble: &'a OwnPebble,
+    http01: u16,
+    pub(crate) store: PathBuf,
+    pub(crate) topology: PathBuf,
+}
+
+impl<'a> OwnSite<'a> {
+    /// The site of `host` (the system URL), with `default_domain = "example.test"`.
+    pub(crate) fn new(pebble: &'a OwnPebble, dir: &Path, host: &str, http01: u16) -> Self {
+        let topology = dir.join("topology.toml");
+        std::fs::write(
+            &topology,
+            format!("default_domain = \"example.test\"\n[system]\nurl = \"https://{host}\"\n"),
+        )
+        .unwrap();
+        Self {
+            pebble,
+            http01,
+            store: dir.join("store"),
+            topology,
+        }
+    }
+
+    /// `bmcert acme SUB --store ... --directory ... --directory-ca ...`, then `extra`.
+    pub(crate) fn acme(&self, sub: &str, extra: &[&str]) -> std::process::Output {
+        let (store, ca) = (
+            self.store.display().to_string(),
+            self.pebble.listener_ca.display().to_string(),
+        );
+        let mut args = vec![
+            "acme",
+            sub,
+            "--store",
+            &store,
+            "--directory",
+            &self.pebble.directory,
+            "--directory-ca",
+            &ca,
+        ];
+        args.extend_from_slice(extra);
+        super::acme_site::bmcert(&args, &[])
+    }
+
+    /// `bmcert acme issue` of the system target, answering HTTP-01 itself, then `extra`.
+    pub(crate) fn issue(&self, extra: &[&str]) -> std::process::Output {
+        let (topology, root, listen) = (
+            self.topology.display().to_string(),
+            self.pebble.root.display().to_string(),
+            format!("127.0.0.1:{}", self.http01),
+        );
+        let mut args = vec![
+            "--topology",
+            &topology,
+            "--target",
+            "system",
+            "--chain-ca",
+            &root,
+            "--http01-listen",
+            &listen,
+        ];
+        args.extend_from_slice(extra);
+        self.acme("issue", &args)
+    }
+}
