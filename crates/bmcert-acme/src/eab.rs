@@ -99,7 +99,7 @@ mod tests {
                 .unwrap()
                 .hmac_key
                 .as_slice(),
-            [0x69, 0xbf, 0xbf]
+            [0x6b, 0xe6, 0xff]
         );
         assert_eq!(
             ExternalAccountBinding::new("", "abcd").err(),
