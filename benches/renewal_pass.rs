@@ -17,7 +17,6 @@
 //!   `renewal` records), no decoding.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // bench set-up
 
-use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
@@ -26,7 +25,7 @@ use bmcert_acme::RenewalWindow;
 use bmcert_renew::{
     BoxFuture, IssueError, Issuer, ManualClock, NoNotifier, Renewer, RenewerConfig,
 };
-use bmcert_store::fs_ops::{FsOps, RealFs};
+use bmcert_store::testing::NoSyncFs;
 use bmcert_store::{Bundle, Condition, DirStore, DirStoreOptions, Fence, Source, Store};
 use bmcert_topology::Target;
 use criterion::{black_box, BenchmarkId, Criterion};
@@ -34,38 +33,6 @@ use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 
 const T0: OffsetDateTime = datetime!(2027-01-01 0:00 UTC);
-
-/// The real file system without fsync, to fill a store of 100,000 targets in minutes (the
-/// pass only reads).
-#[derive(Debug)]
-struct NoSync;
-
-impl FsOps for NoSync {
-    fn write_file(&self, path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-        RealFs.write_file(path, bytes, mode)
-    }
-    fn append_sync(&self, path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-        RealFs.append_sync(path, bytes, mode)
-    }
-    fn sync_file(&self, _path: &Path) -> io::Result<()> {
-        Ok(())
-    }
-    fn sync_dir(&self, _path: &Path) -> io::Result<()> {
-        Ok(())
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        RealFs.rename(from, to)
-    }
-    fn create_dir(&self, path: &Path, mode: u32) -> io::Result<()> {
-        RealFs.create_dir(path, mode)
-    }
-    fn remove_file(&self, path: &Path) -> io::Result<()> {
-        RealFs.remove_file(path)
-    }
-    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
-        RealFs.remove_dir_all(path)
-    }
-}
 
 /// Nothing is due: an order would be a bug of the bench. No renewal windows (ARI): with
 /// them the first pass reads each ACME bundle once to ask, later ones are the same as here.
@@ -182,7 +149,7 @@ fn dir_store(c: &mut Criterion, rt: &tokio::runtime::Runtime, bundles: &[Bundle]
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("store");
     let options = DirStoreOptions {
-        fs: Arc::new(NoSync),
+        fs: Arc::new(NoSyncFs),
         ..DirStoreOptions::default()
     };
     let store = DirStore::open_with(&root, options).unwrap();

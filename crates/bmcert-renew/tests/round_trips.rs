@@ -6,53 +6,18 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashMap;
-use std::io;
-use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use bmcert_acme::RenewalWindow;
 use bmcert_renew::*;
-use bmcert_store::fs_ops::{FsOps, RealFs};
-use bmcert_store::testing::{FaultyStore, Op};
+use bmcert_store::testing::{FaultyStore, NoSyncFs, Op};
 use bmcert_store::{Condition, DirStore, DirStoreOptions, Fence, Source, Store};
 use bmcert_topology::Target;
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 
 const T0: OffsetDateTime = datetime!(2027-01-01 0:00 UTC);
-
-/// The real file system without fsync: installing 1,000 targets for a test of call counts
-/// need not wait for the disk.
-#[derive(Debug)]
-struct NoSync;
-
-impl FsOps for NoSync {
-    fn write_file(&self, path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-        RealFs.write_file(path, bytes, mode)
-    }
-    fn append_sync(&self, path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-        RealFs.append_sync(path, bytes, mode)
-    }
-    fn sync_file(&self, _path: &Path) -> io::Result<()> {
-        Ok(())
-    }
-    fn sync_dir(&self, _path: &Path) -> io::Result<()> {
-        Ok(())
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        RealFs.rename(from, to)
-    }
-    fn create_dir(&self, path: &Path, mode: u32) -> io::Result<()> {
-        RealFs.create_dir(path, mode)
-    }
-    fn remove_file(&self, path: &Path) -> io::Result<()> {
-        RealFs.remove_file(path)
-    }
-    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
-        RealFs.remove_dir_all(path)
-    }
-}
 
 /// An issuer for passes where nothing is due: ordering is a failure of the test. With
 /// `ari`, it offers renewal windows (none, asked and counted).
@@ -153,7 +118,7 @@ fn renewer(store: &Arc<Counted>, issuer: &Arc<NothingDue>) -> Renewer {
 async fn a_pass_with_nothing_due_costs_the_same_store_calls_at_10_100_and_1000_targets() {
     let dir = tempfile::tempdir().unwrap();
     let options = DirStoreOptions {
-        fs: Arc::new(NoSync),
+        fs: Arc::new(NoSyncFs),
         ..DirStoreOptions::default()
     };
     let store = Arc::new(FaultyStore::new(
@@ -249,7 +214,7 @@ async fn a_pass_with_nothing_due_costs_the_same_store_calls_at_10_100_and_1000_t
 async fn keys_are_read_only_for_the_target_being_renewed() {
     let dir = tempfile::tempdir().unwrap();
     let options = DirStoreOptions {
-        fs: Arc::new(NoSync),
+        fs: Arc::new(NoSyncFs),
         ..DirStoreOptions::default()
     };
     let store = Arc::new(FaultyStore::new(

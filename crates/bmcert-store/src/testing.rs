@@ -484,3 +484,36 @@ pub trait RawStorage: Send + Sync {
     /// next to `target`'s; returns where, for messages.
     fn add_strays<'a>(&'a self, target: &'a Target) -> StoreFuture<'a, Vec<String>>;
 }
+
+/// The real file system without fsync, for tests and benches that fill a directory store
+/// with many targets and need durability no more than speed (installing thousands of targets
+/// need not wait for the disk). Never for a real store: a crash can lose what it wrote.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoSyncFs;
+
+impl crate::fs_ops::FsOps for NoSyncFs {
+    fn write_file(&self, path: &std::path::Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+        crate::fs_ops::RealFs.write_file(path, bytes, mode)
+    }
+    fn append_sync(&self, path: &std::path::Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+        crate::fs_ops::RealFs.append_sync(path, bytes, mode)
+    }
+    fn sync_file(&self, _path: &std::path::Path) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn sync_dir(&self, _path: &std::path::Path) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+        crate::fs_ops::RealFs.rename(from, to)
+    }
+    fn create_dir(&self, path: &std::path::Path, mode: u32) -> std::io::Result<()> {
+        crate::fs_ops::RealFs.create_dir(path, mode)
+    }
+    fn remove_file(&self, path: &std::path::Path) -> std::io::Result<()> {
+        crate::fs_ops::RealFs.remove_file(path)
+    }
+    fn remove_dir_all(&self, path: &std::path::Path) -> std::io::Result<()> {
+        crate::fs_ops::RealFs.remove_dir_all(path)
+    }
+}
